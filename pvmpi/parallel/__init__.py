@@ -1,0 +1,1 @@
+"""pvmpi.parallel."""
