@@ -1,0 +1,144 @@
+"""Communicators of one run and the collectives the simulator needs.
+
+:class:`Comms` duplicates the communicator it is given (default
+``COMM_WORLD``) once and derives every other communicator from that
+duplicate, so pvmpi's traffic can never match a message of the caller's
+code, and no other module touches ``MPI.COMM_WORLD``. Array collectives use
+the buffer interface (no pickling); arrays must be C-contiguous.
+"""
+import numpy as np
+from mpi4py import MPI
+
+from pvmpi.parallel.decomposition import check_world, coords
+from pvmpi.parallel.decomposition import tile as _tile
+
+
+def _contiguous(arr, what):
+    if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous:
+        raise ValueError(f"{what} needs a C-contiguous numpy array")
+    return arr
+
+
+class Comms:
+    """World, spatial (R x C Cartesian, one per batch slice) and batch
+    (B ranks sharing a tile) communicators for ``layout``.
+
+    Raises :class:`~pvmpi.errors.PvmpiError` on every rank alike when the
+    communicator's size is not ``layout.size``.
+    """
+
+    def __init__(self, layout, comm=None):
+        base = MPI.COMM_WORLD if comm is None else comm
+        check_world(layout, base.Get_size())
+        self.layout = layout
+        self.world = base.Dup()
+        self.rank = self.world.Get_rank()
+        self.size = self.world.Get_size()
+        self.batch_index, self.row, self.column = coords(self.rank, layout)
+        self.is_root = self.rank == 0
+        R, C = layout.rows, layout.columns
+        flat = self.world.Split(color=self.batch_index, key=self.column + C * self.row)
+        # reorder=False keeps the Split order, so Cartesian coords == (row, column).
+        self.spatial = flat.Create_cart((R, C), periods=(False, False), reorder=False)
+        flat.Free()
+        self.batch = self.world.Split(color=self.column + C * self.row, key=self.batch_index)
+        assert tuple(self.spatial.Get_coords(self.spatial.Get_rank())) == (self.row, self.column)
+        assert self.batch.Get_rank() == self.batch_index
+
+    def tile(self, nbatch_global, ny_global, nx_global, name=None):
+        """This rank's :class:`~pvmpi.parallel.decomposition.Tile` of a layer."""
+        return _tile(nbatch_global, ny_global, nx_global, self.layout, self.rank, name=name)
+
+    # ---- reductions -------------------------------------------------------
+    def allreduce_sum(self, arr):
+        """Sum ``arr`` in place over all ranks (shared-weight dW, counts)."""
+        self.world.Allreduce(MPI.IN_PLACE, _contiguous(arr, "allreduce_sum"), op=MPI.SUM)
+        return arr
+
+    def iallreduce_sum(self, arr):
+        """Start an in-place world sum of ``arr``; returns an MPI request.
+
+        ``arr`` must not be read or written until ``request.Wait()`` returns;
+        this lets dW travel while the next step computes
+        (immediateWeightUpdate = false).
+        """
+        return self.world.Iallreduce(MPI.IN_PLACE, _contiguous(arr, "iallreduce_sum"),
+                                     op=MPI.SUM)
+
+    def spatial_sum(self, arr):
+        """Sum ``arr`` in place over this batch slice's R x C ranks (per-batch-
+        element probe sums, e.g. ``[nb, k]`` float64)."""
+        self.spatial.Allreduce(MPI.IN_PLACE, _contiguous(arr, "spatial_sum"), op=MPI.SUM)
+        return arr
+
+    def any_error(self, flag):
+        """True on every rank if ``flag`` is true on any: one shared decision
+        about a failure, so no rank waits for a rank that gave up."""
+        buf = np.array([1 if flag else 0], dtype=np.int32)
+        self.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        return bool(buf[0])
+
+    # ---- gathers to world rank 0 -------------------------------------------
+    def gather_layer(self, local, tile):
+        """Assemble restricted frames ``[nb, ny, nx, nf]`` of every rank into
+        ``[nbatch_global, ny_global, nx_global, nf]`` on world rank 0 (None
+        elsewhere).
+
+        All tiles have the same shape, so one Gather in rank order yields
+        ``[B, R, C, nb, ny, nx, nf]``; one transpose puts it in global order.
+        """
+        local = np.ascontiguousarray(local)
+        if local.ndim != 4 or local.shape[:3] != (tile.nb, tile.ny, tile.nx):
+            raise ValueError(f"gather_layer: local shape {local.shape} does not match "
+                             f"tile {(tile.nb, tile.ny, tile.nx)} of {tile.name}")
+        nf = local.shape[3]
+        lay = self.layout
+        recv = None
+        if self.is_root:
+            recv = np.empty((lay.batch_width, lay.rows, lay.columns) + local.shape, local.dtype)
+        self.world.Gather(local, recv, root=0)
+        if recv is None:
+            return None
+        out = np.empty((tile.nbatch_global, tile.ny_global, tile.nx_global, nf), local.dtype)
+        out.reshape(lay.batch_width, tile.nb, lay.rows, tile.ny, lay.columns, tile.nx, nf)[...] = \
+            recv.transpose(0, 3, 1, 4, 2, 5, 6)
+        return out
+
+    def gather_batch_values(self, local):
+        """Per-batch-element values ``[nb, ...]`` of every batch slice, as
+        ``[nbatch_global, ...]`` on world rank 0 (None elsewhere).
+
+        Values are taken from the spatial root (row 0, column 0) of each slice,
+        so only those B ranks take part.
+        """
+        if self.row != 0 or self.column != 0:
+            return None
+        local = np.ascontiguousarray(local)
+        recv = None
+        if self.is_root:
+            recv = np.empty((self.layout.batch_width * local.shape[0],) + local.shape[1:],
+                            local.dtype)
+        self.batch.Gather(local, recv, root=0)
+        return recv
+
+    # ---- small things -------------------------------------------------------
+    def bcast(self, obj, root=0):
+        """Broadcast a picklable object from world rank ``root``."""
+        return self.world.bcast(obj, root=root)
+
+    def barrier(self):
+        self.world.Barrier()
+
+    def free(self):
+        """Release the derived communicators and the duplicate (idempotent)."""
+        for name in ("spatial", "batch", "world"):
+            comm = getattr(self, name, None)
+            if comm is not None and comm != MPI.COMM_NULL:
+                comm.Free()
+            setattr(self, name, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
