@@ -1,0 +1,321 @@
+"""Initial values of V and of shared weights, as OpenPV computes them.
+
+Only the values: the caller allocates seeds (through
+:class:`pvmpi.network.random.SeedAllocator`, in params-file order, using
+:func:`init_v_seed_count` / :func:`weights_seed_count`) and passes the base
+it got.  Random types follow facts 3.11(d)-(f) exactly, so a params file
+starts from OpenPV's own initial state whatever the MPI layout.
+
+``params`` is the mapping of one params group (OpenPV names).  The defaults
+below are OpenPV's; they are applied here only for parameters a caller left
+out.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from pvmpi.errors import PvmpiError
+from pvmpi.network.random import TausBank, bank_for_tile
+
+__all__ = [
+    "INITV_TYPES",
+    "RANDOM_INITV_TYPES",
+    "WEIGHT_INIT_TYPES",
+    "RANDOM_WEIGHT_TYPES",
+    "init_v_seed_count",
+    "init_v",
+    "weights_seed_count",
+    "init_weights",
+]
+
+INITV_TYPES = ("ZeroV", "ConstantV", "UniformRandomV", "GaussianRandomV",
+               "DiscreteUniformRandomV", "InitVFromFile")
+RANDOM_INITV_TYPES = frozenset({"UniformRandomV", "GaussianRandomV", "DiscreteUniformRandomV"})
+
+WEIGHT_INIT_TYPES = ("UniformRandomWeight", "GaussianRandomWeight",
+                     "DiscreteUniformRandomWeight", "UniformWeight", "FileWeight")
+RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
+                                 "DiscreteUniformRandomWeight"})
+
+_TWO32 = 4294967296.0  # 1 + CL_RANDOM_MAX
+
+
+def _f32(params, name, default):
+    v = params.get(name, default)
+    return np.float32(default if v is None else v)
+
+
+def _required(params, name, group, what):
+    v = params.get(name)
+    if v is None:
+        raise PvmpiError(f"{what} needs parameter {name}", group=group, param=name)
+    return v
+
+
+def _int_param(params, name, default, group):
+    v = params.get(name, default)
+    if v is None:
+        v = default
+    if float(v) != int(v):
+        raise PvmpiError(f"{name} must be an integer, not {v!r}", group=group, param=name)
+    return int(v)
+
+
+def _file_param(params, name):
+    v = params.get(name)
+    if v is None or (isinstance(v, str) and v.strip() in ("", "NULL")):
+        return None
+    return str(v)
+
+
+# --------------------------------------------------------------------------
+# InitV
+# --------------------------------------------------------------------------
+
+def init_v_seed_count(init_type, nbatch_global, ny_global, nx_global) -> int:
+    """Seeds an InitV object allocates: the restricted global layer with nf
+    treated as 1 (every global batch element counts, even unused ones)."""
+    if init_type in RANDOM_INITV_TYPES:
+        return int(nbatch_global) * int(ny_global) * int(nx_global)
+    return 0
+
+
+def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
+           ny_global, nx_global, ky0, kx0, ny, nx, nf,
+           read_pvp_frame=None, pvp_frame_count=None, group=None) -> np.ndarray:
+    """Initial membrane potential of one rank's tile, float32 ``[nb, ny, nx, nf]``.
+
+    Random types draw from one RNG per restricted (x, y) of *local batch
+    element 0* (seed ``seed_base + kb0*nxG*nyG + yG*nxG + xG``); local batch
+    element b, feature f takes draw ``b*nf + f + 1``.  So splitting space
+    over ranks never changes V, but splitting the batch does (as in OpenPV).
+
+    InitVFromFile: ``read_pvp_frame(path, frame)`` returns the global frame
+    ``[ny_global, nx_global, nf]`` of a dense pvp file.  Global batch element
+    g reads frame ``frameNumber + g`` (OpenPV's InitVFromFile), taken modulo
+    the frame count when ``pvp_frame_count(path)`` is given -- so a file
+    written by an nbatch run (one frame per batch element) restores each
+    element's own V.
+    """
+    params = params or {}
+    if init_type is None:
+        init_type = "ConstantV"
+    if not (0 <= kb0 and kb0 + nb <= nbatch_global):
+        raise ValueError(f"local batch {kb0}..{kb0 + nb} outside nbatch {nbatch_global}")
+    shape = (nb, ny, nx, nf)
+
+    if init_type == "ZeroV":
+        return np.zeros(shape, np.float32)
+    if init_type == "ConstantV":
+        return np.full(shape, _f32(params, "valueV", -70.0), np.float32)
+    if init_type == "InitVFromFile":
+        return _init_v_from_file(params, shape, kb0, ny_global, nx_global, ky0, kx0,
+                                 read_pvp_frame, pvp_frame_count, group)
+    if init_type not in RANDOM_INITV_TYPES:
+        raise PvmpiError(f"unknown InitVType {init_type!r}", group=group, param="InitVType",
+                         hint="one of " + ", ".join(INITV_TYPES))
+    if seed_base is None:
+        raise ValueError(f"{init_type} needs seed_base")
+
+    bank = bank_for_tile(seed_base, ny_global=ny_global, nx_global=nx_global,
+                         kb0=kb0, ky0=ky0, kx0=kx0, nb=1, ny=ny, nx=nx)
+    if init_type == "UniformRandomV":
+        lo = _f32(params, "minV", 0.0)
+        hi = _f32(params, "maxV", lo + np.float32(1))
+        draw = lambda: bank.uniform_range(lo, hi)  # noqa: E731
+    elif init_type == "GaussianRandomV":
+        mean = _f32(params, "meanV", 0.0)
+        sigma = _f32(params, "maxV", 1.0)  # OpenPV reads sigma from "maxV"
+        draw = lambda: bank.gaussian_range(mean, sigma)  # noqa: E731
+    else:  # DiscreteUniformRandomV, computed in double
+        lo = _f32(params, "minV", 0.0)
+        hi = _f32(params, "maxV", lo + np.float32(1))
+        nvals = _int_param(params, "numValues", 2, group)
+        if nvals < 2:
+            raise PvmpiError(f"numValues is {nvals}, but it must be at least 2",
+                             group=group, param="numValues")
+        if hi < lo:
+            raise PvmpiError(f"maxV={hi} is less than minV={lo}", group=group, param="maxV")
+        lo_d, dv = float(lo), (float(hi) - float(lo)) / (nvals - 1.0)
+        p = nvals / _TWO32
+
+        def draw():
+            j = np.floor(p * bank.uint().astype(np.float64))
+            return (lo_d + dv * j).astype(np.float32)
+
+    v = np.empty(shape, np.float32)
+    for b in range(nb):
+        for f in range(nf):
+            v[b, :, :, f] = draw().reshape(ny, nx)
+    return v
+
+
+def _init_v_from_file(params, shape, kb0, ny_global, nx_global, ky0, kx0,
+                      read_pvp_frame, pvp_frame_count, group):
+    path = _file_param(params, "Vfilename")
+    if path is None:
+        raise PvmpiError("InitVFromFile needs parameter Vfilename", group=group,
+                         param="Vfilename")
+    if not path.endswith(".pvp"):
+        raise PvmpiError("InitVFromFile reads only .pvp files", file=path, group=group,
+                         param="Vfilename")
+    if read_pvp_frame is None:
+        raise ValueError("InitVFromFile needs read_pvp_frame")
+    frame0 = _int_param(params, "frameNumber", 0, group)
+    count = int(pvp_frame_count(path)) if pvp_frame_count is not None else None
+    nb, ny, nx, nf = shape
+    v = np.empty(shape, np.float32)
+    for b in range(nb):
+        frame = frame0 + kb0 + b
+        if count is not None:
+            frame %= count
+        data = np.asarray(read_pvp_frame(path, frame))
+        if data.shape != (ny_global, nx_global, nf):
+            raise PvmpiError(
+                f"frame {frame} is {'x'.join(map(str, data.shape))} (ny x nx x nf), "
+                f"but the layer is {ny_global}x{nx_global}x{nf}",
+                file=path, group=group, param="Vfilename")
+        v[b] = data[ky0:ky0 + ny, kx0:kx0 + nx, :]
+    return v
+
+
+# --------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------
+
+def weights_seed_count(init_type, nk, *, init_weights_file=None) -> int:
+    """Seeds a shared-weight initializer allocates: one per kernel (data
+    patch) for the random types, none when the weights come from a file."""
+    if init_type in RANDOM_WEIGHT_TYPES and not init_weights_file:
+        return int(nk)
+    return 0
+
+
+def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
+                 read_weights=None, group=None, warn=None) -> np.ndarray:
+    """Initial weights, float32 ``[arbors, nk, nyp, nxp, nfp]``.
+
+    Random types use one RNG per data patch (seed ``seed_base + k`` for
+    shared weights, or ``patch_seeds[k]`` when the caller computed them, e.g.
+    for non-shared weights); arbors share that RNG, arbor 1 continuing where
+    arbor 0 stopped.  Any type with ``initWeightsFile`` reads frame
+    ``frameNumber`` through ``read_weights(path, frame)``, which returns
+    ``[arbors, patches, nyp, nxp, nfp]``.
+    """
+    params = params or {}
+    warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
+    arbors, nk, nyp, nxp, nfp = (int(s) for s in shape)
+    shape = (arbors, nk, nyp, nxp, nfp)
+
+    path = _file_param(params, "initWeightsFile")
+    if path is not None:
+        return _read_weights_file(path, params, shape, read_weights, group)
+    if init_type == "FileWeight":
+        raise PvmpiError("FileWeight needs parameter initWeightsFile", group=group,
+                         param="initWeightsFile")
+    if init_type == "UniformWeight":
+        w = np.full(shape, _f32(params, "weightInit", 0.0), np.float32)
+        if params.get("connectOnlySameFeatures", False):
+            kf = np.arange(nk) % nfp  # OpenPV: patch index mod nfp
+            same = (np.arange(nfp)[None, :] == kf[:, None])  # [nk, nfp]
+            w = np.where(same[None, :, None, None, :], w, np.float32(0)).astype(np.float32)
+        return w
+    if init_type not in RANDOM_WEIGHT_TYPES:
+        raise PvmpiError(f"unsupported weightInitType {init_type!r}", group=group,
+                         param="weightInitType",
+                         hint="one of " + ", ".join(WEIGHT_INIT_TYPES))
+
+    if patch_seeds is not None:
+        bank = TausBank(patch_seeds)
+        if len(bank) != nk:
+            raise ValueError(f"{len(bank)} patch seeds for {nk} patches")
+    elif seed_base is None:
+        raise ValueError(f"{init_type} needs seed_base")
+    else:
+        bank = TausBank.from_base(seed_base, nk)
+
+    npatch = nyp * nxp * nfp
+    out = np.empty((arbors, nk, npatch), np.float32)
+    if init_type == "UniformRandomWeight":
+        fill = _uniform_random_filler(params, npatch, bank, group, warn)
+    elif init_type == "GaussianRandomWeight":
+        mean = np.float32(_required(params, "wGaussMean", group, init_type))
+        std = np.float32(_required(params, "wGaussStdev", group, init_type))
+
+        def fill():
+            vals = np.empty((nk, npatch), np.float32)
+            for n in range(npatch):
+                vals[:, n] = bank.gaussian_range(mean, std)
+            return vals
+    else:  # DiscreteUniformRandomWeight, in double
+        wmin = np.float32(_required(params, "wMin", group, init_type))
+        wmax = np.float32(_required(params, "wMax", group, init_type))
+        nvals = int(_required(params, "numValues", group, init_type))
+        if wmax < wmin:
+            raise PvmpiError(f"wMax={wmax} is less than wMin={wmin}", group=group, param="wMax")
+        if nvals < 2:
+            raise PvmpiError(f"numValues is {nvals}, but it must be at least 2",
+                             group=group, param="numValues")
+        dw = (float(wmax) - float(wmin)) / (nvals - 1.0)
+        p = nvals / _TWO32
+
+        def fill():
+            vals = np.empty((nk, npatch), np.float32)
+            for n in range(npatch):
+                j = np.floor(p * bank.uint().astype(np.float64))
+                vals[:, n] = (float(wmin) + dw * j).astype(np.float32)
+            return vals
+
+    for a in range(arbors):
+        out[a] = fill()
+    return out.reshape(shape)
+
+
+def _uniform_random_filler(params, npatch, bank, group, warn):
+    """UniformRandomWeight per facts 3.11(e): two draws per weight while the
+    patch may still take zeros, an optional random start for minNNZ."""
+    wmin = _f32(params, "wMinInit", 0.0)
+    wmax = _f32(params, "wMaxInit", 1.0)
+    if wmax < wmin:
+        warn(f"{group or 'UniformRandomWeight'}: wMaxInit {wmax} is less than wMinInit "
+             f"{wmin}; using wMaxInit = wMinInit")
+        wmax = wmin
+    p = 0.0 if wmax <= wmin else float(np.float32(wmax - wmin)) / _TWO32
+    thresh = float(_f32(params, "sparseFraction", 0.0) * np.float32(_TWO32))
+    min_nnz = _int_param(params, "minNNZ", 0, group)
+    nk = len(bank)
+    rows = np.arange(nk)
+
+    def fill():
+        vals = np.empty((nk, npatch), np.float32)
+        zeroes_left = np.full(nk, npatch - min_nnz, np.int64)
+        start = (bank.uint() % np.uint32(npatch)).astype(np.int64) if min_nnz != 0 \
+            else np.zeros(nk, np.int64)
+        for n in range(npatch):
+            v = wmin + (p * bank.uint().astype(np.float64)).astype(np.float32)
+            live = np.flatnonzero(zeroes_left > 0)
+            if live.size:
+                hit = live[bank.uint(live).astype(np.float64) < thresh]
+                v[hit] = 0
+                zeroes_left[hit] -= 1
+            vals[rows, (n + start) % npatch] = v
+        return vals
+
+    return fill
+
+
+def _read_weights_file(path, params, shape, read_weights, group):
+    if read_weights is None:
+        raise ValueError("initWeightsFile needs read_weights")
+    frame = _int_param(params, "frameNumber", 0, group)
+    data = np.asarray(read_weights(path, frame))
+    if data.shape != shape:
+        want = "x".join(map(str, shape))
+        got = "x".join(map(str, data.shape))
+        raise PvmpiError(
+            f"weights in frame {frame} are {got} (arbors x patches x nyp x nxp x nfp), "
+            f"but the connection needs {want}",
+            file=path, group=group, param="initWeightsFile")
+    return np.array(data, dtype=np.float32)
