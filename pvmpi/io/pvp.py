@@ -283,13 +283,13 @@ class ActivityFile:
         return out.reshape((count,) + self.frame_shape)
 
     def _read_dense(self, start, count):
-        record = np.dtype([("time", "<f8"), ("data", "<f4", (self.num_neurons,))])
-        raw = np.empty(count * record.itemsize, np.uint8)
-        self._f.seek(self._dense_offset(start))
-        if self._f.readinto(raw) != raw.size:
-            raise PvmpiError("truncated file: frame data ends early", file=self.path)
-        data = np.ascontiguousarray(raw.view(record)["data"], dtype=np.float32)
-        return data.reshape((count,) + self.frame_shape)
+        """Read frames straight into the result, skipping each timestamp (no extra copy)."""
+        out = np.empty((count, self.num_neurons), np.float32)
+        for i in range(count):
+            self._f.seek(self._dense_offset(start + i) + _DENSE_TIME.itemsize)
+            if self._f.readinto(out[i]) != out[i].nbytes:
+                raise PvmpiError(f"truncated file: frame {start + i} ends early", file=self.path)
+        return out.reshape((count,) + self.frame_shape)
 
     def read_frame_sparse(self, n):
         """Frame n as (indices uint32, values float32), indices f + nf*(x + nx*y)."""
@@ -338,7 +338,7 @@ def _as_batch(frames, shape):
     if a.ndim != 4 or a.shape[1:] != shape:
         raise ValueError(f"frames must be [B, {shape[0]}, {shape[1]}, {shape[2]}] or "
                          f"{list(shape)}, got {list(a.shape)}")
-    return a.reshape(a.shape[0], -1)
+    return np.ascontiguousarray(a.reshape(a.shape[0], -1))
 
 
 def _check_dims(nx, ny, nf):
@@ -358,7 +358,7 @@ def _check_append(h, want, path):
 def _drop_tail(f, path, end, why):
     """Cut an interrupted last frame so that appends continue from whole frames."""
     warnings.warn(f"{path}: {why}; removing the partial frame before appending",
-                  PvpWarning, stacklevel=4)
+                  PvpWarning, stacklevel=2)
     f.truncate(end)
 
 
@@ -390,11 +390,12 @@ class _FrameWriter:
     def _end(self):
         return self._ends[-1] if self._ends else self._header_end
 
-    def _append(self, blob, frame_sizes):
+    def _append(self, chunks, frame_sizes):
         """Write whole frames at the end, then fix the header, so the file stays valid."""
         start = self._end()
         self._f.seek(start)
-        self._f.write(blob)
+        for chunk in chunks:
+            self._f.write(chunk)
         self._ends.extend((start + np.cumsum(frame_sizes, dtype=np.int64)).tolist())
         self._frames_changed()
         self._f.flush()
@@ -478,10 +479,9 @@ class DenseWriter(_ActivityWriter):
     def write(self, time, frames):
         """Append the frames of one write ([B, ny, nx, nf] or [ny, nx, nf]), all at `time`."""
         data = _as_batch(frames, self.frame_shape)
-        rec = np.empty(len(data), self._frame_record())
-        rec["time"] = time
-        rec["data"] = data
-        self._append(rec.tobytes(), [rec.dtype.itemsize] * len(data))
+        stamp = np.array(time, _DENSE_TIME).tobytes()
+        chunks = [part for row in data for part in (stamp, row)]
+        self._append(chunks, [self._frame_record().itemsize] * len(data))
 
 
 def _clean_active(indices, values, num_neurons):
@@ -533,9 +533,9 @@ class SparseWriter(_ActivityWriter):
             entries = np.empty(len(idx), SPARSE_ENTRY)
             entries["index"] = idx
             entries["value"] = val
-            chunks += [prefix.tobytes(), entries.tobytes()]
+            chunks += [prefix, entries]
             sizes.append(prefix.nbytes + entries.nbytes)
-        self._append(b"".join(chunks), sizes)
+        self._append(chunks, sizes)
 
 
 # --------------------------------------------------------------------------- weights
@@ -678,11 +678,12 @@ class WeightsWriter(_FrameWriter):
         if self._layout is not None and layout != self._layout:
             raise PvmpiError(f"weights of shape {layout} differ from the file's {self._layout}",
                              file=self.path, hint="every frame of a weights file has one shape")
-        blob = self._frame_bytes(time, w, nx_kernels, ny_kernels, nf_pre)
-        self._append(blob, [len(blob)])
+        header, patches = self._frame_parts(time, w, nx_kernels, ny_kernels, nf_pre)
+        self._append([header, patches], [len(header) + patches.nbytes])
         self._layout = layout
 
-    def _frame_bytes(self, time, w, nx_kernels, ny_kernels, nf_pre):
+    def _frame_parts(self, time, w, nx_kernels, ny_kernels, nf_pre):
+        """The frame's header bytes and its patch records."""
         arbors, patches, nyp, nxp, nfp = w.shape
         wmin = np.float32(w.min()) if w.size else np.float32(0)
         wmax = np.float32(w.max()) if w.size else np.float32(0)
@@ -699,7 +700,7 @@ class WeightsWriter(_FrameWriter):
         rec["nx"], rec["ny"], rec["offset"] = nxp, nyp, 0
         values = w.reshape(arbors * patches, nyp, nxp, nfp)
         rec["w"] = _encode(values, wmin, wmax) if self.compressed else values
-        return _pack_header(header) + rec.tobytes()
+        return _pack_header(header), rec
 
 
 # --------------------------------------------------------------------------- analysis

@@ -188,6 +188,22 @@ def test_sparse_append_and_truncate(tmp_path):
         np.testing.assert_array_equal(af.read_frames(0, 3), frames[[0, 1, 3]])
 
 
+def test_sparse_append_drops_partial_frame(tmp_path):
+    path = tmp_path / "s.pvp"
+    with pvp.SparseWriter(path, NX, NY, NF) as w:
+        w.write_sparse(1.0, [([1, 4], [1.0, 2.0])])
+        w.write_sparse(2.0, [([3, 9, 12], [1.0, 2.0, 3.0])])
+    cut(path, 5)  # the last frame was being written when the run died
+    with pytest.warns(pvp.PvpWarning, match="frame 1"):
+        w = pvp.SparseWriter(path, NX, NY, NF, append=True)
+    with w:
+        assert w.num_frames == 1 and header_ints(path)[17] == 1
+        w.write_sparse(3.0, [([0], [5.0])])
+    with pvp.ActivityFile(path) as af:
+        np.testing.assert_array_equal(af.times, [1, 3])
+        np.testing.assert_array_equal(af.read_frame_sparse(1)[0], [0])
+
+
 def write_binary_sparse(path, frames, nx, ny, nf):
     """A type-2 file built with numpy alone: time, numActive, uint32 indices."""
     header = np.array([80, 20, 2, nx, ny, nf, 1, 0, 4, 2, 1, 1, nx, ny, 0, 0, 1, len(frames)],
@@ -241,6 +257,9 @@ def test_weights_round_trip_and_layout(tmp_path):
         first = np.fromfile(path, "<f4", count=24, offset=base + 112)
         np.testing.assert_array_equal(first, wk[0, 0].ravel())
     assert pvp.weights_num_frames(path) == 2
+    with open(path, "rb") as f:
+        f.seek(frame_bytes)
+        assert pvp.read_header(f)["time"] == 10.0 and f.tell() == frame_bytes + 104
     t, got, h = pvp.read_weights(path, frame=1)
     assert t == 10.0 and h["numpatches"] == 6 and got.dtype == np.float32
     np.testing.assert_array_equal(got, w1)
