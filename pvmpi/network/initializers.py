@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.network.random import TausBank, bank_for_tile
+from pvmpi.network.random import TausBank, bank_for_tile, prepare_logf
 
 __all__ = [
     "INITV_TYPES",
@@ -42,20 +42,30 @@ RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
 _TWO32 = 4294967296.0  # 1 + CL_RANDOM_MAX
 
 
+def _get(params, name, default=None):
+    """``params[name]``, or ``default`` if absent or None; works for dicts
+    and for model groups that only offer ``[]``."""
+    try:
+        v = params[name]
+    except (KeyError, TypeError):
+        return default
+    return default if v is None else v
+
+
 def _f32(params, name, default):
-    v = params.get(name, default)
+    v = _get(params, name, default)
     return np.float32(default if v is None else v)
 
 
 def _required(params, name, group, what):
-    v = params.get(name)
+    v = _get(params, name)
     if v is None:
         raise PvmpiError(f"{what} needs parameter {name}", group=group, param=name)
     return v
 
 
 def _int_param(params, name, default, group):
-    v = params.get(name, default)
+    v = _get(params, name, default)
     if v is None:
         v = default
     if float(v) != int(v):
@@ -64,7 +74,7 @@ def _int_param(params, name, default, group):
 
 
 def _file_param(params, name):
-    v = params.get(name)
+    v = _get(params, name)
     if v is None or (isinstance(v, str) and v.strip() in ("", "NULL")):
         return None
     return str(v)
@@ -128,6 +138,7 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
     elif init_type == "GaussianRandomV":
         mean = _f32(params, "meanV", 0.0)
         sigma = _f32(params, "maxV", 1.0)  # OpenPV reads sigma from "maxV"
+        prepare_logf(nb * nf * ny * nx)
         draw = lambda: bank.gaussian_range(mean, sigma)  # noqa: E731
     else:  # DiscreteUniformRandomV, computed in double
         lo = _f32(params, "minV", 0.0)
@@ -217,7 +228,7 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
                          param="initWeightsFile")
     if init_type == "UniformWeight":
         w = np.full(shape, _f32(params, "weightInit", 0.0), np.float32)
-        if params.get("connectOnlySameFeatures", False):
+        if _get(params, "connectOnlySameFeatures", False):
             kf = np.arange(nk) % nfp  # OpenPV: patch index mod nfp
             same = (np.arange(nfp)[None, :] == kf[:, None])  # [nk, nfp]
             w = np.where(same[None, :, None, None, :], w, np.float32(0)).astype(np.float32)
@@ -243,6 +254,7 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     elif init_type == "GaussianRandomWeight":
         mean = np.float32(_required(params, "wGaussMean", group, init_type))
         std = np.float32(_required(params, "wGaussStdev", group, init_type))
+        prepare_logf(arbors * nk * npatch)
 
         def fill():
             vals = np.empty((nk, npatch), np.float32)

@@ -26,6 +26,7 @@ __all__ = [
     "tile_seeds",
     "bank_for_tile",
     "logf",
+    "prepare_logf",
     "uniform_from_uint",
 ]
 
@@ -122,6 +123,13 @@ def _compile_logf_kernel():
     return kernel
 
 
+def prepare_logf(expected_calls: int) -> None:
+    """Compile the fast logf now if about ``expected_calls`` values will
+    follow in small pieces (e.g. Gaussian weights, one bank draw per element)."""
+    if expected_calls >= _NUMBA_THRESHOLD and _c_logf is not None:
+        _compile_logf_kernel()
+
+
 def logf(x) -> np.ndarray:
     """glibc ``logf`` of each element of a float32 array (exact, not numpy's log)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -132,7 +140,9 @@ def logf(x) -> np.ndarray:
         )
     flat = x.reshape(-1)
     out = np.empty_like(flat)
-    kernel = _compile_logf_kernel() if flat.size >= _NUMBA_THRESHOLD else None
+    kernel = _logf_kernel
+    if kernel is None and flat.size >= _NUMBA_THRESHOLD:
+        kernel = _compile_logf_kernel()
     if kernel:
         kernel(flat, out)
     else:

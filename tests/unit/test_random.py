@@ -156,12 +156,15 @@ def test_gaussian_subset_and_range():
     assert np.array_equal(got, np.array(want, np.float32))
 
 
-def test_logf_is_the_c_library_one_large_and_small():
+def test_logf_is_the_c_library_one_both_paths(monkeypatch):
     rng = np.random.default_rng(1)
     x = (rng.random(5000) * 0.999 + 1e-4).astype(np.float32)
     want = np.array([_libm.logf(float(v)) for v in x], np.float32)
     assert np.array_equal(rnd.logf(x), want)  # numba path (>= threshold)
-    assert np.array_equal(rnd.logf(x[:10]), want[:10])  # ctypes path
+    monkeypatch.setattr(rnd, "_logf_kernel", None)
+    assert np.array_equal(rnd.logf(x[:10].reshape(2, 5)), want[:10].reshape(2, 5))  # ctypes
+    # glibc's logf is not numpy's float32 log: the point of calling the C one
+    assert not np.array_equal(np.log(x), want)
 
 
 # ---------------------------------------------------------------- seeds
@@ -460,3 +463,23 @@ def test_bank_for_tile_is_taus_bank():
                       ny=2, nx=3)
     ref = ref_bank(40_000_000, 6)
     assert b.uint().tolist() == [r.uint() for r in ref]
+
+
+class _GroupLike:
+    """Only ``[]``, like the model's Group: absent keys raise KeyError."""
+
+    def __init__(self, d):
+        self._d = d
+
+    def __getitem__(self, k):
+        return self._d[k]
+
+
+def test_params_may_be_a_group_without_get():
+    g = _GroupLike({"minV": -1.0, "maxV": 0.1, "Vfilename": None})
+    v = _v("UniformRandomV", g, 1234567890, nyg=2, nxg=2, nf=1)
+    assert np.array_equal(v, _v("UniformRandomV", {"minV": -1.0, "maxV": 0.1}, 1234567890,
+                                nyg=2, nxg=2, nf=1))
+    w = init_weights("UniformRandomWeight", _GroupLike({"initWeightsFile": None}),
+                     shape=(1, 2, 2, 2, 1), seed_base=10_000_000)
+    assert w.shape == (1, 2, 2, 2, 1)

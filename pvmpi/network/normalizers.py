@@ -1,0 +1,153 @@
+"""Weight normalizers (``normalizeMethod``), with OpenPV's float32 rounding.
+
+Each data patch (one kernel of shared weights) is scaled so that its L2
+norm, sum or max equals ``strength``, over all arbors together unless
+``normalizeArborsIndividually``.  Sums are accumulated sequentially in
+float32 (arbors outer, elements in order), exactly as OpenPV does, so that
+normalised random weights are bit-identical to OpenPV's (facts 3.11(g)).
+That is why the sums use a float32 ``cumsum`` and never ``np.sum`` (which
+adds pairwise).
+
+OpenPV quirks kept on purpose:
+
+* normalizeL2 with arbors together *stops* at the first patch whose sum of
+  squares is <= ``minL2NormTolerated``: that patch and all later patches stay
+  unnormalised (a ``break`` in OpenPV).  Every other case skips only the
+  offending patch.
+* normalizeL2 and normalizeMax first apply ``rMinX``/``rMinY``,
+  ``nonnegativeConstraintFlag`` and ``normalize_cutoff``; normalizeSum does
+  not.
+* ``rMinX``/``rMinY`` act only when both exceed 0.5 and zero a centred
+  *rectangle* (all features) of ``nxp - 2*ceil((nxp - floor(2*rMinX))/2)``
+  columns by the like number of rows, not a disc.
+* ``normalize_cutoff`` zeroes ``|w| < cutoff * max|w|`` with the max taken
+  over the whole connection (all arbors and patches), not per patch.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from pvmpi.errors import PvmpiError
+
+__all__ = ["NORMALIZE_METHODS", "normalize"]
+
+NORMALIZE_METHODS = ("normalizeL2", "normalizeSum", "normalizeMax", "none")
+
+
+def _get(params, name, default=None):
+    """``params[name]``, or ``default`` if absent or None; works for dicts
+    and for model groups that only offer ``[]``."""
+    try:
+        v = params[name]
+    except (KeyError, TypeError):
+        return default
+    return default if v is None else v
+
+
+def _f32(params, name, default):
+    v = _get(params, name, default)
+    return np.float32(default if v is None else v)
+
+
+def _seq_sum(x):
+    """Sequential float32 sum along the last axis (OpenPV's accumulation order)."""
+    if x.shape[-1] == 0:
+        return np.zeros(x.shape[:-1], np.float32)
+    return np.cumsum(x, axis=-1, dtype=np.float32)[..., -1]
+
+
+def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None, warn=None):
+    """Normalise shared weights ``W`` (float32 ``[arbors, nk, nyp, nxp, nfp]``) in place.
+
+    ``num_pre``/``num_post`` (neuron counts of the pre and post layers) are
+    needed only with ``normalizeFromPostPerspective``, which multiplies the
+    target by ``num_post/num_pre``.  ``warn`` receives each warning text
+    (default: :func:`warnings.warn`).  Returns ``W``.
+    """
+    params = params or {}
+    if method in (None, "", "none", "NULL"):
+        return W
+    if method not in NORMALIZE_METHODS:
+        raise PvmpiError(f"unsupported normalizeMethod {method!r}", group=name,
+                         param="normalizeMethod", hint="one of " + ", ".join(NORMALIZE_METHODS))
+    if not isinstance(W, np.ndarray) or W.dtype != np.float32 or W.ndim != 5:
+        raise TypeError("W must be a float32 array [arbors, nk, nyp, nxp, nfp]")
+    warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
+    label = name or method
+
+    scale = np.float32(1)
+    if _get(params, "normalizeFromPostPerspective", False):
+        if not num_pre or not num_post:
+            raise PvmpiError("normalizeFromPostPerspective needs the pre and post layer sizes",
+                             group=name, param="normalizeFromPostPerspective")
+        scale = np.float32(num_post) / np.float32(num_pre)
+    scale = scale * _f32(params, "strength", 1.0)
+
+    if method in ("normalizeL2", "normalizeMax"):
+        _preprocess(W, params)
+
+    arbors, nk = W.shape[:2]
+    individually = bool(_get(params, "normalizeArborsIndividually", False))
+    # Patch data in accumulation order: [arbor-group, nk, elements], arbors outer.
+    groups = [W[a:a + 1] for a in range(arbors)] if individually else [W]
+    for gi, Wg in enumerate(groups):
+        flat = np.moveaxis(Wg, 1, 0).reshape(nk, -1)  # [nk, arbors_in_group * P]
+        where = f" of arbor {gi}" if individually else ""
+        if method == "normalizeL2":
+            tol = _f32(params, "minL2NormTolerated", 0.0)
+            sumsq = _seq_sum(flat * flat)
+            l2 = np.sqrt(sumsq)
+            # arbors together: OpenPV tests sumsq and stops at the first failure
+            bad = (np.abs(l2) <= tol) if individually else (np.abs(sumsq) <= tol)
+            with np.errstate(divide="ignore"):
+                mult = scale / l2
+        elif method == "normalizeSum":
+            tol = _f32(params, "minSumTolerated", 0.0)
+            total = _seq_sum(flat)
+            bad = np.abs(total) <= tol
+            with np.errstate(divide="ignore"):
+                mult = scale / total
+        else:
+            tol = _f32(params, "minMaxTolerated", 0.0)
+            peak = np.maximum(flat.max(axis=1, initial=-np.inf), np.float32(0)).astype(np.float32)
+            bad = peak <= tol
+            with np.errstate(divide="ignore"):
+                mult = scale / peak
+        apply = ~bad
+        if method == "normalizeL2" and not individually and bad.any():
+            first = int(np.argmax(bad))
+            apply[first:] = False
+            warn(f"{label}: sum of squares of weights in patch {first} is within "
+                 f"minL2NormTolerated={float(tol)} of zero; that patch and all later "
+                 f"patches are left unnormalized (OpenPV behaviour)")
+        else:
+            for k in np.flatnonzero(bad):
+                warn(f"{label}: {method} of patch {k}{where} is within tolerance "
+                     f"{float(tol)} of zero; weights in this patch unchanged")
+        mult = mult.astype(np.float32)
+        sel = np.flatnonzero(apply)
+        if sel.size:
+            Wg[:, sel] *= mult[sel][None, :, None, None, None]
+    return W
+
+
+def _preprocess(W, params):
+    """NormalizeMultiply's steps before L2/Max: rMin box, clip negatives, cutoff."""
+    rminx, rminy = _f32(params, "rMinX", 0.0), _f32(params, "rMinY", 0.0)
+    if rminx > np.float32(0.5) and rminy > np.float32(0.5):
+        nyp, nxp = W.shape[2], W.shape[3]
+        # a box wider than the patch (undefined in OpenPV) is clipped to the patch
+        offx = max(0, math.ceil((nxp - math.floor(np.float32(2) * rminx)) / 2.0))
+        offy = max(0, math.ceil((nyp - math.floor(np.float32(2) * rminy)) / 2.0))
+        wx, wy = nxp - 2 * offx, nyp - 2 * offy
+        if wx > 0 and wy > 0:
+            W[:, :, offy:offy + wy, offx:offx + wx, :] = 0
+    if _get(params, "nonnegativeConstraintFlag", False):
+        W[W < 0] = 0
+    cutoff = _f32(params, "normalize_cutoff", 0.0)
+    if cutoff > 0:
+        peak = np.float32(max(float(np.abs(W).max(initial=0.0)), 0.0))
+        W[np.abs(W) < peak * cutoff] = 0
