@@ -1,0 +1,228 @@
+"""Reference kernels in vectorised numpy: the readable truth the other backends must equal.
+
+Layout (DESIGN.md): layer buffers ``[batch, y, x, f]`` float32 C-contiguous;
+activity ``A`` extended by margins ``up`` (y) and ``lt`` (x), ``V``/``G``
+restricted; shared weights of one arbor ``W[kernel, nyp, nxp, nfp]`` with
+kernel ``k = f_pre + nf_pre*(kx + nkx*ky)``.  Along each axis the post start
+of restricted pre index ``i`` is ``(mul*i + off) // div`` (see
+:mod:`pvmpi.network.geometry`); patches are clipped to the local post tile.
+Outputs are updated in place; functions return None (``active_list``
+excepted).  Loops run over kernels and patch offsets, never over neurons.
+"""
+import numpy as np
+
+FLT_MAX = 3.4028234663852886e38
+_F32 = np.float32
+
+
+def _phase(n_ext, margin, nk, k):
+    """Extended indices whose kernel index along the axis is ``k``."""
+    ie = np.arange(n_ext)
+    return ie[(ie - margin) % nk == k]
+
+
+def _clip(start, p, n):
+    """Post indices ``start + p`` and the mask of those inside ``[0, n)``."""
+    pos = start + p
+    return pos, (pos >= 0) & (pos < n)
+
+
+def _decode(offsets, idx, nf, nx_ext):
+    """Batch, extended y, extended x and feature of every active-list entry."""
+    b = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    idx = idx.astype(np.int64)
+    return b, idx // (nf * nx_ext), (idx // nf) % nx_ext, idx % nf
+
+
+# --------------------------------------------------------------------- delivery
+
+def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+    """Pre-perspective convolve: ``G[b, post] += A[b, pre] * w[pre→post]`` over all extended pre.
+
+    Per kernel phase and patch offset the pre→post map is injective, so one
+    fancy-indexed add (no ``np.add.at``) is exact.
+    """
+    nb, nye, nxe, nf = A.shape
+    _, nyp, nxp, nfp = W.shape
+    ny, nx = G.shape[1], G.shape[2]
+    W6 = W.reshape(nky, nkx, nf, nyp, nxp, nfp)
+    for ky in range(nky):
+        ye = _phase(nye, up, nky, ky)
+        y0 = (ymul * (ye - up) + yoff) // ydiv
+        for kx in range(nkx):
+            xe = _phase(nxe, lt, nkx, kx)
+            x0 = (xmul * (xe - lt) + xoff) // xdiv
+            a = A[:, ye[:, None], xe[None, :], :]
+            for py in range(nyp):
+                y, my = _clip(y0, py, ny)
+                if not my.any():
+                    continue
+                for px in range(nxp):
+                    x, mx = _clip(x0, px, nx)
+                    if not mx.any():
+                        continue
+                    G[:, y[my][:, None], x[mx][None, :], :] += a[:, my][:, :, mx] @ W6[ky, kx, :, py, px, :]
+
+
+def active_list(A, lt, up):
+    """Nonzero entries of each batch element's extended ``A``: what a sparse layer publishes.
+
+    Returns ``(offsets int64 [nb+1], idx int32, val float32)``; entries of
+    batch ``b`` are ``offsets[b]:offsets[b+1]``, ``idx = f + nf*(xe + nx_ext*ye)``
+    increasing.  The whole extended buffer is listed, halo included, as in
+    OpenPV; ``lt``/``up`` are taken only so every kernel sees margins alike.
+    """
+    nb = A.shape[0]
+    flat = A.reshape(nb, -1)
+    bi, ii = np.nonzero(flat)
+    offsets = np.zeros(nb + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bi, minlength=nb), out=offsets[1:])
+    return offsets, ii.astype(np.int32), flat[bi, ii].astype(np.float32)
+
+
+def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+    """``deliver_pre`` visiting only an active list (LCA reconstruction from a sparse code).
+
+    Several features of one pre position hit the same post neuron, so the
+    scatter needs ``np.add.at``.
+    """
+    nyp, nxp = W.shape[1], W.shape[2]
+    ny, nx = G.shape[1], G.shape[2]
+    b, ye, xe, f = _decode(offsets, idx, nf_pre, nx_ext)
+    k = f + nf_pre * ((xe - lt) % nkx + nkx * ((ye - up) % nky))
+    y0 = (ymul * (ye - up) + yoff) // ydiv
+    x0 = (xmul * (xe - lt) + xoff) // xdiv
+    for py in range(nyp):
+        y, my = _clip(y0, py, ny)
+        for px in range(nxp):
+            x, mx = _clip(x0, px, nx)
+            m = my & mx
+            np.add.at(G, (b[m], y[m], x[m]), val[m, None] * W[k[m], py, px, :])
+
+
+def deliver_post(A, W, G, xtab, ytab, nkx):
+    """Post-perspective convolve: each post neuron gathers its inputs through the
+    :func:`pvmpi.network.geometry.post_table` rows (same sums as ``deliver_pre``).
+    """
+    nf = A.shape[3]
+    nk, nyp, nxp, nfp = W.shape
+    nky = nk // (nf * nkx)
+    W6 = W.reshape(nky, nkx, nf, nyp, nxp, nfp)
+    for jy in range(ytab.shape[1]):
+        iey, py, ky = (ytab[:, jy, c][:, None] for c in range(3))
+        for jx in range(xtab.shape[1]):
+            iex, px, kx = (xtab[:, jx, c][None, :] for c in range(3))
+            a = A[:, iey, iex, :]  # [nb, ny, nx, nf]
+            for f in range(nf):
+                G += a[..., f, None] * W6[ky, kx, f, py, px, :]
+
+
+def accumulate_input(GSyn, coefficients, G):
+    """``G = Σ_ch c_ch * GSyn[ch]`` (GSyn ``[nch, nb, ny, nx, nf]``), in float32, channel order."""
+    c = np.asarray(coefficients, dtype=np.float32)
+    np.multiply(c[0], GSyn[0], out=G)
+    for ch in range(1, GSyn.shape[0]):
+        G += c[ch] * GSyn[ch]
+
+
+# ------------------------------------------------------------------- layer update
+
+def transfer(V, VThresh, AMin, AMax, AShift, VWidth):
+    """ANN transfer function (facts 3.6) of a float32 array; returns a new array.
+
+    ``VThresh <= -FLT_MAX`` turns thresholding off, ``AMax >= FLT_MAX``
+    turns clipping off; ``VWidth >= 0`` (the caller normalises).
+    """
+    VThresh, AMin, AMax, AShift, VWidth = (_F32(v) for v in (VThresh, AMin, AMax, AShift, VWidth))
+    out = np.array(V, dtype=np.float32, copy=True)
+    if VThresh > _F32(-FLT_MAX):
+        top = VThresh + VWidth
+        out = V - AShift
+        if VWidth > 0:
+            mid = V < top
+            out[mid] = AMin + (((top - AShift) - AMin) * (V[mid] - VThresh)) / VWidth
+        out[V < VThresh] = AMin
+    if AMax < _F32(FLT_MAX):
+        out[out > AMax] = AMax
+    return out
+
+
+def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
+    """Write ``transfer(V)`` into the restricted region of extended ``A``."""
+    ny, nx = V.shape[1], V.shape[2]
+    A[:, up:up + ny, lt:lt + nx, :] = transfer(V, VThresh, AMin, AMax, AShift, VWidth)
+
+
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth):
+    """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
+
+    ``exp_tau[b]`` is ``exp(-Δ_b*dt/τ)`` of batch element ``b``; ``A`` is
+    the previous activity.  Each operation is rounded to float32, in the
+    order written.
+    """
+    ny, nx = V.shape[1], V.shape[2]
+    e = np.asarray(exp_tau, dtype=np.float32).reshape(-1, 1, 1, 1)
+    s = _F32(self_interact)
+    Ar = A[:, up:up + ny, lt:lt + nx, :]
+    V[...] = e * V + (_F32(1) - e) * (G + s * Ar)
+    apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth)
+
+
+# ------------------------------------------------------------------- learning
+
+def hebbian_shared(A_pre, A_post, dW, counts, dw_max,
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky,
+                   lt_pre, up_pre, lt_post, up_post):
+    """Hebbian term of shared weights (facts 4.5), added to ``dW`` and ``counts``.
+
+    ``dW[k, py, px, :] += dw_max * a_pre * A_post[post]`` and ``counts += 1``
+    for every nonzero extended pre neuron and every post neuron of its
+    clipped patch, summed over the batch.  The caller zeroes both arrays.
+    """
+    nb, nye, nxe, nf = A_pre.shape
+    _, nyp, nxp, nfp = dW.shape
+    ny, nx = A_post.shape[1] - 2 * up_post, A_post.shape[2] - 2 * lt_post
+    post = A_post[:, up_post:up_post + ny, lt_post:lt_post + nx, :]
+    dw_max = _F32(dw_max)
+    for ky in range(nky):
+        ye = _phase(nye, up_pre, nky, ky)
+        y0 = (ymul * (ye - up_pre) + yoff) // ydiv
+        for kx in range(nkx):
+            xe = _phase(nxe, lt_pre, nkx, kx)
+            x0 = (xmul * (xe - lt_pre) + xoff) // xdiv
+            a = A_pre[:, ye[:, None], xe[None, :], :]
+            ks = slice(nf * (kx + nkx * ky), nf * (kx + nkx * ky + 1))
+            for py in range(nyp):
+                y, my = _clip(y0, py, ny)
+                if not my.any():
+                    continue
+                for px in range(nxp):
+                    x, mx = _clip(x0, px, nx)
+                    if not mx.any():
+                        continue
+                    pre = a[:, my][:, :, mx].reshape(-1, nf)
+                    q = post[:, y[my][:, None], x[mx][None, :], :].reshape(-1, nfp)
+                    dW[ks, py, px, :] += dw_max * (pre.T @ q)
+                    counts[ks, py, px, :] += np.count_nonzero(pre, axis=0).astype(np.float32)[:, None]
+
+
+def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts, dw_max,
+                          xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky,
+                          lt_pre, up_pre, lt_post, up_post):
+    """``hebbian_shared`` from an active list (V1 is sparse): same result, active neurons only."""
+    nyp, nxp = dW.shape[1], dW.shape[2]
+    ny, nx = A_post.shape[1] - 2 * up_post, A_post.shape[2] - 2 * lt_post
+    b, ye, xe, f = _decode(offsets, idx, nf_pre, nx_ext)
+    k = f + nf_pre * ((xe - lt_pre) % nkx + nkx * ((ye - up_pre) % nky))
+    y0 = (ymul * (ye - up_pre) + yoff) // ydiv
+    x0 = (xmul * (xe - lt_pre) + xoff) // xdiv
+    da = _F32(dw_max) * val
+    for py in range(nyp):
+        y, my = _clip(y0, py, ny)
+        for px in range(nxp):
+            x, mx = _clip(x0, px, nx)
+            m = my & mx
+            q = A_post[b[m], y[m] + up_post, x[m] + lt_post, :]
+            np.add.at(dW[:, py, px, :], k[m], da[m, None] * q)
+            np.add.at(counts[:, py, px, :], k[m], np.float32(1))

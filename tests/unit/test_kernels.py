@@ -1,0 +1,354 @@
+"""Kernels: numpy reference against brute force, numba against numpy, perspectives against each other."""
+import inspect
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from pvmpi.errors import PvmpiError
+from pvmpi.kernels import KERNELS, get_backend
+from pvmpi.kernels import numpy_ref as ref
+from pvmpi.network.geometry import axis_map, post_table
+
+nb_ = pytest.importorskip("numba")
+cpu = get_backend("numba")
+
+FLT_MAX = 3.4028234663852886e38
+
+
+def close(actual, desired):
+    scale = max(float(np.abs(desired).max()), 1.0)
+    np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6 * scale)
+
+
+@dataclass
+class Case:
+    """One connection on small random data: pre activity, weights, post buffers."""
+    xm: object
+    ym: object
+    A: np.ndarray       # extended pre activity
+    W: np.ndarray       # [kernel, nyp, nxp, nfp]
+    G0: np.ndarray      # nonzero starting GSyn (kernels add)
+    A_post: np.ndarray  # extended post activity (halo holds junk the kernels must ignore)
+    lt: int
+    up: int
+    lt_post: int = 1
+    up_post: int = 2
+
+    @property
+    def geo(self):
+        x, y = self.xm, self.ym
+        return (x.mul, x.off, x.div, x.n_kernels, y.mul, y.off, y.div, y.n_kernels)
+
+    @property
+    def nf(self):
+        return self.A.shape[3]
+
+
+def make_case(xargs, yargs, nf, nfp, nb, extra, density, seed=0):
+    rng = np.random.default_rng(seed)
+    xm, ym = axis_map(*xargs), axis_map(*yargs)
+    lt, up = xm.margin + extra, ym.margin + extra
+    shape = (nb, ym.n_pre + 2 * up, xm.n_pre + 2 * lt, nf)
+    A = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
+    W = rng.standard_normal((nf * xm.n_kernels * ym.n_kernels, ym.patch, xm.patch, nfp)).astype(np.float32)
+    G0 = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp)).astype(np.float32)
+    A_post = np.full((nb, ym.n_post + 4, xm.n_post + 2, nfp), 1e6, np.float32)
+    A_post[:, 2:-2, 1:-1] = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp))
+    return Case(xm, ym, A, W, G0, A_post, lt, up)
+
+
+# (x axis, y axis, nf_pre, nfp, nbatch, extra margin, density)
+CASES = {
+    "1to1-odd": ((6, 6, 3), (5, 5, 5), 2, 3, 1, 0, 1.0),
+    "1to1-p1-sparse": ((6, 6, 1), (6, 6, 3), 3, 2, 3, 1, 0.1),
+    "1to2-p8-lca": ((4, 8, 8), (4, 8, 8), 8, 1, 3, 1, 0.1),
+    "1to2-p2-dense": ((4, 8, 2), (3, 6, 6), 2, 2, 1, 0, 1.0),
+    "1to4-p4": ((2, 8, 4), (2, 8, 8), 3, 2, 3, 2, 0.3),
+    "2to1-p4-lcaT": ((8, 4, 4), (8, 4, 4), 1, 8, 3, 0, 1.0),
+    "2to1-p3-sparse": ((8, 4, 3), (8, 4, 1), 4, 3, 1, 1, 0.15),
+    "4to1-p3": ((16, 4, 3), (8, 4, 2), 2, 2, 3, 1, 0.5),
+    "4to1-even-mixed": ((16, 4, 2), (4, 8, 4), 2, 3, 1, 0, 0.6),
+    "1to4-vs-1to1-mixed": ((2, 8, 8), (5, 5, 3), 2, 4, 3, 3, 0.2),
+}
+
+
+@pytest.fixture(params=list(CASES), scope="module")
+def case(request):
+    return make_case(*CASES[request.param])
+
+
+def deliver(backend, c, how, A=None, W=None):
+    """GSyn after delivering c.A through c.W by pre, sparse or post perspective."""
+    A = c.A if A is None else A
+    W = c.W if W is None else W
+    G = c.G0.copy()
+    if how == "pre":
+        backend.deliver_pre(A, W, G, *c.geo, c.lt, c.up)
+    elif how == "sparse":
+        offsets, idx, val = backend.active_list(A, c.lt, c.up)
+        backend.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], W, G, *c.geo, c.lt, c.up)
+    else:
+        backend.deliver_post(A, W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels)
+    return G
+
+
+def brute_deliver(c):
+    """Plain loops over neurons, float64: the check on the reference itself."""
+    G = c.G0.astype(np.float64)
+    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky = c.geo
+    nb, nye, nxe, nf = c.A.shape
+    _, nyp, nxp, _ = c.W.shape
+    for b in range(nb):
+        for ye in range(nye):
+            for xe in range(nxe):
+                for f in range(nf):
+                    a = float(c.A[b, ye, xe, f])
+                    if a == 0:
+                        continue
+                    i, j = ye - c.up, xe - c.lt
+                    k = f + nf * (j % nkx + nkx * (i % nky))
+                    for py in range(nyp):
+                        for px in range(nxp):
+                            y = (ymul * i + yoff) // ydiv + py
+                            x = (xmul * j + xoff) // xdiv + px
+                            if 0 <= y < G.shape[1] and 0 <= x < G.shape[2]:
+                                G[b, y, x] += a * c.W[k, py, px]
+    return G
+
+
+def brute_hebbian(c, dw_max):
+    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky = c.geo
+    nb, nye, nxe, nf = c.A.shape
+    nk, nyp, nxp, nfp = c.W.shape
+    ny, nx = c.G0.shape[1:3]
+    dW = np.zeros((nk, nyp, nxp, nfp))
+    cnt = np.zeros((nk, nyp, nxp, nfp))
+    for b in range(nb):
+        for ye in range(nye):
+            for xe in range(nxe):
+                for f in range(nf):
+                    a = float(c.A[b, ye, xe, f])
+                    if a == 0:
+                        continue
+                    i, j = ye - c.up, xe - c.lt
+                    k = f + nf * (j % nkx + nkx * (i % nky))
+                    for py in range(nyp):
+                        for px in range(nxp):
+                            y = (ymul * i + yoff) // ydiv + py
+                            x = (xmul * j + xoff) // xdiv + px
+                            if 0 <= y < ny and 0 <= x < nx:
+                                dW[k, py, px] += dw_max * a * c.A_post[b, y + c.up_post, x + c.lt_post]
+                                cnt[k, py, px] += 1
+    return dW, cnt
+
+
+# --------------------------------------------------------------------- backends
+
+def test_get_backend():
+    assert get_backend("numpy") is ref
+    assert get_backend("numba") is cpu
+    with pytest.raises(PvmpiError, match="numba, numpy"):
+        get_backend("cuda-typo")
+
+
+def test_importing_kernels_does_not_import_numba():
+    code = ("import sys, pvmpi.kernels, pvmpi.kernels.numpy_ref, pvmpi.network.geometry; "
+            "sys.exit('numba' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_backends_share_signatures(name):
+    assert inspect.signature(getattr(ref, name)) == inspect.signature(getattr(cpu, name))
+
+
+# --------------------------------------------------------------------- delivery
+
+@pytest.mark.parametrize("name", ["1to1-odd", "1to2-p8-lca", "2to1-p3-sparse", "4to1-even-mixed"])
+def test_reference_deliver_equals_brute_force(name):
+    c = make_case(*CASES[name], seed=3)
+    close(deliver(ref, c, "pre"), brute_deliver(c))
+
+
+def test_active_list(case):
+    offsets, idx, val = ref.active_list(case.A, case.lt, case.up)
+    nb = case.A.shape[0]
+    assert offsets.dtype == np.int64 and idx.dtype == np.int32 and val.dtype == np.float32
+    for b in range(nb):
+        flat = case.A[b].reshape(-1)
+        sel = slice(offsets[b], offsets[b + 1])
+        np.testing.assert_array_equal(idx[sel], np.flatnonzero(flat))
+        np.testing.assert_array_equal(val[sel], flat[flat != 0])
+    for got, want in zip(cpu.active_list(case.A, case.lt, case.up), (offsets, idx, val)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_active_list_empty():
+    A = np.zeros((2, 4, 5, 3), np.float32)
+    A[1, 2, 3, 1] = 2.0
+    for be in (ref, cpu):
+        offsets, idx, val = be.active_list(A, 1, 1)
+        assert list(offsets) == [0, 0, 1] and list(idx) == [1 + 3 * (3 + 5 * 2)] and list(val) == [2.0]
+
+
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_deliver_numba_equals_numpy(case, how):
+    close(deliver(cpu, case, how), deliver(ref, case, how))
+
+
+@pytest.mark.parametrize("how", ["sparse", "post"])
+def test_perspectives_give_the_same_sums(case, how):
+    want = deliver(ref, case, "pre")
+    close(deliver(ref, case, how), want)
+    close(deliver(cpu, case, how), want)
+
+
+def test_deliver_zero_activity_adds_nothing(case):
+    A = np.zeros_like(case.A)
+    for be in (ref, cpu):
+        for how in ("pre", "sparse", "post"):
+            np.testing.assert_array_equal(deliver(be, case, how, A=A), case.G0)
+
+
+def test_deliver_wrong_output_dtype_is_refused():
+    c = make_case(*CASES["1to1-odd"])
+    with pytest.raises(ValueError):
+        cpu.deliver_pre(c.A, c.W, c.G0.astype(np.float64), *c.geo, c.lt, c.up)
+
+
+def test_accumulate_input():
+    rng = np.random.default_rng(1)
+    GSyn = rng.standard_normal((3, 2, 3, 4, 5)).astype(np.float32)
+    c = [0.5, -2.0, 1.0]
+    want = np.float32(0.5) * GSyn[0] + np.float32(-2.0) * GSyn[1] + GSyn[2]
+    for be in (ref, cpu):
+        G = np.full(GSyn.shape[1:], 7.0, np.float32)
+        be.accumulate_input(GSyn, c, G)
+        np.testing.assert_array_equal(G, want)
+        be.accumulate_input(GSyn[:2], [1, -1], G)
+        np.testing.assert_array_equal(G, GSyn[0] - GSyn[1])
+
+
+# ------------------------------------------------------------------- transfer / LCA
+
+V_SAMPLES = np.array([-1.0, 0.0, 0.4, 0.5, 0.6, 0.75, 0.99, 1.0, 1.2, 3.0], np.float32)
+f32 = np.float32
+
+
+def _firm(v, th, amin, ashift, width):
+    th, amin, ashift, width, v = f32(th), f32(amin), f32(ashift), f32(width), f32(v)
+    top = th + width
+    if v < th:
+        return amin
+    if v < top:
+        return amin + (((top - ashift) - amin) * (v - th)) / width
+    return v - ashift
+
+
+TRANSFER_CASES = {
+    # name: (VThresh, AMin, AMax, AShift, VWidth, expected as a function of v)
+    "hard": ((0.5, 0.0, FLT_MAX, 0.0, 0.0), lambda v: v if v >= f32(0.5) else f32(0)),
+    "soft-lca": ((0.5, 0.0, FLT_MAX, 0.5, 0.0), lambda v: v - f32(0.5) if v >= f32(0.5) else f32(0)),
+    "hard-negative-AMin": ((0.5, -1.0, FLT_MAX, 0.0, 0.0), lambda v: v if v >= f32(0.5) else f32(-1)),
+    "firm": ((0.5, 0.0, FLT_MAX, 0.0, 0.5), lambda v: _firm(v, 0.5, 0.0, 0.0, 0.5)),
+    "firm-shift": ((0.5, 0.0, FLT_MAX, 0.25, 0.5), lambda v: _firm(v, 0.5, 0.0, 0.25, 0.5)),
+    "clip": ((0.5, 0.0, 1.0, 0.0, 0.0), lambda v: min(v, f32(1)) if v >= f32(0.5) else f32(0)),
+    "passthrough": ((-FLT_MAX, -FLT_MAX, FLT_MAX, 0.0, 0.0), lambda v: v),
+    "passthrough-clip": ((-FLT_MAX, 0.0, 0.75, 0.3, 0.0), lambda v: min(v, f32(0.75))),
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFER_CASES))
+def test_apply_transfer_hand_values(name):
+    params, fn = TRANSFER_CASES[name]
+    V = np.broadcast_to(V_SAMPLES, (2, 3, 10)).reshape(2, 3, 5, 2).copy()
+    want = np.array([fn(v) for v in V.reshape(-1)], np.float32).reshape(V.shape)
+    for be in (ref, cpu):
+        A = np.full((2, 3 + 4, 5 + 2, 2), 9.0, np.float32)
+        be.apply_transfer(V, A, 1, 2, *params)
+        np.testing.assert_array_equal(A[:, 2:-2, 1:-1], want)
+        A[:, 2:-2, 1:-1] = 9.0
+        assert np.all(A == 9.0), "halo must not be written"
+
+
+def test_firm_threshold_hand_numbers():
+    params = TRANSFER_CASES["firm"][0]
+    V = np.array([0.5, 0.75, 1.2], np.float32).reshape(1, 1, 3, 1)
+    A = np.zeros((1, 1, 3, 1), np.float32)
+    ref.apply_transfer(V, A, 0, 0, *params)
+    np.testing.assert_allclose(A.reshape(-1), [0.0, 0.5, 1.2], rtol=1e-7)
+
+
+@pytest.mark.parametrize("self_interact", [True, 0.0])
+def test_update_lca(self_interact):
+    rng = np.random.default_rng(5)
+    nb, ny, nx, nf, lt, up = 3, 4, 5, 6, 2, 1
+    params = (0.3, 0.0, FLT_MAX, 0.3, 0.0)
+    V = rng.standard_normal((nb, ny, nx, nf)).astype(np.float32)
+    G = rng.standard_normal((nb, ny, nx, nf)).astype(np.float32)
+    A = rng.standard_normal((nb, ny + 2 * up, nx + 2 * lt, nf)).astype(np.float32)
+    e = np.exp(-np.array([0.01, 0.05, 0.2]) / 1.0).astype(np.float32)
+    results = []
+    for be in (ref, cpu):
+        Vb, Ab = V.copy(), A.copy()
+        be.update_lca(Vb, Ab, G, e, self_interact, lt, up, *params)
+        results.append((Vb, Ab))
+    (Vr, Ar), (Vc, Ac) = results
+    np.testing.assert_array_equal(Vc, Vr)
+    np.testing.assert_array_equal(Ac, Ar)
+    # hand check of one neuron, float32 op by op
+    b, y, x, f = 2, 3, 1, 4
+    s = f32(1.0 if self_interact else 0.0)
+    v = e[b] * V[b, y, x, f] + (f32(1) - e[b]) * (G[b, y, x, f] + s * A[b, y + up, x + lt, f])
+    assert Vr[b, y, x, f] == v
+    assert Ar[b, y + up, x + lt, f] == (v - f32(0.3) if v >= f32(0.3) else 0)
+    np.testing.assert_array_equal(Ar[:, :up], A[:, :up])  # halo untouched
+    np.testing.assert_array_equal(Ar[:, :, :lt], A[:, :, :lt])
+
+
+# --------------------------------------------------------------------- learning
+
+def hebbian(backend, c, sparse, dw_max=0.5):
+    dW = np.zeros_like(c.W)
+    cnt = np.zeros_like(c.W)
+    args = (*c.geo, c.lt, c.up, c.lt_post, c.up_post)
+    if sparse:
+        offsets, idx, val = backend.active_list(c.A, c.lt, c.up)
+        backend.hebbian_shared_sparse(offsets, idx, val, c.nf, c.A.shape[2], c.A_post, dW, cnt, dw_max, *args)
+    else:
+        backend.hebbian_shared(c.A, c.A_post, dW, cnt, dw_max, *args)
+    return dW, cnt
+
+
+@pytest.mark.parametrize("name", ["1to2-p8-lca", "4to1-p3", "1to4-vs-1to1-mixed"])
+def test_reference_hebbian_equals_brute_force(name):
+    c = make_case(*CASES[name], seed=4)
+    want_dW, want_cnt = brute_hebbian(c, 0.5)
+    for sparse in (False, True):
+        dW, cnt = hebbian(ref, c, sparse)
+        close(dW, want_dW)
+        np.testing.assert_array_equal(cnt, want_cnt)
+
+
+def test_hebbian_numba_equals_numpy_dense_and_sparse(case):
+    want_dW, want_cnt = hebbian(ref, case, False)
+    for be, sparse in ((ref, True), (cpu, False), (cpu, True)):
+        dW, cnt = hebbian(be, case, sparse)
+        close(dW, want_dW)
+        np.testing.assert_array_equal(cnt, want_cnt)
+
+
+def test_hebbian_accumulates_into_caller_arrays():
+    c = make_case(*CASES["2to1-p3-sparse"])
+    once, cnt1 = hebbian(ref, c, False)
+    for be in (ref, cpu):
+        dW, cnt = np.zeros_like(c.W), np.zeros_like(c.W)
+        args = (*c.geo, c.lt, c.up, c.lt_post, c.up_post)
+        be.hebbian_shared(c.A, c.A_post, dW, cnt, 0.5, *args)
+        be.hebbian_shared(c.A, c.A_post, dW, cnt, 0.5, *args)
+        close(dW, 2 * once)
+        np.testing.assert_array_equal(cnt, 2 * cnt1)
