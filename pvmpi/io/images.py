@@ -206,8 +206,8 @@ def _decode_with_pillow(path):
     except Exception as exc:  # Pillow raises many types for unreadable files
         raise PvmpiError(f"cannot decode image ({exc})", file=str(path)) from None
     mode = im.mode
-    if mode.startswith("I;16"):  # 16-bit PNM/TIFF data: stb keeps 16 bits
-        arr = np.asarray(im).astype(np.uint16)
+    if mode == "I" or mode.startswith("I;16"):  # 16-bit PNM data: stb keeps 16 bits
+        arr = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
         return arr[..., None] if arr.ndim == 2 else arr
     has_alpha = mode in ("LA", "RGBA", "PA") or "transparency" in im.info
     if fmt in ("GIF", "PSD"):

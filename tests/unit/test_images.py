@@ -193,6 +193,9 @@ def test_other_formats_through_pillow(tmp_path):
     got = load_image(tmp_path / "g.bmp")
     assert got.shape == (8, 10, 3)  # stb reads every BMP as RGB(A)
     np.testing.assert_array_equal(got, from16(np.repeat(gray[..., None], 3, 2).astype(int) * 257))
+    (tmp_path / "t16.pgm").write_bytes(b"P5\n2 2\n65535\n\x01\x02\x03\x04\xff\xff\x00\x10")
+    np.testing.assert_array_equal(load_image(tmp_path / "t16.pgm")[..., 0],
+                                  from16([[258, 772], [65535, 16]]))
     Image.fromarray(gray).save(tmp_path / "g.jpg", quality=95)
     got = load_image(tmp_path / "g.jpg")
     assert got.shape == (8, 10, 1)
@@ -249,9 +252,11 @@ def test_feature_conversion_table():
         convert_features(img[3], 5)
 
 
-def test_read_image_list(openpv_tests, tmp_path):
+def test_read_image_list(openpv_tests, tmp_path, monkeypatch):
     names = read_image_list(openpv_tests / "BatchMethodTest/input/images/imagelist.txt")
     assert names == [f"input/images/{i}.png" for i in range(10)]
+    monkeypatch.chdir(openpv_tests / "BatchMethodTest")  # relative to the working directory
+    assert load_image(names[3]).shape == (32, 32, 1)
     (tmp_path / "l.txt").write_text("  a.png \n\n\t\nsub dir/b.png\r\nc.png")
     assert read_image_list(tmp_path / "l.txt") == ["a.png", "sub dir/b.png", "c.png"]
     with pytest.raises(PvmpiError, match="inputPath"):
