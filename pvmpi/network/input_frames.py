@@ -76,7 +76,7 @@ def cubic_weight(u):
 
 def _grid(n_in, n_out):
     """Align-corners source coordinates X_k = f32(d*k)."""
-    d = F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else F32(0)
+    d = F32(n_in - 1) / F32(n_out - 1) if n_out > 1 else F32(0)  # 1: undefined in OpenPV
     return F32(d) * np.arange(n_out, dtype=F32)
 
 
