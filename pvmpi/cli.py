@@ -1,0 +1,227 @@
+"""``python -m pvmpi CONFIG [options]``: run a network; one clear error line on failure.
+
+Every rank parses the same config, so a bad config is detected by every rank
+alike and printed once by rank 0. Errors while building the network are
+gathered collectively; an error inside the time loop aborts the whole job
+rather than leaving other ranks waiting in a collective forever.
+"""
+import argparse
+import os
+import sys
+import time
+
+from .errors import PvmpiError
+
+BACKENDS = ("numpy", "numba")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pvmpi",
+        description="Run an OpenPV-style network (YAML config) with a batch dimension over MPI.")
+    p.add_argument("config", help="YAML config (groups named as in an OpenPV params file)")
+    p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
+    p.add_argument("--backend", choices=BACKENDS, default="numba",
+                   help="compute kernels: numba (default, compiled CPU) or numpy (the reference)")
+    p.add_argument("-t", "--threads", type=int,
+                   help="threads per rank (default: cores on the node / ranks on the node)")
+    p.add_argument("-s", "--seed", type=int, help="random seed (overrides HyPerCol randomSeed; >= 10000000)")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="parse and validate, print the network summary, exit")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
+                   help="override a parameter (repeatable), e.g. --set column.stopTime=400")
+    p.add_argument("-batchwidth", "--batchwidth", type=int, dest="batchwidth",
+                   help="MPI processes along the batch (OpenPV's BatchWidth)")
+    p.add_argument("-rows", "--rows", type=int, dest="rows", help="MPI rows (OpenPV's NumRows)")
+    p.add_argument("-columns", "--columns", type=int, dest="columns", help="MPI columns (NumColumns)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def load_model(path, assignments=()):
+    """Parse and validate a config; raises PvmpiError."""
+    from .model.config import apply_overrides, load_yaml
+    from .model.network_model import build_model
+
+    raw = load_yaml(path)
+    apply_overrides(raw, assignments)
+    return build_model(raw)
+
+
+def fail(message, code=1):
+    sys.stdout.flush()
+    print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    set_threads(args.threads)
+    try:
+        return run(args)
+    except PvmpiError as e:
+        if args.debug:
+            raise
+        return fail(e)
+
+
+def set_threads(threads):
+    """Numba reads NUMBA_NUM_THREADS at import: set it before anything imports numba."""
+    if threads is not None:
+        if threads < 1:
+            raise SystemExit(fail("-t/--threads must be at least 1"))
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    elif "NUMBA_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("MPI_LOCALNRANKS", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "1")))
+        os.environ["NUMBA_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, local)))
+
+
+def run(args):
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    try:
+        model = load_model(args.config, args.set)
+    except PvmpiError as e:  # every rank read the same file: same error everywhere
+        if args.debug and rank == 0:
+            raise
+        return fail(e) if rank == 0 else 1
+    column, comms = setup(model, args, world)
+    if column is None:
+        return 1
+    if args.dry_run:
+        if comms.is_root:
+            print(summary(model, column))
+        return 0
+    progress = None if args.quiet else Progress(column)
+    column.progress = progress
+    t0 = time.perf_counter()
+    try:
+        failures = column.run()
+    except Exception as e:  # one rank cannot tell the others: end the whole job
+        msg = str(e) if isinstance(e, PvmpiError) else f"{type(e).__name__}: {e}"
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        fail(f"[rank {rank}] {msg}")
+        world.Abort(1)
+        return 1
+    elapsed = time.perf_counter() - t0
+    comms.barrier()
+    if comms.is_root and not args.quiet:
+        steps = column.step
+        print(f"pvmpi: {steps} steps in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.1f} steps/s) on "
+              f"{comms.size} rank(s), backend {args.backend}; outputs in {column.output_path}", flush=True)
+    if failures:
+        return fail("; ".join(failures)) if comms.is_root else 1
+    return 0
+
+
+def setup(model, args, world):
+    """Decomposition, communicators, backend and the column; errors decided collectively."""
+    from .kernels import get_backend
+    from .network.column import Column
+    from .parallel.comm import Comms
+    from .parallel.decomposition import choose_layout
+
+    column = comms = None
+    error = None
+    try:
+        par = model.parallel
+        layout = choose_layout(world.Get_size(),
+                               batch_width=args.batchwidth or par.get("BatchWidth"),
+                               rows=args.rows or par.get("NumRows"),
+                               columns=args.columns or par.get("NumColumns"))
+        comms = Comms(layout, world)
+        kernels = get_backend(args.backend)
+        column = Column(model, comms, kernels, output_path=args.output_path, seed=args.seed)
+    except PvmpiError as e:
+        if args.debug:
+            raise
+        error = str(e)
+    errors = world.allgather(error)
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        if world.Get_rank() == 0:
+            fail(first)
+        return None, comms
+    if not args.dry_run:
+        if comms.is_root:
+            os.makedirs(column.output_path, exist_ok=True)
+        comms.barrier()
+    return column, comms
+
+
+class Progress:
+    """Rank 0 prints simulated time, steps/s and the mean energy every progressInterval."""
+
+    def __init__(self, column):
+        self.interval = column.model.column["progressInterval"]
+        self.next = self.interval
+        self.stream = sys.stderr if column.model.column["writeProgressToErr"] else sys.stdout
+        self.t0 = time.perf_counter()
+        self.steps0 = 0
+
+    def __call__(self, column):
+        if column.t < self.next - column.dt / 2 and column.t < column.stop_time - column.dt / 2:
+            return
+        while self.next <= column.t + column.dt / 2:
+            self.next += self.interval
+        energy = global_mean_energy(column)
+        if not column.comms.is_root:
+            return
+        now = time.perf_counter()
+        rate = (column.step - self.steps0) / max(now - self.t0, 1e-9)
+        self.t0, self.steps0 = now, column.step
+        text = f"   time=={column.t:g}  {rate:.1f} steps/s"
+        if energy is not None:
+            text += f"  energy {energy:.6g}"
+        print(text, file=self.stream, flush=True)
+
+
+def global_mean_energy(column):
+    """Mean energy over the global batch (collective: every rank calls it at the same step)."""
+    import numpy as np
+
+    if not column.energy_probes:
+        return None
+    comms = column.comms
+    vals = column.energy_probes[0].values()
+    root = comms.spatial.Get_rank() == 0
+    buf = np.array([float(np.sum(vals)) if root else 0.0, float(len(vals)) if root else 0.0])
+    comms.allreduce_sum(buf)
+    return buf[0] / buf[1]
+
+
+def summary(model, column):
+    """The network as a table: what a dry run prints."""
+    col = model.column
+    lay = column.comms.layout
+    lines = [f"pvmpi network from {model.path}",
+             f"  column '{col.name}': {col['nx']}x{col['ny']}, nbatch {col['nbatch']}, dt {col['dt']:g}, "
+             f"stopTime {col['stopTime']:g} ({column.final_step} steps), seed {column.initial_seed}",
+             f"  layout: BatchWidth {lay.batch_width} x NumRows {lay.rows} x NumColumns {lay.columns}",
+             "  layers:"]
+    for layer in column.layers.values():
+        t = layer.tile
+        lines.append(f"    {layer.name:<24} {layer.group.cls:<16} {t.nx_global}x{t.ny_global}x{layer.nf:<4} "
+                     f"phase {layer.phase} margin {layer.margin_x},{layer.margin_y}"
+                     + (" sparse" if layer.group["sparseLayer"] else ""))
+    lines.append("  connections:")
+    for conn in column.connections.values():
+        extra = ""
+        if conn.has_weights:
+            g = conn.group
+            nxp, nyp = (g["nxp"], g["nyp"]) if "nxp" in g.params else (conn.xmap.patch, conn.ymap.patch)
+            extra = f" {nyp}x{nxp} patches, {conn.num_kernels} kernels"
+            if conn.plastic:
+                extra += " (plastic)"
+        lines.append(f"    {conn.name:<24} {conn.group.cls:<14} {conn.pre.name} -> {conn.post.name} "
+                     f"ch {conn.channel}{extra}")
+    lines.append("  probes:")
+    for probe in column.probes.values():
+        lines.append(f"    {probe.name:<24} {probe.group.cls}")
+    return "\n".join(lines)

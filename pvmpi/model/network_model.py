@@ -1,0 +1,352 @@
+"""The validated, immutable model of a network.
+
+:func:`build_model` checks a :class:`~pvmpi.model.config.RawConfig` against
+the schema, fills every default, resolves references between groups and
+checks the geometry, raising one :class:`PvmpiError` that names the file,
+line, group and parameter of the first problem. Everything downstream reads
+the model only, never the raw config.
+"""
+import math
+import warnings
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import PvmpiError
+from . import schema
+from .config import suggest
+from .schema import FLT_MAX, REQUIRED, From
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    cls: str
+    kind: str
+    params: MappingProxyType
+    given: frozenset
+    line: int = None
+
+    def __getitem__(self, key):
+        return self.params[key]
+
+    def is_a(self, ancestor):
+        return schema.is_a(self.cls, ancestor)
+
+
+@dataclass(frozen=True)
+class Model:
+    path: str
+    column: Group
+    groups: tuple  # every group but the column, in file order
+    parallel: MappingProxyType
+
+    def group(self, name):
+        return self._index()[name]
+
+    def _index(self):
+        idx = self.__dict__.get("_idx")
+        if idx is None:
+            idx = {g.name: g for g in (self.column,) + self.groups}
+            object.__setattr__(self, "_idx", idx)
+        return idx
+
+    def of_kind(self, kind):
+        return [g for g in self.groups if g.kind == kind]
+
+    @property
+    def layers(self):
+        return self.of_kind("layer")
+
+    @property
+    def connections(self):
+        return self.of_kind("connection")
+
+    @property
+    def probes(self):
+        return self.of_kind("probe")
+
+    def layer_size(self, layer):
+        """Global (nx, ny, nf) of a layer."""
+        g = self.group(layer) if isinstance(layer, str) else layer
+        return (_scaled(self, g, "nx"), _scaled(self, g, "ny"), g["nf"])
+
+
+def _scaled(model, g, axis):
+    return int(round(g[axis + "Scale"] * model.column[axis]))
+
+
+# ---------------------------------------------------------------- coercion
+def _coerce(value, p, err):
+    kind = p.kind
+    if value is None:
+        if kind in ("str",) or p.default is None:
+            return None
+        raise err(f"must be a {kind}, not null")
+    if kind == "float":
+        if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("infinity", "inf"):
+            return -FLT_MAX if value.strip().startswith("-") else FLT_MAX
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise err(f"must be a number, not {value!r}")
+        value = float(value)
+        if math.isinf(value):  # YAML .inf means OpenPV's infinity, which is FLT_MAX
+            value = math.copysign(FLT_MAX, value)
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise err(f"must be an integer, not {value!r}")
+        if isinstance(value, float) and (not math.isfinite(value) or value != round(value)):
+            raise err(f"must be an integer, not {value!r}")
+        return int(round(value))
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return value != 0  # OpenPV booleans are numbers
+        raise err(f"must be true or false, not {value!r}")
+    if kind == "str":
+        if not isinstance(value, str):
+            raise err(f"must be a string, not {value!r}")
+        return value
+    if kind == "array":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out = []
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise err(f"must be a number or a list of numbers, not {value!r}")
+            out.append(float(v))
+        return tuple(out)
+    raise AssertionError(kind)
+
+
+# ---------------------------------------------------------------- building
+def build_model(raw):
+    """Validate a raw config and return the immutable :class:`Model`."""
+    path = raw.path
+    if not raw.groups:
+        raise PvmpiError("the config has no groups", file=path)
+    names = [g.name for g in raw.groups]
+
+    def err_for(g, pname=None):
+        line = g.lines.get(pname, g.line) if pname else g.line
+        line = None if line == "--set" else line
+
+        def make(what, hint=None):
+            return PvmpiError(what, file=path, line=line, group=g.name, param=pname, hint=hint)
+        return make
+
+    col_raw = raw.groups[0]
+    if col_raw.cls != "HyPerCol":
+        raise err_for(col_raw)("the first group must be the HyPerCol",
+                              hint=f"found {col_raw.cls}; move the HyPerCol group to the top")
+    for g in raw.groups:
+        if g.cls not in schema.CLASSES or schema.CLASSES[g.cls].abstract:
+            known = [c.name for c in schema.concrete_classes()]
+            raise err_for(g)(f"unknown class '{g.cls}'", hint=suggest(g.cls, known))
+        if g.cls == "HyPerCol" and g is not col_raw:
+            raise err_for(g)("only one HyPerCol is allowed")
+    kinds = {g.name: schema.CLASSES[g.cls].kind for g in raw.groups}
+
+    # AToB connection names imply pre and post.
+    for g in raw.groups:
+        if kinds[g.name] == "connection" and ("preLayerName" not in g.values
+                                             or "postLayerName" not in g.values):
+            pre, sep, post = g.name.partition("To")
+            if sep and pre and post:
+                g.values.setdefault("preLayerName", pre)
+                g.values.setdefault("postLayerName", post)
+
+    column = _fill(col_raw, None, raw, kinds, err_for)
+    built = {}
+    for g in raw.groups[1:]:
+        built[g.name] = _fill(g, column, raw, kinds, err_for)
+    model = Model(path=path, column=column, groups=tuple(built[n] for n in names[1:]),
+                  parallel=MappingProxyType(dict(raw.parallel)))
+    _check_references(model, raw, kinds, err_for)
+    _check_geometry(model, raw, err_for)
+    return model
+
+
+def _fill(g, column, raw, kinds, err_for):
+    spec = schema.params_of(g.cls)
+    for pname in g.values:
+        if pname not in spec:
+            raise err_for(g, pname)(f"unknown parameter for {g.cls}", hint=suggest(pname, spec))
+    values = {}
+    for pname, p in spec.items():
+        err = err_for(g, pname)
+        if pname in g.values:
+            values[pname] = _coerce(g.values[pname], p, err)
+            if p.choices and values[pname] is not None and values[pname] not in p.choices:
+                raise err(f"'{values[pname]}' is not one of: {', '.join(p.choices)}",
+                          hint=suggest(str(values[pname]), p.choices))
+            continue
+        d = p.default
+        if isinstance(d, From):
+            values[pname] = d  # resolved below, after every plain value is known
+        elif d is REQUIRED:
+            values[pname] = REQUIRED
+        else:
+            values[pname] = d
+    for pname, v in values.items():
+        if isinstance(v, From):
+            values[pname] = _resolve(v, values, column, raw, g)
+    _conditional(g, values, err_for)
+    missing = [k for k, v in values.items() if v is REQUIRED]
+    if missing:
+        raise err_for(g, missing[0])(f"required parameter of {g.cls} is missing")
+    return Group(g.name, g.cls, kinds[g.name], MappingProxyType(values), frozenset(g.values), g.line)
+
+
+def _resolve(d, values, column, raw, g):
+    src, dot, rest = d.param.partition(".")
+    if not dot:
+        if src == "dt" and column is not None:
+            return column["dt"]
+        v = values[src]
+        if isinstance(v, From):
+            v = _resolve(v, values, column, raw, g)
+        return v + d.offset if isinstance(v, float) and d.offset else v
+    # a value of another group, filled in by the reference check
+    return d
+
+
+def _conditional(g, values, err_for):
+    """Requirements that depend on other values (facts §2.3, §4.5, §4.6)."""
+    cls = g.cls
+    if cls == "HyPerCol":
+        if values["checkpointWrite"] and not values["checkpointWriteDir"]:
+            raise err_for(g, "checkpointWriteDir")("required when checkpointWrite is true")
+        if values["nbatch"] < 1:
+            raise err_for(g, "nbatch")("must be at least 1")
+        if values["dt"] <= 0:
+            raise err_for(g, "dt")("must be positive")
+    if schema.is_a(cls, "HyPerConn") and values["plasticityFlag"]:
+        if values["dWMax"] is None:
+            raise err_for(g, "dWMax")("required when plasticityFlag is true")
+        trig, period = values["triggerLayerName"], values["weightUpdatePeriod"]
+        if trig is None and period is None:
+            raise err_for(g, "weightUpdatePeriod")(
+                "required when plasticityFlag is true and there is no triggerLayerName")
+        if trig is not None and "weightUpdatePeriod" in g.values:
+            raise err_for(g, "weightUpdatePeriod")("not allowed together with triggerLayerName")
+        if values["triggerOffset"] < 0:
+            raise err_for(g, "triggerOffset")("must be >= 0")
+        if values["combine_dW_with_W_flag"]:
+            raise err_for(g, "combine_dW_with_W_flag")("the legacy combined dW/W mode is not supported")
+    if cls == "MomentumConn":
+        method = values["momentumMethod"]
+        if values["timeConstantTau"] is None:
+            if values["momentumTau"] is not None:
+                warnings.warn(f"{g.name}: momentumTau is deprecated; use timeConstantTau")
+            else:
+                values["timeConstantTau"] = {"viscosity": 100.0, "simple": 0.25, "alex": 0.9}.get(method)
+        if method in ("simple", "alex") and values["timeConstantTau"] is not None \
+                and not 0 <= values["timeConstantTau"] < 1:
+            raise err_for(g, "timeConstantTau")(f"must be in [0, 1) for momentumMethod {method}")
+    if schema.is_a(cls, "InputLayer"):
+        if values["jitterChangeInterval"] != 0:
+            raise err_for(g, "jitterChangeInterval")("jitter is not implemented in pvmpi yet",
+                                                     hint="set it to 0")
+        if values["batchMethod"] != "bySpecified" and "skip_frame_index" in g.values:
+            warnings.warn(f"{g.name}: skip_frame_index is only read for batchMethod bySpecified")
+
+
+def _ref(model, g, pname, kind, raw, err_for, cls=None):
+    name = g[pname]
+    if name is None:
+        return None
+    rg = raw.group(g.name)
+    target = model._index().get(name)
+    if target is None or target.kind != kind or (cls and not target.is_a(cls)):
+        pool = [x.name for x in model.groups if x.kind == kind and (not cls or x.is_a(cls))]
+        what = f"no {cls or kind} named '{name}'"
+        raise err_for(rg, pname)(what, hint=suggest(name, pool) or
+                                 (f"{kind}s: {', '.join(pool)}" if pool else None))
+    return target
+
+
+def _check_references(model, raw, kinds, err_for):
+    for g in model.groups:
+        rg = raw.group(g.name)
+        if g.kind == "layer":
+            for p in ("triggerLayerName", "triggerResetLayerName"):
+                if p in g.params:
+                    _ref(model, g, p, "layer", raw, err_for)
+            if g.is_a("HyPerLCALayer"):
+                _ref(model, g, "adaptiveTimeScaleProbe", "probe", raw, err_for, "AdaptiveTimeScaleProbe")
+            if g.is_a("ANNLayer") and (g["verticesV"] is not None or g["verticesA"] is not None):
+                vv, va = g["verticesV"] or (), g["verticesA"] or ()
+                if len(vv) != len(va) or not vv:
+                    raise err_for(rg, "verticesA")("verticesV and verticesA must have the same, "
+                                                   "nonzero length")
+        elif g.kind == "connection":
+            pre = _ref(model, g, "preLayerName", "layer", raw, err_for)
+            post = _ref(model, g, "postLayerName", "layer", raw, err_for)
+            if post.is_a("InputLayer") and g["channelCode"] >= 0:
+                raise err_for(rg, "postLayerName")(f"input layer '{post.name}' cannot receive input")
+            if "originalConnName" in g.params:
+                orig = _ref(model, g, "originalConnName", "connection", raw, err_for, "HyPerConn")
+                if g.cls == "CloneConn" and not orig.is_a("HyPerConn"):
+                    raise err_for(rg, "originalConnName")("must name a HyPerConn")
+            if "triggerLayerName" in g.params:
+                _ref(model, g, "triggerLayerName", "layer", raw, err_for)
+            if "nfp" in g.params:
+                nfp = g["nfp"]
+                if isinstance(nfp, From):
+                    nfp = post["nf"]
+                    _set(g, "nfp", nfp)
+                if nfp != post["nf"]:
+                    raise err_for(rg, "nfp")(f"must equal the post layer's nf ({post['nf']})")
+            if g.cls in ("IdentConn", "RescaleConn"):
+                if model.layer_size(pre) != model.layer_size(post):
+                    raise err_for(rg)(f"{g.cls} needs pre and post of the same size: "
+                                      f"{model.layer_size(pre)} vs {model.layer_size(post)}")
+            delays = g["delay"]
+            if any(d < 0 for d in delays):
+                raise err_for(rg, "delay")("delays must be >= 0")
+        elif g.kind == "probe":
+            if "targetLayer" in g.params:
+                target = _ref(model, g, "targetLayer", "layer", raw, err_for)
+                _ref(model, g, "maskLayerName", "layer", raw, err_for)
+                for p in ("VThresh", "VWidth"):
+                    if isinstance(g.params.get(p), From):
+                        _set(g, p, target[p] if target.is_a("ANNLayer") else 0.0)
+                if g.cls.endswith("LCAProbe") and not target.is_a("ANNLayer"):
+                    raise err_for(rg, "targetLayer")(f"{g.cls} needs an ANNLayer target (it reads VThresh)")
+            if "targetName" in g.params:
+                _ref(model, g, "targetName", "probe", raw, err_for, "ColumnEnergyProbe")
+            _ref(model, g, "energyProbe", "probe", raw, err_for, "ColumnEnergyProbe")
+            _ref(model, g, "triggerLayerName", "layer", raw, err_for)
+
+
+def _set(group, key, value):
+    d = dict(group.params)
+    d[key] = value
+    object.__setattr__(group, "params", MappingProxyType(d))
+
+
+def _check_geometry(model, raw, err_for):
+    from ..network.geometry import axis_map
+
+    col = model.column
+    for g in model.layers:
+        rg = raw.group(g.name)
+        for axis in ("nx", "ny"):
+            size = g[axis + "Scale"] * col[axis]
+            if abs(size - round(size)) > 1e-4 or round(size) < 1:
+                raise err_for(rg, axis + "Scale")(
+                    f"{axis}Scale*{axis} = {g[axis + 'Scale']}*{col[axis]} = {size:g} is not a "
+                    f"positive integer")
+        if g["nf"] < 1:
+            raise err_for(rg, "nf")("must be at least 1")
+    for g in model.connections:
+        if "nxp" not in g.params:
+            continue
+        rg = raw.group(g.name)
+        pre = model.layer_size(g["preLayerName"])
+        post = model.layer_size(g["postLayerName"])
+        for i, axis in enumerate(("x", "y")):
+            try:
+                axis_map(pre[i], post[i], g[f"n{axis}p"])
+            except PvmpiError as e:
+                raise err_for(rg, f"n{axis}p")(e.what, hint=e.hint) from None

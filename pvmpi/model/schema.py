@@ -1,0 +1,355 @@
+"""The parameter schema: every class pvmpi knows, every parameter, its default.
+
+This table is the single source of truth for defaults (facts §2.3, §3, §4,
+§5). A params file and its YAML form name the same classes and parameters
+with OpenPV's spelling; the model layer validates a config against this
+table and fills in the defaults. The parameter reference in docs/ is
+generated from it.
+"""
+from dataclasses import dataclass, field
+
+FLT_MAX = 3.4028234663852886e38  # OpenPV's "infinity"
+
+
+class _Required:
+    def __repr__(self):
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
+@dataclass(frozen=True)
+class From:
+    """A default taken from another parameter of the same group (AMin = VThresh)."""
+
+    param: str
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "float", "int", "bool", "str", "array", "strarray"
+    default: object = REQUIRED
+    doc: str = ""
+    unit: str = ""
+    choices: tuple = ()
+    origin: str = "OpenPV"  # or "pvmpi"
+    ignored: bool = False  # accepted for compatibility, has no effect
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    name: str
+    kind: str  # "column", "layer", "connection", "probe"
+    doc: str
+    params: tuple = ()
+    parent: str = None
+    abstract: bool = False
+
+
+CLASSES = {}
+
+
+def _cls(name, kind, doc, params=(), parent=None, abstract=False):
+    CLASSES[name] = ClassSpec(name, kind, doc, tuple(params), parent, abstract)
+
+
+P = Param
+
+# ---------------------------------------------------------------- HyPerCol
+_cls("HyPerCol", "column", "The column: global size, batch, time step and run length.", [
+    P("nx", "int", doc="Column width; a layer's width is nxScale*nx.", unit="pixels"),
+    P("ny", "int", doc="Column height; a layer's height is nyScale*ny.", unit="pixels"),
+    P("nbatch", "int", 1, "Global batch size: independent networks sharing the weights."),
+    P("dt", "float", 1.0, "Time step.", unit="time"),
+    P("stopTime", "float", 0.0, "The run advances while t < stopTime - dt/2.", unit="time"),
+    P("progressInterval", "float", 1.0, "Simulated time between progress messages.", unit="time"),
+    P("writeProgressToErr", "bool", False, "Progress messages go to stderr instead of stdout."),
+    P("printParamsFilename", "str", "pv.params", "Name of the cleaned params copy in outputPath."),
+    P("randomSeed", "int", 0, "Seed of every random initialisation (>= 10000000); 0: from the clock. "
+      "The -s/--seed option overrides it."),
+    P("errorOnUnusedParam", "bool", False, "Unused parameters are errors instead of warnings."),
+    P("errorOnNotANumber", "bool", False, "Stop at the first NaN in any layer's activity."),
+    P("outputPath", "str", "output", "Directory of all outputs; -o overrides it."),
+    P("verifyWrites", "bool", True, "Read-back verification of writes (OpenPV); pvmpi writes through "
+      "checked numpy I/O instead.", ignored=True),
+    P("checkpointWrite", "bool", False, "Write checkpoints during the run."),
+    P("checkpointWriteDir", "str", None, "Directory of checkpoints (required if checkpointWrite)."),
+    P("checkpointWriteTriggerMode", "str", "step", "When to checkpoint.", choices=("step", "time", "clock")),
+    P("checkpointWriteStepInterval", "int", 1, "Steps between checkpoints (mode step).", unit="steps"),
+    P("checkpointWriteTimeInterval", "float", 1.0, "Time between checkpoints (mode time).", unit="time"),
+    P("checkpointWriteClockInterval", "float", None, "Wall-clock interval (mode clock)."),
+    P("checkpointWriteClockUnit", "str", "seconds", "Unit of checkpointWriteClockInterval."),
+    P("checkpointIndexWidth", "int", -1, "Zero-padding of Checkpoint<step>; -1: digits of the final step."),
+    P("suppressNonplasticCheckpoints", "bool", False, "Skip constant data in checkpoints."),
+    P("deleteOlderCheckpoints", "bool", False, "Keep only the newest numCheckpointsKept checkpoints."),
+    P("numCheckpointsKept", "int", 1, "How many checkpoints deleteOlderCheckpoints keeps."),
+    P("lastCheckpointDir", "str", None, "Where the final state goes when checkpointWrite is false."),
+    P("initializeFromCheckpointDir", "str", "", "Objects flagged initializeFromCheckpointFlag start "
+      "from this checkpoint."),
+])
+
+# ---------------------------------------------------------------- layers
+_LAYER_BASE = [
+    P("nxScale", "float", 1.0, "Layer width / column width (a power of 2)."),
+    P("nyScale", "float", 1.0, "Layer height / column height (a power of 2)."),
+    P("nf", "int", 1, "Number of features."),
+    P("phase", "int", 0, "Update phase within a step; lower phases update first."),
+    P("mirrorBCflag", "bool", False, "Fill the halo at the global edge by mirroring."),
+    P("valueBC", "float", 0.0, "Read but never applied by OpenPV (the halo stays 0).", ignored=True),
+    P("writeStep", "float", From("dt"), "Time between output frames; < 0: never.", unit="time"),
+    P("initialWriteTime", "float", 0.0, "Time of the first output frame.", unit="time"),
+    P("sparseLayer", "bool", False, "Write output as sparse values (PVP type 6) and deliver from "
+      "active lists."),
+    P("updateGpu", "bool", False, "Update on the GPU where the backend has one (never changes results)."),
+    P("dataType", "str", None, "Obsolete in OpenPV.", ignored=True),
+    P("initializeFromCheckpointFlag", "bool", False, "Load state from initializeFromCheckpointDir."),
+]
+_cls("BaseLayer", "layer", "Geometry and output parameters every layer has.", _LAYER_BASE, abstract=True)
+
+_cls("HyPerLayer", "layer",
+     "A layer with membrane potential V and activity A = V, V = sum of channel inputs.", [
+         P("InitVType", "str", "ConstantV", "How V starts.",
+           choices=("ConstantV", "ZeroV", "UniformRandomV", "GaussianRandomV", "DiscreteUniformRandomV",
+                    "InitVFromFile")),
+         P("valueV", "float", -70.0, "Initial V (ConstantV)."),
+         P("minV", "float", 0.0, "Lower bound (UniformRandomV, DiscreteUniformRandomV)."),
+         P("maxV", "float", From("minV", 1.0), "Upper bound (UniformRandomV); the standard "
+           "deviation for GaussianRandomV (OpenPV's naming)."),
+         P("meanV", "float", 0.0, "Mean (GaussianRandomV)."),
+         P("numValues", "int", 2, "Number of levels (DiscreteUniformRandomV)."),
+         P("Vfilename", "str", None, "PVP file of the initial V (InitVFromFile)."),
+         P("frameNumber", "int", 0, "Frame of Vfilename (InitVFromFile)."),
+         P("triggerLayerName", "str", None, "Update only when this layer updates."),
+         P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.",
+           unit="time"),
+         P("triggerBehavior", "str", "updateOnlyOnTrigger", "What a trigger does.",
+           choices=("updateOnlyOnTrigger", "resetStateOnTrigger", "ignore")),
+         P("triggerResetLayerName", "str", None, "Layer whose V (or A) resets this V "
+           "(resetStateOnTrigger); default the trigger layer."),
+         P("channelIndices", "array", (), "Channels whose coefficient channelCoefficients overrides."),
+         P("channelCoefficients", "array", (), "Coefficients of the channels in channelIndices "
+           "(default 1 for channel 0, -1 for channel 1)."),
+     ], parent="BaseLayer")
+
+_cls("ANNLayer", "layer", "HyPerLayer with OpenPV's piecewise-linear transfer function A = f(V).", [
+    P("VThresh", "float", -FLT_MAX, "Below VThresh, A = AMin; -infinity: no threshold."),
+    P("AMin", "float", From("VThresh"), "Activity below threshold."),
+    P("AMax", "float", FLT_MAX, "Activity is clipped at AMax."),
+    P("AShift", "float", 0.0, "A = V - AShift above threshold (AShift = VThresh: soft threshold)."),
+    P("VWidth", "float", 0.0, "Width of the linear ramp above VThresh (firm threshold)."),
+    P("verticesV", "array", None, "Piecewise-linear transfer: V of the vertices."),
+    P("verticesA", "array", None, "Piecewise-linear transfer: A of the vertices."),
+    P("slopeNegInf", "float", 1.0, "Slope left of the first vertex."),
+    P("slopePosInf", "float", 1.0, "Slope right of the last vertex."),
+], parent="HyPerLayer")
+
+_cls("ANNErrorLayer", "layer", "Error layer: V = errScale * (exc - inh), then the transfer function.", [
+    P("errScale", "float", 1.0, "Scale of the error."),
+], parent="ANNLayer")
+
+_cls("HyPerLCALayer", "layer", "LCA sparse-coding layer (facts §3.7).", [
+    P("timeConstantTau", "float", 1.0, "Membrane time constant tau.", unit="time"),
+    P("selfInteract", "bool", True, "Add the layer's own activity to its input (the LCA '+a' term)."),
+    P("adaptiveTimeScaleProbe", "str", None, "AdaptiveTimeScaleProbe giving the per-batch-element "
+      "time scale; default dt."),
+], parent="ANNLayer")
+
+_cls("ConstantLayer", "layer", "A HyPerLayer that keeps its initial state (it never updates).",
+     parent="HyPerLayer")
+
+_cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).", [
+    P("inputPath", "str", doc="Image, list of images (.txt) or PVP file."),
+    P("displayPeriod", "float", 0.0, "Time each frame is shown; <= 0: never advance.", unit="time"),
+    P("batchMethod", "str", "byFile", "How batch elements walk through the frames.",
+      choices=("byFile", "byImage", "byList", "byMovie", "bySpecified", "random")),
+    P("start_frame_index", "array", (), "Start frame per global batch element (0-based)."),
+    P("skip_frame_index", "array", (), "Frame step per global batch element (bySpecified)."),
+    P("resetToStartOnLoop", "bool", False, "On wrap go back to the start frame (bySpecified)."),
+    P("randomSeed", "int", 123456789, "Seed of batchMethod random (added to the column's seed)."),
+    P("writeFrameToTimestamp", "bool", True, "Write timestamps/<Layer>.txt at every frame change."),
+    P("offsetAnchor", "str", "tl", "Anchor of the image in the layer: {t,c,b} x {l,c,r}."),
+    P("offsetX", "int", 0, "Horizontal image offset.", unit="pixels"),
+    P("offsetY", "int", 0, "Vertical image offset.", unit="pixels"),
+    P("autoResizeFlag", "bool", False, "Rescale the image to the layer size."),
+    P("aspectRatioAdjustment", "str", "crop", "With autoResizeFlag: crop or pad.", choices=("crop", "pad")),
+    P("interpolationMethod", "str", "bicubic", "With autoResizeFlag.", choices=("bicubic", "nearestNeighbor")),
+    P("inverseFlag", "bool", False, "Invert the image."),
+    P("normalizeLuminanceFlag", "bool", False, "Normalise each frame."),
+    P("normalizeStdDev", "bool", True, "Normalise to zero mean, unit std (else to [0, 1])."),
+    P("useInputBCflag", "bool", False, "Fill the halo from the image too."),
+    P("padValue", "float", 0.0, "Value where the image has no data (and of the boundary halo)."),
+    P("jitterChangeInterval", "float", 0.0, "Jitter is not implemented: must be 0."),
+    P("jitterFlag", "bool", False, "Obsolete in OpenPV.", ignored=True),
+], parent="BaseLayer", abstract=True)
+
+_cls("ImageLayer", "layer", "Input layer reading PNG/JPEG images or a list of them.", parent="InputLayer")
+_cls("PvpLayer", "layer", "Input layer reading frames of a PVP activity file.", parent="InputLayer")
+
+# ---------------------------------------------------------------- connections
+_cls("BaseConnection", "connection", "Parameters every connection has.", [
+    P("preLayerName", "str", doc="Presynaptic layer (inferred from a name 'AToB')."),
+    P("postLayerName", "str", doc="Postsynaptic layer (inferred from a name 'AToB')."),
+    P("channelCode", "int", doc="0 exc, 1 inh, 2 inhB, 3 gap, 4 norm, -1 no delivery."),
+    P("delay", "array", (0.0,), "Delay per arbor (one value or one per arbor).", unit="time"),
+    P("receiveGpu", "bool", False, "Deliver on the GPU where the backend has one."),
+    P("updateGSynFromPostPerspective", "bool", False, "Deliver by gathering at each post neuron."),
+    P("pvpatchAccumulateType", "str", "convolve", "Delivery rule.", choices=("convolve",)),
+    P("writeStep", "float", From("dt"), "Time between weight frames; < 0: never.", unit="time"),
+    P("initialWriteTime", "float", 0.0, "Time of the first weight frame.", unit="time"),
+    P("writeCompressedWeights", "bool", False, "Write weights as 8-bit."),
+    P("writeCompressedCheckpoints", "bool", False, "Checkpoint weights as 8-bit."),
+    P("initializeFromCheckpointFlag", "bool", False, "Load weights from initializeFromCheckpointDir."),
+    P("initWeightsFile", "str", None, "PVP file of initial weights."),
+], abstract=True)
+
+_WEIGHTS = [
+    P("nxp", "int", 1, "Patch width.", unit="post pixels"),
+    P("nyp", "int", 1, "Patch height.", unit="post pixels"),
+    P("nfp", "int", From("post.nf"), "Patch features (must equal the post layer's nf)."),
+    P("sharedWeights", "bool", True, "Convolutional (shared) weights."),
+    P("numAxonalArbors", "int", 1, "Number of arbors."),
+    P("weightInitType", "str", doc="Weight initialisation.",
+      choices=("UniformRandomWeight", "GaussianRandomWeight", "UniformWeight", "FileWeight")),
+    P("frameNumber", "int", 0, "Frame of initWeightsFile."),
+    P("wMinInit", "float", 0.0, "UniformRandomWeight lower bound."),
+    P("wMaxInit", "float", 1.0, "UniformRandomWeight upper bound."),
+    P("sparseFraction", "float", 0.0, "UniformRandomWeight: probability of a zero weight."),
+    P("minNNZ", "int", 0, "UniformRandomWeight: minimum nonzeros per patch."),
+    P("wGaussMean", "float", 0.0, "GaussianRandomWeight mean."),
+    P("wGaussStdev", "float", 1.0, "GaussianRandomWeight standard deviation."),
+    P("weightInit", "float", 0.0, "UniformWeight value."),
+    P("connectOnlySameFeatures", "bool", False, "UniformWeight: only f -> f."),
+    P("normalizeMethod", "str", doc="Weight normalisation.",
+      choices=("normalizeL2", "normalizeSum", "normalizeMax", "none")),
+    P("strength", "float", 1.0, "Target norm."),
+    P("normalizeArborsIndividually", "bool", False, "Normalise each arbor on its own."),
+    P("normalizeOnInitialize", "bool", True, "Normalise at t = 0."),
+    P("normalizeOnWeightUpdate", "bool", True, "Normalise after each weight update."),
+    P("normalizeFromPostPerspective", "bool", False, "Scale the target by numPost/numPre."),
+    P("rMinX", "float", 0.0, "Zero weights within this x radius of the patch centre."),
+    P("rMinY", "float", 0.0, "Zero weights within this y radius of the patch centre."),
+    P("nonnegativeConstraintFlag", "bool", False, "Clip negative weights to 0."),
+    P("normalize_cutoff", "float", 0.0, "Zero |w| < cutoff * max|w|."),
+    P("minL2NormTolerated", "float", 0.0, "normalizeL2 skips patches with a smaller sum of squares."),
+    P("minSumTolerated", "float", 0.0, "normalizeSum skips patches with a smaller |sum|."),
+    P("minMaxTolerated", "float", 0.0, "normalizeMax skips patches with a smaller max."),
+    P("plasticityFlag", "bool", True, "Learn (Hebbian update)."),
+    P("triggerLayerName", "str", None, "Update weights when this layer updates."),
+    P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.", unit="time"),
+    P("weightUpdatePeriod", "float", None, "Time between updates (required without a trigger).",
+      unit="time"),
+    P("initialWeightUpdateTime", "float", 0.0, "Time of the first periodic update.", unit="time"),
+    P("immediateWeightUpdate", "bool", True, "Apply dW in the step it is computed; false: one step "
+      "later, overlapping the all-reduce."),
+    P("dWMax", "float", None, "Learning rate (required if plastic)."),
+    P("dWMaxDecayInterval", "int", 0, "Updates between dWMax decays; 0: never."),
+    P("dWMaxDecayFactor", "float", 0.0, "dWMax *= 1 - factor at each decay."),
+    P("normalizeDw", "bool", True, "Divide dW by the number of active (batch, pre) pairs."),
+    P("combine_dW_with_W_flag", "bool", False, "Legacy mode: dW accumulates into W (not supported)."),
+]
+_cls("HyPerConn", "connection", "Connection with (shared) weights, delivery and Hebbian learning.",
+     _WEIGHTS, parent="BaseConnection")
+_cls("MomentumConn", "connection", "HyPerConn whose updates carry momentum (facts §4.6).", [
+    P("momentumMethod", "str", doc="Momentum rule.", choices=("viscosity", "simple", "alex")),
+    P("timeConstantTau", "float", None, "Momentum time constant; default 100 (viscosity), 0.25 "
+      "(simple), 0.9 (alex)."),
+    P("momentumTau", "float", None, "Deprecated form of timeConstantTau."),
+    P("momentumDecay", "float", 0.0, "Weight decay coefficient."),
+    P("initPrev_dWFile", "str", None, "PVP file of the initial previous dW."),
+    P("prev_dWFrameNumber", "int", 0, "Frame of initPrev_dWFile."),
+], parent="HyPerConn")
+_cls("TransposeConn", "connection", "The adjoint of another connection's weights; follows it.", [
+    P("originalConnName", "str", doc="The connection transposed."),
+], parent="BaseConnection")
+_cls("CloneConn", "connection", "Delivers with another connection's weights.", [
+    P("originalConnName", "str", doc="The connection whose weights are used."),
+], parent="BaseConnection")
+_cls("IdentConn", "connection", "One-to-one copy: GSyn += A_pre.", parent="BaseConnection")
+_cls("RescaleConn", "connection", "One-to-one scaled copy: GSyn += scale * A_pre.", [
+    P("scale", "float", 1.0, "Factor."),
+], parent="BaseConnection")
+
+# ---------------------------------------------------------------- probes
+_cls("BaseProbe", "probe", "Parameters every probe has.", [
+    P("message", "str", None, "Prefix of log lines."),
+    P("textOutputFlag", "bool", True, "Write text output."),
+    P("probeOutputFile", "str", None, "Output file (one per batch element: name_batchElement_<g>.ext); "
+      "default: the log."),
+    P("triggerLayerName", "str", None, "Sample only when this layer updates."),
+    P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.", unit="time"),
+    P("energyProbe", "str", None, "ColumnEnergyProbe that sums this probe's values."),
+    P("coefficient", "float", 1.0, "Coefficient of this probe in its energy probe."),
+], abstract=True)
+_cls("LayerProbe", "probe", "Probes of one layer's activity.", [
+    P("targetLayer", "str", doc="The layer probed."),
+    P("maskLayerName", "str", None, "Count only where this layer's activity is nonzero."),
+], parent="BaseProbe", abstract=True)
+_cls("L2NormProbe", "probe", "(sum of a^2)^(exponent/2) per batch element.", [
+    P("exponent", "float", 1.0, "Exponent (2: sum of squares)."),
+], parent="LayerProbe")
+_cls("L1NormProbe", "probe", "Sum of |a| per batch element.", parent="LayerProbe")
+_cls("L0NormProbe", "probe", "Number of |a| > nnzThreshold per batch element.", [
+    P("nnzThreshold", "float", 0.0, "Threshold."),
+], parent="LayerProbe")
+_cls("L1NormLCAProbe", "probe", "L1 norm with coefficient = the target's VThresh.", parent="L1NormProbe")
+_cls("L0NormLCAProbe", "probe", "L0 norm with coefficient = the target's VThresh^2/2.", parent="L0NormProbe")
+_cls("FirmThresholdCostFnProbe", "probe", "The firm-threshold cost function per batch element.", [
+    P("VThresh", "float", From("target.VThresh"), "Threshold (default: the target's)."),
+    P("VWidth", "float", From("target.VWidth"), "Width (default: the target's)."),
+], parent="LayerProbe")
+_cls("FirmThresholdCostFnLCAProbe", "probe", "Firm-threshold cost with coefficient = target VThresh.",
+     parent="FirmThresholdCostFnProbe")
+_cls("StatsProbe", "probe", "N, total, min, mean, max, sigma, nnz of A or V per batch element.", [
+    P("buffer", "str", "Activity", "Activity (A) or MembranePotential (V)."),
+    P("nnzThreshold", "float", 0.0, "Threshold of the nnz count."),
+    P("immediateMPIAssembly", "bool", False, "Ignored: pvmpi always assembles at once.", ignored=True),
+], parent="LayerProbe")
+_cls("RequireAllZeroActivityProbe", "probe", "Fails the run when the target's activity is not zero.", [
+    P("nnzThreshold", "float", 0.0, "|a| above this counts as nonzero."),
+    P("exitOnFailure", "bool", True, "Exit non-zero at the end of a run that found nonzero activity."),
+    P("immediateExitOnFailure", "bool", True, "Exit at the first nonzero activity."),
+], parent="StatsProbe")
+_cls("ColumnEnergyProbe", "probe", "Sum of coefficient * value of the probes naming it.", parent="BaseProbe")
+_cls("AdaptiveTimeScaleProbe", "probe", "Per-batch-element LCA time scale from an energy probe.", [
+    P("targetName", "str", doc="The energy probe followed."),
+    P("baseMax", "float", 1.0, "Initial maximum time scale."),
+    P("baseMin", "float", 1.0, "Time scale after a reset."),
+    P("tauFactor", "float", 1.0, "Scale of the energy-decay estimate."),
+    P("growthFactor", "float", 1.0, "Growth of the maximum when reached."),
+    P("writeTimeScaleFieldnames", "bool", True, "Output with field names."),
+], parent="BaseProbe")
+_cls("KneeTimeScaleProbe", "probe", "AdaptiveTimeScaleProbe whose maximum grows slower past a knee.", [
+    P("kneeThresh", "float", 1.0, "Knee position."),
+    P("kneeSlope", "float", 1.0, "Growth factor past the knee."),
+], parent="AdaptiveTimeScaleProbe")
+
+del P
+
+
+def lineage(name):
+    """Class names from `name` up to its root."""
+    out = []
+    while name is not None:
+        out.append(name)
+        name = CLASSES[name].parent
+    return out
+
+
+def is_a(name, ancestor):
+    return ancestor in lineage(name)
+
+
+def params_of(name):
+    """All parameters of a class, inherited ones first; subclasses override."""
+    merged = {}
+    for cls in reversed(lineage(name)):
+        for p in CLASSES[cls].params:
+            merged[p.name] = p
+    return merged
+
+
+def concrete_classes(kind=None):
+    return [c for c in CLASSES.values() if not c.abstract and (kind is None or c.kind == kind)]

@@ -1,0 +1,249 @@
+"""The column: builds this rank's layers, connections and probes and runs OpenPV's time loop.
+
+Start-up follows facts §3.1 (build, margins, allocate, InitializeState in
+params-file order so random seeds match OpenPV, normalise, finalise, publish
+at t = 0, initial output); each step follows §3.2 (adapt time scales, phases
+with deliver → update → publish → output, then learning, finalising and the
+column probes).
+"""
+import os
+import time
+
+import numpy as np
+
+from ..errors import PvmpiError
+from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe
+from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
+from .connections import CONNECTION_CLASSES
+from .inputs import INPUT_CLASSES
+from .layers import LAYER_CLASSES
+
+LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES}
+PROBES = {**LAYER_PROBE_CLASSES, **COLUMN_PROBE_CLASSES}
+SEED_MIN = 10_000_000
+
+
+def _make(table, group, run, what):
+    cls = table.get(group.cls)
+    if cls is None:
+        raise PvmpiError(f"{what} class {group.cls} is not implemented in pvmpi yet", group=group.name)
+    return cls(group, run)
+
+
+class Column:
+    """One rank's share of the network and the time loop that advances it."""
+
+    def __init__(self, model, comms, kernels, *, output_path=None, seed=None, progress=None):
+        self.model = model
+        self.comms = comms
+        self.kernels = kernels
+        col = model.column
+        self.dt = col["dt"]
+        self.stop_time = col["stopTime"]
+        self.output_path = output_path or col["outputPath"]
+        self.initial_seed = self._initial_seed(seed)
+        self.progress = progress
+        self.t = 0.0
+        self.step = 0
+        self.timers = {}
+        self.batch_slice = self.tile(col["nx"], col["ny"], name=col.name).kb0, \
+            model.column["nbatch"] // comms.layout.batch_width
+        self._build()
+
+    # ------------------------------------------------------------ services for the objects
+    def tile(self, nx, ny, name=None):
+        return self.comms.tile(self.model.column["nbatch"], ny, nx, name=name)
+
+    def output_file(self, relpath):
+        """Path under outputPath; creates the directory (only ranks that write call this)."""
+        path = os.path.join(self.output_path, relpath)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return path
+
+    def _initial_seed(self, seed):
+        s = seed if seed else self.model.column["randomSeed"]
+        if not s:
+            s = self.comms.bcast(int(time.time()) + SEED_MIN)
+        if s < SEED_MIN:
+            raise PvmpiError(f"randomSeed {s} is below {SEED_MIN}", group=self.model.column.name,
+                             param="randomSeed", hint="OpenPV requires seeds >= 10000000")
+        return s
+
+    def initial_v(self, layer, seeds):
+        from ..io.pvp import ActivityFile
+        from .initializers import init_v, init_v_seed_count
+
+        g, t = layer.group, layer.tile
+        itype = g["InitVType"]
+        n = init_v_seed_count(itype, t.nbatch_global, t.ny_global, t.nx_global)
+        base = seeds.allocate(n) if n else None
+
+        def read_frame(path, frame):
+            with ActivityFile(path) as f:
+                return f.read_frame(frame)
+
+        def frame_count(path):
+            with ActivityFile(path) as f:
+                return f.num_frames
+
+        return init_v(itype, g, seed_base=base, nbatch_global=t.nbatch_global, kb0=t.kb0, nb=t.nb,
+                      ny_global=t.ny_global, nx_global=t.nx_global, ky0=t.ky0, kx0=t.kx0, ny=t.ny, nx=t.nx,
+                      nf=layer.nf, read_pvp_frame=read_frame, pvp_frame_count=frame_count, group=g.name)
+
+    def initial_weights(self, conn, seeds):
+        from .initializers import init_weights, weights_seed_count
+
+        g = conn.group
+        n = weights_seed_count(g["weightInitType"], conn.num_kernels, init_weights_file=g["initWeightsFile"])
+        base = seeds.allocate(n) if n else None
+        return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base,
+                            read_weights=lambda path, frame: self.read_weights(path, frame, conn,
+                                                                               "initWeightsFile"),
+                            group=g.name)
+
+    def read_weights(self, path, frame, conn, param):
+        from ..io.pvp import read_weights
+
+        if not os.path.exists(path):
+            raise PvmpiError("weights file not found", file=path, group=conn.name, param=param)
+        return read_weights(path, frame)[1]
+
+    # ------------------------------------------------------------ building
+    def _build(self):
+        m = self.model
+        self.layers = {g.name: _make(LAYERS, g, self, "layer") for g in m.layers}
+        self.connections = {g.name: _make(CONNECTION_CLASSES, g, self, "connection") for g in m.connections}
+        self.probes = {g.name: _make(PROBES, g, self, "probe") for g in m.probes}
+        for layer in self.layers.values():
+            layer.link(self.layers)
+        # originals first, so clones and transposes find their geometry
+        for conn in sorted(self.connections.values(), key=lambda c: "originalConnName" in c.group.params):
+            conn.link(self.layers, self.connections)
+        self.incoming = {name: [] for name in self.layers}
+        for conn in self.connections.values():
+            pre, post = conn.pre, conn.post
+            mx, my = conn.margins()
+            pre.require_margin(mx, my)
+            pre.num_levels = max(pre.num_levels, max(conn.delays()) + 1)
+            pre.wants_active_list |= conn.uses_active_list()
+            if conn.channel >= 0:
+                post.channels = max(post.channels, conn.channel + 1)
+                self.incoming[post.name].append(conn)
+        for layer in self.layers.values():
+            layer.allocate()
+        for conn in self.connections.values():
+            conn.allocate()
+        for probe in self.probes.values():
+            probe.link(self.layers, self.probes)
+        for layer in self.layers.values():
+            g = layer.group
+            if g.is_a("HyPerLCALayer") and g["adaptiveTimeScaleProbe"]:
+                layer.time_scale_probe = self.probes[g["adaptiveTimeScaleProbe"]]
+        self.phases = sorted({layer.phase for layer in self.layers.values()})
+        self.by_phase = {p: [la for la in self.layers.values() if la.phase == p] for p in self.phases}
+        self.layer_probes = {p: [pr for pr in self.probes.values() if isinstance(pr, LayerProbe)
+                                 and pr.target.phase == p] for p in self.phases}
+        self.time_scale_probes = [p for p in self.probes.values() if isinstance(p, AdaptiveTimeScaleProbe)]
+        self.energy_probes = [p for p in self.probes.values() if isinstance(p, ColumnEnergyProbe)]
+        self.plastic = [c for c in self.connections.values() if c.plastic]
+
+    # ------------------------------------------------------------ start-up
+    def initialize(self):
+        from .random import SeedAllocator
+
+        seeds = SeedAllocator(self.initial_seed)
+        for g in self.model.groups:  # params-file order decides the seeds (facts §3.11(c))
+            obj = self.layers.get(g.name) or self.connections.get(g.name)
+            if obj is not None:
+                obj.initialize(seeds)
+        for conn in self.connections.values():
+            conn.finalize()
+        for p in self.phases:
+            for layer in self.by_phase[p]:
+                layer.publish(0.0)
+        for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
+            obj.open_output()
+        for p in self.phases:
+            for layer in self.by_phase[p]:
+                layer.write_output(0.0)
+            for probe in self.layer_probes[p]:
+                probe.output(0.0)
+        for conn in self.connections.values():
+            conn.write_output(0.0)
+
+    # ------------------------------------------------------------ the time loop
+    @property
+    def final_step(self):
+        return int(round(self.stop_time / self.dt))
+
+    def run(self):
+        self.initialize()
+        try:
+            while self.t < self.stop_time - self.dt / 2:
+                self.advance()
+        finally:
+            self.close()
+        return self.failures()
+
+    def advance(self):
+        """One time step (facts §3.2)."""
+        self.t += self.dt
+        self.step += 1
+        t = self.t
+        for probe in self.time_scale_probes:
+            probe.adapt(t)
+            probe.output(t)
+        for p in self.phases:
+            updating = [la for la in self.by_phase[p] if la.needs_update(t)]
+            for layer in updating:
+                if self.incoming[layer.name]:
+                    layer.gsyn.fill(0)
+                    for conn in self.incoming[layer.name]:
+                        self._timed("deliver", conn.deliver)
+                self._timed("update", layer.update, t)
+                layer.controller.mark(t)
+            for layer in self.by_phase[p]:
+                self._timed("publish", layer.publish, t)
+            for layer in self.by_phase[p]:
+                self._timed("io", layer.write_output, t)
+            for probe in self.layer_probes[p]:
+                probe.output(t)
+            if self.model.column["errorOnNotANumber"]:
+                self._check_nan(self.by_phase[p])
+        for conn in self.plastic:
+            self._timed("learn", conn.update_weights, t)
+        for conn in self.connections.values():
+            conn.finalize()
+        for conn in self.connections.values():
+            self._timed("io", conn.write_output, t)
+        for probe in self.energy_probes:
+            probe.output(t)
+        if self.progress is not None:
+            self.progress(self)
+
+    def _timed(self, phase, fn, *args):
+        t0 = time.perf_counter()
+        fn(*args)
+        self.timers[phase] = self.timers.get(phase, 0.0) + time.perf_counter() - t0
+
+    def _check_nan(self, layers):
+        for layer in layers:
+            bad = ~np.isfinite(layer.restricted(layer.A))
+            if bad.any():
+                b = int(np.argwhere(bad)[0][0]) + layer.tile.kb0
+                raise PvmpiError(f"not a number in layer '{layer.name}' at t = {self.t:g}, batch element {b}",
+                                 group=layer.name, hint="errorOnNotANumber is set")
+
+    def energy(self):
+        """Mean over this rank's batch elements of the first energy probe's latest values, or None."""
+        if not self.energy_probes:
+            return None
+        return float(np.mean(self.energy_probes[0].values()))
+
+    def failures(self):
+        return [f for p in self.probes.values() if isinstance(p, RequireAllZeroActivityProbe)
+                for f in [p.failure()] if f]
+
+    def close(self):
+        for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
+            obj.close()

@@ -1,0 +1,332 @@
+"""Connections at run time: weights, delivery into GSyn, learning, weight output.
+
+A connection never loops over neurons: it picks a delivery kernel of the
+backend (dense pre-perspective scatter, sparse scatter from the pre layer's
+active list, or post-perspective gather) and calls it once per arbor on the
+whole local batch (facts §4).
+"""
+import numpy as np
+
+from ..errors import PvmpiError
+from .geometry import axis_map, post_table, transpose_weights
+from .schedule import WriteSchedule
+
+F32 = np.float32
+
+
+class Connection:
+    """Base: pre and post layers, channel, delays."""
+
+    has_weights = False
+    plastic = False
+
+    def __init__(self, group, run):
+        self.group = group
+        self.name = group.name
+        self.run = run
+        self.channel = group["channelCode"]
+        self.pre = None
+        self.post = None
+
+    def link(self, layers, connections):
+        self.pre = layers[self.group["preLayerName"]]
+        self.post = layers[self.group["postLayerName"]]
+
+    @property
+    def num_arbors(self):
+        return 1
+
+    def delays(self):
+        """Delay of each arbor in steps (facts §0: round(delay/dt))."""
+        d = self.group["delay"]
+        n = self.num_arbors
+        if len(d) not in (1, n):
+            raise PvmpiError(f"has {len(d)} values for {n} arbors", group=self.name, param="delay",
+                             hint="give one value, or one per arbor")
+        steps = [int(round(v / self.run.dt)) for v in d]
+        return steps * n if len(steps) == 1 else steps
+
+    def margins(self):
+        """Margins this connection requires on its pre layer (x, y)."""
+        return 0, 0
+
+    def uses_active_list(self):
+        return False
+
+    def allocate(self):
+        pass
+
+    def initialize(self, seeds):
+        pass
+
+    def deliver(self):
+        raise NotImplementedError
+
+    def finalize(self):
+        """After weight updates: follow the original's weights (transposes)."""
+
+    def open_output(self):
+        pass
+
+    def write_output(self, t):
+        pass
+
+    def close(self):
+        pass
+
+
+class IdentConn(Connection):
+    """GSyn_ch += scale * A_pre, neuron by neuron (facts §4.3)."""
+
+    scale = 1.0
+
+    def deliver(self):
+        if self.channel < 0:
+            return
+        g = self.post.gsyn[self.channel]
+        for d in self.delays():
+            src = self.pre.restricted(self.pre.level(d))
+            if self.scale == 1.0:
+                g += src
+            else:
+                g += F32(self.scale) * src
+
+
+class RescaleConn(IdentConn):
+    @property
+    def scale(self):
+        return self.group["scale"]
+
+
+class WeightedConnection(Connection):
+    """Shared weights W[arbor, kernel, nyp, nxp, nfp] with the geometry of facts §4.1."""
+
+    has_weights = True
+
+    def link(self, layers, connections):
+        super().link(layers, connections)
+        self.maps = self.axis_maps()
+
+    def axis_maps(self):
+        raise NotImplementedError
+
+    @property
+    def xmap(self):
+        return self.maps[0]
+
+    @property
+    def ymap(self):
+        return self.maps[1]
+
+    @property
+    def num_kernels(self):
+        return self.xmap.n_kernels * self.ymap.n_kernels * self.pre.nf
+
+    def margins(self):
+        return self.xmap.margin, self.ymap.margin
+
+    @property
+    def weights(self):
+        raise NotImplementedError
+
+    def delivery_mode(self):
+        """Which kernel delivers: OpenPV's flag chooses gather; a sparse pre layer scatters its active list."""
+        if self.group["updateGSynFromPostPerspective"]:
+            return "post"
+        if self.pre.group["sparseLayer"]:
+            return "sparse"
+        return "pre"
+
+    def uses_active_list(self):
+        return self.channel >= 0 and self.delivery_mode() == "sparse"
+
+    def allocate(self):
+        if self.channel >= 0 and self.delivery_mode() == "post":
+            self.xtab = post_table(self.xmap, self.pre.margin_x)
+            self.ytab = post_table(self.ymap, self.pre.margin_y)
+
+    def map_args(self):
+        xm, ym = self.xmap, self.ymap
+        return (xm.mul, xm.off, xm.div, xm.n_kernels, ym.mul, ym.off, ym.div, ym.n_kernels)
+
+    def deliver(self):
+        if self.channel < 0:
+            return
+        k = self.run.kernels
+        G = self.post.gsyn[self.channel]
+        W = self.weights
+        mode = self.delivery_mode()
+        pre = self.pre
+        for arbor, d in enumerate(self.delays()):
+            if mode == "post":
+                k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.xmap.n_kernels)
+            elif mode == "sparse":
+                offsets, idx, val = pre.active_level(d)
+                k.deliver_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], W[arbor], G,
+                                 *self.map_args(), pre.margin_x, pre.margin_y)
+            else:
+                k.deliver_pre(pre.level(d), W[arbor], G, *self.map_args(), pre.margin_x, pre.margin_y)
+
+
+class HyPerConn(WeightedConnection):
+    """Owns its weights: initialisation, normalisation, Hebbian learning, output."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        if not group["sharedWeights"]:
+            raise PvmpiError("non-shared weights (sharedWeights = false) are not implemented yet",
+                             group=self.name, param="sharedWeights")
+        self.plastic = bool(group["plasticityFlag"])
+        self.writer = None
+        self.write_schedule = WriteSchedule(group["writeStep"], group["initialWriteTime"], run.dt / 2)
+        self.version = 0  # bumped whenever W changes, so transposes know when to follow
+
+    @property
+    def num_arbors(self):
+        return self.group["numAxonalArbors"]
+
+    def axis_maps(self):
+        maps = []
+        for axis, n_pre, n_post in (("x", self.pre.tile.nx, self.post.tile.nx),
+                                    ("y", self.pre.tile.ny, self.post.tile.ny)):
+            try:
+                maps.append(axis_map(n_pre, n_post, self.group[f"n{axis}p"]))
+            except PvmpiError as e:
+                raise PvmpiError(e.what, group=self.name, param=f"n{axis}p", hint=e.hint) from None
+        return tuple(maps)
+
+    @property
+    def weights(self):
+        return self.W
+
+    @property
+    def shape(self):
+        g = self.group
+        return (self.num_arbors, self.num_kernels, g["nyp"], g["nxp"], g["nfp"])
+
+    def link(self, layers, connections):
+        super().link(layers, connections)
+        if self.plastic:
+            from .plasticity import make_updater
+
+            self.updater = make_updater(self, layers)
+
+    def uses_active_list(self):
+        return super().uses_active_list() or (self.plastic and self.pre.group["sparseLayer"])
+
+    def initialize(self, seeds):
+        self.W = self.run.initial_weights(self, seeds)
+        if self.plastic:
+            self.updater.allocate()
+        if self.group["normalizeOnInitialize"]:
+            self.normalize()
+
+    def normalize(self):
+        from .normalizers import normalize
+
+        g = self.group
+        if g["normalizeMethod"] == "none":
+            return
+        npre = self.pre.tile.nx_global * self.pre.tile.ny_global * self.pre.nf
+        npost = self.post.tile.nx_global * self.post.tile.ny_global * self.post.nf
+        normalize(self.W, g["normalizeMethod"], g, num_pre=npre, num_post=npost)
+        self.version += 1
+
+    def update_weights(self, t):
+        if self.plastic and self.updater.update(t):
+            if self.group["normalizeOnWeightUpdate"]:
+                self.normalize()
+            self.version += 1
+
+    def open_output(self):
+        from ..io import pvp
+
+        if self.group["writeStep"] < 0 or not self.run.comms.is_root:
+            return
+        self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"),
+                                        compressed=self.group["writeCompressedWeights"])
+        if self.plastic:
+            self.updater.open_output()
+
+    def write_output(self, t):
+        if self.group["writeStep"] < 0 or not self.write_schedule.due(t):
+            return
+        if self.writer is not None:
+            self.writer.write(t, self.W, self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf)
+            if self.plastic:
+                self.updater.write_output(t)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.plastic:
+            self.updater.close()
+
+
+class MomentumConn(HyPerConn):
+    """HyPerConn with momentum (facts §4.6); the updater holds prev_dW."""
+
+
+class CloneConn(WeightedConnection):
+    """Delivers with the original connection's weights (same geometry)."""
+
+    def link(self, layers, connections):
+        self.original = connections[self.group["originalConnName"]]
+        Connection.link(self, layers, connections)
+        self.maps = self.original.maps
+        o = self.original
+        if (self.pre.tile.nx, self.pre.tile.ny, self.pre.nf) != (o.pre.tile.nx, o.pre.tile.ny, o.pre.nf) \
+                or (self.post.tile.nx, self.post.tile.ny, self.post.nf) != \
+                (o.post.tile.nx, o.post.tile.ny, o.post.nf):
+            raise PvmpiError(f"pre/post sizes differ from those of '{o.name}'", group=self.name,
+                             param="originalConnName")
+
+    @property
+    def num_arbors(self):
+        return self.original.num_arbors
+
+    @property
+    def weights(self):
+        return self.original.W
+
+
+class TransposeConn(WeightedConnection):
+    """The adjoint of the original's weights, recomputed whenever they change."""
+
+    def link(self, layers, connections):
+        self.original = connections[self.group["originalConnName"]]
+        Connection.link(self, layers, connections)
+        o = self.original
+        for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
+            if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
+                raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
+                                 f"(the original's {'post' if what == 'pre' else 'pre'} layer)",
+                                 group=self.name, param=f"{what}LayerName")
+        self.maps = (axis_map(self.pre.tile.nx, self.post.tile.nx, o.xmap.patch_post),
+                     axis_map(self.pre.tile.ny, self.post.tile.ny, o.ymap.patch_post))
+        self.seen_version = -1
+
+    @property
+    def num_arbors(self):
+        return self.original.num_arbors
+
+    @property
+    def weights(self):
+        return self.W
+
+    def finalize(self):
+        o = self.original
+        if o.version != self.seen_version:
+            self.W = np.ascontiguousarray(transpose_weights(o.W, o.xmap, o.ymap, o.pre.nf), dtype=F32)
+            self.seen_version = o.version
+
+
+CONNECTION_CLASSES = {
+    "HyPerConn": HyPerConn,
+    "MomentumConn": MomentumConn,
+    "CloneConn": CloneConn,
+    "TransposeConn": TransposeConn,
+    "IdentConn": IdentConn,
+    "RescaleConn": RescaleConn,
+}

@@ -1,0 +1,147 @@
+"""Input layers at run time: ImageLayer and PvpLayer (facts §3.9, §3.9b).
+
+Every rank reads only the frames of its own batch elements and cuts out its
+own tile, so no rank is an input bottleneck. The BatchIndexer is cheap and
+global: every rank advances all batch elements identically, which also lets
+rank 0 write the timestamp file without communication.
+"""
+import os
+
+import numpy as np
+
+from ..errors import PvmpiError
+from .batch_indexer import BatchIndexer
+from .input_frames import fill_extended, prepare_frame
+from .layers import Layer
+from .schedule import UpdateController
+
+PIPELINE_PARAMS = ("offsetAnchor", "offsetX", "offsetY", "autoResizeFlag", "aspectRatioAdjustment",
+                   "interpolationMethod", "inverseFlag", "normalizeLuminanceFlag", "normalizeStdDev",
+                   "useInputBCflag")
+
+
+class ImageSource:
+    """Frames from one image or a .txt list of images."""
+
+    def __init__(self, path, group):
+        from ..io.images import read_image_list
+
+        if not os.path.exists(path):
+            raise PvmpiError("input file not found", file=path, group=group, param="inputPath")
+        if path.endswith(".txt"):
+            self.files = read_image_list(path)
+            if not self.files:
+                raise PvmpiError("the image list is empty", file=path, group=group, param="inputPath")
+        else:
+            self.files = [path]
+        self.single = not path.endswith(".txt")
+
+    def __len__(self):
+        return len(self.files)
+
+    def read(self, index, nf):
+        from ..io.images import convert_features, load_image
+
+        img = load_image(self.files[index])
+        return convert_features(img, nf) if img.shape[2] != nf else img
+
+    def description(self, index):
+        return "" if self.single else self.files[index]
+
+
+class PvpSource:
+    """Frames of a PVP activity file (values used as they are)."""
+
+    def __init__(self, path, group):
+        from ..io.pvp import ActivityFile
+
+        if not os.path.exists(path):
+            raise PvmpiError("input file not found", file=path, group=group, param="inputPath")
+        self.file = ActivityFile(path)
+        self.path = path
+        self.group = group
+
+    def __len__(self):
+        return self.file.num_frames
+
+    def read(self, index, nf):
+        if self.file.nf != nf:
+            raise PvmpiError(f"the file has nf = {self.file.nf} but the layer has nf = {nf}",
+                             file=self.path, group=self.group, param="nf")
+        return self.file.read_frame(index % self.file.num_frames)
+
+    def description(self, index):
+        return ""
+
+    def close(self):
+        self.file.close()
+
+
+class InputLayer(Layer):
+    """Shows frames, changing every displayPeriod; A's halo holds padValue (or image data)."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.controller = UpdateController(group["displayPeriod"], run.dt)
+        path = group["inputPath"]
+        self.source = PvpSource(path, self.name) if path.endswith(".pvp") else ImageSource(path, self.name)
+        nbatch = run.model.column["nbatch"]
+        try:
+            self.indexer = BatchIndexer(
+                group["batchMethod"], nbatch, len(self.source),
+                start_frame_index=[int(v) for v in group["start_frame_index"]] or None,
+                skip_frame_index=[int(v) for v in group["skip_frame_index"]] or None,
+                reset_to_start_on_loop=group["resetToStartOnLoop"],
+                random_seed=(run.initial_seed + group["randomSeed"]) & 0xFFFFFFFF)
+        except PvmpiError as e:
+            e.group = e.group or self.name
+            raise
+        self.pipeline = {k: group[k] for k in PIPELINE_PARAMS}
+        self.timestamps = None
+
+    def initialize(self, seeds):
+        self.load()
+        if self.run.comms.is_root and self.group["writeFrameToTimestamp"] and self.group["displayPeriod"] > 0:
+            self.timestamps = open(self.run.output_file(os.path.join("timestamps", self.name + ".txt")),
+                                   "w", encoding="utf-8")
+
+    def load(self):
+        """Fill each local batch element's extended A from the frame it shows now."""
+        t = self.tile
+        frames = self.indexer.frames()
+        for b in range(t.nb):
+            data = self.source.read(int(frames[t.kb0 + b]), self.nf)
+            D, R = prepare_frame(data, nx_global=t.nx_global, ny_global=t.ny_global,
+                                 margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline)
+            fill_extended(self.A[b], D, R, pad_value=self.group["padValue"], margin_x=self.margin_x,
+                          margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
+                          x0=t.kx0, y0=t.ky0)
+
+    def update(self, t):
+        if self.timestamps is not None:
+            frames = self.indexer.frames()
+            for g, i in enumerate(frames):
+                self.timestamps.write(f"[{self.name}] time: {t:.15g}, batch element: {g}, "
+                                      f"index: {int(i)},{self.source.description(int(i))}\n")
+            self.timestamps.flush()
+        self.load()
+        self.indexer.advance()
+
+    def close(self):
+        super().close()
+        if self.timestamps is not None:
+            self.timestamps.close()
+            self.timestamps = None
+        if hasattr(self.source, "close"):
+            self.source.close()
+
+
+class ImageLayer(InputLayer):
+    pass
+
+
+class PvpLayer(InputLayer):
+    pass
+
+
+INPUT_CLASSES = {"ImageLayer": ImageLayer, "PvpLayer": PvpLayer}

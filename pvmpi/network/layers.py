@@ -1,0 +1,278 @@
+"""Layers at run time: this rank's batch slice and tile of V, A, GSyn and the data store.
+
+Buffers follow the fixed layout ``[batch, y, x, f]``: V and GSyn restricted,
+A extended by the layer's margins. Publishing copies A into level 0 of the
+data store (a ring of delay levels) and fills its halo; connections deliver
+from the data store, never from A, so that a layer of the same or a later
+phase sees the previous step's activity (facts §3.2).
+"""
+import numpy as np
+
+from ..errors import PvmpiError
+from ..model.schema import FLT_MAX
+from .schedule import UpdateController, WriteSchedule
+
+F32 = np.float32
+
+
+class Layer:
+    """Base of all layers: geometry, A, the data store, publishing and output."""
+
+    has_v = False
+
+    def __init__(self, group, run):
+        self.group = group
+        self.name = group.name
+        self.run = run
+        nx, ny, nf = run.model.layer_size(group)
+        self.tile = run.tile(nx, ny, name=group.name)
+        self.nf = nf
+        self.phase = group["phase"]
+        self.margin_x = 0
+        self.margin_y = 0
+        self.num_levels = 1
+        self.wants_active_list = False
+        self.channels = 1
+        self.controller = UpdateController(run.dt, run.dt)
+        self.writer = None
+        self.write_schedule = WriteSchedule(group["writeStep"], group["initialWriteTime"], run.dt / 2)
+
+    # --- sizes
+    @property
+    def nb(self):
+        return self.tile.nb
+
+    @property
+    def restricted_shape(self):
+        return (self.tile.nb, self.tile.ny, self.tile.nx, self.nf)
+
+    @property
+    def extended_shape(self):
+        t = self.tile
+        return (t.nb, t.ny + 2 * self.margin_y, t.nx + 2 * self.margin_x, self.nf)
+
+    def restricted(self, buf):
+        """The restricted view of an extended buffer."""
+        my, mx = self.margin_y, self.margin_x
+        return buf[:, my:my + self.tile.ny, mx:mx + self.tile.nx, :]
+
+    def require_margin(self, mx, my):
+        self.margin_x = max(self.margin_x, mx)
+        self.margin_y = max(self.margin_y, my)
+
+    # --- set-up
+    def allocate(self):
+        from ..parallel.halo import HaloExchange
+
+        self.A = np.zeros(self.extended_shape, F32)
+        self.store = [np.zeros(self.extended_shape, F32) for _ in range(self.num_levels)]
+        self.active = [None] * self.num_levels
+        self.gsyn = np.zeros((self.channels,) + self.restricted_shape, F32)
+        self.halo = HaloExchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
+                                 bool(self.group["mirrorBCflag"]))
+
+    def link(self, layers):
+        """Resolve references to other layers (triggers)."""
+
+    def initialize(self, seeds):
+        """Initial state at t = 0 (facts §3.1, InitializeState)."""
+
+    # --- time step
+    def needs_update(self, t):
+        return self.controller.due(t)
+
+    def update(self, t):
+        raise NotImplementedError
+
+    def publish(self, t):
+        """Rotate the data store, copy A into level 0, fill the halo, build the active list."""
+        if self.num_levels > 1:
+            self.store.insert(0, self.store.pop())
+            self.active.insert(0, self.active.pop())
+        np.copyto(self.store[0], self.A)
+        self.halo.exchange(self.store[0])
+        if self.wants_active_list:
+            self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y)
+
+    def level(self, delay_steps):
+        return self.store[delay_steps]
+
+    def active_level(self, delay_steps):
+        return self.active[delay_steps]
+
+    # --- output
+    def open_output(self):
+        from ..io import pvp
+
+        if self.group["writeStep"] < 0:
+            return
+        if self.run.comms.is_root:
+            t = self.tile
+            cls = pvp.SparseWriter if self.group["sparseLayer"] else pvp.DenseWriter
+            self.writer = cls(self.run.output_file(self.name + ".pvp"), t.nx_global, t.ny_global, self.nf)
+
+    def write_output(self, t):
+        if self.writer is None and self.group["writeStep"] < 0:
+            return
+        if not self.write_schedule.due(t):
+            return
+        frames = self.run.comms.gather_layer(np.ascontiguousarray(self.restricted(self.A)), self.tile)
+        if self.writer is not None:
+            self.writer.write(t, frames)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class HyPerLayer(Layer):
+    """V = Σ_ch c_ch GSyn_ch, A = V (facts §3.4, §3.5)."""
+
+    has_v = True
+
+    def allocate(self):
+        super().allocate()
+        self.V = np.zeros(self.restricted_shape, F32)
+        self.G = np.zeros(self.restricted_shape, F32)
+        coeffs = np.zeros(self.channels, F32)
+        coeffs[0] = 1.0
+        if self.channels > 1:
+            coeffs[1] = -1.0
+        g = self.group
+        idx, val = g["channelIndices"], g["channelCoefficients"]
+        if len(idx) != len(val):
+            raise PvmpiError("channelIndices and channelCoefficients differ in length",
+                             group=self.name, param="channelCoefficients")
+        for i, c in zip(idx, val):
+            if 0 <= int(i) < self.channels:
+                coeffs[int(i)] = c
+        self.coefficients = coeffs
+
+    def link(self, layers):
+        g = self.group
+        trig = g["triggerLayerName"]
+        self.reset_layer = None
+        if trig is not None and g["triggerBehavior"] != "ignore":
+            trigger = layers[trig]
+            if g["triggerBehavior"] == "updateOnlyOnTrigger":
+                self.controller = UpdateController(self.run.dt, self.run.dt, trigger.controller,
+                                                   g["triggerOffset"])
+            else:  # resetStateOnTrigger: update every step, reset V when the trigger fires
+                self.trigger_controller = UpdateController(self.run.dt, self.run.dt, trigger.controller,
+                                                           g["triggerOffset"])
+                self.reset_layer = layers[g["triggerResetLayerName"] or trig]
+
+    def initialize(self, seeds):
+        from . import initializers
+
+        self.V[...] = self.run.initial_v(self, seeds)
+        self.transfer()
+
+    def accumulate(self):
+        self.run.kernels.accumulate_input(self.gsyn, self.coefficients, self.G)
+        return self.G
+
+    def reset_state(self, t):
+        if self.reset_layer is not None and self.trigger_controller.due(t):
+            src = self.reset_layer
+            self.V[...] = src.V if src.has_v else src.restricted(src.A)
+
+    def update(self, t):
+        self.reset_state(t)
+        self.V[...] = self.accumulate()
+        self.transfer()
+
+    def transfer(self):
+        """A = V on the restricted region (the halo of A is never written)."""
+        self.restricted(self.A)[...] = self.V
+
+
+class ConstantLayer(HyPerLayer):
+    """Keeps its initial state."""
+
+    def needs_update(self, t):
+        return False
+
+
+class ANNLayer(HyPerLayer):
+    """V = G, A = transfer(V) with OpenPV's piecewise-linear transfer function (facts §3.6)."""
+
+    def allocate(self):
+        super().allocate()
+        g = self.group
+        vthresh, vwidth = g["VThresh"], g["VWidth"]
+        if vwidth < 0:  # OpenPV moves the ramp to the left and makes its width positive
+            vthresh, vwidth = vthresh + vwidth, -vwidth
+        self.transfer_params = tuple(F32(v) for v in (vthresh, g["AMin"], g["AMax"], g["AShift"], vwidth))
+        self.vertices = None
+        if g["verticesV"] is not None:
+            self.vertices = (np.asarray(g["verticesV"], F32), np.asarray(g["verticesA"], F32),
+                             F32(g["slopeNegInf"]), F32(g["slopePosInf"]))
+
+    @property
+    def VThresh(self):
+        return self.group["VThresh"]
+
+    def transfer(self):
+        if self.vertices is None:
+            self.run.kernels.apply_transfer(self.V, self.A, self.margin_x, self.margin_y,
+                                            *self.transfer_params)
+        else:
+            self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+
+
+def vertex_transfer(V, vv, va, slope_neg, slope_pos):
+    """Piecewise-linear transfer through (verticesV, verticesA), continuous from the right at jumps."""
+    i = np.searchsorted(vv, V, side="right") - 1
+    A = np.empty_like(V)
+    left = i < 0
+    right = i >= len(vv) - 1
+    mid = ~(left | right)
+    A[left] = va[0] + slope_neg * (V[left] - vv[0])
+    A[right] = va[-1] + slope_pos * (V[right] - vv[-1])
+    j = i[mid]
+    x0, x1, y0, y1 = vv[j], vv[j + 1], va[j], va[j + 1]
+    A[mid] = y0 + (y1 - y0) * (V[mid] - x0) / (x1 - x0)
+    return A
+
+
+class ANNErrorLayer(ANNLayer):
+    """V = errScale * (exc - inh), then the transfer function (facts §3.8)."""
+
+    def update(self, t):
+        self.reset_state(t)
+        np.multiply(self.accumulate(), F32(self.group["errScale"]), out=self.V)
+        self.transfer()
+
+
+class HyPerLCALayer(ANNLayer):
+    """LCA: V ← e·V + (1−e)(G + selfInteract·A), e = exp(−Δ_b·dt/τ) per batch element (facts §3.7)."""
+
+    def link(self, layers):
+        super().link(layers)
+        self.time_scale_probe = None
+
+    def update(self, t):
+        self.reset_state(t)
+        g = self.group
+        dt = self.run.dt
+        if self.time_scale_probe is not None:
+            deltas = self.time_scale_probe.time_scales()
+        else:
+            deltas = np.full(self.nb, dt)
+        exp_tau = np.exp(-np.asarray(deltas, np.float64) / (g["timeConstantTau"] / dt)).astype(F32)
+        self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
+                                    F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
+                                    *self.transfer_params)
+        if self.vertices is not None:
+            self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+
+
+LAYER_CLASSES = {
+    "HyPerLayer": HyPerLayer,
+    "ANNLayer": ANNLayer,
+    "ANNErrorLayer": ANNErrorLayer,
+    "HyPerLCALayer": HyPerLCALayer,
+    "ConstantLayer": ConstantLayer,
+}

@@ -1,0 +1,172 @@
+"""Hebbian learning of shared weights, reduced over the whole batch (facts §4.5, §4.6).
+
+Every local batch element accumulates into one dW; the sum (and the
+normalizeDw counts) is then all-reduced over every rank, so each rank applies
+the same update and the shared dictionary stays identical everywhere. The
+reduction runs in float64, which makes the learned weights independent of
+how the batch and the layer are split, to far better than float32 round-off.
+"""
+import math
+
+import numpy as np
+
+from .schedule import periodic_due
+
+F32 = np.float32
+
+
+class HebbianUpdater:
+    """dW = dWMax · a_pre · a_post summed over batch and positions; normalised by counts."""
+
+    def __init__(self, conn, layers):
+        g = conn.group
+        self.conn = conn
+        self.run = conn.run
+        self.dw_max = g["dWMax"]
+        self.decay_interval = g["dWMaxDecayInterval"]
+        self.decay_factor = g["dWMaxDecayFactor"]
+        self.normalize_dw = g["normalizeDw"]
+        self.immediate = g["immediateWeightUpdate"]
+        trig = g["triggerLayerName"]
+        self.trigger = layers[trig].controller if trig is not None else None
+        self.trigger_offset = g["triggerOffset"]
+        self.period = g["weightUpdatePeriod"]
+        self.last_update = g["initialWeightUpdateTime"]
+        self.num_updates = 0
+        self.pending = None  # (request, buffer) of a reduction still in flight
+
+    def allocate(self):
+        shape = self.conn.shape
+        self.dW = np.zeros(shape, F32)
+        self.counts = np.zeros(shape, F32)
+        self.reduce_buf = np.zeros((2,) + shape, np.float64)
+
+    def due(self, t):
+        if self.trigger is not None:
+            return self.trigger.due(t + self.trigger_offset)
+        return periodic_due(t, self.last_update, self.period, self.run.dt)
+
+    def update(self, t):
+        """Learn if due at t; return True when W changed."""
+        if not self.due(t):
+            return False
+        self.last_update = t
+        changed = False
+        if not self.immediate and self.pending is not None:
+            self.apply(self.finish_reduction())
+            changed = True
+        self.accumulate()
+        if self.immediate:
+            self.run.comms.allreduce_sum(self.reduce_buf)
+            self.apply(self.reduced_dw())
+            return True
+        self.pending = self.run.comms.iallreduce_sum(self.reduce_buf)
+        return changed
+
+    def accumulate(self):
+        """This rank's dW and counts, over its batch elements and tile, into the reduction buffer."""
+        conn, k = self.conn, self.run.kernels
+        pre, post = conn.pre, conn.post
+        self.dW.fill(0)
+        self.counts.fill(0)
+        args = conn.map_args()
+        for arbor, d in enumerate(conn.delays()):
+            if pre.group["sparseLayer"]:
+                offsets, idx, val = pre.active_level(d)
+                k.hebbian_shared_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], post.level(0),
+                                        self.dW[arbor], self.counts[arbor], F32(self.dw_max), *args,
+                                        pre.margin_x, pre.margin_y, post.margin_x, post.margin_y)
+            else:
+                k.hebbian_shared(pre.level(d), post.level(0), self.dW[arbor], self.counts[arbor],
+                                 F32(self.dw_max), *args, pre.margin_x, pre.margin_y,
+                                 post.margin_x, post.margin_y)
+        self.reduce_buf[0] = self.dW
+        self.reduce_buf[1] = self.counts
+
+    def finish_reduction(self):
+        self.pending.Wait()
+        self.pending = None
+        return self.reduced_dw()
+
+    def reduced_dw(self):
+        dw, counts = self.reduce_buf
+        if self.normalize_dw:
+            out = np.divide(dw, counts, out=np.zeros_like(dw), where=counts > 0)
+        else:
+            out = dw
+        return out.astype(F32)
+
+    def apply(self, dw):
+        self.conn.W += self.momentum(dw)
+        self.num_updates += 1
+        if self.decay_interval > 0 and self.num_updates % self.decay_interval == 0:
+            self.dw_max *= 1 - self.decay_factor
+
+    def momentum(self, dw):
+        return dw
+
+    def open_output(self):
+        pass
+
+    def write_output(self, t):
+        pass
+
+    def close(self):
+        if self.pending is not None:
+            self.pending.Wait()
+            self.pending = None
+
+
+class MomentumUpdater(HebbianUpdater):
+    """dW = (1−f)·dW_hebb + f·prev_dW − c·W, prev_dW = dW (facts §4.6)."""
+
+    def __init__(self, conn, layers):
+        super().__init__(conn, layers)
+        g = conn.group
+        self.method = g["momentumMethod"]
+        self.deprecated = g["timeConstantTau"] is None and g["momentumTau"] is not None
+        tau = g["momentumTau"] if self.deprecated else g["timeConstantTau"]
+        if self.method == "viscosity":
+            self.f = F32(math.exp(-1.0 / tau)) if tau != 0 else F32(0)
+        else:
+            self.f = F32(tau)
+        self.decay = g["momentumDecay"]
+        self.writer = None
+
+    def allocate(self):
+        super().allocate()
+        g = self.conn.group
+        self.prev_dW = np.zeros(self.conn.shape, F32)
+        if g["initPrev_dWFile"]:
+            self.prev_dW[...] = self.run.read_weights(g["initPrev_dWFile"], g["prev_dWFrameNumber"],
+                                                      self.conn, "initPrev_dWFile")
+
+    def momentum(self, dw):
+        c = F32(self.decay * self.dw_max if self.method == "alex" else self.decay)
+        W = self.conn.W
+        if self.deprecated:
+            new = dw + self.f * self.prev_dW - c * W
+        else:
+            new = (F32(1) - self.f) * dw + self.f * self.prev_dW - c * W
+        self.prev_dW[...] = new
+        return new
+
+    def open_output(self):
+        from ..io import pvp
+
+        self.writer = pvp.WeightsWriter(self.run.output_file(self.conn.name + ".prevDelta.pvp"))
+
+    def write_output(self, t):
+        if self.writer is not None:
+            c = self.conn
+            self.writer.write(t, self.prev_dW, c.xmap.n_kernels, c.ymap.n_kernels, c.pre.nf)
+
+    def close(self):
+        super().close()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def make_updater(conn, layers):
+    return (MomentumUpdater if conn.group.cls == "MomentumConn" else HebbianUpdater)(conn, layers)

@@ -1,0 +1,131 @@
+"""Column probes: the LCA energy and the adaptive time scales it drives (facts §5.3, §5.4).
+
+Both are per batch element and need no communication across batch slices:
+each rank holds its own batch elements' energies.
+"""
+import numpy as np
+
+from .layer_probes import Probe
+
+
+class ColumnEnergyProbe(Probe):
+    """E_b = Σ_terms coefficient · value_b over the probes naming this one in energyProbe."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.terms = []
+
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.terms = [p for p in probes.values() if p.group["energyProbe"] == self.name]
+        self.nb = run_nb(self.run)
+
+    def open_output(self):
+        super().open_output()
+        if self.files is not None and not self.files.to_log:
+            self.files.write_all("time,index,energy\n")
+
+    needs_key = True
+
+    def compute(self, key):
+        total = np.zeros(self.nb)
+        for term in self.terms:
+            total += term.coefficient * term.values(key)
+        return total
+
+    def output(self, t):
+        if self.files is None or not self.triggered(t):
+            return
+        vals = self.values()
+        kb0 = self.run.batch_slice[0]
+        for b in range(self.nb):
+            prefix = f'"{self.name}",' if self.files.to_log else ""
+            self.files.write(b, f"{prefix}{t:10f}, {kb0 + b}, {vals[b]:10.9f}\n")
+
+
+def run_nb(run):
+    return run.batch_slice[1]
+
+
+class AdaptiveTimeScaleProbe(Probe):
+    """Per-batch-element time scale Δ_b from the decay of the energy (facts §5.4)."""
+
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        g = self.group
+        self.target = probes[g["targetName"]]
+        nb = run_nb(self.run)
+        self.time_scale = np.full(nb, g["baseMin"])
+        self.time_scale_max = np.full(nb, g["baseMax"])
+        self.time_scale_true = np.full(nb, -1.0)
+        self.t = None
+
+    def adapt(self, t):
+        """Called at the start of each step, after t += dt, before any layer updates."""
+        g = self.group
+        if self.trigger_fires(t):
+            energy = np.full(len(self.time_scale), -1.0)
+        else:  # the energy of the state left by the previous step
+            energy = self.target.values(self.run.step - 1)
+        for b in range(len(self.time_scale)):
+            e_new = float(energy[b])
+            e_old = self.time_scale_true[b]
+            self.time_scale_true[b] = e_new
+            if e_new == e_old:
+                continue
+            d = (e_old - e_new) / self.time_scale[b]
+            if d < 0 or e_old <= 0 or e_new <= 0:
+                self.time_scale[b] = g["baseMin"]
+                self.time_scale_max[b] = g["baseMax"]
+            else:
+                self.time_scale[b] = g["tauFactor"] * e_old / d
+                if self.time_scale[b] >= self.time_scale_max[b]:
+                    self.time_scale[b] = self.time_scale_max[b]
+                    self.time_scale_max[b] *= 1 + g["growthFactor"]
+            self.knee(b)
+        self.t = t
+
+    def knee(self, b):
+        pass
+
+    def trigger_fires(self, t):
+        return self.trigger is not None and self.trigger.due(t + self.group["triggerOffset"])
+
+    def time_scales(self):
+        return self.time_scale
+
+    def output(self, t):
+        if self.files is None:
+            return
+        kb0 = self.run.batch_slice[0]
+        named = self.group["writeTimeScaleFieldnames"]
+        for b in range(len(self.time_scale)):
+            ts, tt, tm = self.time_scale[b], self.time_scale_true[b], self.time_scale_max[b]
+            if named:
+                text = (f"sim_time = {t:f}\n\tbatch = {kb0 + b}, timeScale = {ts:10.8f}, "
+                        f"timeScaleTrue = {tt:10.8f}, timeScaleMax = {tm:10.8f}\n")
+            else:
+                text = f"{t:f}, {kb0 + b}, {ts:10.8f}, {tt:10.8f}, {tm:10.8f}\n"
+            self.files.write(b, text)
+
+
+class KneeTimeScaleProbe(AdaptiveTimeScaleProbe):
+    """Past kneeThresh the maximum grows kneeSlope times slower."""
+
+    def adapt(self, t):
+        self.old_max = self.time_scale_max.copy()
+        super().adapt(t)
+
+    def knee(self, b):
+        g = self.group
+        if self.time_scale_max[b] > g["kneeThresh"]:
+            old = self.old_max[b]
+            self.time_scale_max[b] = old + (self.time_scale_max[b] - old) * g["kneeSlope"]
+            self.time_scale[b] = min(self.time_scale[b], self.time_scale_max[b])
+
+
+COLUMN_PROBE_CLASSES = {
+    "ColumnEnergyProbe": ColumnEnergyProbe,
+    "AdaptiveTimeScaleProbe": AdaptiveTimeScaleProbe,
+    "KneeTimeScaleProbe": KneeTimeScaleProbe,
+}

@@ -1,0 +1,235 @@
+"""Layer probes: norms, cost functions and statistics per batch element (facts §5.2, §5.5).
+
+Each rank sums over its restricted tile in float64; the sums of one batch
+element are added over the spatial communicator, so a probe's value does not
+depend on how the layer is tiled.
+"""
+import numpy as np
+
+from ..errors import PvmpiError
+from .output import BatchFiles
+
+
+class Probe:
+    """A probe: optional trigger, optional energy term, text output per batch element."""
+
+    def __init__(self, group, run):
+        self.group = group
+        self.name = group.name
+        self.run = run
+        self.coefficient = group["coefficient"]
+        self.trigger = None
+        self.files = None
+        self._cache = (None, None)
+
+    def link(self, layers, probes):
+        trig = self.group["triggerLayerName"]
+        if trig is not None:
+            self.trigger = layers[trig].controller
+
+    def open_output(self):
+        if self.group["textOutputFlag"]:
+            self.files = BatchFiles(self.run, self.group["probeOutputFile"], self.name)
+
+    def triggered(self, t):
+        return self.trigger is None or self.trigger.due(t + self.group["triggerOffset"])
+
+    def values(self, key=None):
+        """Per-local-batch-element values of the state after step `key` (default: now).
+
+        Computed once per step: probes sampled in a layer's phase and the
+        energy probe summing them at the end of the step share the numbers.
+        """
+        key = self.run.step if key is None else key
+        when, vals = self._cache
+        if when != key:
+            vals = self.compute(key) if self.needs_key else self.compute()
+            self._cache = (key, vals)
+        return vals
+
+    needs_key = False
+
+    def invalidate(self):
+        self._cache = (None, None)
+
+    def compute(self):
+        raise NotImplementedError
+
+    def flush(self):
+        if self.files is not None:
+            self.files.flush()
+
+    def close(self):
+        if self.files is not None:
+            self.files.close()
+
+
+class LayerProbe(Probe):
+    phase_probe = True  # sampled when the target layer's phase outputs
+
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.target = layers[self.group["targetLayer"]]
+        mask = self.group["maskLayerName"]
+        self.mask = layers[mask] if mask is not None else None
+        if self.mask is not None:
+            t, m = self.target, self.mask
+            if (m.tile.nx, m.tile.ny) != (t.tile.nx, t.tile.ny) or m.nf not in (1, t.nf):
+                raise PvmpiError(f"mask layer '{m.name}' must have the target's nx, ny and nf "
+                                 f"(or nf = 1)", group=self.name, param="maskLayerName")
+
+    @property
+    def num_neurons(self):
+        t = self.target.tile
+        return t.nx_global * t.ny_global * self.target.nf
+
+    def data(self):
+        """Restricted float64 view of the target's activity, masked."""
+        layer = self.target
+        a = layer.restricted(layer.A).astype(np.float64)
+        if self.mask is not None:
+            m = self.mask.restricted(self.mask.A) != 0
+            a = np.where(m, a, 0.0)
+        return a
+
+    def compute(self):
+        local = self.local_sums(self.data()).reshape(self.target.nb, -1)
+        self.run.comms.spatial_sum(local)
+        return self.finish(local)
+
+    def local_sums(self, a):
+        raise NotImplementedError
+
+    def finish(self, sums):
+        return sums[:, 0]
+
+    def output(self, t):
+        if self.files is None or not self.triggered(t):
+            return
+        vals = self.values()
+        for b in range(self.target.nb):
+            self.files.write(b, self.line(t, b, vals[b]))
+
+    def line(self, t, b, value):
+        g = self.target.tile.kb0 + b
+        msg = self.group["message"]
+        prefix = f"{msg}:" if msg else ""
+        return f"{prefix}{t:6.3f}, {g}, {self.num_neurons:8d}, {value:f}\n"
+
+
+class L2NormProbe(LayerProbe):
+    def local_sums(self, a):
+        return np.sum(a * a, axis=(1, 2, 3))
+
+    def finish(self, sums):
+        return sums[:, 0] ** (self.group["exponent"] / 2.0)
+
+
+class L1NormProbe(LayerProbe):
+    def local_sums(self, a):
+        return np.sum(np.abs(a), axis=(1, 2, 3))
+
+
+class L0NormProbe(LayerProbe):
+    def local_sums(self, a):
+        return np.sum(np.abs(a) > self.group["nnzThreshold"], axis=(1, 2, 3)).astype(np.float64)
+
+
+class L1NormLCAProbe(L1NormProbe):
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.coefficient = self.target.group["VThresh"]
+
+
+class L0NormLCAProbe(L0NormProbe):
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.coefficient = self.target.group["VThresh"] ** 2 / 2
+
+
+class FirmThresholdCostFnProbe(LayerProbe):
+    def local_sums(self, a):
+        w = self.group["VThresh"] + self.group["VWidth"]
+        x = np.abs(a)
+        c = np.where(x < w, x * (1 - x / (2 * w)) if w > 0 else 0.0, w / 2)
+        return np.sum(c, axis=(1, 2, 3))
+
+
+class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.coefficient = self.target.group["VThresh"]
+
+
+class StatsProbe(LayerProbe):
+    """N, Total, Min, Avg, Max, sigma, nnz of A or V (facts §5.5)."""
+
+    def data(self):
+        buf = self.group["buffer"].lower()
+        layer = self.target
+        if buf in ("activity", "a"):
+            return layer.restricted(layer.A).astype(np.float64)
+        if buf in ("membranepotential", "v"):
+            if not layer.has_v:
+                raise PvmpiError(f"layer '{layer.name}' has no membrane potential", group=self.name,
+                                 param="buffer")
+            return layer.V.astype(np.float64)
+        raise PvmpiError(f"'{self.group['buffer']}' is not Activity/A or MembranePotential/V",
+                         group=self.name, param="buffer")
+
+    def compute(self):
+        from mpi4py import MPI
+
+        a = self.data().reshape(self.target.nb, -1)
+        sums = np.stack([np.sum(a, axis=1), np.sum(a * a, axis=1),
+                         np.sum(np.abs(a) > self.group["nnzThreshold"], axis=1).astype(np.float64)], axis=1)
+        mins, maxs = np.min(a, axis=1), np.max(a, axis=1)
+        comm = self.run.comms.spatial
+        self.run.comms.spatial_sum(sums)
+        comm.Allreduce(MPI.IN_PLACE, mins, op=MPI.MIN)
+        comm.Allreduce(MPI.IN_PLACE, maxs, op=MPI.MAX)
+        n = self.num_neurons
+        avg = sums[:, 0] / n
+        sigma = np.sqrt(np.maximum(sums[:, 1] / n - avg * avg, 0.0))
+        return np.stack([sums[:, 0], mins, avg, maxs, sigma, sums[:, 2]], axis=1)
+
+    def line(self, t, b, v):
+        g = self.target.tile.kb0 + b
+        msg = self.group["message"] or ""
+        return (f"{msg}:t=={t:6.1f} b=={g} N=={self.num_neurons} Total=={v[0]:f} Min=={v[1]:f} "
+                f"Avg=={v[2]:f} Max=={v[3]:f} sigma=={v[4]:f} nnz=={int(v[5])}\n")
+
+
+class RequireAllZeroActivityProbe(StatsProbe):
+    """Records the first time the target's activity is not zero; fails the run (OpenPV's test probe)."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.first_nonzero = None
+
+    def output(self, t):
+        vals = self.values()
+        if self.first_nonzero is None and np.any(vals[:, 5] > 0):
+            self.first_nonzero = t
+            if self.group["immediateExitOnFailure"]:
+                raise PvmpiError(f"RequireAllZeroActivityProbe: layer '{self.target.name}' has nonzero "
+                                 f"activity at t = {t:g}", group=self.name)
+        super().output(t)
+
+    def failure(self):
+        if self.first_nonzero is not None and self.group["exitOnFailure"]:
+            return (f"layer '{self.target.name}' had nonzero activity (first at t = {self.first_nonzero:g})")
+        return None
+
+
+LAYER_PROBE_CLASSES = {
+    "L2NormProbe": L2NormProbe,
+    "L1NormProbe": L1NormProbe,
+    "L0NormProbe": L0NormProbe,
+    "L1NormLCAProbe": L1NormLCAProbe,
+    "L0NormLCAProbe": L0NormLCAProbe,
+    "FirmThresholdCostFnProbe": FirmThresholdCostFnProbe,
+    "FirmThresholdCostFnLCAProbe": FirmThresholdCostFnLCAProbe,
+    "StatsProbe": StatsProbe,
+    "RequireAllZeroActivityProbe": RequireAllZeroActivityProbe,
+}

@@ -1,0 +1,59 @@
+"""Per-batch-element probe output files (facts §5.1).
+
+``probeOutputFile = "dir/name.ext"`` gives one file per global batch element,
+``dir/name_batchElement_<g>.ext``. The spatial root of each batch slice
+writes the files of its own batch elements, so probe output needs no
+communication across batch slices.
+"""
+import os
+import sys
+
+
+def batch_file_name(path, g):
+    stem, ext = os.path.splitext(path)
+    return f"{stem}_batchElement_{g}{ext}"
+
+
+class BatchFiles:
+    """Text sinks for this rank's batch elements (None on ranks that do not write)."""
+
+    def __init__(self, run, probe_output_file, name):
+        self.files = {}
+        self.to_log = probe_output_file is None
+        self.name = name
+        comms = run.comms
+        self.writes = comms.spatial.Get_rank() == 0
+        self.kb0 = None
+        if not self.writes:
+            return
+        tile = run.batch_slice
+        self.kb0, self.nb = tile
+        if not self.to_log:
+            for b in range(self.nb):
+                g = self.kb0 + b
+                self.files[g] = open(run.output_file(batch_file_name(probe_output_file, g)), "w",
+                                     encoding="utf-8")
+
+    def write(self, b, text):
+        """Write text for local batch element b."""
+        if not self.writes:
+            return
+        if self.to_log:
+            sys.stdout.write(text)
+        else:
+            self.files[self.kb0 + b].write(text)
+
+    def write_all(self, text):
+        for b in range(self.nb if self.writes else 0):
+            self.write(b, text)
+
+    def flush(self):
+        for f in self.files.values():
+            f.flush()
+        if self.to_log and self.writes:
+            sys.stdout.flush()
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+        self.files = {}
