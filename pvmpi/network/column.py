@@ -247,3 +247,19 @@ class Column:
     def close(self):
         for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
             obj.close()
+
+
+def simulate(model, comms, backend="numba", *, output_path=None, seed=None, progress=None):
+    """Build and run a network on the ranks of `comms`; returns the finished Column.
+
+    The programmatic form of ``python -m pvmpi``: tests and drivers call it
+    with any communicator (e.g. COMM_SELF for a one-rank reference).
+    """
+    from ..kernels import get_backend
+
+    column = Column(model, comms, get_backend(backend), output_path=output_path, seed=seed,
+                    progress=progress)
+    failures = column.run()
+    if failures:
+        raise PvmpiError("; ".join(failures))
+    return column

@@ -1,0 +1,87 @@
+"""A run's result does not depend on how ranks split the batch and the layers.
+
+Under ``mpiexec -n N`` every layout of N ranks that fits the network runs the
+same LCA dictionary-learning network (nbatch 4, learning every display
+period); rank 0 also runs it alone on COMM_SELF. Outputs — the learned
+dictionary, the reconstructions, every batch element's energy — must agree
+within float32 round-off, and the shared weights must be bit-identical on
+every rank.
+"""
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvmpi.io import pvp
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
+
+
+def demo_model(images, **overrides):
+    from pvmpi.model.config import apply_overrides, load_yaml
+    from pvmpi.model.network_model import build_model
+
+    sets = {"column.nbatch": 4, "column.stopTime": 60, "Input.displayPeriod": 20,
+            "Input.inputPath": str(images), "V1.nf": 16, "V1ToInputError.writeStep": 20}
+    for layer in ("Input", "InputError", "V1", "InputRecon"):
+        sets[f"{layer}.writeStep"] = sets[f"{layer}.initialWriteTime"] = 20
+    sets.update(overrides)
+    raw = apply_overrides(load_yaml(DEMO), [f"{k}={v}" for k, v in sets.items()])
+    return build_model(raw)
+
+
+def fitting_layouts(size, model):
+    from pvmpi.parallel.decomposition import layouts
+
+    nbatch = model.column["nbatch"]
+    sizes = [model.layer_size(g) for g in model.layers]
+    return [lay for lay in layouts(size) if nbatch % lay.batch_width == 0
+            and all(ny % lay.rows == 0 and nx % lay.columns == 0 for nx, ny, _ in sizes)]
+
+
+def compare_outputs(ref, other):
+    for name in ("V1ToInputError.pvp", "InputRecon.pvp", "V1.pvp"):
+        a, b = pvp.read(ref / name), pvp.read(other / name)
+        np.testing.assert_array_equal(a.times, b.times)
+        scale = max(1.0, float(np.abs(a.values).max()))
+        np.testing.assert_allclose(b.values, a.values, rtol=0, atol=2e-5 * scale, err_msg=name)
+    for g in range(4):
+        ea = np.loadtxt(ref / f"energy_batchElement_{g}.txt", delimiter=",", skiprows=1)
+        eb = np.loadtxt(other / f"energy_batchElement_{g}.txt", delimiter=",", skiprows=1)
+        np.testing.assert_allclose(eb, ea, rtol=1e-5)
+
+
+@pytest.mark.mpi(min_size=1)
+def test_demo_network_is_independent_of_layout():
+    from mpi4py import MPI
+
+    from pvmpi.data.dead_leaves import make_image_set
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+
+    world = MPI.COMM_WORLD
+    root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-layouts-") if world.rank == 0 else None))
+    if world.rank == 0:
+        make_image_set(root / "images", count=12, size=64, seed=3)
+    world.Barrier()
+    model = demo_model(root / "images" / "images.txt")
+    if world.rank == 0:
+        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+            simulate(model, comms, output_path=str(root / "serial"))
+    layouts = fitting_layouts(world.size, model)
+    assert layouts, "no layout fits"
+    for lay in layouts:
+        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
+        with Comms(lay, world) as comms:
+            column = simulate(model, comms, output_path=str(out))
+            W = column.connections["V1ToInputError"].W
+            W0 = comms.world.bcast(W if comms.is_root else None)
+            assert np.array_equal(W, W0), "shared weights differ between ranks"
+        if world.rank == 0:
+            compare_outputs(root / "serial", out)
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(root)
