@@ -126,7 +126,6 @@ def parse_yaml(text, path="<string>"):
             raw.parallel = values
             continue
         cls = values.pop("class", None)
-        lines.pop("class", None)
         if cls is None:
             raise PvmpiError("missing 'class' (the OpenPV keyword, e.g. HyPerLayer)",
                              file=path, line=line, group=name, param="class")

@@ -141,7 +141,7 @@ def build_model(raw):
     for g in raw.groups:
         if g.cls not in schema.CLASSES or schema.CLASSES[g.cls].abstract:
             known = [c.name for c in schema.concrete_classes()]
-            raise err_for(g)(f"unknown class '{g.cls}'", hint=suggest(g.cls, known))
+            raise err_for(g, "class")(f"unknown class '{g.cls}'", hint=suggest(g.cls, known))
         if g.cls == "HyPerCol" and g is not col_raw:
             raise err_for(g)("only one HyPerCol is allowed")
     kinds = {g.name: schema.CLASSES[g.cls].kind for g in raw.groups}

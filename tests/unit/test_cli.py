@@ -1,0 +1,47 @@
+"""The command line: a dry run prints the network; a mistake is one line on stderr and exit 1."""
+import subprocess
+import sys
+from pathlib import Path
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
+
+
+def pvmpi(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pvmpi", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_dry_run_prints_the_network():
+    proc = pvmpi(DEMO, "-n", "--set", "column.nbatch=4")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "nbatch 4" in out and "2400 steps" in out
+    assert "V1                       HyPerLCALayer    32x32x48   phase 2 margin 2,2 sparse" in out
+    assert "V1ToInputError           MomentumConn   V1 -> InputError ch -1 8x8 patches, 48 kernels" in out
+
+
+def one_line_error(proc):
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pvmpi: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_bad_parameter_is_one_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(DEMO.read_text().replace("  VThresh: 0.1 ", "  VTresh: 0.1 "))
+    line = one_line_error(pvmpi(cfg, "-n"))
+    assert "bad.yaml:" in line and "V1.VTresh: unknown parameter for HyPerLCALayer (did you mean 'VThresh'?)" in line
+
+
+def test_bad_override_and_missing_files(tmp_path):
+    assert "V1.VThresh: must be a number" in one_line_error(pvmpi(DEMO, "-n", "--set", "V1.VThresh=high"))
+    assert "cannot read config" in one_line_error(pvmpi(tmp_path / "nope.yaml"))
+    # a missing input file is found while building the network, before the first step
+    line = one_line_error(pvmpi(DEMO, "-o", tmp_path / "out", "--set", "Input.inputPath=missing.txt"))
+    assert "missing.txt: Input.inputPath: input file not found" in line
+
+
+def test_seed_below_openpv_minimum():
+    assert "randomSeed 5 is below 10000000" in one_line_error(pvmpi(DEMO, "-n", "-s", "5"))
