@@ -28,35 +28,55 @@ def _check_out(name, arr):
 
 # --------------------------------------------------------------------- delivery
 
+@njit(cache=True, fastmath=False)
+def _axis_starts(n_ext, margin, mul, off, div, nk):
+    """Post start and kernel index along one axis for every extended pre index (divisions once)."""
+    start = np.empty(n_ext, dtype=np.int64)
+    kern = np.empty(n_ext, dtype=np.int64)
+    for ie in range(n_ext):
+        i = ie - margin
+        start[ie] = (mul * i + off) // div
+        kern[ie] = i % nk
+    return start, kern
+
+
+@njit(inline="always")
+def _axpy(y, a, x):
+    """y += a*x over a contiguous run; a 0-based loop lets LLVM vectorise it."""
+    for q in range(y.shape[0]):
+        y[q] += a * x[q]
+
+
 @njit(**_JIT)
 def _deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
     nb, nye, nxe, nf = A.shape
-    nyp, nxp, nfp = W.shape[1], W.shape[2], W.shape[3]
+    nk, nyp, nxp, nfp = W.shape
     ny, nx = G.shape[1], G.shape[2]
+    # A patch row (px, o) is contiguous in W and in G: one flat inner loop.
+    W3 = W.reshape(nk, nyp, nxp * nfp)
+    G3 = G.reshape(nb, ny, nx * nfp)
+    ys, yk = _axis_starts(nye, up, ymul, yoff, ydiv, nky)
+    xs, xk = _axis_starts(nxe, lt, xmul, xoff, xdiv, nkx)
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
+        Gr = G3[b, y]
         for ye in range(nye):
-            i = ye - up
-            py = y - (ymul * i + yoff) // ydiv
+            py = y - ys[ye]
             if py < 0 or py >= nyp:
                 continue
-            kyo = nkx * (i % nky)
             for xe in range(nxe):
-                j = xe - lt
-                x0 = (xmul * j + xoff) // xdiv
-                lo = max(0, -x0)
-                hi = min(nxp, nx - x0)
-                if lo >= hi:
+                x0 = xs[xe]
+                lo = max(0, -x0) * nfp
+                hi = min(nxp, nx - x0) * nfp
+                if lo >= hi:  # outside the tile (and slices with negative ends would wrap)
                     continue
-                kb = nf * (j % nkx + kyo)
+                kb = nf * (xk[xe] + nkx * yk[ye])
                 for f in range(nf):
                     a = A[b, ye, xe, f]
                     if a == 0:
                         continue
-                    for px in range(lo, hi):
-                        for o in range(nfp):
-                            G[b, y, x0 + px, o] += a * W[kb + f, py, px, o]
+                    _axpy(Gr[x0 * nfp + lo:x0 * nfp + hi], a, W3[kb + f, py, lo:hi])
 
 
 def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
@@ -104,10 +124,25 @@ def active_list(A, lt, up):
 
 
 @njit(**_JIT)
-def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
-    nyp, nxp, nfp = W.shape[1], W.shape[2], W.shape[3]
+def _decode_x(idx, nf, nxe, xmul, xoff, xdiv, nkx, lt):
+    """Post start x and the x/feature part of the kernel index of every active entry."""
+    n = idx.shape[0]
+    x0 = np.empty(n, dtype=np.int64)
+    kx = np.empty(n, dtype=np.int64)
+    for e in prange(n):
+        j = (idx[e] // nf) % nxe - lt
+        x0[e] = (xmul * j + xoff) // xdiv
+        kx[e] = idx[e] % nf + nf * (j % nkx)
+    return x0, kx
+
+
+@njit(**_JIT)
+def _deliver_sparse(offsets, idx, val, x0s, kxs, nf, nxe, W, G, nkx, ymul, yoff, ydiv, nky, up):
+    nk, nyp, nxp, nfp = W.shape
     nb = offsets.shape[0] - 1
     ny, nx = G.shape[1], G.shape[2]
+    W3 = W.reshape(nk, nyp, nxp * nfp)
+    G3 = G.reshape(nb, ny, nx * nfp)
     rowlen = nf * nxe
     for r in prange(nb * ny):
         b = r // ny
@@ -117,63 +152,74 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx, ymu
         if lo_b == hi_b:
             continue
         entries = idx[lo_b:hi_b]
+        Gr = G3[b, y]
         for ye in range(idx[lo_b] // rowlen, idx[hi_b - 1] // rowlen + 1):
             i = ye - up
             py = y - (ymul * i + yoff) // ydiv
             if py < 0 or py >= nyp:
                 continue
-            kyo = nkx * (i % nky)
+            kyo = nf * nkx * (i % nky)
             first = lo_b + np.searchsorted(entries, ye * rowlen)
             last = lo_b + np.searchsorted(entries, (ye + 1) * rowlen)
             for n in range(first, last):
-                rem = idx[n] - ye * rowlen
-                xe = rem // nf
-                f = rem - xe * nf
-                j = xe - lt
-                x0 = (xmul * j + xoff) // xdiv
-                k = f + nf * (j % nkx + kyo)
+                x0 = x0s[n]
                 a = val[n]
-                for px in range(max(0, -x0), min(nxp, nx - x0)):
-                    for o in range(nfp):
-                        G[b, y, x0 + px, o] += a * W[k, py, px, o]
+                lo = max(0, -x0) * nfp
+                hi = min(nxp, nx - x0) * nfp
+                if lo < hi:  # (slices with negative ends would wrap around)
+                    _axpy(Gr[x0 * nfp + lo:x0 * nfp + hi], a, W3[kxs[n] + kyo, py, lo:hi])
 
 
 def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
                    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
-    """Convolve from an active list; each post row finds its pre rows by binary search."""
+    """Convolve from an active list: each post row finds its pre rows by binary search
+    in the (sorted) list, so only active neurons are visited and rows are race-free.
+    """
     _check_out("G", G)
-    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), W, G,
-                    *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up))
+    nf_pre, nx_ext, nkx, lt = _ints(nf_pre, nx_ext, nkx, lt)
+    x0, kx = _decode_x(idx, nf_pre, nx_ext, *_ints(xmul, xoff, xdiv), nkx, lt)
+    _deliver_sparse(offsets, idx, val, x0, kx, nf_pre, nx_ext, W, G, nkx,
+                    *_ints(ymul, yoff, ydiv, nky, up))
 
 
 @njit(**_JIT)
 def _deliver_post(A, W, G, xtab, ytab, nkx):
     nb, nf = A.shape[0], A.shape[3]
-    nfp = W.shape[3]
+    nk, nyp, nxp, nfp = W.shape
     ny, nx = G.shape[1], G.shape[2]
     sy, sx = ytab.shape[1], xtab.shape[1]
+    W2 = W.reshape(nk * nyp * nxp, nfp)
+    fstride = nyp * nxp
+    # Hoisted tables: W2 row of (f, slot) = ypart + xpart + f*fstride.
+    xie = np.empty((nx, sx), dtype=np.int64)
+    xpart = np.empty((nx, sx), dtype=np.int64)
+    for x in range(nx):
+        for jx in range(sx):
+            xie[x, jx] = xtab[x, jx, 0]
+            xpart[x, jx] = nf * xtab[x, jx, 2] * fstride + xtab[x, jx, 1]
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
+        yie = np.empty(sy, dtype=np.int64)
+        ypart = np.empty(sy, dtype=np.int64)
+        for jy in range(sy):
+            yie[jy] = ytab[y, jy, 0]
+            ypart[jy] = nf * nkx * ytab[y, jy, 2] * fstride + ytab[y, jy, 1] * nxp
         acc = np.empty(nfp, dtype=np.float32)
+        one = np.float32(1)
+        Gr = G[b, y]
         for x in range(nx):
             acc[:] = 0
             for jy in range(sy):
-                iey = ytab[y, jy, 0]
-                py = ytab[y, jy, 1]
-                kyo = nkx * ytab[y, jy, 2]
+                Ar = A[b, yie[jy]]
                 for jx in range(sx):
-                    iex = xtab[x, jx, 0]
-                    px = xtab[x, jx, 1]
-                    kb = nf * (xtab[x, jx, 2] + kyo)
+                    Ap = Ar[xie[x, jx]]
+                    base = ypart[jy] + xpart[x, jx]
                     for f in range(nf):
-                        a = A[b, iey, iex, f]
+                        a = Ap[f]
                         if a != 0:
-                            w = W[kb + f, py, px]
-                            for o in range(nfp):
-                                acc[o] += a * w[o]
-            for o in range(nfp):
-                G[b, y, x, o] += acc[o]
+                            _axpy(acc, a, W2[base + f * fstride])
+            _axpy(Gr[x], one, acc)
 
 
 def deliver_post(A, W, G, xtab, ytab, nkx):
@@ -267,6 +313,23 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
 
 # ------------------------------------------------------------------- learning
 
+@njit(inline="always")
+def _hebb_patch(dWk, cntk, P, da, y0, x0, nyp, nxp, nfp, ny, nx, lt_post, up_post, one):
+    """Add one pre neuron's clipped patch of post activity to its kernel's dW and counts."""
+    lo = max(0, -x0) * nfp
+    hi = min(nxp, nx - x0) * nfp
+    if lo >= hi:  # patch outside the post tile (and slices with negative ends would wrap)
+        return
+    p0 = (x0 + lt_post) * nfp
+    for py in range(max(0, -y0), min(nyp, ny - y0)):
+        dr = dWk[py, lo:hi]
+        cr = cntk[py, lo:hi]
+        Pr = P[y0 + py + up_post, p0 + lo:p0 + hi]
+        for q in range(dr.shape[0]):
+            dr[q] += da * Pr[q]
+            cr[q] += one
+
+
 @njit(**_JIT)
 def _hebbian_dense(A_pre, A_post, dW, counts, dw_max,
                    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt_pre, up_pre, lt_post, up_post):
@@ -274,6 +337,12 @@ def _hebbian_dense(A_pre, A_post, dW, counts, dw_max,
     nk, nyp, nxp, nfp = dW.shape
     ny = A_post.shape[1] - 2 * up_post
     nx = A_post.shape[2] - 2 * lt_post
+    # (px, o) runs are contiguous in dW, counts and a post row: one flat inner loop.
+    dW3 = dW.reshape(nk, nyp, nxp * nfp)
+    cnt3 = counts.reshape(nk, nyp, nxp * nfp)
+    P3 = A_post.reshape(nb, A_post.shape[1], A_post.shape[2] * nfp)
+    ys, _ = _axis_starts(nye, up_pre, ymul, yoff, ydiv, nky)
+    xs, _ = _axis_starts(nxe, lt_pre, xmul, xoff, xdiv, nkx)
     one = np.float32(1)
     for k in prange(nk):
         f = k % nf
@@ -281,23 +350,13 @@ def _hebbian_dense(A_pre, A_post, dW, counts, dw_max,
         ky = k // (nf * nkx)
         for b in range(nb):
             for ye in range((up_pre + ky) % nky, nye, nky):
-                y0 = (ymul * (ye - up_pre) + yoff) // ydiv
-                pylo = max(0, -y0)
-                pyhi = min(nyp, ny - y0)
+                y0 = ys[ye]
                 for xe in range((lt_pre + kx) % nkx, nxe, nkx):
                     a = A_pre[b, ye, xe, f]
                     if a == 0:
                         continue
-                    da = dw_max * a
-                    x0 = (xmul * (xe - lt_pre) + xoff) // xdiv
-                    pxlo = max(0, -x0)
-                    pxhi = min(nxp, nx - x0)
-                    for py in range(pylo, pyhi):
-                        for px in range(pxlo, pxhi):
-                            q = A_post[b, y0 + py + up_post, x0 + px + lt_post]
-                            for o in range(nfp):
-                                dW[k, py, px, o] += da * q[o]
-                                counts[k, py, px, o] += one
+                    _hebb_patch(dW3[k], cnt3[k], P3[b], dw_max * a, y0, xs[xe],
+                                nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
 
 
 def hebbian_shared(A_pre, A_post, dW, counts, dw_max,
@@ -340,26 +399,22 @@ def _bucket_by_kernel(offsets, idx, nf, nxe, nkx, nky, lt, up, nk):
 def _hebbian_sparse(order, ptr, batch, idx, val, nf, nxe, A_post, dW, counts, dw_max,
                     xmul, xoff, xdiv, ymul, yoff, ydiv, lt_pre, up_pre, lt_post, up_post):
     nk, nyp, nxp, nfp = dW.shape
+    nb = A_post.shape[0]
     ny = A_post.shape[1] - 2 * up_post
     nx = A_post.shape[2] - 2 * lt_post
+    dW3 = dW.reshape(nk, nyp, nxp * nfp)
+    cnt3 = counts.reshape(nk, nyp, nxp * nfp)
+    P3 = A_post.reshape(nb, A_post.shape[1], A_post.shape[2] * nfp)
     one = np.float32(1)
     for k in prange(nk):
         for m in range(ptr[k], ptr[k + 1]):
             e = order[m]
-            b = batch[e]
             xe = (idx[e] // nf) % nxe
             ye = idx[e] // (nf * nxe)
-            da = dw_max * val[e]
             y0 = (ymul * (ye - up_pre) + yoff) // ydiv
             x0 = (xmul * (xe - lt_pre) + xoff) // xdiv
-            pxlo = max(0, -x0)
-            pxhi = min(nxp, nx - x0)
-            for py in range(max(0, -y0), min(nyp, ny - y0)):
-                for px in range(pxlo, pxhi):
-                    q = A_post[b, y0 + py + up_post, x0 + px + lt_post]
-                    for o in range(nfp):
-                        dW[k, py, px, o] += da * q[o]
-                        counts[k, py, px, o] += one
+            _hebb_patch(dW3[k], cnt3[k], P3[batch[e]], dw_max * val[e], y0, x0,
+                        nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
 
 
 def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts, dw_max,
