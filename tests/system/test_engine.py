@@ -1,0 +1,89 @@
+"""OpenPV's time-loop semantics on tiny networks: phases, delays, triggers, display timing, writes."""
+import textwrap
+
+import numpy as np
+import pytest
+
+from pvmpi.io import pvp
+from pvmpi.model.config import parse_yaml
+from pvmpi.model.network_model import build_model
+
+
+def run(tmp_path, text, frames=6):
+    """Run a YAML network on one rank; the input file holds frames whose pixels all equal index + 1."""
+    from mpi4py import MPI
+
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+
+    with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
+        for i in range(frames):
+            w.write(float(i), np.full((1, 4, 4, 1), i + 1, np.float32))
+    text = textwrap.dedent(text).replace("IN_PVP", str(tmp_path / "in.pvp"))
+    model = build_model(parse_yaml(text, "net.yaml"))
+    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+        simulate(model, comms, "numba", output_path=str(tmp_path / "out"))
+    return lambda name: pvp.read(tmp_path / "out" / f"{name}.pvp")
+
+
+HEAD = """
+column: {class: HyPerCol, nx: 4, ny: 4, nbatch: 2, stopTime: 6}
+Input: {class: PvpLayer, inputPath: IN_PVP, displayPeriod: 2, batchMethod: byFile, phase: 0}
+"""
+
+
+def pixel(data):
+    """The value of pixel (0, 0) for every write and batch element: [T, B]."""
+    return data.values[:, :, 0, 0, 0]
+
+
+def test_display_timing_and_batch_method(tmp_path):
+    out = run(tmp_path, HEAD)
+    inp = out("Input")
+    np.testing.assert_array_equal(inp.times, np.arange(7))
+    # byFile: element b starts at frame b and steps by nbatch (2); loads at t = 0 and t = 1, 3, 5
+    np.testing.assert_array_equal(pixel(inp), [[1, 2], [1, 2], [1, 2], [3, 4], [3, 4], [5, 6], [5, 6]])
+
+
+def test_phases_decide_same_step_or_previous_step(tmp_path):
+    out = run(tmp_path, HEAD + textwrap.dedent("""
+    Late: {class: HyPerLayer, phase: 1, InitVType: ZeroV}
+    Early: {class: HyPerLayer, phase: 0, InitVType: ZeroV}
+    InputToLate: {class: IdentConn, channelCode: 0}
+    LateToEarly: {class: IdentConn, channelCode: 0}
+    """))
+    inp, late, early = pixel(out("Input")), pixel(out("Late")), pixel(out("Early"))
+    np.testing.assert_array_equal(late[1:], inp[1:])        # a later phase sees this step's input
+    np.testing.assert_array_equal(early[2:], late[1:-1])    # the same or an earlier phase sees the last step's
+
+
+def test_delays_rescale_and_inhibition(tmp_path):
+    out = run(tmp_path, HEAD + textwrap.dedent("""
+    Out: {class: HyPerLayer, phase: 1, InitVType: ZeroV}
+    InputToOut: {class: RescaleConn, channelCode: 0, scale: 3, delay: [2]}
+    Inh: {class: IdentConn, preLayerName: Input, postLayerName: Out, channelCode: 1}
+    """))
+    inp, o = pixel(out("Input")), pixel(out("Out"))
+    np.testing.assert_array_equal(o[3:], 3 * inp[1:-2] - inp[3:])  # 3·A(t−2) − A(t)
+
+
+def test_trigger_updates_only_when_the_trigger_layer_does(tmp_path):
+    out = run(tmp_path, HEAD + textwrap.dedent("""
+    Held: {class: HyPerLayer, phase: 1, InitVType: ZeroV, triggerLayerName: Input, triggerOffset: 0}
+    Acc: {class: HyPerLCALayer, phase: 1, InitVType: ZeroV, timeConstantTau: 1, selfInteract: false,
+          triggerLayerName: Input}
+    InputToHeld: {class: IdentConn, channelCode: 0}
+    InputToAcc: {class: IdentConn, channelCode: 0}
+    """))
+    held, inp = pixel(out("Held")), pixel(out("Input"))
+    np.testing.assert_array_equal(held[[1, 3, 5]], inp[[1, 3, 5]])
+    np.testing.assert_array_equal(held[[2, 4, 6]], held[[1, 3, 5]])  # unchanged between triggers
+    acc = pixel(out("Acc"))  # exp(-1) leak per update: V_k = e·V_{k−1} + (1−e)·input
+    e = np.float32(np.exp(-1.0))
+    assert acc[2, 0] == acc[1, 0] and abs(acc[3, 0] - (e * acc[1, 0] + (1 - e) * 3)) < 1e-6
+
+
+def test_write_step_and_initial_write_time(tmp_path):
+    out = run(tmp_path, HEAD.replace("phase: 0}", "phase: 0, writeStep: 2, initialWriteTime: 1}"))
+    np.testing.assert_array_equal(out("Input").times, [1, 3, 5])
