@@ -3,8 +3,10 @@
 Every parallel loop owns its output: delivery runs over post rows
 ``(b, y)`` (a gather even for the pre-perspective forms), learning over
 kernels, so there are no write races and the summation order does not
-depend on the thread count.  The innermost loop runs over the contiguous
-feature axis.  The public functions are thin wrappers that fix argument
+depend on the thread count.  Innermost loops are 0-based runs over
+contiguous memory — a patch row ``(px, f_post)`` is one run in W, G and dW —
+so LLVM vectorises them; index arithmetic with divisions is hoisted out
+(per axis, per active entry or per table row).  The public functions are thin wrappers that fix argument
 types (int64 scalars, float32 arrays) so each jitted function compiles
 once.
 """

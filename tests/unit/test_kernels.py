@@ -352,3 +352,20 @@ def test_hebbian_accumulates_into_caller_arrays():
         be.hebbian_shared(c.A, c.A_post, dW, cnt, 0.5, *args)
         close(dW, 2 * once)
         np.testing.assert_array_equal(cnt, 2 * cnt1)
+
+
+@pytest.mark.skipif(nb_.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_numba_results_do_not_depend_on_thread_count():
+    """Each parallel loop owns its outputs, so sums are bitwise the same for any thread count."""
+    c = make_case(*CASES["1to2-p8-lca"], seed=9)
+    old = nb_.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            nb_.set_num_threads(n)
+            runs.append([deliver(cpu, c, how) for how in ("pre", "sparse", "post")]
+                        + list(hebbian(cpu, c, False)) + list(hebbian(cpu, c, True)))
+    finally:
+        nb_.set_num_threads(old)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
