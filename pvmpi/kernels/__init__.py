@@ -23,6 +23,7 @@ KERNELS = (
     "update_lca",
     "hebbian_shared",
     "hebbian_shared_sparse",
+    "layer_stats",
 )
 
 

@@ -429,3 +429,42 @@ def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts,
     order, ptr, batch = _bucket_by_kernel(offsets, idx, nf_pre, nx_ext, nkx, nky, lt_pre, up_pre, dW.shape[0])
     _hebbian_sparse(order, ptr, batch, idx, val, nf_pre, nx_ext, A_post, dW, counts, _F32(dw_max),
                     *_ints(xmul, xoff, xdiv, ymul, yoff, ydiv, lt_pre, up_pre, lt_post, up_post))
+
+
+# --------------------------------------------------------------------- probes
+
+@njit(**_JIT)
+def _layer_stats(X, lt, up, ny, nx, thr, out):
+    nb, nf = X.shape[0], X.shape[3]
+    for b in prange(nb):
+        s = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        cnt = 0.0
+        lo = np.inf
+        hi = -np.inf
+        for y in range(up, up + ny):
+            for x in range(lt, lt + nx):
+                for f in range(nf):
+                    v = np.float64(X[b, y, x, f])
+                    s += v
+                    a = abs(v)
+                    s1 += a
+                    s2 += v * v
+                    if a > thr:
+                        cnt += 1.0
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+        out[b, 0] = s
+        out[b, 1] = s1
+        out[b, 2] = s2
+        out[b, 3] = cnt
+        out[b, 4] = lo
+        out[b, 5] = hi
+
+
+def layer_stats(X, lt, up, ny, nx, nnz_threshold):
+    """Per batch element: [Σa, Σ|a|, Σa², #|a|>thr, min, max] in float64 (see numpy_ref.layer_stats)."""
+    out = np.empty((X.shape[0], 6), np.float64)
+    _layer_stats(X, *_ints(lt, up, ny, nx), float(nnz_threshold), out)
+    return out

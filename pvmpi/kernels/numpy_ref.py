@@ -226,3 +226,15 @@ def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts,
             q = A_post[b[m], y[m] + up_post, x[m] + lt_post, :]
             np.add.at(dW[:, py, px, :], k[m], da[m, None] * q)
             np.add.at(counts[:, py, px, :], k[m], np.float32(1))
+
+
+# --------------------------------------------------------------------- probes
+
+def layer_stats(X, lt, up, ny, nx, nnz_threshold):
+    """Per batch element of the restricted window of X: [Σa, Σ|a|, Σa², #|a|>thr, min, max] in float64.
+
+    One pass serves every norm and stats probe of a layer (facts §5.2, §5.5).
+    """
+    R = X[:, up:up + ny, lt:lt + nx, :].reshape(X.shape[0], -1).astype(np.float64)
+    return np.stack([R.sum(axis=1), np.abs(R).sum(axis=1), (R * R).sum(axis=1),
+                     (np.abs(R) > nnz_threshold).sum(axis=1), R.min(axis=1), R.max(axis=1)], axis=1)

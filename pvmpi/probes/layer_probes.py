@@ -83,25 +83,31 @@ class LayerProbe(Probe):
         t = self.target.tile
         return t.nx_global * t.ny_global * self.target.nf
 
-    def data(self):
-        """Restricted float64 view of the target's activity, masked."""
+    nnz_threshold = 0.0
+
+    def buffer(self):
+        """The probed buffer and its margins: the target's activity A."""
         layer = self.target
-        a = layer.restricted(layer.A).astype(np.float64)
+        return layer.A, layer.margin_x, layer.margin_y
+
+    def local_stats(self):
+        """[Σa, Σ|a|, Σa², #|a|>nnzThreshold, min, max] of this rank's tile, per batch element."""
+        X, lt, up = self.buffer()
+        t = self.target.tile
         if self.mask is not None:
-            m = self.mask.restricted(self.mask.A) != 0
-            a = np.where(m, a, 0.0)
-        return a
+            m = self.mask
+            keep = m.restricted(m.A) != 0
+            X = np.where(keep, X[:, up:up + t.ny, lt:lt + t.nx, :], np.float32(0))
+            lt = up = 0
+        return self.run.kernels.layer_stats(X, lt, up, t.ny, t.nx, self.nnz_threshold)
 
     def compute(self):
-        local = self.local_sums(self.data()).reshape(self.target.nb, -1)
-        self.run.comms.spatial_sum(local)
-        return self.finish(local)
-
-    def local_sums(self, a):
-        raise NotImplementedError
+        sums = np.ascontiguousarray(self.local_stats()[:, :4])
+        self.run.comms.spatial_sum(sums)
+        return self.finish(sums)
 
     def finish(self, sums):
-        return sums[:, 0]
+        raise NotImplementedError
 
     def output(self, t):
         if self.files is None or not self.triggered(t):
@@ -118,21 +124,22 @@ class LayerProbe(Probe):
 
 
 class L2NormProbe(LayerProbe):
-    def local_sums(self, a):
-        return np.sum(a * a, axis=(1, 2, 3))
-
     def finish(self, sums):
-        return sums[:, 0] ** (self.group["exponent"] / 2.0)
+        return sums[:, 2] ** (self.group["exponent"] / 2.0)
 
 
 class L1NormProbe(LayerProbe):
-    def local_sums(self, a):
-        return np.sum(np.abs(a), axis=(1, 2, 3))
+    def finish(self, sums):
+        return sums[:, 1]
 
 
 class L0NormProbe(LayerProbe):
-    def local_sums(self, a):
-        return np.sum(np.abs(a) > self.group["nnzThreshold"], axis=(1, 2, 3)).astype(np.float64)
+    @property
+    def nnz_threshold(self):
+        return self.group["nnzThreshold"]
+
+    def finish(self, sums):
+        return sums[:, 3]
 
 
 class L1NormLCAProbe(L1NormProbe):
@@ -148,11 +155,16 @@ class L0NormLCAProbe(L0NormProbe):
 
 
 class FirmThresholdCostFnProbe(LayerProbe):
-    def local_sums(self, a):
+    def compute(self):
+        layer = self.target
+        x = np.abs(layer.restricted(layer.A).astype(np.float64))
+        if self.mask is not None:
+            x = np.where(self.mask.restricted(self.mask.A) != 0, x, 0.0)
         w = self.group["VThresh"] + self.group["VWidth"]
-        x = np.abs(a)
-        c = np.where(x < w, x * (1 - x / (2 * w)) if w > 0 else 0.0, w / 2)
-        return np.sum(c, axis=(1, 2, 3))
+        cost = np.where(x < w, x * (1 - x / (2 * w)) if w > 0 else 0.0, w / 2)
+        sums = np.ascontiguousarray(cost.reshape(layer.nb, -1).sum(axis=1)[:, None])
+        self.run.comms.spatial_sum(sums)
+        return sums[:, 0]
 
 
 class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
@@ -164,34 +176,37 @@ class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
 class StatsProbe(LayerProbe):
     """N, Total, Min, Avg, Max, sigma, nnz of A or V (facts §5.5)."""
 
-    def data(self):
+    @property
+    def nnz_threshold(self):
+        return self.group["nnzThreshold"]
+
+    def buffer(self):
         buf = self.group["buffer"].lower()
         layer = self.target
         if buf in ("activity", "a"):
-            return layer.restricted(layer.A).astype(np.float64)
+            return super().buffer()
         if buf in ("membranepotential", "v"):
             if not layer.has_v:
                 raise PvmpiError(f"layer '{layer.name}' has no membrane potential", group=self.name,
                                  param="buffer")
-            return layer.V.astype(np.float64)
+            return layer.V, 0, 0
         raise PvmpiError(f"'{self.group['buffer']}' is not Activity/A or MembranePotential/V",
                          group=self.name, param="buffer")
 
     def compute(self):
         from mpi4py import MPI
 
-        a = self.data().reshape(self.target.nb, -1)
-        sums = np.stack([np.sum(a, axis=1), np.sum(a * a, axis=1),
-                         np.sum(np.abs(a) > self.group["nnzThreshold"], axis=1).astype(np.float64)], axis=1)
-        mins, maxs = np.min(a, axis=1), np.max(a, axis=1)
+        local = self.local_stats()
+        sums = np.ascontiguousarray(local[:, :4])
+        mins, maxs = np.ascontiguousarray(local[:, 4]), np.ascontiguousarray(local[:, 5])
         comm = self.run.comms.spatial
         self.run.comms.spatial_sum(sums)
         comm.Allreduce(MPI.IN_PLACE, mins, op=MPI.MIN)
         comm.Allreduce(MPI.IN_PLACE, maxs, op=MPI.MAX)
         n = self.num_neurons
         avg = sums[:, 0] / n
-        sigma = np.sqrt(np.maximum(sums[:, 1] / n - avg * avg, 0.0))
-        return np.stack([sums[:, 0], mins, avg, maxs, sigma, sums[:, 2]], axis=1)
+        sigma = np.sqrt(np.maximum(sums[:, 2] / n - avg * avg, 0.0))
+        return np.stack([sums[:, 0], mins, avg, maxs, sigma, sums[:, 3]], axis=1)
 
     def line(self, t, b, v):
         g = self.target.tile.kb0 + b

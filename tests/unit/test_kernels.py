@@ -369,3 +369,15 @@ def test_numba_results_do_not_depend_on_thread_count():
         nb_.set_num_threads(old)
     for one, two in zip(*runs):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("nb, margin, thr", [(1, 0, 0.0), (3, 2, 0.25)])
+def test_layer_stats_numba_equals_numpy(nb, margin, thr):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((nb, 5 + 2 * margin, 6 + 2 * margin, 3)).astype(np.float32)
+    X[rng.random(X.shape) < 0.5] = 0
+    want = ref.layer_stats(X, margin, margin, 5, 6, thr)
+    np.testing.assert_allclose(cpu.layer_stats(X, margin, margin, 5, 6, thr), want, rtol=1e-12)
+    R = X[:, margin:margin + 5, margin:margin + 6, :].reshape(nb, -1).astype(np.float64)
+    np.testing.assert_allclose(want[:, 2], (R * R).sum(axis=1))
+    np.testing.assert_array_equal(want[:, 3], (np.abs(R) > thr).sum(axis=1))

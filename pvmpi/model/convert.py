@@ -1,0 +1,186 @@
+"""Convert between OpenPV params files and pvmpi's YAML configs, losslessly.
+
+``params -> YAML -> params`` gives back the same raw config: same groups,
+order, names and values (types included). Two readability choices need the
+schema and change no meaning, because the schema reads them the way it reads
+the numbers they stand for:
+
+* a parameter the schema calls a bool, holding 0.0 or 1.0 (``false``/``true``
+  in the params file), is written ``false``/``true`` in YAML;
+* FLT_MAX (OpenPV's ``infinity``) of a float parameter is written
+  ``infinity`` in YAML; inside arrays it stays a number, since the schema
+  reads arrays as plain numbers.
+
+Going back, a YAML string ``infinity``/``-infinity`` (or ``.inf``) becomes
+OpenPV's ``infinity`` unless the schema says the parameter is a string.
+"""
+import math
+import re
+
+from ..errors import PvmpiError
+from . import schema
+from .config import RESERVED, _loader_class
+from .params import QUOTED, ParamsFile, _longest_match, is_identifier
+from .schema import FLT_MAX
+
+_INFINITY_WORDS = {"infinity": FLT_MAX, "+infinity": FLT_MAX, "inf": FLT_MAX,
+                   "-infinity": -FLT_MAX, "-inf": -FLT_MAX}
+
+
+def _param_kind(cls, pname):
+    """The schema's kind of a parameter ('float', 'bool', ...), or None if unknown."""
+    if cls not in schema.CLASSES:
+        return None
+    p = schema.params_of(cls).get(pname)
+    return p.kind if p else None
+
+
+# ---------------------------------------------------------------- params -> YAML
+
+def params_to_yaml(params_file):
+    """YAML text of a :class:`ParamsFile` (or a RawConfig): ``class:`` first in each group."""
+    if getattr(params_file, "sweeps", None):
+        s = params_file.sweeps[0]
+        raise PvmpiError("cannot convert a ParameterSweep to YAML yet", file=params_file.path,
+                         line=s.line, group=s.group, param=s.param,
+                         hint="convert each run separately (ParamsFile.sweep_configs())")
+    raw = params_file.to_raw_config() if isinstance(params_file, ParamsFile) else params_file
+    out = [f"# Converted by pvmpi from the OpenPV params file {raw.path}",
+           "# (same groups, order and values; 'class' is the OpenPV keyword)."]
+    for g in raw.groups:
+        if g.name in RESERVED:
+            raise PvmpiError(f"a group may not be named '{g.name}' in YAML (reserved)",
+                             file=raw.path, line=g.line, group=g.name)
+        out.append(f"{_yaml_str(g.name)}:")
+        out.append(f"  class: {_yaml_str(g.cls)}")
+        for pname, value in g.values.items():
+            if pname == "class":
+                raise PvmpiError("a parameter named 'class' cannot be written in YAML",
+                                 file=raw.path, line=g.lines.get(pname), group=g.name, param=pname)
+            out.append(f"  {_yaml_str(pname)}: {_yaml_value(value, _param_kind(g.cls, pname))}")
+        out.append("")
+    if raw.parallel:
+        out.append("parallel:")
+        out.extend(f"  {_yaml_str(k)}: {_yaml_value(v, None)}" for k, v in raw.parallel.items())
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _yaml_value(value, kind):
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_number(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _yaml_str(value)
+    if kind == "bool" and isinstance(value, float) and value in (0.0, 1.0):
+        return "true" if value else "false"
+    if kind in ("float", None) and isinstance(value, float) and abs(value) == FLT_MAX:
+        return "infinity" if value > 0 else "-infinity"
+    return _yaml_number(value)
+
+
+def _yaml_number(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./+][A-Za-z0-9_ ~+/.-]*(?<! )")
+
+
+def _yaml_str(text):
+    """A YAML scalar that our loader reads back as exactly `text` (plain when safe)."""
+    import yaml
+
+    if _PLAIN.fullmatch(text):
+        try:
+            if yaml.load(text, Loader=_loader_class()) == text:
+                return text
+        except yaml.YAMLError:
+            pass
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ---------------------------------------------------------------- YAML -> params
+
+def yaml_to_params(raw_config):
+    """OpenPV params text of a RawConfig; raises PvmpiError for what params syntax cannot hold."""
+    path = raw_config.path
+    out = [f"// Converted by pvmpi from {path}", ""]
+    if raw_config.parallel:
+        out.append("// pvmpi's parallel layout (OpenPV takes it from the command line or a config "
+                   "file, not from params):")
+        out.extend(f"//   {k} = {v}" for k, v in raw_config.parallel.items())
+        out.append("")
+    for g in raw_config.groups:
+        ctx = dict(file=path, line=g.line, group=g.name)
+        if not is_identifier(g.cls):
+            raise PvmpiError(f"class '{g.cls}' is not an OpenPV keyword (an identifier)", **ctx)
+        out.append(f"{g.cls} {_group_name(g.name, ctx)} = {{")
+        for pname, value in g.values.items():
+            pctx = dict(ctx, param=str(pname), line=g.lines.get(pname, g.line))
+            if pctx["line"] == "--set":
+                pctx["line"] = None
+            if not is_identifier(pname):
+                raise PvmpiError("this parameter name cannot be written in a params file "
+                                 "(names are a letter, then letters, digits and '_')", **pctx)
+            text = _params_value(value, _param_kind(g.cls, pname), pctx)
+            out.append(f"    {pname:<35} = {text};")
+        out.append("};")
+        out.append("")
+    return "\n".join(out)
+
+
+def _group_name(name, ctx):
+    token = f'"{name}"' if isinstance(name, str) else ""
+    kind = _longest_match(token, 0) if token else (None, 0)
+    if kind[0] not in ("GROUPID", "STRING") or kind[1] != len(token) or not name:
+        raise PvmpiError(f"group name {name!r} cannot be written in a params file",
+                         hint="group names are letters, digits and '_'", **ctx)
+    return token
+
+
+def _params_value(value, kind, ctx):
+    if value is None:
+        return "NULL"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise PvmpiError("an empty array cannot be written in a params file", **ctx,
+                             hint="remove the parameter to use its default")
+        return "[" + ", ".join(_params_number(v, ctx) for v in value) + "]"
+    if isinstance(value, str):
+        if kind != "str" and value.strip().lower() in _INFINITY_WORDS:
+            return _params_number(_INFINITY_WORDS[value.strip().lower()], ctx)
+        return _quoted(value, ctx)
+    return _params_number(value, ctx)
+
+
+def _params_number(value, ctx):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, float):
+        raise PvmpiError(f"{value!r} cannot be written in a params file (numbers, strings, NULL "
+                         "and arrays of numbers only)", **ctx)
+    if math.isnan(value):
+        raise PvmpiError("NaN cannot be written in a params file", **ctx)
+    if math.isinf(value) or abs(value) == FLT_MAX:
+        return "infinity" if value > 0 else "-infinity"
+    return repr(value)  # shortest round-trip form; always d[.ddd][e±dd], an OpenPV number
+
+
+def _quoted(text, ctx):
+    token = f'"{text}"'
+    kind, length, _ = _longest_match(token, 0)
+    if kind not in QUOTED or length != len(token):
+        raise PvmpiError(f"string {text!r} cannot be written in a params file",
+                         hint="OpenPV strings hold letters, digits, '_' and spaces; file names "
+                              "hold letters, digits and _~+/.-", **ctx)
+    return token
