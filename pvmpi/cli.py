@@ -18,7 +18,8 @@ BACKENDS = ("numpy", "numba")
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m pvmpi",
-        description="Run an OpenPV-style network (YAML config) with a batch dimension over MPI.")
+        description="Run an OpenPV-style network (YAML config) with a batch dimension over MPI.",
+        epilog="subcommands: " + ", ".join(f"python -m pvmpi {name} --help" for name in SUBCOMMANDS))
     p.add_argument("config", help="YAML config (groups named as in an OpenPV params file)")
     p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
@@ -55,8 +56,17 @@ def fail(message, code=1):
     return code
 
 
+SUBCOMMANDS = {
+    "bench": "pvmpi.bench.cli",
+}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     set_threads(args.threads)
     try:

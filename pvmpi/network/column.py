@@ -17,6 +17,7 @@ from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZer
 from .connections import CONNECTION_CLASSES
 from .inputs import INPUT_CLASSES
 from .layers import LAYER_CLASSES
+from .timers import Timers
 
 LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES}
 PROBES = {**LAYER_PROBE_CLASSES, **COLUMN_PROBE_CLASSES}
@@ -45,7 +46,7 @@ class Column:
         self.progress = progress
         self.t = 0.0
         self.step = 0
-        self.timers = {}
+        self.timers = Timers()
         self.batch_slice = self.tile(col["nx"], col["ny"], name=col.name).kb0, \
             model.column["nbatch"] // comms.layout.batch_width
         self._build()
@@ -190,6 +191,7 @@ class Column:
         self.t += self.dt
         self.step += 1
         t = self.t
+        timers = self.timers
         for probe in self.time_scale_probes:
             probe.adapt(t)
             probe.output(t)
@@ -199,32 +201,29 @@ class Column:
                 if self.incoming[layer.name]:
                     layer.gsyn.fill(0)
                     for conn in self.incoming[layer.name]:
-                        self._timed("deliver", conn.deliver)
-                self._timed("update", layer.update, t)
+                        timers.call("deliver:" + conn.name, conn.deliver)
+                timers.call("update:" + layer.name, layer.update, t)
                 layer.controller.mark(t)
             for layer in self.by_phase[p]:
-                self._timed("publish", layer.publish, t)
+                layer.publish(t)  # times its own halo exchange
             for layer in self.by_phase[p]:
-                self._timed("io", layer.write_output, t)
-            for probe in self.layer_probes[p]:
-                probe.output(t)
+                timers.call("io:" + layer.name, layer.write_output, t)
+            with timers.time("probes"):
+                for probe in self.layer_probes[p]:
+                    probe.output(t)
             if self.model.column["errorOnNotANumber"]:
                 self._check_nan(self.by_phase[p])
         for conn in self.plastic:
-            self._timed("learn", conn.update_weights, t)
+            timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
         for conn in self.connections.values():
             conn.finalize()
         for conn in self.connections.values():
-            self._timed("io", conn.write_output, t)
-        for probe in self.energy_probes:
-            probe.output(t)
+            timers.call("io:" + conn.name, conn.write_output, t)
+        with timers.time("probes"):
+            for probe in self.energy_probes:
+                probe.output(t)
         if self.progress is not None:
             self.progress(self)
-
-    def _timed(self, phase, fn, *args):
-        t0 = time.perf_counter()
-        fn(*args)
-        self.timers[phase] = self.timers.get(phase, 0.0) + time.perf_counter() - t0
 
     def _check_nan(self, layers):
         for layer in layers:

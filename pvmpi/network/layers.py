@@ -89,10 +89,13 @@ class Layer:
         if self.num_levels > 1:
             self.store.insert(0, self.store.pop())
             self.active.insert(0, self.active.pop())
-        np.copyto(self.store[0], self.A)
-        self.halo.exchange(self.store[0])
+        timers = self.run.timers
+        with timers.time("publish:" + self.name):
+            np.copyto(self.store[0], self.A)
+        timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:
-            self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y)
+            self.active[0] = timers.call("publish:" + self.name, self.run.kernels.active_list,
+                                         self.store[0], self.margin_x, self.margin_y)
 
     def level(self, delay_steps):
         return self.store[delay_steps]

@@ -57,7 +57,7 @@ class HebbianUpdater:
             changed = True
         self.accumulate()
         if self.immediate:
-            self.run.comms.allreduce_sum(self.reduce_buf)
+            self.run.timers.call("allreduce:" + self.conn.name, self.run.comms.allreduce_sum, self.reduce_buf)
             self.apply(self.reduced_dw())
             return True
         self.pending = self.run.comms.iallreduce_sum(self.reduce_buf)
@@ -84,7 +84,7 @@ class HebbianUpdater:
         self.reduce_buf[1] = self.counts
 
     def finish_reduction(self):
-        self.pending.Wait()
+        self.run.timers.call("allreduce:" + self.conn.name, self.pending.Wait)
         self.pending = None
         return self.reduced_dw()
 

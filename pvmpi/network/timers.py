@@ -1,0 +1,55 @@
+"""Wall-clock timers per phase of the step (delivery per connection, update per layer, halo, ...).
+
+The column and its objects add to named timers; the bench command and the
+end-of-run report read them. Names are ``phase`` or ``phase:object``. Timers
+nest and report exclusive time: the all-reduce inside a weight update counts
+as all-reduce, not also as learning, so the phases add up to the step time.
+"""
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+
+class Timers:
+    def __init__(self):
+        self.totals = defaultdict(float)
+        self.counts = defaultdict(int)
+        self._children = []  # time spent in nested timers, one entry per open timer
+
+    def _start(self):
+        self._children.append(0.0)
+        return time.perf_counter()
+
+    def _stop(self, name, t0):
+        elapsed = time.perf_counter() - t0
+        nested = self._children.pop()
+        self.totals[name] += elapsed - nested
+        self.counts[name] += 1
+        if self._children:
+            self._children[-1] += elapsed
+
+    @contextmanager
+    def time(self, name):
+        t0 = self._start()
+        try:
+            yield
+        finally:
+            self._stop(name, t0)
+
+    def call(self, name, fn, *args):
+        t0 = self._start()
+        try:
+            return fn(*args)
+        finally:
+            self._stop(name, t0)
+
+    def by_phase(self):
+        """Exclusive totals summed over objects: {'deliver': s, 'update': s, ...}."""
+        out = defaultdict(float)
+        for name, s in self.totals.items():
+            out[name.split(":", 1)[0]] += s
+        return dict(out)
+
+    def reset(self):
+        self.totals.clear()
+        self.counts.clear()
