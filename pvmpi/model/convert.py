@@ -184,3 +184,59 @@ def _quoted(text, ctx):
                          hint="OpenPV strings hold letters, digits, '_' and spaces; file names "
                               "hold letters, digits and _~+/.-", **ctx)
     return token
+
+
+# ---------------------------------------------------------------- files
+
+PARAMS_SUFFIXES = (".params", ".lua")
+
+
+def convert_file(src, dst=None):
+    """Convert a params file to YAML or a YAML config to params (by `src`'s suffix).
+
+    Returns the text; writes it to `dst` when given, never over an existing file.
+    """
+    from pathlib import Path
+
+    from .config import load_yaml
+    from .params import load_params
+
+    src = str(src)
+    if src.endswith(PARAMS_SUFFIXES):
+        text = params_to_yaml(load_params(src))
+    else:
+        text = yaml_to_params(load_yaml(src))
+    if dst is not None:
+        try:
+            with open(dst, "x", encoding="utf-8") as f:
+                f.write(text)
+        except FileExistsError:
+            raise PvmpiError("will not overwrite an existing file", file=str(dst),
+                             hint="remove it or choose another name") from None
+        except OSError as e:
+            raise PvmpiError(f"cannot write: {e.strerror}", file=str(Path(dst))) from None
+    return text
+
+
+def main(argv=None):
+    """``python -m pvmpi.model.convert SRC [DST]``: params <-> YAML; prints to stdout without DST."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m pvmpi.model.convert",
+                                description="Convert an OpenPV .params file to pvmpi YAML, or back.")
+    p.add_argument("src", help=".params file (to YAML) or YAML config (to .params)")
+    p.add_argument("dst", nargs="?", help="output file (must not exist); default: stdout")
+    args = p.parse_args(argv)
+    try:
+        text = convert_file(args.src, args.dst)
+    except PvmpiError as e:
+        print(f"pvmpi: error: {e}", file=sys.stderr)
+        return 1
+    if args.dst is None:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,11 +24,11 @@ from .schema import FLT_MAX
 
 # ---------------------------------------------------------------- lexer
 
-_DIGITS_OR_POINT = re.compile(r"[.eE]")
+_FLOAT_MARK = re.compile(r"[.eE]")
 
 
 def _number(text):
-    return int(text) if not _DIGITS_OR_POINT.search(text) else float(text)
+    return int(text) if not _FLOAT_MARK.search(text) else float(text)
 
 
 # (token kind, pattern, converter). Like flex: at each position the longest
@@ -147,6 +147,8 @@ class Directive:
 
 @dataclass
 class ParamsFile:
+    """A parsed params file: groups (RawGroup, file order), directives and sweeps."""
+
     path: str
     groups: list
     directives: list = field(default_factory=list)
@@ -174,31 +176,41 @@ class ParamsFile:
         """One RawConfig per sweep index, as OpenPV runs them (facts §2.2)."""
         if not self.sweeps:
             return [self.to_raw_config()]
-        runs = []
-        for i in range(len(self.sweeps[0].values)):
-            groups = copy.deepcopy(self.groups)
-            for s in _with_output_sweeps(self, groups):
-                g = next(g for g in groups if g.name == s.group)
-                g.values[s.param] = copy.deepcopy(s.values[i])
-                g.lines[s.param] = s.line
-            runs.append(RawConfig(path=self.path, groups=groups))
-        return runs
+        return sweep_runs(RawConfig(path=self.path, groups=self.groups), self.sweeps)
 
 
-def _with_output_sweeps(pf, groups):
-    """The sweeps plus OpenPV's automatic outputPath/checkpointWriteDir sweeps (paramsweep_<i>/)."""
-    col = next(g for g in groups if g.cls == "HyPerCol")
-    swept = {s.param for s in pf.sweeps if pf.group(s.group).cls == "HyPerCol"}
-    n = len(pf.sweeps[0].values)
+def sweep_runs(raw, sweeps):
+    """One RawConfig per sweep index: run i applies the i-th value of every sweep.
+
+    Works on any RawConfig (checked by :func:`check_sweeps`), so a YAML form of
+    sweeps can share it.
+    """
+    sweeps, runs = _with_output_sweeps(raw, sweeps), []
+    for i in range(len(sweeps[0].values)):
+        groups = copy.deepcopy(raw.groups)
+        for s in sweeps:
+            g = next(g for g in groups if g.name == s.group)
+            g.values[s.param] = copy.deepcopy(s.values[i])
+            g.lines[s.param] = s.line
+        runs.append(RawConfig(path=raw.path, groups=groups, parallel=dict(raw.parallel)))
+    return runs
+
+
+def _with_output_sweeps(raw, sweeps):
+    """The sweeps plus OpenPV's automatic outputPath/checkpointWriteDir sweeps (paramsweep_<i>/),
+    so that the runs of a sweep never write into each other's directories."""
+    col = next(g for g in raw.groups if g.cls == "HyPerCol")
+    swept = {s.param for s in sweeps if raw.group(s.group) is col}
+    n = len(sweeps[0].values)
     width = len(str(n - 1))
     extra = []
     for pname in ("outputPath", "checkpointWriteDir"):
         base = col.values.get(pname)
-        if pname in swept or base is None:
+        if pname in swept or not isinstance(base, str):
             continue
         paths = [f"{base}/paramsweep_{i:0{width}d}/" for i in range(n)]
         extra.append(ParameterSweep(col.name, pname, paths, col.lines.get(pname)))
-    return list(pf.sweeps) + extra
+    return list(sweeps) + extra
 
 
 # ---------------------------------------------------------------- parser
@@ -442,10 +454,13 @@ class _Parser:
         self.sweeps.append(ParameterSweep(gtok.value, ptok.text, [v.value for v in values], kw.line))
 
 
-def _check_sweeps(pf):
-    """OpenPV's checks once the whole file is read: groups exist, sizes agree, kinds match."""
+def check_sweeps(pf, sweeps):
+    """OpenPV's checks once the whole file is read: groups exist, sizes agree, kinds match.
+
+    `pf` is anything with path, groups and group(name): a ParamsFile or a RawConfig.
+    """
     seen = set()
-    for s in pf.sweeps:
+    for s in sweeps:
         ctx = dict(file=pf.path, line=s.line, group=s.group, param=s.param)
         g = pf.group(s.group)
         if g is None:
@@ -453,19 +468,26 @@ def _check_sweeps(pf):
         if (s.group, s.param) in seen:
             raise PvmpiError("this parameter is swept twice", **ctx)
         seen.add((s.group, s.param))
-        if len(s.values) != len(pf.sweeps[0].values):
+        first = sweeps[0]
+        if not s.values:
+            raise PvmpiError("a ParameterSweep needs at least one value", **ctx)
+        if len(s.values) != len(first.values):
             raise PvmpiError(f"all ParameterSweeps must have the same number of values: this one has "
-                             f"{len(s.values)}, the first ({pf.sweeps[0].group}:{pf.sweeps[0].param}) "
-                             f"{len(pf.sweeps[0].values)}", **ctx)
+                             f"{len(s.values)}, the first ({first.group}:{first.param}) "
+                             f"{len(first.values)}", **ctx)
+        if len({_kind_of(v) for v in s.values}) > 1 or _kind_of(s.values[0]) == "array" \
+                or None in s.values:
+            raise PvmpiError("a ParameterSweep's values must be all numbers or all strings (not NULL)",
+                             **ctx)
         sweep_kind = _kind_of(s.values[0])
         if s.param in g.values and _kind_of(g.values[s.param]) != sweep_kind:
             raise PvmpiError(f"a ParameterSweep of {sweep_kind}s cannot set a "
                              f"{_kind_of(g.values[s.param])} parameter", **ctx)
-    if pf.sweeps:
+    if sweeps:
         col = next((g for g in pf.groups if g.cls == "HyPerCol"), None)
         if col is None:
             raise PvmpiError("a ParameterSweep needs a HyPerCol group", file=pf.path)
-        swept = {s.param for s in pf.sweeps if pf.group(s.group) is col}
+        swept = {s.param for s in sweeps if pf.group(s.group) is col}
         if "outputPath" not in swept and not isinstance(col.values.get("outputPath"), str):
             raise PvmpiError("outputPath must be set when a ParameterSweep does not sweep it "
                              "(each run writes to <outputPath>/paramsweep_<i>/)", file=pf.path,
@@ -482,7 +504,7 @@ def parse_params(text, path="<string>"):
         raise PvmpiError("the params file defines no groups", file=path,
                          hint='expected HyPerCol "column" = { ... }; first')
     pf = ParamsFile(path, groups, parser.directives, parser.sweeps)
-    _check_sweeps(pf)
+    check_sweeps(pf, pf.sweeps)
     return pf
 
 

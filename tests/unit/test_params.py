@@ -241,7 +241,8 @@ def test_values_lines_and_order():
 
 
 def test_duplicate_group():
-    e = error(col("a = 1;", 'HyPerLayer "column" = { };'), "group 'column' is defined twice \\(first at line 1\\)")
+    e = error(col("a = 1;", 'HyPerLayer "column" = { };'),
+              "group 'column' is defined twice \\(first at line 1\\)")
     assert (e.line, e.group) == (4, "column")
 
 
@@ -252,12 +253,15 @@ def test_duplicate_parameter():
     error(col("a = [1];\na = 2;"), "defined twice")
 
 
-INCLUDE_BASE = col("nx = 8;", 'HyPerLayer "A" = {\n  nf = 2;\n  phase = 1;\n  delay = [1, 2];\n  s = "x";\n};\n')
+INCLUDE_BASE = col("nx = 8;",
+                   'HyPerLayer "A" = {\n  nf = 2;\n  phase = 1;\n  delay = [1, 2];\n  s = "x";\n};\n')
 
 
 def test_include_copies_everything_and_overrides():
-    pf = parse_params(INCLUDE_BASE + 'HyPerLayer "B" = {\n  #include "A";\n  @nf = 4;\n  extra = 5;\n};\n'
-                      'HyPerLayer "C" = {\n  #include "B";\n  @phase = 3;\n  @delay = [0];\n  @s = NULL;\n};\n')
+    pf = parse_params(INCLUDE_BASE
+                      + 'HyPerLayer "B" = {\n  #include "A";\n  @nf = 4;\n  extra = 5;\n};\n'
+                      + 'HyPerLayer "C" = {\n  #include "B";\n  @phase = 3;\n'
+                      + '  @delay = [0];\n  @s = NULL;\n};\n')
     a, b, c = (pf.group(n) for n in "ABC")
     assert b.values == {"nf": 4, "phase": 1, "delay": [1, 2], "s": "x", "extra": 5}
     assert list(b.values) == ["nf", "phase", "delay", "s", "extra"]
@@ -373,7 +377,7 @@ def test_single_run_sweep_and_no_sweep():
     assert len(runs) == 1 and runs[0].groups[0].values["outputPath"] == "out/paramsweep_0/"
     assert runs[0].group("L").values["s"] == "b"
     plain = parse_params(SWEEP_BASE)
-    assert len(plain.sweep_configs()) == 1 and plain.sweep_configs()[0].groups[0].values["outputPath"] == "out"
+    assert [r.groups[0].values["outputPath"] for r in plain.sweep_configs()] == ["out"]
 
 
 def test_sweep_creates_a_missing_parameter():
@@ -440,3 +444,20 @@ def test_non_ascii_in_comments_is_fine(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_params(p).groups[0].values == {"nx": 8}
+
+
+def test_sweep_runs_work_on_any_raw_config():
+    from pvmpi.model.params import ParameterSweep, check_sweeps, sweep_runs
+
+    raw = parse_params(SWEEP_BASE).to_raw_config()
+    raw.parallel = {"NumRows": 2}
+    sweeps = [ParameterSweep("L", "nf", [1, 2], 30)]
+    check_sweeps(raw, sweeps)
+    runs = sweep_runs(raw, sweeps)
+    assert [r.group("L").values["nf"] for r in runs] == [1, 2]
+    assert runs[1].parallel == {"NumRows": 2}
+    assert runs[1].groups[0].values["outputPath"] == "out/paramsweep_1/"
+    for bad, match in (([1, "x"], "all numbers or all strings"), (["x", None], "not NULL"),
+                       ([[1]], "all numbers or all strings"), ([], "at least one value")):
+        with pytest.raises(PvmpiError, match=match):
+            check_sweeps(raw, [ParameterSweep("L", "phase", bad, 30)])
