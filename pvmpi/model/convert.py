@@ -219,11 +219,11 @@ def convert_file(src, dst=None):
 
 
 def main(argv=None):
-    """``python -m pvmpi.model.convert SRC [DST]``: params <-> YAML; prints to stdout without DST."""
+    """``python -m pvmpi convert SRC [DST]`` (via cli.SUBCOMMANDS): params <-> YAML; stdout without DST."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m pvmpi.model.convert",
+    p = argparse.ArgumentParser(prog="python -m pvmpi convert",
                                 description="Convert an OpenPV .params file to pvmpi YAML, or back.")
     p.add_argument("src", help=".params file (to YAML) or YAML config (to .params)")
     p.add_argument("dst", nargs="?", help="output file (must not exist); default: stdout")
