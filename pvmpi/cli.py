@@ -20,7 +20,7 @@ def build_parser():
         prog="python -m pvmpi",
         description="Run an OpenPV-style network (YAML config) with a batch dimension over MPI.",
         epilog="subcommands: " + ", ".join(f"python -m pvmpi {name} --help" for name in SUBCOMMANDS))
-    p.add_argument("config", help="YAML config (groups named as in an OpenPV params file)")
+    p.add_argument("config", help="YAML config or OpenPV .params file")
     p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="compute kernels: numba (default, compiled CPU) or numpy (the reference)")
@@ -45,7 +45,12 @@ def load_model(path, assignments=()):
     from .model.config import apply_overrides, load_yaml
     from .model.network_model import build_model
 
-    raw = load_yaml(path)
+    if str(path).endswith((".params", ".lua")):
+        from .model.params import load_params
+
+        raw = load_params(path).to_raw_config()
+    else:
+        raw = load_yaml(path)
     apply_overrides(raw, assignments)
     return build_model(raw)
 
@@ -58,6 +63,7 @@ def fail(message, code=1):
 
 SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
+    "convert": "pvmpi.model.convert",
 }
 
 

@@ -35,9 +35,13 @@ class RawGroup:
 
 @dataclass
 class RawConfig:
+    """Groups as written. ``strict``: unknown parameters are errors (YAML) or, as in
+    OpenPV params files, warnings unless the HyPerCol sets errorOnUnusedParam."""
+
     path: str
     groups: list
     parallel: dict = field(default_factory=dict)
+    strict: bool = True
 
     def group(self, name):
         for g in self.groups:

@@ -76,6 +76,10 @@ def _scaled(model, g, axis):
 
 
 # ---------------------------------------------------------------- coercion
+class UnusedParameterWarning(UserWarning):
+    """A params-file parameter pvmpi does not know (OpenPV warns about unused ones too)."""
+
+
 def _coerce(value, p, err):
     kind = p.kind
     if value is None:
@@ -168,14 +172,23 @@ def build_model(raw):
 
 def _fill(g, column, raw, kinds, err_for):
     spec = schema.params_of(g.cls)
-    for pname in g.values:
+    strict = raw.strict or (column is not None and column["errorOnUnusedParam"]) \
+        or (column is None and g.values.get("errorOnUnusedParam"))
+    for pname in list(g.values):
         if pname not in spec:
-            raise err_for(g, pname)(f"unknown parameter for {g.cls}", hint=suggest(pname, spec))
+            err = err_for(g, pname)(f"unknown parameter for {g.cls}", hint=suggest(pname, spec))
+            if strict:
+                raise err
+            warnings.warn(f"{err} — ignored, as OpenPV does unless errorOnUnusedParam is set",
+                          UnusedParameterWarning)
+            del g.values[pname]
     values = {}
     for pname, p in spec.items():
         err = err_for(g, pname)
         if pname in g.values:
             values[pname] = _coerce(g.values[pname], p, err)
+            if pname == "pvpatchAccumulateType" and values[pname]:
+                values[pname] = values[pname].lower()  # OpenPV compares it case-insensitively
             if p.choices and values[pname] is not None and values[pname] not in p.choices:
                 raise err(f"'{values[pname]}' is not one of: {', '.join(p.choices)}",
                           hint=suggest(str(values[pname]), p.choices))

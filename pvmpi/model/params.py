@@ -170,13 +170,13 @@ class ParamsFile:
             raise PvmpiError(f"the params file defines a ParameterSweep of {n} runs; a single "
                              "config cannot hold it", file=self.path, line=self.sweeps[0].line,
                              hint="use sweep_configs() to get one config per run")
-        return RawConfig(path=self.path, groups=copy.deepcopy(self.groups))
+        return RawConfig(path=self.path, groups=copy.deepcopy(self.groups), strict=False)
 
     def sweep_configs(self):
         """One RawConfig per sweep index, as OpenPV runs them (facts §2.2)."""
         if not self.sweeps:
             return [self.to_raw_config()]
-        return sweep_runs(RawConfig(path=self.path, groups=self.groups), self.sweeps)
+        return sweep_runs(RawConfig(path=self.path, groups=self.groups, strict=False), self.sweeps)
 
 
 def sweep_runs(raw, sweeps):
@@ -192,7 +192,7 @@ def sweep_runs(raw, sweeps):
             g = next(g for g in groups if g.name == s.group)
             g.values[s.param] = copy.deepcopy(s.values[i])
             g.lines[s.param] = s.line
-        runs.append(RawConfig(path=raw.path, groups=groups, parallel=dict(raw.parallel)))
+        runs.append(RawConfig(path=raw.path, groups=groups, parallel=dict(raw.parallel), strict=raw.strict))
     return runs
 
 
