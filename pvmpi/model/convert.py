@@ -57,12 +57,21 @@ def params_to_yaml(params_file):
             if pname == "class":
                 raise PvmpiError("a parameter named 'class' cannot be written in YAML",
                                  file=raw.path, line=g.lines.get(pname), group=g.name, param=pname)
-            out.append(f"  {_yaml_str(pname)}: {_yaml_value(value, _param_kind(g.cls, pname))}")
+            line = f"{_yaml_str(pname)}: {_yaml_value(value, _param_kind(g.cls, pname))}"
+            if _unknown(g.cls, pname):  # OpenPV ignores unused parameters; pvmpi's YAML refuses them
+                out.append(f"  # {line}  -- not a pvmpi parameter of {g.cls}; ignored")
+            else:
+                out.append(f"  {line}")
         out.append("")
     if raw.parallel:
         out.append("parallel:")
         out.extend(f"  {_yaml_str(k)}: {_yaml_value(v, None)}" for k, v in raw.parallel.items())
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _unknown(cls, pname):
+    """A parameter the schema does not know for a class it knows."""
+    return cls in schema.CLASSES and pname not in schema.params_of(cls)
 
 
 def _yaml_value(value, kind):

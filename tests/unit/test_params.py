@@ -111,9 +111,14 @@ def test_lcatest_first_group_is_the_column():
 
 
 def test_validation_errors_point_into_the_params_file():
+    from pvmpi.model.network_model import UnusedParameterWarning
+
     text = col("nx = 8; ny = 8;", 'HyPerLayer "L" = {\n  nf = 1;\n  bogus = 2;\n};\n')
+    with pytest.warns(UnusedParameterWarning, match="net.params:6: L.bogus: unknown parameter"):
+        build_model(parse_params(text, "net.params").to_raw_config())  # OpenPV warns, and so do we
+    strict = text.replace("ny = 8;", "ny = 8; errorOnUnusedParam = true;")
     with pytest.raises(PvmpiError) as e:
-        build_model(parse_params(text, "net.params").to_raw_config())
+        build_model(parse_params(strict, "net.params").to_raw_config())
     assert (e.value.file, e.value.line, e.value.group, e.value.param) == ("net.params", 6, "L", "bogus")
 
 
