@@ -35,6 +35,11 @@ def build_parser():
                    help="MPI processes along the batch (OpenPV's BatchWidth)")
     p.add_argument("-rows", "--rows", type=int, dest="rows", help="MPI rows (OpenPV's NumRows)")
     p.add_argument("-columns", "--columns", type=int, dest="columns", help="MPI columns (NumColumns)")
+    restart = p.add_mutually_exclusive_group()
+    restart.add_argument("-r", "--restart", action="store_true",
+                         help="continue from the newest complete checkpoint in checkpointWriteDir "
+                              "(or lastCheckpointDir); start fresh if there is none")
+    restart.add_argument("-c", "--checkpoint", metavar="DIR", help="continue from this checkpoint directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -112,11 +117,12 @@ def run(args):
         if comms.is_root:
             print(summary(model, column))
         return 0
+    resume = resume_path(model, args, comms)
     progress = None if args.quiet else Progress(column)
     column.progress = progress
     t0 = time.perf_counter()
     try:
-        failures = column.run()
+        failures = column.run(resume)
     except Exception as e:  # one rank cannot tell the others: end the whole job
         msg = str(e) if isinstance(e, PvmpiError) else f"{type(e).__name__}: {e}"
         if args.debug:
@@ -127,6 +133,10 @@ def run(args):
         return 1
     elapsed = time.perf_counter() - t0
     comms.barrier()
+    if column.stopped_by_signal and comms.is_root:
+        where = column.checkpoints_written[-1] if column.checkpoints_written else "nowhere"
+        print(f"pvmpi: stopped by a signal at t = {column.t:g} (step {column.step}); checkpoint: {where}",
+              flush=True)
     if comms.is_root and not args.quiet:
         steps = column.step
         print(f"pvmpi: {steps} steps in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.1f} steps/s) on "
@@ -134,6 +144,29 @@ def run(args):
     if failures:
         return fail("; ".join(failures)) if comms.is_root else 1
     return 0
+
+
+def resume_path(model, args, comms):
+    """The checkpoint to continue from: -c DIR, or with -r the newest complete one (None: fresh start)."""
+    from .io.checkpoint import is_complete, newest_checkpoint
+
+    col = model.column
+    if args.checkpoint:
+        if not is_complete(args.checkpoint):
+            raise PvmpiError("not a complete pvmpi checkpoint", file=args.checkpoint, param="-c")
+        return args.checkpoint
+    if not args.restart:
+        return None
+    if col["checkpointWrite"]:
+        directory = col["checkpointWriteDir"]
+        found = newest_checkpoint(directory)
+    else:  # the final state of a run without checkpoints goes to lastCheckpointDir itself
+        directory = col["lastCheckpointDir"]
+        found = directory if directory and is_complete(directory) else None
+    if found is None and comms.is_root:
+        print(f"pvmpi: -r: no complete checkpoint in {directory}; starting at t = 0", file=sys.stderr,
+              flush=True)
+    return found
 
 
 def setup(model, args, world):

@@ -47,6 +47,9 @@ class Column:
         self.t = 0.0
         self.step = 0
         self.timers = Timers()
+        self.resumed_from = None
+        self.checkpoints_written = []
+        self.stopped_by_signal = False
         self.batch_slice = self.tile(col["nx"], col["ny"], name=col.name).kb0, \
             model.column["nbatch"] // comms.layout.batch_width
         self._build()
@@ -149,7 +152,13 @@ class Column:
         self.plastic = [c for c in self.connections.values() if c.plastic]
 
     # ------------------------------------------------------------ start-up
-    def initialize(self):
+    def initialize(self, resume=None):
+        """Facts §3.1: InitializeState in params-file order, checkpoint state, normalise, publish, output.
+
+        resume: a CheckpointReader to continue from (-r/-c): the run takes its
+        time, step and every object's state, and appends to the outputs.
+        """
+        from ..io.checkpoint import CheckpointReader
         from .random import SeedAllocator
 
         seeds = SeedAllocator(self.initial_seed)
@@ -157,13 +166,31 @@ class Column:
             obj = self.layers.get(g.name) or self.connections.get(g.name)
             if obj is not None:
                 obj.initialize(seeds)
+        init_dir = self.model.column["initializeFromCheckpointDir"]
+        if resume is None and init_dir:
+            flagged = [o for o in self.stateful() if o.group.params.get("initializeFromCheckpointFlag")]
+            if flagged:
+                rd = CheckpointReader(init_dir, self.model.column["nbatch"])
+                for obj in flagged:
+                    obj.read_checkpoint(rd, fresh_outputs=True)
+                rd.close()
         for conn in self.connections.values():
+            conn.normalize_on_initialize()
             conn.finalize()
         for p in self.phases:
             for layer in self.by_phase[p]:
                 layer.publish(0.0)
+        if resume is not None:
+            self.t = float(resume.attr("column", "time"))
+            self.step = int(resume.attr("column", "step"))
+            for obj in self.stateful():
+                obj.read_checkpoint(resume)
+            for conn in self.connections.values():
+                conn.finalize()
         for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
-            obj.open_output()
+            obj.open_output(resume)
+        if resume is not None:
+            return  # outputs continue; no t = 0 frames (facts §11.2)
         for p in self.phases:
             for layer in self.by_phase[p]:
                 layer.write_output(0.0)
@@ -172,17 +199,100 @@ class Column:
         for conn in self.connections.values():
             conn.write_output(0.0)
 
+    def stateful(self):
+        return list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values())
+
+    # ------------------------------------------------------------ checkpoints
+    def write_checkpoint(self, path):
+        """Collective: every rank calls it at the same step."""
+        import json
+
+        from .. import __version__
+        from ..io.checkpoint import CheckpointWriter
+
+        if self.resumed_from is not None and os.path.abspath(path) == os.path.abspath(self.resumed_from):
+            return  # never overwrite the checkpoint this run was read from (facts §6.1)
+        self.timers.call("checkpoint", self._write_checkpoint, path)
+        self.checkpoints_written.append(path)
+
+    def _write_checkpoint(self, path):
+        import json
+
+        from .. import __version__
+        from ..io.checkpoint import CheckpointWriter
+
+        for probe in self.probes.values():
+            probe.flush()
+        lay = self.comms.layout
+        config = {g.name: {"class": g.cls, **{k: v for k, v in g.params.items() if k in g.given}}
+                  for g in (self.model.column,) + self.model.groups}
+        ck = CheckpointWriter(self.comms, path, {
+            "pvmpi_version": __version__, "time": self.t, "step": self.step,
+            "nbatch": self.model.column["nbatch"],
+            "layout": f"BatchWidth={lay.batch_width} NumRows={lay.rows} NumColumns={lay.columns}",
+            "config_path": str(self.model.path), "config": json.dumps(config)})
+        ck.attrs("column", time=self.t, step=self.step)
+        for obj in self.stateful():
+            obj.write_checkpoint(ck)
+        ck.close()
+
+    def _signal_checkpoint(self, schedule):
+        """A checkpoint asked for by a signal; never deleted by deleteOlderCheckpoints."""
+        path = schedule.final_path(self.step)
+        if path is None:
+            if self.comms.is_root:
+                import sys
+                print("pvmpi: warning: a signal asked for a checkpoint, but neither checkpointWriteDir "
+                      "nor lastCheckpointDir is set", file=sys.stderr, flush=True)
+            return
+        self.write_checkpoint(path)
+
     # ------------------------------------------------------------ the time loop
     @property
     def final_step(self):
         return int(round(self.stop_time / self.dt))
 
-    def run(self):
-        self.initialize()
+    def run(self, resume=None):
+        """Initialise (or continue from a checkpoint directory) and run to stopTime.
+
+        Returns the failures of test probes; ``self.stopped_by_signal`` tells
+        whether SIGUSR2/SIGTERM ended the run early (after a checkpoint).
+        """
+        from ..io.checkpoint import CheckpointReader
+        from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP, CheckpointSchedule, Signals
+
+        schedule = CheckpointSchedule(self)
+        reader = None
+        if resume is not None:
+            reader = CheckpointReader(resume, self.model.column["nbatch"])
+            self.resumed_from = resume
+        signals = Signals()
+        signals.install()
         try:
+            self.initialize(reader)
+            if reader is not None:
+                reader.close()
             while self.t < self.stop_time - self.dt / 2:
+                if schedule.due(self.step, self.t, self.dt):
+                    self.write_checkpoint(schedule.path(self.step))
+                    schedule.record(schedule.path(self.step), self.comms.is_root)
                 self.advance()
+                flags = signals.exchange(self.comms, schedule.clock_due())
+                if flags[CLOCK_DUE]:
+                    self.write_checkpoint(schedule.path(self.step))
+                    schedule.record(schedule.path(self.step), self.comms.is_root)
+                elif flags[CHECKPOINT_NOW] and not flags[STOP]:
+                    self._signal_checkpoint(schedule)
+                if flags[STOP]:
+                    self.stopped_by_signal = True
+                    break
+            final = schedule.final_path(self.step)
+            if final is None and self.stopped_by_signal:
+                self._signal_checkpoint(schedule)
+            elif final and final not in self.checkpoints_written[-1:]:
+                self.write_checkpoint(final)
         finally:
+            signals.uninstall()
             self.close()
         return self.failures()
 
@@ -248,7 +358,7 @@ class Column:
             obj.close()
 
 
-def simulate(model, comms, backend="numba", *, output_path=None, seed=None, progress=None):
+def simulate(model, comms, backend="numba", *, output_path=None, seed=None, progress=None, resume=None):
     """Build and run a network on the ranks of `comms`; returns the finished Column.
 
     The programmatic form of ``python -m pvmpi``: tests and drivers call it
@@ -258,7 +368,7 @@ def simulate(model, comms, backend="numba", *, output_path=None, seed=None, prog
 
     column = Column(model, comms, get_backend(backend), output_path=output_path, seed=seed,
                     progress=progress)
-    failures = column.run()
+    failures = column.run(resume)
     if failures:
         raise PvmpiError("; ".join(failures))
     return column

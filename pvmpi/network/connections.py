@@ -59,13 +59,26 @@ class Connection:
     def initialize(self, seeds):
         pass
 
+    def normalize_on_initialize(self):
+        pass
+
     def deliver(self):
         raise NotImplementedError
 
     def finalize(self):
         """After weight updates: follow the original's weights (transposes)."""
 
-    def open_output(self):
+    def open_output(self, resume=None):
+        pass
+
+    @property
+    def key(self):
+        return "connections/" + self.name
+
+    def write_checkpoint(self, ck):
+        """Connections without weights of their own hold no state."""
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
         pass
 
     def write_output(self, t):
@@ -218,6 +231,8 @@ class HyPerConn(WeightedConnection):
         self.W = self.run.initial_weights(self, seeds)
         if self.plastic:
             self.updater.allocate()
+
+    def normalize_on_initialize(self):
         if self.group["normalizeOnInitialize"]:
             self.normalize()
 
@@ -238,15 +253,33 @@ class HyPerConn(WeightedConnection):
                 self.normalize()
             self.version += 1
 
-    def open_output(self):
+    def open_output(self, resume=None):
         from ..io import pvp
 
         if self.group["writeStep"] < 0 or not self.run.comms.is_root:
             return
-        self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"),
+        frames = None if resume is None else resume.attr(self.key, "output_frames")
+        self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"), append=frames is not None,
                                         compressed=self.group["writeCompressedWeights"])
+        if frames is not None:
+            self.writer.truncate(int(frames))
         if self.plastic:
-            self.updater.open_output()
+            self.updater.open_output(resume)
+
+    def write_checkpoint(self, ck):
+        ck.shared(self.key + "/W", self.W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
+        ck.attrs(self.key, next_write=self.write_schedule.next,
+                 output_frames=self.writer.num_frames if self.writer is not None else -1)
+        if self.plastic:
+            self.updater.write_checkpoint(ck, self.key)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        self.W[...] = rd.shared(self.key + "/W", self.W.shape)
+        self.version += 1
+        if not fresh_outputs:
+            self.write_schedule.next = rd.attr(self.key, "next_write")
+        if self.plastic:
+            self.updater.read_checkpoint(rd, self.key, fresh_outputs)
 
     def write_output(self, t):
         if self.group["writeStep"] < 0 or not self.write_schedule.due(t):

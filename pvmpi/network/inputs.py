@@ -101,9 +101,30 @@ class InputLayer(Layer):
 
     def initialize(self, seeds):
         self.load()
+
+    def open_output(self, resume=None):
+        from ..probes.output import open_text
+
+        super().open_output(resume)
         if self.run.comms.is_root and self.group["writeFrameToTimestamp"] and self.group["displayPeriod"] > 0:
-            self.timestamps = open(self.run.output_file(os.path.join("timestamps", self.name + ".txt")),
-                                   "w", encoding="utf-8")
+            pos = None if resume is None else resume.attr(self.key, "timestamps_position")
+            self.timestamps = open_text(self.run.output_file(os.path.join("timestamps", self.name + ".txt")),
+                                        pos)
+
+    def write_checkpoint(self, ck):
+        super().write_checkpoint(ck)
+        if self.timestamps is not None:
+            self.timestamps.flush()
+        ck.attrs(self.key, frame_indexer=self.indexer.state(),
+                 timestamps_position=self.timestamps.tell() if self.timestamps is not None else 0)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        super().read_checkpoint(rd, fresh_outputs)
+        state = rd.attr(self.key, "frame_indexer")
+        saved = state["indices"]
+        if len(saved) != self.indexer.nbatch:  # another nbatch: element g continues saved element g mod n
+            state = {**state, "indices": [saved[g % len(saved)] for g in range(self.indexer.nbatch)]}
+        self.indexer.set_state(state)
 
     def load(self):
         """Fill each local batch element's extended A from the frame it shows now."""

@@ -104,7 +104,8 @@ class Layer:
         return self.active[delay_steps]
 
     # --- output
-    def open_output(self):
+    def open_output(self, resume=None):
+        """Open <outputPath>/<name>.pvp: new, or cut back to the checkpointed frame count and appended."""
         from ..io import pvp
 
         if self.group["writeStep"] < 0:
@@ -112,7 +113,37 @@ class Layer:
         if self.run.comms.is_root:
             t = self.tile
             cls = pvp.SparseWriter if self.group["sparseLayer"] else pvp.DenseWriter
-            self.writer = cls(self.run.output_file(self.name + ".pvp"), t.nx_global, t.ny_global, self.nf)
+            path = self.run.output_file(self.name + ".pvp")
+            frames = None if resume is None else resume.attr(self.key, "output_frames")
+            self.writer = cls(path, t.nx_global, t.ny_global, self.nf, append=frames is not None)
+            if frames is not None:
+                self.writer.truncate(int(frames))
+
+    # --- checkpoints (facts §6.3): global arrays, any layout can read them
+    @property
+    def key(self):
+        return "layers/" + self.name
+
+    def write_checkpoint(self, ck):
+        t = self.tile
+        ck.extended(self.key + "/A", self.A, t, self.margin_x, self.margin_y,
+                    "activity A, global extended [batch, y, x, f] (halo included)")
+        for level, buf in enumerate(self.store):
+            ck.extended(f"{self.key}/Delays{level}", buf, t, self.margin_x, self.margin_y,
+                        f"published activity {level} steps ago, global extended")
+        ck.attrs(self.key, last_update=self.controller.last_update, next_write=self.write_schedule.next,
+                 output_frames=self.writer.num_frames if self.writer is not None else -1)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        t = self.tile
+        self.A[...] = rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y)
+        for level, buf in enumerate(self.store):
+            buf[...] = rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y)
+            if self.wants_active_list:
+                self.active[level] = self.run.kernels.active_list(buf, self.margin_x, self.margin_y)
+        if not fresh_outputs:
+            self.controller.last_update = rd.attr(self.key, "last_update")
+            self.write_schedule.next = rd.attr(self.key, "next_write")
 
     def write_output(self, t):
         if self.writer is None and self.group["writeStep"] < 0:
@@ -167,10 +198,16 @@ class HyPerLayer(Layer):
                 self.reset_layer = layers[g["triggerResetLayerName"] or trig]
 
     def initialize(self, seeds):
-        from . import initializers
-
         self.V[...] = self.run.initial_v(self, seeds)
         self.transfer()
+
+    def write_checkpoint(self, ck):
+        super().write_checkpoint(ck)
+        ck.restricted(self.key + "/V", self.V, self.tile, "membrane potential V, global [batch, y, x, f]")
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        super().read_checkpoint(rd, fresh_outputs)
+        self.V[...] = rd.restricted(self.key + "/V", self.tile, self.nf)
 
     def accumulate(self):
         self.run.kernels.accumulate_input(self.gsyn, self.coefficients, self.G)

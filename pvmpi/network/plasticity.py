@@ -33,7 +33,8 @@ class HebbianUpdater:
         self.period = g["weightUpdatePeriod"]
         self.last_update = g["initialWeightUpdateTime"]
         self.num_updates = 0
-        self.pending = None  # (request, buffer) of a reduction still in flight
+        self.pending = None  # the request of a reduction still in flight
+        self.waiting = False  # a reduced dW (restored from a checkpoint) waits to be applied
 
     def allocate(self):
         shape = self.conn.shape
@@ -52,7 +53,7 @@ class HebbianUpdater:
             return False
         self.last_update = t
         changed = False
-        if not self.immediate and self.pending is not None:
+        if not self.immediate and (self.pending is not None or self.waiting):
             self.apply(self.finish_reduction())
             changed = True
         self.accumulate()
@@ -84,8 +85,10 @@ class HebbianUpdater:
         self.reduce_buf[1] = self.counts
 
     def finish_reduction(self):
-        self.run.timers.call("allreduce:" + self.conn.name, self.pending.Wait)
-        self.pending = None
+        if self.pending is not None:
+            self.run.timers.call("allreduce:" + self.conn.name, self.pending.Wait)
+            self.pending = None
+        self.waiting = False
         return self.reduced_dw()
 
     def reduced_dw(self):
@@ -105,7 +108,30 @@ class HebbianUpdater:
     def momentum(self, dw):
         return dw
 
-    def open_output(self):
+    def write_checkpoint(self, ck, key):
+        """Schedules, the decayed dWMax, and a reduced dW still waiting to be applied."""
+        pending = self.pending is not None
+        if pending:  # complete the reduction first: the checkpoint holds the reduced sums
+            self.pending.Wait()
+            self.pending = None
+            self.waiting = True
+        waiting = getattr(self, "waiting", False)
+        ck.attrs(key, last_update=self.last_update, num_updates=self.num_updates, dw_max=self.dw_max,
+                 pending_dw=waiting)
+        if waiting:
+            ck.shared(key + "/dW", self.reduce_buf, "reduced [dW, counts] not yet applied "
+                      "(immediateWeightUpdate = false), float64")
+
+    def read_checkpoint(self, rd, key, fresh_outputs=False):
+        self.dw_max = rd.attr(key, "dw_max")
+        if not fresh_outputs:
+            self.last_update = rd.attr(key, "last_update")
+            self.num_updates = rd.attr(key, "num_updates")
+        self.waiting = bool(rd.attr(key, "pending_dw"))
+        if self.waiting:
+            self.reduce_buf[...] = rd.shared(key + "/dW", self.reduce_buf.shape)
+
+    def open_output(self, resume=None):
         pass
 
     def write_output(self, t):
@@ -151,10 +177,23 @@ class MomentumUpdater(HebbianUpdater):
         self.prev_dW[...] = new
         return new
 
-    def open_output(self):
+    def write_checkpoint(self, ck, key):
+        super().write_checkpoint(ck, key)
+        ck.shared(key + "/prev_dW", self.prev_dW, "momentum state: the previous dW [arbor, kernel, y, x, f]")
+        ck.attrs(key, prev_delta_frames=self.writer.num_frames if self.writer is not None else -1)
+
+    def read_checkpoint(self, rd, key, fresh_outputs=False):
+        super().read_checkpoint(rd, key, fresh_outputs)
+        self.prev_dW[...] = rd.shared(key + "/prev_dW", self.prev_dW.shape)
+
+    def open_output(self, resume=None):
         from ..io import pvp
 
-        self.writer = pvp.WeightsWriter(self.run.output_file(self.conn.name + ".prevDelta.pvp"))
+        frames = None if resume is None else resume.attr(self.conn.key, "prev_delta_frames")
+        self.writer = pvp.WeightsWriter(self.run.output_file(self.conn.name + ".prevDelta.pvp"),
+                                        append=frames is not None)
+        if frames is not None:
+            self.writer.truncate(int(frames))
 
     def write_output(self, t):
         if self.writer is not None:

@@ -20,9 +20,9 @@ class ColumnEnergyProbe(Probe):
         self.terms = [p for p in probes.values() if p.group["energyProbe"] == self.name]
         self.nb = run_nb(self.run)
 
-    def open_output(self):
-        super().open_output()
-        if self.files is not None and not self.files.to_log:
+    def open_output(self, resume=None):
+        super().open_output(resume)
+        if resume is None and self.files is not None and not self.files.to_log:
             self.files.write_all("time,index,energy\n")
 
     needs_key = True
@@ -87,6 +87,17 @@ class AdaptiveTimeScaleProbe(Probe):
 
     def knee(self, b):
         pass
+
+    def write_checkpoint(self, ck):
+        super().write_checkpoint(ck)
+        state = np.stack([self.time_scale, self.time_scale_true, self.time_scale_max], axis=1)
+        ck.batch_values(self.key + "/timescaleinfo", state,
+                        "per batch element: timeScale, timeScaleTrue, timeScaleMax (facts §5.4)")
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        kb0, nb = self.run.batch_slice
+        state = rd.batch_values(self.key + "/timescaleinfo", kb0, nb)
+        self.time_scale[...], self.time_scale_true[...], self.time_scale_max[...] = state.T
 
     def trigger_fires(self, t):
         return self.trigger is not None and self.trigger.due(t + self.group["triggerOffset"])

@@ -27,9 +27,28 @@ class Probe:
         if trig is not None:
             self.trigger = layers[trig].controller
 
-    def open_output(self):
+    def open_output(self, resume=None):
         if self.group["textOutputFlag"]:
-            self.files = BatchFiles(self.run, self.group["probeOutputFile"], self.name)
+            positions = None
+            if resume is not None and self.group["probeOutputFile"] is not None:
+                kb0, nb = self.run.batch_slice
+                positions = resume.batch_values(self.key + "/file_positions", kb0, nb)
+            self.files = BatchFiles(self.run, self.group["probeOutputFile"], self.name, positions)
+
+    @property
+    def key(self):
+        return "probes/" + self.name
+
+    def write_checkpoint(self, ck):
+        """Where each batch element's output file stands (flushed first)."""
+        if self.files is not None and self.group["probeOutputFile"] is not None:
+            pos = self.files.positions()
+            ck.batch_values(self.key + "/file_positions",
+                            pos if pos is not None else np.zeros(self.run.batch_slice[1], np.int64),
+                            "bytes written to each batch element's output file")
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        pass
 
     def triggered(self, t):
         return self.trigger is None or self.trigger.due(t + self.group["triggerOffset"])
@@ -230,6 +249,14 @@ class RequireAllZeroActivityProbe(StatsProbe):
                 raise PvmpiError(f"RequireAllZeroActivityProbe: layer '{self.target.name}' has nonzero "
                                  f"activity at t = {t:g}", group=self.name)
         super().output(t)
+
+    def write_checkpoint(self, ck):
+        super().write_checkpoint(ck)
+        ck.attrs(self.key, first_nonzero=-1.0 if self.first_nonzero is None else self.first_nonzero)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        v = rd.attr(self.key, "first_nonzero")
+        self.first_nonzero = None if v < 0 else v
 
     def failure(self):
         if self.first_nonzero is not None and self.group["exitOnFailure"]:

@@ -9,6 +9,23 @@ import os
 import sys
 
 
+def open_text(path, position=None):
+    """A text output file: new, or (restart) cut back to the checkpointed byte position and appended."""
+    if position is None:
+        return open(path, "w", encoding="utf-8")
+    if not os.path.exists(path):
+        if position:
+            from ..errors import PvmpiError
+
+            raise PvmpiError(f"output file to continue is missing (checkpoint expects {position} bytes)",
+                             file=path, hint="restart in the output directory of the checkpointed run")
+        return open(path, "w", encoding="utf-8")
+    f = open(path, "r+", encoding="utf-8")
+    f.truncate(position)
+    f.seek(position)
+    return f
+
+
 def batch_file_name(path, g):
     stem, ext = os.path.splitext(path)
     return f"{stem}_batchElement_{g}{ext}"
@@ -17,7 +34,7 @@ def batch_file_name(path, g):
 class BatchFiles:
     """Text sinks for this rank's batch elements (None on ranks that do not write)."""
 
-    def __init__(self, run, probe_output_file, name):
+    def __init__(self, run, probe_output_file, name, positions=None):
         self.files = {}
         self.to_log = probe_output_file is None
         self.name = name
@@ -31,8 +48,8 @@ class BatchFiles:
         if not self.to_log:
             for b in range(self.nb):
                 g = self.kb0 + b
-                self.files[g] = open(run.output_file(batch_file_name(probe_output_file, g)), "w",
-                                     encoding="utf-8")
+                pos = None if positions is None else int(positions[b])
+                self.files[g] = open_text(run.output_file(batch_file_name(probe_output_file, g)), pos)
 
     def write(self, b, text):
         """Write text for local batch element b."""
@@ -46,6 +63,16 @@ class BatchFiles:
     def write_all(self, text):
         for b in range(self.nb if self.writes else 0):
             self.write(b, text)
+
+    def positions(self):
+        """Byte position of each local batch element's file (-1 where there is none)."""
+        import numpy as np
+
+        self.flush()
+        if not self.writes:
+            return None
+        return np.array([self.files[self.kb0 + b].tell() if self.files else -1 for b in range(self.nb)],
+                        np.int64)
 
     def flush(self):
         for f in self.files.values():

@@ -1,0 +1,210 @@
+"""Checkpoints in HDF5: global arrays, independent of the MPI layout, written atomically.
+
+A checkpoint is a directory ``Checkpoint<step>/`` holding ``checkpoint.h5``.
+Every array is global — a layer's V as ``[nbatch, ny, nx, nf]``, its
+activity and delay levels as the global *extended* array — so any layout
+(B, R, C), and any nbatch, can restart from it. Writing is collective: every
+rank calls every method in the same order; tiles are gathered to world rank
+0, which writes with serial h5py (pip's h5py has no MPI driver). The
+directory is written under a temporary name and renamed when complete, so a
+crash never leaves a checkpoint that looks complete.
+"""
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+
+from ..errors import PvmpiError
+
+FILE = "checkpoint.h5"
+FORMAT = "pvmpi-checkpoint-1"
+
+
+def checkpoint_name(step, final_step, width=-1):
+    """``Checkpoint<step>`` zero-padded to checkpointIndexWidth, or to the digits of the final step."""
+    w = width if width >= 0 else len(str(max(final_step, 0)))
+    return f"Checkpoint{step:0{w}d}"
+
+
+def is_complete(path):
+    """A checkpoint directory whose file says it was finished."""
+    f = os.path.join(path, FILE)
+    if not os.path.isfile(f):
+        return False
+    try:
+        import h5py
+
+        with h5py.File(f, "r") as h:
+            return h.attrs.get("format") == FORMAT and bool(h.attrs.get("complete", False))
+    except OSError:
+        return False
+
+
+def newest_checkpoint(directory):
+    """The complete Checkpoint<step> with the highest step under `directory`, or None."""
+    if not os.path.isdir(directory):
+        return None
+    best = None
+    for name in os.listdir(directory):
+        if not name.startswith("Checkpoint") or not name[10:].isdigit():
+            continue
+        path = os.path.join(directory, name)
+        if is_complete(path) and (best is None or int(name[10:]) > best[0]):
+            best = (int(name[10:]), path)
+    return best[1] if best else None
+
+
+def _window(tile, mx, my):
+    return (slice(tile.kb0, tile.kb0 + tile.nb), slice(tile.ky0, tile.ky0 + tile.ny + 2 * my),
+            slice(tile.kx0, tile.kx0 + tile.nx + 2 * mx))
+
+
+class CheckpointWriter:
+    """Collective writer: rank 0 writes what every rank contributes."""
+
+    def __init__(self, comms, path, attrs):
+        import h5py
+
+        self.comms = comms
+        self.path = path
+        self.tmp = f"{path}.incomplete"
+        self.h5 = None
+        if comms.is_root:
+            if os.path.exists(self.tmp):
+                shutil.rmtree(self.tmp)
+            os.makedirs(self.tmp)
+            self.h5 = h5py.File(os.path.join(self.tmp, FILE), "w")
+            self.h5.attrs["format"] = FORMAT
+            self.h5.attrs["complete"] = False
+            for k, v in attrs.items():
+                self.h5.attrs[k] = v
+
+    def _dataset(self, name, data, doc):
+        if self.h5 is not None:
+            ds = self.h5.create_dataset(name, data=data)
+            ds.attrs["description"] = doc
+        return data
+
+    def attrs(self, group, **values):
+        """Small values, identical on every rank (schedules, counters, JSON state)."""
+        if self.h5 is not None:
+            g = self.h5.require_group(group)
+            for k, v in values.items():
+                g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+
+    def shared(self, name, array, doc):
+        """An array identical on every rank (shared weights, momentum, reduced dW)."""
+        self._dataset(name, np.asarray(array), doc)
+
+    def restricted(self, name, local, tile, doc):
+        """A restricted layer buffer [nb, ny, nx, nf]: gathered into the global array."""
+        self._dataset(name, self.comms.gather_layer(np.ascontiguousarray(local), tile), doc)
+
+    def extended(self, name, local, tile, mx, my, doc):
+        """An extended buffer: every tile is a window of the global extended array."""
+        comms = self.comms
+        local = np.ascontiguousarray(local)
+        recv = np.empty((comms.size,) + local.shape, local.dtype) if comms.is_root else None
+        comms.world.Gather(local, recv, root=0)
+        if recv is None:
+            return
+        from ..parallel.decomposition import coords
+
+        shape = (tile.nbatch_global, tile.ny_global + 2 * my, tile.nx_global + 2 * mx) + local.shape[3:]
+        glob = np.empty(shape, local.dtype)
+        lay = comms.layout
+        for r in range(comms.size):
+            b, row, col = coords(r, lay)
+            t = tile.__class__(**{**tile.__dict__, "kb0": b * tile.nb, "ky0": row * tile.ny,
+                                  "kx0": col * tile.nx})
+            glob[_window(t, mx, my)] = recv[r]
+        self._dataset(name, glob, doc)
+
+    def batch_values(self, name, local, doc):
+        """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...]."""
+        self._dataset(name, self.comms.gather_batch_values(np.ascontiguousarray(local)), doc)
+
+    def close(self):
+        """Mark complete, then rename: the checkpoint appears only when whole."""
+        if self.h5 is not None:
+            self.h5.attrs["complete"] = True
+            self.h5.close()
+            self.h5 = None
+            if os.path.exists(self.path):
+                shutil.rmtree(self.path)
+            os.rename(self.tmp, self.path)
+        self.comms.barrier()
+
+
+class CheckpointReader:
+    """Every rank reads its own window of the global arrays."""
+
+    def __init__(self, path, nbatch):
+        import h5py
+
+        self.path = path
+        f = os.path.join(path, FILE)
+        if not is_complete(path):
+            raise PvmpiError("not a complete pvmpi checkpoint", file=path,
+                             hint=f"expected {FILE} written to the end")
+        self.h5 = h5py.File(f, "r")
+        self.attrs = dict(self.h5.attrs)
+        self.nbatch = nbatch
+        self.saved_nbatch = int(self.attrs["nbatch"])
+        if self.saved_nbatch != nbatch:
+            warnings.warn(f"{path}: checkpoint has nbatch {self.saved_nbatch}, the run {nbatch}: "
+                          f"batch element g starts from saved element g mod {self.saved_nbatch}")
+
+    def has(self, name):
+        return name in self.h5
+
+    def _require(self, name):
+        if name not in self.h5:
+            raise PvmpiError(f"the checkpoint has no '{name}' (made by another network?)", file=self.path)
+        return self.h5[name]
+
+    def attr(self, group, key, default=None):
+        if group not in self.h5:
+            if default is not None:
+                return default
+            raise PvmpiError(f"the checkpoint has no '{group}' (made by another network?)", file=self.path)
+        v = self.h5[group].attrs.get(key, default)
+        if isinstance(v, str) and v[:1] in "[{":
+            return json.loads(v)
+        return v.item() if hasattr(v, "item") else v
+
+    def shared(self, name, shape=None):
+        data = self._require(name)[...]
+        if shape is not None and data.shape != tuple(shape):
+            raise PvmpiError(f"'{name}' has shape {data.shape}, the network needs {tuple(shape)}",
+                             file=self.path, hint="the checkpoint comes from another network")
+        return data
+
+    def _batch_rows(self, tile):
+        return [(tile.kb0 + b) % self.saved_nbatch for b in range(tile.nb)]
+
+    def _check(self, name, ds, want):
+        if tuple(ds.shape[1:]) != tuple(want):
+            raise PvmpiError(f"'{name}' has shape {ds.shape[1:]} per batch element, the network needs "
+                             f"{tuple(want)}", file=self.path, hint="the checkpoint comes from another network")
+
+    def restricted(self, name, tile, nf):
+        ds = self._require(name)
+        self._check(name, ds, (tile.ny_global, tile.nx_global, nf))
+        return np.stack([ds[g, tile.ky0:tile.ky0 + tile.ny, tile.kx0:tile.kx0 + tile.nx]
+                         for g in self._batch_rows(tile)])
+
+    def extended(self, name, tile, nf, mx, my):
+        ds = self._require(name)
+        self._check(name, ds, (tile.ny_global + 2 * my, tile.nx_global + 2 * mx, nf))
+        ys, xs = slice(tile.ky0, tile.ky0 + tile.ny + 2 * my), slice(tile.kx0, tile.kx0 + tile.nx + 2 * mx)
+        return np.stack([ds[g, ys, xs] for g in self._batch_rows(tile)])
+
+    def batch_values(self, name, kb0, nb):
+        ds = self._require(name)
+        return np.stack([ds[(kb0 + b) % self.saved_nbatch] for b in range(nb)])
+
+    def close(self):
+        self.h5.close()

@@ -1,0 +1,123 @@
+"""When and where checkpoints are written, and the signals that ask for one (facts §2.3, §6.1).
+
+Every rank takes the same decision: the step and time modes are pure
+arithmetic on shared values, and the wall-clock mode, signals and requests
+are combined by one small all-reduce at the end of each step — so a SIGUSR2
+that reaches a single rank still stops every rank at the same step.
+"""
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+
+from ..errors import PvmpiError
+from ..io.checkpoint import checkpoint_name
+
+CLOCK_UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60,
+               "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400,
+               "day": 86400, "days": 86400}
+
+CHECKPOINT_NOW, STOP, CLOCK_DUE = 0, 1, 2
+
+
+class Signals:
+    """SIGUSR1: checkpoint and go on; SIGUSR2 or SIGTERM: checkpoint and stop after this step."""
+
+    def __init__(self):
+        self.flags = np.zeros(3, np.int32)
+        self.previous = {}
+
+    def install(self):
+        handlers = {signal.SIGUSR1: CHECKPOINT_NOW, signal.SIGUSR2: STOP, signal.SIGTERM: STOP}
+        for sig, flag in handlers.items():
+            self.previous[sig] = signal.signal(sig, lambda s, f, flag=flag: self._set(flag))
+
+    def _set(self, flag):
+        self.flags[flag] = 1
+
+    def uninstall(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def exchange(self, comms, clock_due):
+        """The OR over all ranks of the raised flags; clears them locally."""
+        from mpi4py import MPI
+
+        buf = self.flags.copy()
+        buf[CLOCK_DUE] = int(clock_due)
+        self.flags[:] = 0
+        comms.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        return buf
+
+
+class CheckpointSchedule:
+    """checkpointWrite*, checkpointIndexWidth, deleteOlderCheckpoints, lastCheckpointDir."""
+
+    def __init__(self, column):
+        g = column.model.column
+        self.enabled = g["checkpointWrite"]
+        self.directory = g["checkpointWriteDir"]
+        self.mode = g["checkpointWriteTriggerMode"].lower()
+        self.step_interval = g["checkpointWriteStepInterval"]
+        self.time_interval = g["checkpointWriteTimeInterval"]
+        self.width = g["checkpointIndexWidth"]
+        self.keep = g["numCheckpointsKept"] if g["deleteOlderCheckpoints"] else 0
+        self.last_dir = g["lastCheckpointDir"]
+        self.final_step = column.final_step
+        self.next_time = 0.0
+        self.clock_started = time.monotonic()
+        self.clock_interval = None
+        self.written = []  # scheduled checkpoints, oldest first, for deleteOlderCheckpoints
+        if self.enabled and self.mode == "clock":
+            unit = CLOCK_UNITS.get(g["checkpointWriteClockUnit"].lower())
+            if unit is None or g["checkpointWriteClockInterval"] is None:
+                raise PvmpiError("clock checkpoints need checkpointWriteClockInterval and a unit of "
+                                 f"{', '.join(sorted(set(CLOCK_UNITS)))}", group=g.name,
+                                 param="checkpointWriteClockUnit")
+            self.clock_interval = g["checkpointWriteClockInterval"] * unit
+        if self.enabled and self.mode not in ("step", "time", "clock"):
+            raise PvmpiError(f"unknown checkpointWriteTriggerMode '{g['checkpointWriteTriggerMode']}'",
+                             group=g.name, param="checkpointWriteTriggerMode")
+        if self.keep < 0 or (g["deleteOlderCheckpoints"] and self.keep == 0):
+            raise PvmpiError("must be > 0", group=g.name, param="numCheckpointsKept")
+
+    def path(self, step):
+        return os.path.join(self.directory, checkpoint_name(step, self.final_step, self.width))
+
+    def due(self, step, t, dt):
+        """Scheduled at the start of a step (step 0 included) in step and time modes."""
+        if not self.enabled:
+            return False
+        if self.mode == "step":
+            return step % self.step_interval == 0
+        if self.mode == "time" and t >= self.next_time - dt / 2:
+            while self.next_time <= t + dt / 2:
+                self.next_time += self.time_interval
+            return True
+        return False
+
+    def clock_due(self):
+        if self.clock_interval is None:
+            return False
+        if time.monotonic() - self.clock_started >= self.clock_interval:
+            self.clock_started = time.monotonic()
+            return True
+        return False
+
+    def final_path(self, step):
+        if self.enabled:
+            return self.path(step)
+        return self.last_dir
+
+    def record(self, path, is_root):
+        """Remember a scheduled checkpoint; delete the oldest beyond numCheckpointsKept."""
+        if path in self.written:
+            self.written.remove(path)
+        self.written.append(path)
+        while self.keep and len(self.written) > self.keep:
+            old = self.written.pop(0)
+            if is_root and os.path.isdir(old):
+                shutil.rmtree(old)
