@@ -719,6 +719,70 @@ class PvpData:
     filetype: int
     batch_size: int = 1
 
+    @property
+    def time(self):
+        """The timestamps, under pvtools' name (``readpvpfile(...)["time"]``)."""
+        return self.times
+
+    @property
+    def is_sparse(self):
+        """True when ``values`` is a :class:`SparseFrames` (``read(..., sparse=True)``)."""
+        return isinstance(self.values, SparseFrames)
+
+
+@dataclass
+class SparseFrames:
+    """Activity kept sparse: the (index, value) pairs of every frame, CSR-style.
+
+    Frames are in file order, write-major: flat frame ``n = t*B + b`` holds
+    the entries ``indptr[n]:indptr[n+1]`` of ``indices`` (neuron index
+    ``f + nf*(x + nx*y)``, increasing) and ``data``. ``shape`` is the dense
+    shape ``(T, B, ny, nx, nf)``; :meth:`to_dense` expands it and
+    :meth:`to_scipy` gives pvtools' ``csr_matrix`` ``[T*B, ny*nx*nf]``.
+    """
+
+    shape: tuple
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @property
+    def num_neurons(self):
+        return int(np.prod(self.shape[2:]))
+
+    @property
+    def nnz(self):
+        return int(self.indptr[-1])
+
+    def frame(self, t, b=0):
+        """(indices uint32, values float32) of write t, batch element b."""
+        T, B = self.shape[:2]
+        t = _frame_index(t, T, "SparseFrames")
+        if not 0 <= b < B:
+            raise IndexError(f"batch element {b} out of range (batch size {B})")
+        n = t * B + b
+        lo, hi = self.indptr[n], self.indptr[n + 1]
+        return self.indices[lo:hi], self.data[lo:hi]
+
+    def active_counts(self):
+        """Number of stored (nonzero) values per frame, int64 [T, B]."""
+        return np.diff(self.indptr).reshape(self.shape[:2])
+
+    def to_dense(self):
+        """float32 [T, B, ny, nx, nf]."""
+        out = np.zeros((int(np.prod(self.shape[:2])), self.num_neurons), np.float32)
+        rows = np.repeat(np.arange(out.shape[0]), np.diff(self.indptr))
+        out[rows, self.indices.astype(np.int64)] = self.data
+        return out.reshape(self.shape)
+
+    def to_scipy(self):
+        """``scipy.sparse.csr_matrix`` [T*B, ny*nx*nf], as pvtools returns sparse files."""
+        from scipy.sparse import csr_matrix
+
+        n = int(np.prod(self.shape[:2]))
+        return csr_matrix((self.data, self.indices.astype(np.int64), self.indptr),
+                          shape=(n, self.num_neurons))
+
 
 def infer_batch_size(times):
     """Batch size from runs of equal consecutive timestamps (1 if the runs differ)."""
@@ -738,10 +802,12 @@ def _selection(count, frames):
     return range(count)[frames]
 
 
-def _read_activity(path, frames):
+def _read_activity(path, frames, sparse=False):
     with ActivityFile(path) as af:
         batch = infer_batch_size(af.times)
         sel = _selection(af.num_frames // batch, frames)
+        if sparse:
+            return _read_sparse(af, sel, batch)
         if len(sel) == 0:
             block = np.empty((0,) + af.frame_shape, np.float32)
         elif sel.step == 1:
@@ -751,6 +817,24 @@ def _read_activity(path, frames):
         values = block.reshape((len(sel), batch) + af.frame_shape)
         times = af.times[np.asarray(sel, np.int64) * batch]
         return PvpData(af.header, times, values, af.filetype, batch)
+
+
+def _read_sparse(af, sel, batch):
+    """The selected writes as SparseFrames, reading only the active entries of sparse files."""
+    indices, data, counts = [], [], [0]
+    for t in sel:
+        for b in range(batch):
+            idx, val = af.read_frame_sparse(t * batch + b)
+            indices.append(idx)
+            data.append(val)
+            counts.append(len(idx))
+    values = SparseFrames(
+        shape=(len(sel), batch) + af.frame_shape,
+        indptr=np.cumsum(counts, dtype=np.int64),
+        indices=np.concatenate(indices) if indices else np.empty(0, np.uint32),
+        data=np.concatenate(data) if data else np.empty(0, np.float32))
+    times = af.times[np.asarray(sel, np.int64) * batch]
+    return PvpData(af.header, times, values, af.filetype, batch)
 
 
 def _read_weights_file(path, frames):
@@ -765,13 +849,17 @@ def _read_weights_file(path, frames):
     return PvpData(h, times, values, h["filetype"], 1)
 
 
-def read(path, frames=None):
+def read(path, frames=None, sparse=False):
     """Read a PVP file for analysis; `frames` (a slice) picks writes/weight frames.
 
     For activity files the slice counts writes (timestamps), each holding
-    `batch_size` frames.
+    `batch_size` frames. With ``sparse=True`` an activity file's values come
+    back as :class:`SparseFrames` (index/value pairs) instead of a dense
+    array: the natural form of sparse (type 6 and 2) files.
     """
     h = read_header(path)
     if h["filetype"] in (PVP_WGT_FILE_TYPE, PVP_KERNEL_FILE_TYPE):
+        if sparse:
+            raise ValueError(f"{path}: sparse=True is for activity files, not weights")
         return _read_weights_file(path, frames)
-    return _read_activity(path, frames)
+    return _read_activity(path, frames, sparse)

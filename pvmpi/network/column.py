@@ -187,8 +187,11 @@ class Column:
                 obj.read_checkpoint(resume)
             for conn in self.connections.values():
                 conn.finalize()
-        for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
-            obj.open_output(resume)
+        continuing = resume
+        if resume is not None and resume.saved_nbatch != self.model.column["nbatch"]:
+            continuing = None  # frames per write change: the outputs start anew
+        for obj in self.stateful():
+            obj.open_output(continuing)
         if resume is not None:
             return  # outputs continue; no t = 0 frames (facts §11.2)
         for p in self.phases:

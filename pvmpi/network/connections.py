@@ -255,6 +255,7 @@ class HyPerConn(WeightedConnection):
 
     def open_output(self, resume=None):
         from ..io import pvp
+        from ..io.outputs import continue_output
 
         if self.group["writeStep"] < 0 or not self.run.comms.is_root:
             return
@@ -262,7 +263,7 @@ class HyPerConn(WeightedConnection):
         self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"), append=frames is not None,
                                         compressed=self.group["writeCompressedWeights"])
         if frames is not None:
-            self.writer.truncate(int(frames))
+            continue_output(self.writer, frames)
         if self.plastic:
             self.updater.open_output(resume)
 

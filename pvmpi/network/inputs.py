@@ -103,7 +103,7 @@ class InputLayer(Layer):
         self.load()
 
     def open_output(self, resume=None):
-        from ..probes.output import open_text
+        from ..io.outputs import open_text
 
         super().open_output(resume)
         if self.run.comms.is_root and self.group["writeFrameToTimestamp"] and self.group["displayPeriod"] > 0:

@@ -107,6 +107,7 @@ class Layer:
     def open_output(self, resume=None):
         """Open <outputPath>/<name>.pvp: new, or cut back to the checkpointed frame count and appended."""
         from ..io import pvp
+        from ..io.outputs import continue_output
 
         if self.group["writeStep"] < 0:
             return
@@ -117,7 +118,7 @@ class Layer:
             frames = None if resume is None else resume.attr(self.key, "output_frames")
             self.writer = cls(path, t.nx_global, t.ny_global, self.nf, append=frames is not None)
             if frames is not None:
-                self.writer.truncate(int(frames))
+                continue_output(self.writer, frames)
 
     # --- checkpoints (facts §6.3): global arrays, any layout can read them
     @property

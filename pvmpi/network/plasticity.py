@@ -188,12 +188,13 @@ class MomentumUpdater(HebbianUpdater):
 
     def open_output(self, resume=None):
         from ..io import pvp
+        from ..io.outputs import continue_output
 
         frames = None if resume is None else resume.attr(self.conn.key, "prev_delta_frames")
         self.writer = pvp.WeightsWriter(self.run.output_file(self.conn.name + ".prevDelta.pvp"),
                                         append=frames is not None)
         if frames is not None:
-            self.writer.truncate(int(frames))
+            continue_output(self.writer, frames)
 
     def write_output(self, t):
         if self.writer is not None:

@@ -8,22 +8,7 @@ communication across batch slices.
 import os
 import sys
 
-
-def open_text(path, position=None):
-    """A text output file: new, or (restart) cut back to the checkpointed byte position and appended."""
-    if position is None:
-        return open(path, "w", encoding="utf-8")
-    if not os.path.exists(path):
-        if position:
-            from ..errors import PvmpiError
-
-            raise PvmpiError(f"output file to continue is missing (checkpoint expects {position} bytes)",
-                             file=path, hint="restart in the output directory of the checkpointed run")
-        return open(path, "w", encoding="utf-8")
-    f = open(path, "r+", encoding="utf-8")
-    f.truncate(position)
-    f.seek(position)
-    return f
+from ..io.outputs import open_text
 
 
 def batch_file_name(path, g):

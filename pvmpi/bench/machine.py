@@ -1,0 +1,158 @@
+"""What the bench needs to know about the machine and its surroundings.
+
+* The machine's peak: float32 GEMM GFLOP/s of numpy's BLAS, measured once in
+  a fresh process (so this process's thread settings and an MPI job's busy
+  ranks cannot skew it) and cached per host, because a bench run divides by
+  it every time and measuring costs a second or two.
+* Peak resident memory of this process.
+* Where the shared benchmark folder is, and a writable copy of it as the
+  working directory (its params use relative paths; /work/shared is
+  read-only and must never be written).
+* A clean environment for child processes started from inside an MPI job:
+  without the launcher's PMI variables a child Python starts as its own
+  one-rank MPI job instead of trying to join the parent's.
+"""
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PEAK_N = 1536  # square float32 GEMM: 7 GFLOP, a fraction of a second on one core
+
+_PEAK_SCRIPT = """
+import json, sys, time
+import numpy as np
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+c = np.empty((n, n), np.float32)
+np.matmul(a, b, out=c)
+best = float("inf")
+for _ in range(10):
+    t0 = time.perf_counter()
+    np.matmul(a, b, out=c)
+    best = min(best, time.perf_counter() - t0)
+print(json.dumps({"gflops": 2.0 * n ** 3 / best / 1e9}))
+"""
+
+_MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "HYDI_", "MPIR_", "MPI_LOCAL", "OMPI_", "I_MPI_")
+
+
+def clean_env(**extra):
+    """os.environ without the MPI launcher's variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV_PREFIXES)}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6
+
+
+def cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _cache_file():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pvmpi" / "peak_gflops.json"
+
+
+def _peak_key():
+    import numpy as np
+
+    return f"{platform.node()}|{cpu_count()} cpus|{platform.machine()}|numpy {np.__version__}|n {PEAK_N}"
+
+
+def _measure(threads):
+    """GEMM GFLOP/s of a fresh Python using ``threads`` BLAS threads (None: BLAS default, all cores)."""
+    extra = {}
+    if threads is not None:
+        extra = {v: threads for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = clean_env(**extra)
+    if threads is None:
+        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(v, None)
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(PEAK_N)], capture_output=True,
+                         text=True, env=env, timeout=300, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["gflops"]
+
+
+def peak_gflops(remeasure=False):
+    """``{"gflops": all cores, "gflops_1thread": one core, "how": ...}``, measured once per host and cached."""
+    path = _cache_file()
+    key = _peak_key()
+    cached = None
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") != key:
+            cached = None
+    except (OSError, ValueError):
+        pass
+    if cached is not None and not remeasure:
+        return cached
+    cores = cpu_count()
+    one = _measure(1)
+    # On a shared machine other jobs only ever lower a measurement: keep the best seen, and
+    # "all cores" never counts below one core.
+    many = max(_measure(None), one)
+    if cached is not None:
+        one = max(one, cached.get("gflops_1thread") or 0)
+        many = max(many, cached.get("gflops") or 0)
+    result = {"key": key, "gflops": many, "gflops_1thread": one, "cores": cores,
+              "how": f"float32 GEMM {PEAK_N}x{PEAK_N} with numpy's BLAS, best of 10, all {cores} cores "
+                     f"(and 1 thread), measured once on this host (best kept) and cached in {path}"}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return result
+
+
+# ------------------------------------------------------------------ working directory
+def shared_bench_dir():
+    """The shared benchmark folder: $PVMPI_SHARED/bench (or $PVMPI_SHARED itself), else <repo>/../shared/bench."""
+    env = os.environ.get("PVMPI_SHARED")
+    candidates = []
+    if env:
+        candidates += [Path(env) / "bench", Path(env)]
+    candidates.append(REPO.parent / "shared" / "bench")
+    for c in candidates:
+        if (c / "LCA_bench.params").is_file():
+            return c
+    return None
+
+
+def needs_shared_bench(config):
+    """Configs whose relative paths point into the shared benchmark folder."""
+    return Path(config).name in ("lca_bench.yaml", "LCA_bench.params")
+
+
+def copy_shared_bench():
+    """Copy the shared benchmark folder to a new temporary directory (writable) and return its path."""
+    src = shared_bench_dir()
+    if src is None:
+        return None
+    dst = Path(tempfile.mkdtemp(prefix="pvmpi-bench-"))
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    for root, dirs, files in os.walk(dst):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            os.chmod(p, os.stat(p).st_mode | 0o200)
+    os.chmod(dst, os.stat(dst).st_mode | 0o200)
+    return dst

@@ -1,0 +1,452 @@
+"""``python -m pvmpi bench CONFIG``: time steps of a network built exactly as a run builds it.
+
+The network comes from :func:`pvmpi.cli.load_model` and :func:`pvmpi.cli.setup`
+(the same parse, decomposition, communicators and backend as ``python -m
+pvmpi``), so what is timed is what a user runs. After W warm-up steps, N
+steps are timed R times with ``perf_counter`` around ``Column.advance()``;
+under MPI a step lasts until its slowest rank is done, so per-step times are
+reduced with MAX over ranks. The column's exclusive phase timers give the
+split; :mod:`pvmpi.bench.flops` gives the arithmetic; rank 0 prints.
+
+Numba compiles (or loads from its cache) a kernel on its first call. The
+Hebbian kernels are first called at the first weight update, which may fall
+inside the timed steps, so the bench calls each plastic connection's dW
+accumulation once before timing (it only fills scratch buffers that the next
+update clears).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from .. import cli
+from ..errors import PvmpiError
+from . import machine
+
+GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "io", "probes")
+GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn (dW, weights)",
+              "allreduce": "allreduce (dW)", "publish": "publish (store, active list)",
+              "halo": "halo exchange", "io": "io (output files)", "probes": "probes",
+              "other": "other (untimed: loop, NaN check...)"}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pvmpi bench",
+        description="Time steps of a network: ms per step, split by phase, GFLOP/s against the machine's "
+                    "peak, peak memory, start-up time. Under mpiexec every rank runs; rank 0 prints. "
+                    "'python -m pvmpi bench scaling --help' sweeps MPI layouts.")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("--steps", type=int, default=100, help="timed steps per repeat (default 100)")
+    p.add_argument("--warmup", type=int, default=10,
+                   help="untimed steps first (default 10; the first step always runs untimed)")
+    p.add_argument("--repeat", type=int, default=3, help="repeats of the timed steps (default 3)")
+    p.add_argument("--backend", choices=cli.BACKENDS, default="numba", help="kernels to time (default numba)")
+    p.add_argument("--compare", choices=cli.BACKENDS, metavar="BACKEND",
+                   help="also time this backend (e.g. numpy) in the same invocation and print the ratio")
+    p.add_argument("--compare-steps", type=int,
+                   help="timed steps of the --compare backend (default min(steps, 20))")
+    p.add_argument("--json", action="store_true", help="print one JSON object (rank 0) instead of a report")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
+                   help="override a parameter (repeatable), as for a run")
+    p.add_argument("-batchwidth", "--batchwidth", type=int, dest="batchwidth", help="MPI BatchWidth")
+    p.add_argument("-rows", "--rows", type=int, dest="rows", help="MPI NumRows")
+    p.add_argument("-columns", "--columns", type=int, dest="columns", help="MPI NumColumns")
+    p.add_argument("-t", "--threads", type=int,
+                   help="threads per rank (default: cores on the node / ranks on the node)")
+    p.add_argument("-w", "--workdir",
+                   help="working directory for the config's relative paths (OpenPV's -w); for "
+                        "lca_bench.yaml a copy of the shared bench folder is made in a temporary "
+                        "directory when not given")
+    p.add_argument("-o", "--output-path",
+                   help="keep the network's outputs here (default: a temporary directory, removed)")
+    p.add_argument("-s", "--seed", type=int, help="random seed (as for a run)")
+    p.add_argument("--cold", action="store_true",
+                   help="also measure start-up with an empty Numba cache (a subprocess; ~30 s)")
+    p.add_argument("--peak-gflops", type=float,
+                   help="the machine's peak GFLOP/s (default: float32 GEMM measured once and cached)")
+    p.add_argument("--remeasure-peak", action="store_true", help="measure the peak again, ignoring the cache")
+    p.add_argument("--startup-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
+    return p
+
+
+def note(msg):
+    """Progress notes go to stderr so that --json output stays one clean line."""
+    print(f"pvmpi bench: {msg}", file=sys.stderr, flush=True)
+
+
+def idle_barrier(comm):
+    """A barrier that sleeps instead of busy-polling, so waiting ranks leave the cores to rank 0's work."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(0.005)
+
+
+def main(argv):
+    t_entry = time.perf_counter()
+    args = build_parser().parse_args(argv)
+    for name in ("steps", "repeat"):
+        if getattr(args, name) < 1:
+            return cli.fail(f"--{name} must be at least 1")
+    if args.warmup < 0:
+        return cli.fail("--warmup must be at least 0")
+    cli.set_threads(args.threads)
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    config = os.path.abspath(args.config)
+    made = []  # temporary directories rank 0 removes at the end
+    try:
+        workdir = args.workdir
+        if workdir is None and machine.needs_shared_bench(config):
+            workdir = None
+            if rank == 0:
+                copied = machine.copy_shared_bench()
+                if copied is not None:
+                    made.append(copied)
+                    if not args.startup_only:
+                        note(f"working directory: a copy of {machine.shared_bench_dir()} in {copied} "
+                             f"(the config's paths are relative; -w DIR to choose)")
+                workdir = str(copied) if copied is not None else None
+            workdir = world.bcast(workdir, root=0)
+            if workdir is None:
+                raise PvmpiError("the shared benchmark folder (../shared/bench) was not found",
+                                 hint="set PVMPI_SHARED or give -w DIR with a writable copy of it")
+        if workdir is not None:
+            if not os.path.isdir(workdir):
+                raise PvmpiError(f"working directory {workdir} does not exist", param="-w")
+            os.chdir(workdir)
+        output = args.output_path
+        if output is None:
+            output = tempfile.mkdtemp(prefix="pvmpi-bench-out-") if rank == 0 else None
+            if rank == 0:
+                made.append(output)
+            output = world.bcast(output, root=0)
+        try:
+            model = cli.load_model(config, args.set)
+        except PvmpiError as e:
+            if args.debug and rank == 0:
+                raise
+            return cli.fail(e) if rank == 0 else 1
+        peak = None
+        if not args.startup_only:
+            t0 = time.perf_counter()
+            peak = _peak(args) if rank == 0 else None
+            idle_barrier(world)
+            t_entry += time.perf_counter() - t0  # not part of the network's start-up
+        return _bench(args, model, world, output, config, t_entry, peak)
+    except PvmpiError as e:
+        if args.debug:
+            raise
+        return cli.fail(e) if rank == 0 else 1
+    finally:
+        idle_barrier(world)  # every rank is done with the directories before rank 0 removes them
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _peak(args):
+    """The machine's peak, measured before this process runs any kernel (rank 0; the others sleep)."""
+    if args.peak_gflops:
+        return {"gflops": args.peak_gflops, "gflops_1thread": None, "how": "given by --peak-gflops"}
+    try:
+        return machine.peak_gflops(remeasure=args.remeasure_peak)
+    except (subprocess.SubprocessError, OSError, ValueError) as e:
+        note(f"could not measure the peak: {e}")
+        return None
+
+
+def _namespace(args, backend, output):
+    """The attributes cli.setup reads from a run's parsed arguments."""
+    return argparse.Namespace(batchwidth=args.batchwidth, rows=args.rows, columns=args.columns,
+                              backend=backend, output_path=output, seed=args.seed, debug=args.debug,
+                              dry_run=False)
+
+
+def prime(column):
+    """Load (or compile) the learning kernels now rather than inside a timed step; changes no state."""
+    for conn in column.plastic:
+        upd = getattr(conn, "updater", None)
+        if upd is not None and upd.pending is None:
+            upd.accumulate()
+
+
+def _guarded(world, rank, debug, fn, *a):
+    """Run fn; a failure on one rank ends the whole job, as a run does."""
+    try:
+        return fn(*a)
+    except Exception as e:  # noqa: BLE001
+        msg = str(e) if isinstance(e, PvmpiError) else f"{type(e).__name__}: {e}"
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        cli.fail(f"[rank {rank}] {msg}")
+        world.Abort(1)
+        raise SystemExit(1)
+
+
+def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_entry=None):
+    """Build, initialise, warm up and time one backend; returns this rank's raw measurements."""
+    import numpy as np
+
+    from .flops import FlopCounter
+
+    column, comms = cli.setup(model, _namespace(args, backend, output), world)
+    if column is None:
+        raise SystemExit(1)
+    rank = comms.rank
+
+    def body():
+        column.initialize()
+        column.advance()
+        startup = time.perf_counter() - t_entry if t_entry is not None else None
+        prime(column)
+        for _ in range(max(0, warmup - 1)):
+            column.advance()
+        comms.barrier()
+        column.timers.reset()
+        counter = FlopCounter(column)
+        counter.start()
+        n = steps * repeat
+        times = np.empty(n)
+        flops = np.empty(n)
+        for i in range(n):
+            t0 = time.perf_counter()
+            column.advance()
+            times[i] = time.perf_counter() - t0
+            flops[i] = counter.step()
+        return startup, times, flops, counter
+
+    startup, times, flops, counter = _guarded(world, rank, args.debug, body)
+    rss = machine.peak_rss_mb()
+    totals = dict(column.timers.totals)
+    _guarded(world, rank, args.debug, column.close)
+    return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
+            "flops_by": dict(counter.per_object), "totals": totals, "rss": rss}
+
+
+def _reduce(world, raw):
+    """Per-step times (MAX over ranks) and every rank's timers, flops and memory on rank 0."""
+    import numpy as np
+    from mpi4py import MPI
+
+    step_max = np.empty_like(raw["times"])
+    world.Allreduce(raw["times"], step_max, op=MPI.MAX)
+    mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"],
+            "flops": float(raw["flops"].sum()), "time_sum": float(raw["times"].sum()),
+            "startup": raw["startup"]}
+    return step_max, world.gather(mine, root=0)
+
+
+def _summarise(step_max, per_rank, steps_total):
+    """Rank 0: the numbers of the report from the reduced measurements."""
+    import numpy as np
+
+    ms = step_max * 1e3
+    names = sorted({n for r in per_rank for n in r["totals"]})
+    per_step = {n: [r["totals"].get(n, 0.0) * 1e3 / steps_total for r in per_rank] for n in names}
+    phases = {n: float(np.mean(v)) for n, v in per_step.items()}
+    phases_max = {n: float(np.max(v)) for n, v in per_step.items()}
+    other = [r["time_sum"] * 1e3 / steps_total - sum(r["totals"].values()) * 1e3 / steps_total
+             for r in per_rank]
+    groups = dict.fromkeys(GROUP_ORDER, 0.0)  # every kind, so a report always shows all of them
+    for n, v in phases.items():
+        g = n.split(":", 1)[0]
+        groups[g] = groups.get(g, 0.0) + v
+    groups["other"] = float(np.mean(other))
+    wall = float(step_max.sum())
+    flops = sum(r["flops"] for r in per_rank)
+    flops_by = {}
+    for r in per_rank:
+        for n, f in r["flops_by"].items():
+            flops_by[n] = flops_by.get(n, 0) + f
+    gflops_by = {}
+    for n, f in flops_by.items():
+        t = phases.get(n, 0.0) * steps_total / 1e3  # mean seconds over ranks in that phase
+        if t > 0:
+            gflops_by[n] = f / t / 1e9
+    return {
+        "ms_per_step_median": float(np.median(ms)),
+        "ms_per_step_min": float(ms.min()),
+        "ms_per_step_max": float(ms.max()),
+        "ms_per_step_mean": float(ms.mean()),
+        "phases": phases,
+        "phases_max": phases_max,
+        "phase_groups": groups,
+        "other_ms_per_step": float(np.mean(other)),
+        "gflop_per_step": flops / steps_total / 1e9,
+        "gflops": flops / wall / 1e9 if wall > 0 else 0.0,
+        "gflops_by_phase": gflops_by,
+        "peak_rss_mb": float(max(r["rss"] for r in per_rank)),
+        "peak_rss_mb_per_rank": [float(r["rss"]) for r in per_rank],
+        "startup_warm_s": (float(max(r["startup"] for r in per_rank))
+                           if per_rank[0]["startup"] is not None else None),
+    }
+
+
+def _startup_child(args, config, cache_dir, threads):
+    """Wall time of a fresh process from start to its first step done, with NUMBA_CACHE_DIR=cache_dir."""
+    out = tempfile.mkdtemp(prefix="pvmpi-bench-startup-")
+    cmd = [sys.executable, "-m", "pvmpi", "bench", config, "--startup-only", "--backend", args.backend,
+           "-t", str(threads), "-w", os.getcwd(), "-o", out]
+    if args.seed is not None:
+        cmd += ["-s", str(args.seed)]
+    for s in args.set:
+        cmd += ["--set", s]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env=machine.clean_env(NUMBA_CACHE_DIR=cache_dir))
+        wall = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode != 0:
+        raise PvmpiError(f"start-up subprocess failed: {proc.stderr.strip()[-500:]}")
+    inproc = json.loads(proc.stdout.strip().splitlines()[-1])["startup_s"]
+    return wall, inproc
+
+
+def _bench(args, model, world, output, config, t_entry, peak):
+    rank = world.Get_rank()
+    threads = int(os.environ.get("NUMBA_NUM_THREADS", "1"))
+    if args.startup_only:
+        raw = _time_backend(args, model, world, args.backend, output, 1, 1, 0, t_entry)
+        if rank == 0:
+            print(json.dumps({"startup_s": raw["startup"]}), flush=True)
+        raw["comms"].free()
+        return 0
+    raw = _time_backend(args, model, world, args.backend, output, args.steps, args.repeat, args.warmup,
+                        t_entry)
+    steps_total = args.steps * args.repeat
+    step_max, per_rank = _reduce(world, raw)
+    comms = raw["comms"]
+    lay = comms.layout
+    column = raw["column"]
+    result = None
+    if rank == 0:
+        result = {"config": args.config, "backend": args.backend, "ranks": comms.size, "threads": threads,
+                  "layout": {"batchwidth": lay.batch_width, "rows": lay.rows, "columns": lay.columns},
+                  "nbatch": model.column["nbatch"], "steps": steps_total, "repeat": args.repeat,
+                  "warmup": max(1, args.warmup), "t_end": column.t}
+        result.update(_summarise(step_max, per_rank, steps_total))
+    comms.free()
+
+    if args.compare:
+        n = args.compare_steps or min(args.steps, 20)
+        sub = os.path.join(output, "compare-" + args.compare) if rank == 0 else None
+        sub = world.bcast(sub, root=0)
+        craw = _time_backend(args, model, world, args.compare, sub, n, 1, min(args.warmup, 2))
+        cmax, cper = _reduce(world, craw)
+        craw["comms"].free()
+        if rank == 0:
+            c = _summarise(cmax, cper, n)
+            result["compare"] = {"backend": args.compare, "steps": n,
+                                 "ms_per_step_median": c["ms_per_step_median"],
+                                 "ms_per_step_min": c["ms_per_step_min"],
+                                 "phases": c["phases"],
+                                 "ratio": c["ms_per_step_median"] / result["ms_per_step_median"]}
+
+    # Rank 0's extra measurements run while the other ranks sleep, so the cores are its own.
+    if rank == 0:
+        if peak is not None:
+            result["peak_gflops"] = peak["gflops"]
+            result["peak_gflops_1thread"] = peak.get("gflops_1thread")
+            result["peak_how"] = peak["how"]
+            result["peak_fraction"] = result["gflops"] / peak["gflops"]
+            cores = min(comms.size * threads, machine.cpu_count())
+            if peak.get("gflops_1thread"):
+                result["peak_fraction_used_cores"] = result["gflops"] / (peak["gflops_1thread"] * cores)
+        else:
+            result["peak_gflops"] = result["peak_fraction"] = None
+        result["startup_cold_s"] = None
+        if args.cold:
+            cache = tempfile.mkdtemp(prefix="pvmpi-numba-cold-")
+            try:
+                note("measuring start-up with an empty Numba cache (a subprocess)...")
+                result["startup_cold_s"], result["startup_cold_inproc_s"] = \
+                    _startup_child(args, config, cache, threads)
+                result["startup_warm_process_s"], result["startup_warm_process_inproc_s"] = \
+                    _startup_child(args, config, cache, threads)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+    idle_barrier(world)
+    if rank == 0:
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(format_report(result), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------ the report
+def _fmt_layout(lay):
+    return f"B{lay['batchwidth']}xR{lay['rows']}xC{lay['columns']}"
+
+
+def format_report(r):
+    step = r["ms_per_step_mean"]
+    lines = [
+        f"pvmpi bench {r['config']}",
+        f"  backend {r['backend']}, {r['ranks']} rank(s) {_fmt_layout(r['layout'])}, {r['threads']} thread(s) "
+        f"per rank, nbatch {r['nbatch']}; {r['repeat']} x {r['steps'] // r['repeat']} steps timed after "
+        f"{r['warmup']} warm-up (t = {r['t_end']:g} at the end)",
+        f"  time per step: median {r['ms_per_step_median']:.3f} ms, min {r['ms_per_step_min']:.3f}, "
+        f"max {r['ms_per_step_max']:.3f}, mean {step:.3f}  "
+        f"({1e3 / r['ms_per_step_median']:.1f} steps/s, "
+        f"{r['nbatch'] * 1e3 / r['ms_per_step_median']:.0f} image-steps/s)",
+        "",
+    ]
+    multi = r["ranks"] > 1
+    head = f"  {'phase':<36} {'ms/step':>9} {'%':>6}"
+    if multi:
+        head += f" {'max/rank':>9}"
+    head += f" {'GFLOP/s':>9}"
+    lines.append(head + ("   (mean over ranks)" if multi else ""))
+    groups = r["phase_groups"]
+    for g in GROUP_ORDER + ("other",):
+        if g not in groups:
+            continue
+        lines.append(f"  {GROUP_HELP[g]:<36.36} {groups[g]:9.3f} {100 * groups[g] / step:6.1f}")
+        if g == "other":
+            continue
+        members = sorted((n for n in r["phases"] if n.split(":", 1)[0] == g), key=lambda n: -r["phases"][n])
+        for n in members:
+            v = r["phases"][n]
+            if v < 0.0005 and n not in r["gflops_by_phase"]:
+                continue
+            row = f"    {n:<34.34} {v:9.3f} {100 * v / step:6.1f}"
+            if multi:
+                row += f" {r['phases_max'][n]:9.3f}"
+            gf = r["gflops_by_phase"].get(n)
+            row += f" {gf:9.2f}" if gf is not None else ""
+            lines.append(row)
+    lines.append("")
+    peak = r.get("peak_gflops")
+    text = f"  compute: {r['gflop_per_step'] * 1e3:.1f} MFLOP per step, {r['gflops']:.2f} GFLOP/s"
+    if peak:
+        text += f" = {100 * r['peak_fraction']:.2f} % of the machine's peak {peak:.1f} GFLOP/s"
+        if r.get("peak_fraction_used_cores") is not None:
+            text += f" ({100 * r['peak_fraction_used_cores']:.2f} % of the cores used)"
+    lines.append(text)
+    if peak:
+        lines.append(f"    peak: {r['peak_how']}")
+    lines.append(f"  peak RSS: {r['peak_rss_mb']:.1f} MB per rank (max over ranks"
+                 + (", all: " + ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_per_rank"]) if multi else "")
+                 + ")")
+    text = f"  start-up to the first step: warm {r['startup_warm_s']:.2f} s (this process, from the bench's entry)"
+    if r.get("startup_cold_s") is not None:
+        text += (f"; cold Numba cache {r['startup_cold_s']:.2f} s, warm {r['startup_warm_process_s']:.2f} s "
+                 f"(fresh processes, interpreter start included)")
+    lines.append(text)
+    c = r.get("compare")
+    if c:
+        lines.append(f"  {c['backend']} backend: median {c['ms_per_step_median']:.3f} ms per step over "
+                     f"{c['steps']} steps; {c['backend']}/{r['backend']} = {c['ratio']:.1f}x")
+    return "\n".join(lines)

@@ -1,0 +1,284 @@
+"""``python -m pvmpi bench scaling CONFIG``: the bench under a sweep of MPI layouts, as a table, CSV and plots.
+
+Each layout runs as its own MPI job — ``mpiexec -n k python -m mpi4py -m
+pvmpi bench CONFIG --json`` with the ``mpiexec`` installed beside this
+Python (a launcher of another MPI would start k unrelated one-rank jobs) —
+so every point is measured exactly as a user would run it, start-up and all.
+This driver itself never starts MPI.
+
+Speed-up is throughput (images x steps per second) over that of the first
+1-rank row; efficiency divides it by the growth in cores used (ranks x
+threads, at most the machine's cores), so on a 2-core machine "1 rank x 2
+threads" and "2 ranks x 1 thread" compete on equal hardware.
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import cli
+from ..errors import PvmpiError
+from . import machine
+
+GROUPS = ("deliver", "update", "learn", "allreduce", "publish", "halo", "io", "probes", "other")
+CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nbatch", "steps",
+              "ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "images_per_s", "speedup",
+              "efficiency") + tuple(f"pct_{g}" for g in GROUPS) + tuple(f"ms_{g}" for g in GROUPS) + \
+             ("gflops", "peak_rss_mb", "status")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pvmpi bench scaling",
+        description="Run the bench of CONFIG under several MPI layouts (one mpiexec job each) and report "
+                    "time per step, speed-up, efficiency and the share of halo exchange, dW all-reduce and "
+                    "I/O; writes scaling.csv, scaling.json, scaling.png and phases.png into -o DIR.")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("--max-ranks", type=int, default=2,
+                   help="sweep 1..N ranks with every batch and spatial split that fits the network (default 2)")
+    p.add_argument("--layouts", nargs="+", metavar="B,R,C[:T]",
+                   help="explicit layouts (BatchWidth,NumRows,NumColumns, optionally :threads per rank), "
+                        "e.g. --layouts 1,1,1 1,1,1:1 2,1,1 1,2,1 1,1,2")
+    p.add_argument("--weak", action="store_true", help="weak scaling: nbatch grows with the ranks")
+    p.add_argument("-o", "--output", help="directory for scaling.csv/.json/.png (default scaling-<config>)")
+    p.add_argument("--steps", type=int, default=50, help="timed steps per repeat (default 50)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
+    p.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
+    p.add_argument("-t", "--threads", type=int,
+                   help="threads per rank for every layout (default: cores / ranks)")
+    p.add_argument("--backend", choices=cli.BACKENDS, default="numba")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
+                   help="override a parameter in every run")
+    p.add_argument("-w", "--workdir", help="working directory of the runs (as for bench)")
+    p.add_argument("--timeout", type=int, default=1200, help="seconds allowed per run (default 1200)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG files")
+    return p
+
+
+def mpiexec_path():
+    """The mpiexec of the MPI installed with this Python, never one found on PATH."""
+    exe = Path(sys.executable).parent / "mpiexec"
+    if not exe.exists():
+        raise PvmpiError(f"{exe} not found: the MPI launcher belongs beside this Python",
+                         hint="install pvmpi with launch/setup.sh (the mpich wheel puts mpiexec in .venv/bin)")
+    return str(exe)
+
+
+def parse_layout(text):
+    """'B,R,C' or 'B,R,C:T' -> (B, R, C, T or None)."""
+    spec, _, threads = text.partition(":")
+    try:
+        b, r, c = (int(v) for v in spec.split(","))
+        t = int(threads) if threads else None
+    except ValueError:
+        raise PvmpiError(f"layout {text!r} is not B,R,C or B,R,C:T (integers)", param="--layouts") from None
+    if min(b, r, c) < 1 or (t is not None and t < 1):
+        raise PvmpiError(f"layout {text!r} has a value below 1", param="--layouts")
+    return b, r, c, t
+
+
+def _kind(b, r, c):
+    if r == c == 1:
+        return "batch" if b > 1 else "serial"
+    if b == 1 and c == 1:
+        return "rows"
+    if b == 1 and r == 1:
+        return "columns"
+    return "mixed"
+
+
+def fits(model, b, r, c, nbatch):
+    """Whether OpenPV's decomposition rules allow this layout for the network (nbatch given)."""
+    if nbatch % b:
+        return False
+    for g in model.layers:
+        nx, ny, _ = model.layer_size(g)
+        if nx % c or ny % r:
+            return False
+    return True
+
+
+def default_layouts(model, max_ranks, weak):
+    """1x1x1, then for each rank count: batch split, row split, column split, mixes (those that fit)."""
+    from ..parallel.decomposition import layouts
+
+    order = {"serial": 0, "batch": 1, "rows": 2, "columns": 3, "mixed": 4}
+    out = []
+    nbatch = model.column["nbatch"]
+    for k in range(1, max_ranks + 1):
+        lays = sorted(layouts(k), key=lambda L: (order[_kind(L.batch_width, L.rows, L.columns)],
+                                                 -L.batch_width, -L.rows))
+        for L in lays:
+            if fits(model, L.batch_width, L.rows, L.columns, nbatch * k if weak else nbatch):
+                out.append((L.batch_width, L.rows, L.columns, None))
+    return out
+
+
+def _last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError("no JSON line in the output")
+
+
+def run_one(args, config, workdir, layout, nbatch, peak):
+    b, r, c, t = layout
+    k = b * r * c
+    cmd = [mpiexec_path(), "-n", str(k), sys.executable, "-m", "mpi4py", "-m", "pvmpi", "bench", config,
+           "--json", "--batchwidth", str(b), "--rows", str(r), "--columns", str(c),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--repeat", str(args.repeat),
+           "--backend", args.backend]
+    if workdir is not None:
+        cmd += ["-w", str(workdir)]
+    threads = t or args.threads
+    if threads:
+        cmd += ["-t", str(threads)]
+    if peak:
+        cmd += ["--peak-gflops", str(peak["gflops"])]
+    for s in args.set:
+        cmd += ["--set", s]
+    if args.weak:
+        cmd += ["--set", f"column.nbatch={nbatch}"]
+    env = machine.clean_env()
+    if not threads:
+        env.pop("NUMBA_NUM_THREADS", None)  # let each run divide the cores among its ranks
+    print("  $ " + " ".join(cmd[:3] + ["..."] + cmd[cmd.index("bench"):]), file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {args.timeout} s"}
+    if proc.returncode != 0:
+        err = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return {"status": "failed: " + (err[-1] if err else f"exit {proc.returncode}")}
+    try:
+        res = _last_json(proc.stdout)
+    except ValueError as e:
+        return {"status": f"failed: {e}"}
+    res["status"] = "ok"
+    return res
+
+
+def row_of(layout, res, nbatch):
+    b, r, c, _ = layout
+    row = {"ranks": b * r * c, "batchwidth": b, "rows": r, "columns": c, "nbatch": nbatch,
+           "status": res.get("status", "ok")}
+    if row["status"] != "ok":
+        return row
+    threads = res["threads"]
+    step = res["ms_per_step_mean"]
+    row.update(threads=threads, cores=min(row["ranks"] * threads, machine.cpu_count()),
+               steps=res["steps"], ms_per_step_median=res["ms_per_step_median"],
+               ms_per_step_min=res["ms_per_step_min"], ms_per_step_max=res["ms_per_step_max"],
+               images_per_s=res["nbatch"] * 1e3 / res["ms_per_step_median"], gflops=res["gflops"],
+               peak_rss_mb=res["peak_rss_mb"])
+    for g in GROUPS:
+        v = res["phase_groups"].get(g, 0.0)
+        row[f"ms_{g}"] = v
+        row[f"pct_{g}"] = 100 * v / step if step > 0 else 0.0
+    return row
+
+
+def add_speedups(rows):
+    ref = next((r for r in rows if r["status"] == "ok" and r["ranks"] == 1), None)
+    for r in rows:
+        if r["status"] != "ok" or ref is None:
+            continue
+        r["speedup"] = r["images_per_s"] / ref["images_per_s"]
+        r["efficiency"] = r["speedup"] / (r["cores"] / ref["cores"])
+    return ref
+
+
+def layout_name(row):
+    b, r, c = row["batchwidth"], row["rows"], row["columns"]
+    parts = [f"B={b}"] * (b > 1) + [f"R={r}"] * (r > 1) + [f"C={c}"] * (c > 1)
+    return "x".join(parts) or "1x1x1"
+
+
+def format_table(rows, ref, weak):
+    head = (f"{'ranks':>5} {'layout':<10} {'thr':>3} {'nbatch':>6} {'ms/step':>9} {'min':>8} {'speed-up':>8} "
+            f"{'effic.':>7} {'%halo':>6} {'%allred':>7} {'%I/O':>6} {'%other':>6}")
+    lines = [head]
+    for r in rows:
+        name = layout_name(r)
+        if r["status"] != "ok":
+            lines.append(f"{r['ranks']:>5} {name:<10} {r['status']}")
+            continue
+        lines.append(f"{r['ranks']:>5} {name:<10} {r['threads']:>3} {r['nbatch']:>6} "
+                     f"{r['ms_per_step_median']:9.3f} {r['ms_per_step_min']:8.3f} {r['speedup']:8.2f} "
+                     f"{r['efficiency']:7.2f} {r['pct_halo']:6.1f} {r['pct_allreduce']:7.1f} "
+                     f"{r['pct_io']:6.1f} {r['pct_other']:6.1f}")
+    if ref is not None:
+        lines.append(f"({'weak' if weak else 'strong'} scaling; speed-up = images x steps per second over "
+                     f"the {layout_name(ref)} run with {ref['threads']} thread(s); efficiency = speed-up / "
+                     f"(cores used / {ref['cores']}); ms/step is the median over steps of the slowest rank)")
+    return "\n".join(lines)
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except PvmpiError as e:
+        return cli.fail(e)
+
+
+def _main(args):
+    for name in ("steps", "repeat", "max_ranks"):
+        if getattr(args, name) < 1:
+            raise PvmpiError(f"--{name.replace('_', '-')} must be at least 1")
+    config = os.path.abspath(args.config)
+    model = cli.load_model(config, args.set)  # errors now, not once per run
+    nbatch0 = model.column["nbatch"]
+    layouts = [parse_layout(t) for t in args.layouts] if args.layouts else \
+        default_layouts(model, args.max_ranks, args.weak)
+    out = Path(args.output or f"scaling-{Path(config).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    workdir, made = args.workdir, None
+    if workdir is None and machine.needs_shared_bench(config):
+        made = workdir = machine.copy_shared_bench()
+        if workdir is None:
+            raise PvmpiError("the shared benchmark folder (../shared/bench) was not found",
+                             hint="set PVMPI_SHARED or give -w DIR with a writable copy of it")
+        print(f"pvmpi bench scaling: working directory: a copy of {machine.shared_bench_dir()} in {workdir}",
+              file=sys.stderr)
+    peak = None
+    try:
+        peak = machine.peak_gflops()
+    except (subprocess.SubprocessError, OSError, ValueError) as e:
+        print(f"pvmpi bench scaling: could not measure the peak: {e}", file=sys.stderr)
+    rows, results = [], []
+    try:
+        for lay in layouts:
+            k = lay[0] * lay[1] * lay[2]
+            nbatch = nbatch0 * k if args.weak else nbatch0
+            res = run_one(args, config, workdir, lay, nbatch, peak)
+            results.append({"layout": list(lay[:3]), "threads_requested": lay[3], **res})
+            rows.append(row_of(lay, res, nbatch))
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+    ref = add_speedups(rows)
+    print(format_table(rows, ref, args.weak), flush=True)
+    write_csv(out / "scaling.csv", rows)
+    (out / "scaling.json").write_text(json.dumps({"config": args.config, "weak": args.weak, "peak": peak,
+                                                  "rows": rows, "runs": results}, indent=1))
+    written = ["scaling.csv", "scaling.json"]
+    if not args.no_plots:
+        from .plots import plot_scaling
+
+        written += plot_scaling(rows, out, weak=args.weak, title=Path(config).name)
+    print(f"wrote {', '.join(str(out / w) for w in written)}", flush=True)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
