@@ -42,12 +42,14 @@ for _ in range(10):
 print(json.dumps({"gflops": 2.0 * n ** 3 / best / 1e9}))
 """
 
-_MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "HYDI_", "MPIR_", "MPI_LOCAL", "OMPI_", "I_MPI_")
+_MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "HYDI_", "MPIR_", "MPI_LOCAL", "OMPI_", "ORTE_", "I_MPI_")
+_USER_SETTINGS = ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
 
 
 def clean_env(**extra):
-    """os.environ without the MPI launcher's variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV_PREFIXES)}
+    """os.environ without the MPI launcher's per-job variables (a user's own settings stay), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_MPI_ENV_PREFIXES) or k in _USER_SETTINGS}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -144,7 +144,7 @@ def run_one(args, config, workdir, layout, nbatch, peak):
         cmd += ["--set", s]
     if args.weak:
         cmd += ["--set", f"column.nbatch={nbatch}"]
-    env = machine.clean_env()
+    env = dict(os.environ)
     if not threads:
         env.pop("NUMBA_NUM_THREADS", None)  # let each run divide the cores among its ranks
     print("  $ " + " ".join(cmd[:3] + ["..."] + cmd[cmd.index("bench"):]), file=sys.stderr, flush=True)

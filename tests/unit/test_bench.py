@@ -1,0 +1,214 @@
+"""python -m pvmpi bench: it runs, reports what it promises, counts flops right, and sweeps layouts.
+
+Behaviour only: no test asserts a timing (performance claims live in the
+benchmark's own output). Configs are the demo shrunk with --set overrides.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvmpi.data.dead_leaves import make_image_set
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "lca_demo.yaml"
+BENCH_YAML = REPO / "configs" / "lca_bench.yaml"
+SHARED_BENCH = Path(os.environ.get("PVMPI_SHARED", REPO.parent / "shared")) / "bench"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """--set overrides that shrink the demo: 2 batch elements of 64x64, 8 dictionary elements."""
+    images = make_image_set(tmp_path_factory.mktemp("images"), count=8, size=64, seed=1)
+    return ["--set", "column.nbatch=2", "--set", f"Input.inputPath={images}", "--set", "V1.nf=8"]
+
+
+def bench(*args, cwd=None, env=None, timeout=300):
+    e = dict(os.environ)
+    e.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=e)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_report_prints_every_field(small):
+    out = bench(DEMO, "--steps", 3, "--repeat", 2, "--warmup", 2, "--peak-gflops", 50, *small).stdout
+    for text in ("time per step: median", "min", "max", "deliver:InputErrorToV1", "deliver:V1ToInputRecon",
+                 "update:V1", "halo exchange", "allreduce (dW)", "io (output files)", "probes", "other",
+                 "MFLOP per step", "GFLOP/s", "% of the machine's peak 50.0", "peak RSS", "MB per rank",
+                 "start-up to the first step: warm", "2 x 3 steps timed after 2 warm-up"):
+        assert text in out, text
+
+
+def test_json_keys_and_sane_values(small, tmp_path):
+    # no --peak-gflops: the peak is measured (and cached in a private cache directory)
+    proc = bench(DEMO, "--json", "--steps", 5, "--repeat", 2, "--warmup", 2, *small,
+                 env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    for key in ("ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "steps", "ranks", "threads",
+                "backend", "peak_rss_mb", "phases", "layout", "gflops", "peak_gflops", "peak_fraction",
+                "startup_warm_s", "phase_groups", "gflop_per_step"):
+        assert key in r, key
+    assert r["steps"] == 10 and r["ranks"] == 1 and r["backend"] == "numba" and r["threads"] >= 1
+    assert r["layout"] == {"batchwidth": 1, "rows": 1, "columns": 1}
+    assert 0 < r["ms_per_step_min"] <= r["ms_per_step_median"] <= r["ms_per_step_max"]
+    assert r["peak_rss_mb"] > 10 and r["gflops"] > 0 and r["peak_gflops"] > 0
+    assert 0 < r["peak_fraction"] < 1 and r["startup_warm_s"] > 0
+    assert (tmp_path / "cache" / "pvmpi" / "peak_gflops.json").is_file()
+    assert all(v >= 0 for v in r["phases"].values())
+    assert {"deliver:InputErrorToV1", "update:V1", "probes"} <= set(r["phases"])
+    # the exclusive phase timers account for the step (what they miss is reported as 'other')
+    total = sum(r["phases"].values())
+    assert 0.8 * r["ms_per_step_mean"] <= total <= 1.05 * r["ms_per_step_mean"], (total, r["ms_per_step_mean"])
+    assert r["phase_groups"]["other"] == pytest.approx(r["ms_per_step_mean"] - total, abs=1e-6)
+
+
+def test_compare_numpy_prints_a_ratio(small):
+    out = bench(DEMO, "--steps", 2, "--repeat", 1, "--warmup", 1, "--compare", "numpy", "--compare-steps", 2,
+                "--peak-gflops", 50, *small).stdout
+    assert "numpy backend: median" in out and "numpy/numba = " in out
+    r = json.loads(bench(DEMO, "--json", "--steps", 2, "--repeat", 1, "--warmup", 1, "--compare", "numpy",
+                         "--compare-steps", 2, "--peak-gflops", 50, *small).stdout)
+    assert r["compare"]["backend"] == "numpy" and r["compare"]["steps"] == 2 and r["compare"]["ratio"] > 0
+
+
+def test_flop_counts_follow_geometry_and_activity(small, tmp_path):
+    """Dense Φᵀe is charged nb·ny·nx·(8·8)·nf·2 per step; the sparse reconstruction and the Hebbian
+    update 2·64 per nonzero V1 activity (counted here from V1's published buffer, not its active list)."""
+    from mpi4py import MPI
+
+    from pvmpi.bench.flops import FlopCounter
+    from pvmpi.cli import load_model
+    from pvmpi.kernels import get_backend
+    from pvmpi.network.column import Column
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+
+    model = load_model(DEMO, [s for s in small if s != "--set"] + ["Input.displayPeriod=4"])
+    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+        column = Column(model, comms, get_backend("numpy"), output_path=str(tmp_path / "out"))
+        column.initialize()
+        counter = FlopCounter(column)
+        counter.start()
+        v1 = column.layers["V1"]
+        conn = column.connections["V1ToInputError"]
+        nnz, learned = 0, 0
+        for _ in range(9):
+            w = conn.W.copy()
+            column.advance()
+            counter.step()
+            active = int(np.count_nonzero(v1.level(0)))
+            nnz += active
+            if not np.array_equal(w, conn.W):
+                learned += active
+        column.close()
+    assert learned > 0
+    by = counter.per_object
+    assert by["deliver:InputErrorToV1"] == 9 * 2 * 32 * 32 * 64 * 8 * 2
+    assert by["deliver:V1ToInputRecon"] == 2 * 64 * nnz
+    assert by["learn:V1ToInputError"] == 2 * 64 * learned
+    assert by["deliver:InputToInputError"] == 9 * 2 * 64 * 64
+    assert "deliver:V1ToInputError" not in by  # channel -1: learning only
+
+
+def test_lca_bench_yaml_is_the_params_file():
+    """Same groups, classes, parameter names, order and values as ../shared/bench/LCA_bench.params."""
+    from pvmpi.model.config import load_yaml
+    from pvmpi.model.params import load_params
+    from pvmpi.model.schema import FLT_MAX
+
+    if not (SHARED_BENCH / "LCA_bench.params").is_file():
+        pytest.skip(f"{SHARED_BENCH} not found")
+
+    def norm(v):
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if v == "infinity":
+            return FLT_MAX
+        return float(v) if isinstance(v, (bool, int, float)) else v
+
+    ref = load_params(SHARED_BENCH / "LCA_bench.params")
+    mine = load_yaml(BENCH_YAML)
+    assert [(g.name, g.cls) for g in mine.groups] == [(g.name, g.cls) for g in ref.groups]
+    for a, b in zip(ref.groups, mine.groups):
+        assert list(a.values) == list(b.values), a.name
+        assert {k: norm(v) for k, v in a.values.items()} == {k: norm(v) for k, v in b.values.items()}, a.name
+
+
+def test_lca_bench_runs_from_a_copy_of_the_shared_folder(tmp_path):
+    if not (SHARED_BENCH / "LCA_bench.params").is_file():
+        pytest.skip(f"{SHARED_BENCH} not found")
+    import shutil
+
+    # the dry run of a run, from a writable copy
+    work = tmp_path / "bench"
+    shutil.copytree(SHARED_BENCH, work)
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", str(BENCH_YAML), "-n"], capture_output=True,
+                          text=True, cwd=work, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "V1                       HyPerLCALayer    64x64x64" in proc.stdout
+    # the bench copies the folder by itself when no -w is given, and runs in it
+    before = sorted(p.name for p in SHARED_BENCH.rglob("*"))
+    proc = bench(BENCH_YAML, "--steps", 1, "--repeat", 1, "--warmup", 1, "--peak-gflops", 50, "--json",
+                 cwd=tmp_path)
+    assert "working directory: a copy of" in proc.stderr
+    assert json.loads(proc.stdout)["nbatch"] == 4
+    assert sorted(p.name for p in SHARED_BENCH.rglob("*")) == before
+    # -w uses the given directory; the network's outputs go to a temporary directory
+    proc = bench(BENCH_YAML, "-w", work, "--steps", 1, "--repeat", 1, "--warmup", 1, "--peak-gflops", 50,
+                 "--json", cwd=tmp_path)
+    assert "working directory" not in proc.stderr
+    assert not (work / "output").exists()
+
+
+def test_errors_are_one_line(small, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", str(DEMO), "--set", "V1.VTresh=1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.startswith("pvmpi: error: ") and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "scaling", str(DEMO), "--layouts", "2,x,1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "is not B,R,C" in proc.stderr
+
+
+def test_default_layouts_fit_the_network():
+    from pvmpi.bench.scaling import default_layouts, parse_layout
+    from pvmpi.cli import load_model
+
+    model = load_model(DEMO, ["column.nbatch=2"])
+    assert default_layouts(model, 2, weak=False) == [(1, 1, 1, None), (2, 1, 1, None), (1, 2, 1, None),
+                                                      (1, 1, 2, None)]
+    assert (1, 1, 3, None) not in default_layouts(model, 3, weak=False)  # 64 is not a multiple of 3
+    assert (3, 1, 1, None) not in default_layouts(model, 3, weak=False)  # nbatch 2
+    assert (3, 1, 1, None) in default_layouts(model, 3, weak=True)       # nbatch 6 at 3 ranks
+    assert parse_layout("2,1,1:1") == (2, 1, 1, 1) and parse_layout("1,2,1") == (1, 2, 1, None)
+
+
+def test_scaling_sweep_writes_a_row_per_layout(small, tmp_path):
+    out = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "scaling", str(DEMO), "--max-ranks", "2",
+                           "--steps", "3", "--repeat", "1", "--warmup", "1", "-o", str(out), *small],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for text in ("ranks", "layout", "ms/step", "speed-up", "%halo", "%allred", "%I/O", "B=2", "R=2", "C=2"):
+        assert text in proc.stdout, text
+    with open(out / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["ranks"], r["batchwidth"], r["rows"], r["columns"]) for r in rows] == \
+        [("1", "1", "1", "1"), ("2", "2", "1", "1"), ("2", "1", "2", "1"), ("2", "1", "1", "2")]
+    assert all(r["status"] == "ok" and float(r["ms_per_step_median"]) > 0 for r in rows)
+    assert float(rows[0]["speedup"]) == 1.0
+    assert float(rows[2]["pct_halo"]) > 0  # a row split exchanges halos
+    assert json.loads((out / "scaling.json").read_text())["rows"][1]["ranks"] == 2
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "scaling.png").stat().st_size > 0 and (out / "phases.png").stat().st_size > 0
