@@ -126,3 +126,35 @@ def test_initialize_from_checkpoint_dir_loads_only_flagged_objects(tmp_path, ima
     start = pvp.read(fresh / "V1ToInputError.pvp")
     assert start.times[0] == 0
     np.testing.assert_allclose(start.values[0], learned, atol=1e-6)  # the learned dictionary, renormalised
+
+
+def processes():
+    """(pid, command line) of every process, from /proc."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+
+
+def test_sigusr2_to_one_rank_stops_every_rank(tmp_path, images):
+    """A signal reaching a single MPI rank stops the whole job at one step, with a checkpoint."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    out = tmp_path / "mpi"
+    args = [str(mpiexec), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "pvmpi",
+            *map(str, demo_args(images, out, "column.stopTime=3000")), "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "Checkpoint0040").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    ranks = [pid for pid, cmd in processes() if "mpi4py" in cmd and str(out) in cmd and pid != proc.pid
+             and not cmd.startswith(str(mpiexec))]
+    assert len(ranks) >= 2, ranks
+    os.kill(max(ranks), signal.SIGUSR2)
+    t0 = time.time()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert time.time() - t0 < 30
+    stopped = newest_checkpoint(out / "checkpoints")
+    assert stopped is not None and 40 <= int(Path(stopped).name[10:]) < 3000
