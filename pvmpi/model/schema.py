@@ -157,6 +157,14 @@ _cls("HyPerLCALayer", "layer", "LCA sparse-coding layer (facts §3.7).", [
       "time scale; default dt."),
 ], parent="ANNLayer")
 
+_cls("MomentumLCALayer", "layer", "HyPerLCALayer whose V also carries LCAMomentumRate times the previous drive.", [
+    P("LCAMomentumRate", "float", 0.0, "Weight of the previous step's drive (1-e)(G + selfInteract*A)."),
+], parent="HyPerLCALayer")
+
+_cls("LeakyIntegrator", "layer", "ANNLayer integrating its input: V = V*exp(-dt/integrationTime) + G.", [
+    P("integrationTime", "float", FLT_MAX, "Leak time constant; infinity: no leak.", unit="time"),
+], parent="ANNLayer")
+
 _cls("ConstantLayer", "layer", "A HyPerLayer that keeps its initial state (it never updates).",
      parent="HyPerLayer")
 

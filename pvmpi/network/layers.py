@@ -294,20 +294,61 @@ class HyPerLCALayer(ANNLayer):
         super().link(layers)
         self.time_scale_probe = None
 
-    def update(self, t):
-        self.reset_state(t)
-        g = self.group
+    def exp_tau(self):
+        """e_b = exp(−Δ_b / (τ/dt)) per batch element, in double then rounded (facts §3.7)."""
         dt = self.run.dt
         if self.time_scale_probe is not None:
             deltas = self.time_scale_probe.time_scales()
         else:
             deltas = np.full(self.nb, dt)
-        exp_tau = np.exp(-np.asarray(deltas, np.float64) / (g["timeConstantTau"] / dt)).astype(F32)
+        return np.exp(-np.asarray(deltas, np.float64) / (self.group["timeConstantTau"] / dt)).astype(F32)
+
+    def update(self, t):
+        self.reset_state(t)
+        g = self.group
+        exp_tau = self.exp_tau()
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
                                     *self.transfer_params)
         if self.vertices is not None:
             self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+
+
+class MomentumLCALayer(HyPerLCALayer):
+    """drive = (1−e)(G + selfInteract·A); V ← e·V + drive + LCAMomentumRate·previous drive."""
+
+    def allocate(self):
+        super().allocate()
+        self.prev_drive = np.zeros(self.restricted_shape, F32)
+
+    def update(self, t):
+        self.reset_state(t)
+        g = self.group
+        e = self.exp_tau()[:, None, None, None]
+        A = self.restricted(self.A)
+        drive = (F32(1) - e) * (self.accumulate() + F32(1.0 if g["selfInteract"] else 0.0) * A)
+        self.V[...] = e * self.V + drive + F32(g["LCAMomentumRate"]) * self.prev_drive
+        self.prev_drive[...] = drive
+        self.transfer()
+
+    def write_checkpoint(self, ck):
+        super().write_checkpoint(ck)
+        ck.restricted(self.key + "/prevDrive", self.prev_drive, self.tile, "previous LCA drive (momentum)")
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        super().read_checkpoint(rd, fresh_outputs)
+        self.prev_drive[...] = rd.restricted(self.key + "/prevDrive", self.tile, self.nf)
+
+
+class LeakyIntegrator(ANNLayer):
+    """V ← V·exp(−dt/integrationTime) + G, then the transfer function."""
+
+    def update(self, t):
+        self.reset_state(t)
+        decay = F32(np.exp(-np.float32(self.run.dt) / np.float32(self.group["integrationTime"])))
+        self.V *= decay
+        self.V += self.accumulate()
+        self.transfer()
 
 
 LAYER_CLASSES = {
@@ -316,4 +357,6 @@ LAYER_CLASSES = {
     "ANNErrorLayer": ANNErrorLayer,
     "HyPerLCALayer": HyPerLCALayer,
     "ConstantLayer": ConstantLayer,
+    "MomentumLCALayer": MomentumLCALayer,
+    "LeakyIntegrator": LeakyIntegrator,
 }
