@@ -55,7 +55,7 @@ class Progress:
         self.stream = stream if stream is not None else (sys.stderr if col["writeProgressToErr"]
                                                          else sys.stdout)
         self.interval = col["progressInterval"]
-        self.next = column.t + self.interval
+        self.next = None  # set at the first step: a run continued from a checkpoint starts late
         self.dt = column.dt
         self.stop_time = column.stop_time
         self.final_step = column.final_step
@@ -63,14 +63,19 @@ class Progress:
         # the bar's numbers: ~100 refreshes per run (a collective, so a fixed step cadence)
         self.stats_every = max(1, math.ceil(self.final_step / 100))
         self.sparse_layer, self.l0_probe = _active_source(column)
-        self.t0 = time.perf_counter()
-        self.step0 = column.step
-        self.last_time, self.last_step = self.t0, column.step
         self.bar = None
+
+    def _start(self, column):
+        """At the first step (of this run, maybe continued): where the intervals and the rate start."""
+        before = column.t - self.dt  # the time the run (re)started from
+        self.next = (math.floor(before / self.interval + 1e-9) + 1) * self.interval
+        self.t0 = time.perf_counter()
+        self.step0 = column.step  # rates count the steps after this first one
+        self.last_time, self.last_step = self.t0, self.step0
         if self.mode == BAR and self.is_root:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.final_step, initial=column.step, unit="step",
+            self.bar = tqdm(total=self.final_step, initial=self.step0, unit="step",
                             file=self.stream, dynamic_ncols=True, mininterval=0.25)
 
     def _choose_mode(self, mode):
@@ -87,6 +92,8 @@ class Progress:
 
     # ------------------------------------------------------------ the per-step call
     def __call__(self, column):
+        if self.next is None:
+            self._start(column)
         final = column.t >= self.stop_time - self.dt / 2
         due = column.t >= self.next - self.dt / 2
         if due:

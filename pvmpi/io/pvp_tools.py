@@ -479,7 +479,9 @@ def format_diff(res, rtol, atol):
         d = res.first
         lines.append(f"  first difference:   {where(d)} (t = {d.time:g}): {d.a!r} vs {d.b!r} "
                      f"(|diff| {d.abs:.3g}, relative {d.rel:.3g})")
-    if res.largest is not None and res.compared:
+    if res.largest is not None and res.largest.abs == 0:
+        lines.append(f"  all {res.compared} compared values are identical")
+    elif res.largest is not None:
         d = res.largest
         lines.append(f"  largest difference: {where(d)} (t = {d.time:g}): {d.a!r} vs {d.b!r} "
                      f"(|diff| {d.abs:.3g}, relative {d.rel:.3g})")
@@ -495,8 +497,9 @@ def _pvp_files(root):
     return sorted(out)
 
 
-def diff_paths(a, b, rtol=1e-5, atol=1e-8, out=sys.stdout, quiet=False):
+def diff_paths(a, b, rtol=1e-5, atol=1e-8, out=None, quiet=False):
     """Compare two files, or every .pvp file of two directories; True when all are equal."""
+    out = sys.stdout if out is None else out
     if os.path.isdir(a) and os.path.isdir(b):
         fa, fb = _pvp_files(a), _pvp_files(b)
         equal = True

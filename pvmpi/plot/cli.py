@@ -187,7 +187,8 @@ def plot_output(output_dir, plot_dir=None, *, max_writes=6, max_batch=8, display
                                               path, title, names=(base, recon)))
 
     # probes
-    period = display_period or out.write_period(prefer=[p[0] for p in pair_list])
+    period = (out.write_period(prefer=[p[0] for p in pair_list]) if display_period is None
+              else display_period)  # 0: no end-of-period panels
     for name in out.probes:
         table = probe_io.read_batch(out.path, name)
         stem = os.path.splitext(name)[0]
@@ -196,7 +197,8 @@ def plot_output(output_dir, plot_dir=None, *, max_writes=6, max_batch=8, display
             continue
         done(figures.plot_probe(times, values, table.batch_indices,
                                 os.path.join(plot_dir, f"probe_{_safe(stem)}.png"),
-                                f"{stem}: {what} per batch element", ylabel, period))
+                                f"{stem if what == stem else f'{stem} ({what})'} per batch element",
+                                ylabel, period))
     return written
 
 
@@ -236,7 +238,7 @@ def build_parser():
                    help="batch elements per reconstruction figure (default 8)")
     p.add_argument("--display-period", type=float,
                    help="display period for the end-of-period probe panels (default: the "
-                        "spacing of the layers' write times)")
+                        "spacing of the layers' write times; 0: no such panels)")
     p.add_argument("--pair", action="append", metavar="INPUT:RECON",
                    help="a layer and its reconstruction to show side by side (repeatable; "
                         "default: every X.pvp with an XRecon.pvp)")

@@ -28,13 +28,14 @@ def _save(fig, path):
 
 # --------------------------------------------------------------------------- dictionary tableau
 
-def tableau_image(W, order=None, pad=1, background=0.15):
+def tableau_image(W, order=None, pad=1, background=np.nan):
     """The kernels of one arbor as one mosaic image, each normalised on its own.
 
     ``W`` is float [kernels, nyp, nxp, nfp]. Each kernel is divided by its
     own max |w| and mapped to [0, 1] with 0 at mid-gray (0.5). Colour when
     nfp == 3; otherwise the features of a kernel are laid side by side.
-    Returns (image [H, W] or [H, W, 3] in [0, 1], grid columns, grid rows).
+    Returns (image [H, W] or [H, W, 3] in [0, 1], grid columns, grid rows);
+    the gaps between kernels hold ``background`` (NaN: drawn white).
     """
     W = np.asarray(W, np.float64)
     n, nyp, nxp, nfp = W.shape
@@ -65,7 +66,14 @@ def plot_tableau(W, path, title, order=None, subtitle=None):
     fig = _figure(8, 8.6)
     ax = fig.add_subplot()
     colour = img.ndim == 3
-    im = ax.imshow(img, cmap=None if colour else "gray", vmin=0, vmax=1, interpolation="nearest")
+    if colour:
+        img = np.where(np.isnan(img), 1.0, img)
+        cmap = None
+    else:
+        from matplotlib import colormaps
+
+        cmap = colormaps["gray"].with_extremes(bad="white")
+    im = ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     kh = nyp + 1
     kw = (nxp if colour else nxp * nfp) + 1
@@ -171,6 +179,9 @@ def plot_probe(times, values, batch_indices, path, title, ylabel, period=None):
         ax.set_xlabel(TIME_LABEL)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():
+        axes[0].set_yscale("log")  # e.g. the energy: spikes at each new image, then a slow decay
     axes[0].set_title(title + ": every step", fontsize=11)
     if panels == 2:
         axes[1].set_title(f"at the end of each display period (every {period:g})", fontsize=10)
