@@ -109,15 +109,22 @@ def run(args):
     except PvmpiError as e:  # every rank read the same file: same error everywhere
         if args.debug and rank == 0:
             raise
-        return fail(e) if rank == 0 else 1
+        if rank == 0:
+            fail(e)
+        collective_exit(1)
     column, comms = setup(model, args, world)
     if column is None:
-        return 1
+        collective_exit(1)
     if args.dry_run:
         if comms.is_root:
             print(summary(model, column))
         return 0
-    resume = resume_path(model, args, comms)
+    try:
+        resume = resume_path(model, args, comms)
+    except PvmpiError as e:  # decided alike on every rank
+        if comms.is_root:
+            fail(e)
+        collective_exit(1)
     progress = None if args.quiet else Progress(column)
     column.progress = progress
     t0 = time.perf_counter()
@@ -144,6 +151,20 @@ def run(args):
     if failures:
         return fail("; ".join(failures)) if comms.is_root else 1
     return 0
+
+
+def collective_exit(code):
+    """Every rank reached the same verdict: finish MPI cleanly and exit with `code`.
+
+    (A plain non-zero exit under ``python -m mpi4py`` would call MPI_Abort and
+    add a line per rank to the one error message.)
+    """
+    from mpi4py import MPI
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    MPI.Finalize()
+    os._exit(code)
 
 
 def resume_path(model, args, comms):
