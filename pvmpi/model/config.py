@@ -76,7 +76,6 @@ def _construct(loader, node):
 
 def load_yaml(path):
     """Parse a YAML config file into a :class:`RawConfig` (no schema checks yet)."""
-    import yaml
 
     try:
         with open(path, encoding="utf-8") as f:

@@ -6,7 +6,7 @@ with OpenPV's spelling; the model layer validates a config against this
 table and fills in the defaults. The parameter reference in docs/ is
 generated from it.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 FLT_MAX = 3.4028234663852886e38  # OpenPV's "infinity"
 

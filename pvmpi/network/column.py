@@ -208,10 +208,7 @@ class Column:
     # ------------------------------------------------------------ checkpoints
     def write_checkpoint(self, path):
         """Collective: every rank calls it at the same step."""
-        import json
 
-        from .. import __version__
-        from ..io.checkpoint import CheckpointWriter
 
         if self.resumed_from is not None and os.path.abspath(path) == os.path.abspath(self.resumed_from):
             return  # never overwrite the checkpoint this run was read from (facts §6.1)

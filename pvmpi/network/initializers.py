@@ -16,6 +16,9 @@ import warnings
 
 import numpy as np
 
+from pvmpi.network.paramget import get as _get
+from pvmpi.network.paramget import get_f32 as _f32
+
 from pvmpi.errors import PvmpiError
 from pvmpi.network.random import TausBank, bank_for_tile, prepare_logf
 
@@ -40,21 +43,6 @@ RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
                                  "DiscreteUniformRandomWeight"})
 
 _TWO32 = 4294967296.0  # 1 + CL_RANDOM_MAX
-
-
-def _get(params, name, default=None):
-    """``params[name]``, or ``default`` if absent or None; works for dicts
-    and for model groups that only offer ``[]``."""
-    try:
-        v = params[name]
-    except (KeyError, TypeError):
-        return default
-    return default if v is None else v
-
-
-def _f32(params, name, default):
-    v = _get(params, name, default)
-    return np.float32(default if v is None else v)
 
 
 def _required(params, name, group, what):

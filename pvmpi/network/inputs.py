@@ -7,7 +7,6 @@ rank 0 write the timestamp file without communication.
 """
 import os
 
-import numpy as np
 
 from ..errors import PvmpiError
 from .batch_indexer import BatchIndexer

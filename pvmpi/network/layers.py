@@ -9,7 +9,6 @@ phase sees the previous step's activity (facts §3.2).
 import numpy as np
 
 from ..errors import PvmpiError
-from ..model.schema import FLT_MAX
 from .schedule import UpdateController, WriteSchedule
 
 F32 = np.float32

@@ -30,26 +30,14 @@ import warnings
 
 import numpy as np
 
+from pvmpi.network.paramget import get as _get
+from pvmpi.network.paramget import get_f32 as _f32
+
 from pvmpi.errors import PvmpiError
 
 __all__ = ["NORMALIZE_METHODS", "normalize"]
 
 NORMALIZE_METHODS = ("normalizeL2", "normalizeSum", "normalizeMax", "none")
-
-
-def _get(params, name, default=None):
-    """``params[name]``, or ``default`` if absent or None; works for dicts
-    and for model groups that only offer ``[]``."""
-    try:
-        v = params[name]
-    except (KeyError, TypeError):
-        return default
-    return default if v is None else v
-
-
-def _f32(params, name, default):
-    v = _get(params, name, default)
-    return np.float32(default if v is None else v)
 
 
 def _seq_sum(x):
