@@ -106,7 +106,8 @@ def kernel_usage(pre_path, num_kernels):
         counts = np.zeros(af.nf, np.int64)
         for k in range(af.num_frames):
             idx, val = af.read_frame_sparse(k)
-            counts += np.bincount(idx[val != 0].astype(np.int64) % af.nf, minlength=af.nf)
+            keep = (val != 0) & np.isfinite(val)  # a diverged run's NaNs are not use
+            counts += np.bincount(idx[keep].astype(np.int64) % af.nf, minlength=af.nf)
         return counts / float(af.num_frames * af.nx * af.ny)
 
 
@@ -155,10 +156,14 @@ def plot_output(output_dir, plot_dir=None, *, max_writes=6, max_batch=8, display
         if name in out.momentum:
             delta = pvp.read(out.momentum[name])
             if delta.values.shape == data.values.shape:
-                base = np.linalg.norm(data.values[:, 0].reshape(len(data.times), len(W), -1), axis=2)
-                step = np.linalg.norm(delta.values[:, 0].reshape(len(delta.times), len(W), -1), axis=2)
+                with np.errstate(all="ignore"):  # a diverged run's inf/NaN weights
+                    base = np.linalg.norm(data.values[:, 0].astype(np.float64).reshape(
+                        len(data.times), len(W), -1), axis=2)
+                    step = np.linalg.norm(delta.values[:, 0].astype(np.float64).reshape(
+                        len(delta.times), len(W), -1), axis=2)
+                    rel_step = step / np.where(base > 0, base, 1)
                 keep = delta.times > 0  # no update has happened at t = 0
-                per_update = (delta.times[keep], (step / np.where(base > 0, base, 1))[keep])
+                per_update = (delta.times[keep], rel_step[keep])
         if len(rel) or per_update is not None:
             every = np.unique(np.diff(data.times))
             every = f" (saved every {every[0]:g})" if len(every) == 1 else ""
@@ -210,7 +215,7 @@ def _probe_series(table, stem):
     if kind == "norm":
         if "L0" in stem:
             neurons = np.where(table["neurons"] > 0, table["neurons"], 1)
-            return (table["time"], table["value"] / neurons, "active fraction (L0 norm / neurons)",
+            return (table["time"], table["value"] / neurons, "active fraction = L0 norm / neurons",
                     "fraction of neurons active")
         what = "L1 norm" if "L1" in stem else "L2 norm" if "L2" in stem else "norm"
         return table["time"], table["value"], what, f"{what} (activity units)"
@@ -262,7 +267,7 @@ def main(argv=None):
         paths = plot_output(args.output_dir, args.plot_dir, max_writes=args.max_writes,
                             max_batch=args.max_batch, display_period=args.display_period,
                             pairs=pairs, frame=args.frame, sort=not args.no_sort,
-                            log=lambda p: print(f"wrote {p}", flush=True))
+                            log=lambda p: _say(f"wrote {p}"))
     except PvmpiError as e:
         return _fail(e)
     except ImportError as e:
@@ -271,6 +276,15 @@ def main(argv=None):
         print(f"nothing to plot in {args.output_dir}: no .pvp weights or activity files and no "
               f"probe files *_batchElement_<g>.*")
     return 0
+
+
+def _say(text):
+    """Print a progress line; a closed pipe (``| head``) must not stop the plotting."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # later prints (and the exit flush) go nowhere
 
 
 def _fail(message):

@@ -8,6 +8,7 @@ axes with units, and a fixed size in pixels (``size_px``) so that tests and
 web pages can rely on it.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -174,7 +175,10 @@ def plot_probe(times, values, batch_indices, path, title, ylabel, period=None):
             ax.plot(t[sel], v[sel], lw=0.6 if k == 0 else 1.0, alpha=0.5 if many else 0.7,
                     marker=None if k == 0 else ".", ms=3,
                     label=None if many or k else f"batch element {batch_indices[g]}")
-        ax.plot(times[0][sel], np.nanmean(values, axis=0)[sel], color="black", lw=1.6 if k else 1.0,
+        with warnings.catch_warnings():  # a diverged run: all-NaN columns have no mean
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(values, axis=0)
+        ax.plot(times[0][sel], mean[sel], color="black", lw=1.6 if k else 1.0,
                 label="batch mean" if k == 0 else None)
         ax.set_xlabel(TIME_LABEL)
         ax.set_ylabel(ylabel)
@@ -249,6 +253,7 @@ def relative_change(frames):
     W = np.asarray(frames, np.float64).reshape(len(frames), np.shape(frames)[1], -1)
     if len(W) < 2:
         return np.empty((0, W.shape[1]))
-    d = np.linalg.norm(W[1:] - W[:-1], axis=2)
-    base = np.linalg.norm(W[:-1], axis=2)
-    return d / np.where(base > 0, base, 1.0)
+    with np.errstate(all="ignore"):  # inf/NaN weights of a diverged run give NaN, not warnings
+        d = np.linalg.norm(W[1:] - W[:-1], axis=2)
+        base = np.linalg.norm(W[:-1], axis=2)
+        return d / np.where(base > 0, base, 1.0)
