@@ -16,16 +16,20 @@ BACKENDS = ("numpy", "numba")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    from .openpv_args import OpenPVArgumentParser, add_openpv_options, checkpoint_dirs_value, threads_value
+
+    p = OpenPVArgumentParser(
         prog="python -m pvmpi",
-        description="Run an OpenPV-style network (YAML config) with a batch dimension over MPI.",
+        description="Run an OpenPV-style network (YAML config or .params file) with a batch dimension over "
+                    "MPI. OpenPV's command line works too: -p FILE.params [flags], or a Key:value config "
+                    "file as the first argument (flags after it override it).",
         epilog="subcommands: " + ", ".join(f"python -m pvmpi {name} --help" for name in SUBCOMMANDS))
-    p.add_argument("config", help="YAML config or OpenPV .params file")
+    p.add_argument("config", nargs="?", help="YAML config or OpenPV .params file (or -p FILE)")
     p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="compute kernels: numba (default, compiled CPU) or numpy (the reference)")
-    p.add_argument("-t", "--threads", type=int,
-                   help="threads per rank (default: cores on the node / ranks on the node)")
+    p.add_argument("-t", "--threads", type=threads_value, metavar="N",
+                   help="threads per rank (default, also bare -t or -t -: cores on the node / ranks on the node)")
     p.add_argument("-s", "--seed", type=int, help="random seed (overrides HyPerCol randomSeed; >= 10000000)")
     p.add_argument("-n", "--dry-run", action="store_true",
                    help="parse and validate, print the network summary, exit")
@@ -39,9 +43,11 @@ def build_parser():
     restart.add_argument("-r", "--restart", action="store_true",
                          help="continue from the newest complete checkpoint in checkpointWriteDir "
                               "(or lastCheckpointDir); start fresh if there is none")
-    restart.add_argument("-c", "--checkpoint", metavar="DIR", help="continue from this checkpoint directory")
+    restart.add_argument("-c", "--checkpoint", metavar="DIR", type=checkpoint_dirs_value,
+                         help="continue from this checkpoint directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_openpv_options(p)
     return p
 
 
@@ -78,7 +84,14 @@ def main(argv=None):
         import importlib
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    args = build_parser().parse_args(argv)
+    from .openpv_args import env_rank, parse_args, prepare
+
+    try:  # OpenPV's spellings and config files too; -l/-w/-d/--require-return act here
+        args = prepare(parse_args(argv, build_parser()))
+    except PvmpiError as e:
+        if "--debug" in argv:
+            raise
+        return fail(e) if env_rank() in (None, 0) else 1
     set_threads(args.threads)
     try:
         return run(args)
