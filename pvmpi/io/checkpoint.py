@@ -122,6 +122,18 @@ class CheckpointWriter:
             glob[_window(t, mx, my)] = recv[r]
         self._dataset(name, glob, doc)
 
+    def tile_sum(self, name, local, doc):
+        """An array each tile contributes its own part to (zeros elsewhere): summed over batch slice 0."""
+        from mpi4py import MPI
+
+        comms = self.comms
+        if comms.batch_index != 0:
+            return
+        local = np.ascontiguousarray(local)
+        total = np.empty_like(local) if comms.is_root else None
+        comms.spatial.Reduce(local, total, op=MPI.SUM, root=0)
+        self._dataset(name, total, doc)
+
     def batch_values(self, name, local, doc):
         """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...]."""
         self._dataset(name, self.comms.gather_batch_values(np.ascontiguousarray(local)), doc)

@@ -98,9 +98,21 @@ class Column:
         from .initializers import init_weights, weights_seed_count
 
         g = conn.group
-        n = weights_seed_count(g["weightInitType"], conn.num_kernels, init_weights_file=g["initWeightsFile"])
+        pre = conn.pre
+        patch_seeds = None
+        if conn.shared:
+            n = weights_seed_count(g["weightInitType"], conn.num_kernels, init_weights_file=g["initWeightsFile"])
+        else:  # one seed per global extended pre neuron and batch element (facts §3.11(c))
+            t = pre.tile
+            nxe, nye = t.nx_global + 2 * pre.margin_x, t.ny_global + 2 * pre.margin_y
+            n = weights_seed_count(g["weightInitType"], t.nbatch_global * nye * nxe * pre.nf,
+                                   init_weights_file=g["initWeightsFile"])
         base = seeds.allocate(n) if n else None
-        return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base,
+        if base is not None and not conn.shared:
+            ye, xe, f = conn.pre_of_kernel()
+            patch_seeds = (base + ((ye + pre.tile.ky0) * nxe + xe + pre.tile.kx0) * pre.nf + f) & 0xFFFFFFFF
+            base = None
+        return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base, patch_seeds=patch_seeds,
                             read_weights=lambda path, frame: self.read_weights(path, frame, conn,
                                                                                "initWeightsFile"),
                             group=g.name)

@@ -132,8 +132,34 @@ class WeightedConnection(Connection):
         return self.maps[1]
 
     @property
+    def shared(self):
+        return True
+
+    @property
+    def kernels_x(self):
+        """Kernels along x: numKernelsX for shared weights; one per extended pre column otherwise.
+
+        Non-shared weights reuse every shared-weight kernel: the kernel index
+        formula (xe − lt) mod kernels_x is a bijection on the extended
+        columns, so one patch per pre neuron is just a kernel per neuron.
+        """
+        return self.xmap.n_kernels if self.shared else self.pre.extended_shape[2]
+
+    @property
+    def kernels_y(self):
+        return self.ymap.n_kernels if self.shared else self.pre.extended_shape[1]
+
+    @property
     def num_kernels(self):
-        return self.xmap.n_kernels * self.ymap.n_kernels * self.pre.nf
+        return self.kernels_x * self.kernels_y * self.pre.nf
+
+    def pre_of_kernel(self):
+        """Non-shared weights: the local extended pre neuron (ye, xe, f) of each kernel index."""
+        import numpy as np
+
+        k = np.arange(self.num_kernels, dtype=np.int64)
+        f, kx, ky = k % self.pre.nf, (k // self.pre.nf) % self.kernels_x, k // (self.pre.nf * self.kernels_x)
+        return (ky + self.pre.margin_y) % self.kernels_y, (kx + self.pre.margin_x) % self.kernels_x, f
 
     def margins(self):
         return self.xmap.margin, self.ymap.margin
@@ -157,10 +183,13 @@ class WeightedConnection(Connection):
         if self.channel >= 0 and self.delivery_mode() == "post":
             self.xtab = post_table(self.xmap, self.pre.margin_x)
             self.ytab = post_table(self.ymap, self.pre.margin_y)
+            if not self.shared:  # the kernel column becomes the pre neuron's own index
+                self.xtab[..., 2] = (self.xtab[..., 0] - self.pre.margin_x) % self.kernels_x
+                self.ytab[..., 2] = (self.ytab[..., 0] - self.pre.margin_y) % self.kernels_y
 
     def map_args(self):
         xm, ym = self.xmap, self.ymap
-        return (xm.mul, xm.off, xm.div, xm.n_kernels, ym.mul, ym.off, ym.div, ym.n_kernels)
+        return (xm.mul, xm.off, xm.div, self.kernels_x, ym.mul, ym.off, ym.div, self.kernels_y)
 
     def deliver(self):
         if self.channel < 0:
@@ -172,7 +201,7 @@ class WeightedConnection(Connection):
         pre = self.pre
         for arbor, d in enumerate(self.delays()):
             if mode == "post":
-                k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.xmap.n_kernels)
+                k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.kernels_x)
             elif mode == "sparse":
                 offsets, idx, val = pre.active_level(d)
                 k.deliver_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], W[arbor], G,
@@ -186,9 +215,9 @@ class HyPerConn(WeightedConnection):
 
     def __init__(self, group, run):
         super().__init__(group, run)
-        if not group["sharedWeights"]:
-            raise PvmpiError("non-shared weights (sharedWeights = false) are not implemented yet",
-                             group=self.name, param="sharedWeights")
+        if not group["sharedWeights"] and group["writeStep"] >= 0:
+            raise PvmpiError("writing non-shared weights (PVP type 3) is not implemented yet",
+                             group=self.name, param="writeStep", hint="set writeStep = -1")
         self.plastic = bool(group["plasticityFlag"])
         self.writer = None
         self.write_schedule = WriteSchedule(group["writeStep"], group["initialWriteTime"], run.dt / 2)
@@ -197,6 +226,10 @@ class HyPerConn(WeightedConnection):
     @property
     def num_arbors(self):
         return self.group["numAxonalArbors"]
+
+    @property
+    def shared(self):
+        return self.group["sharedWeights"]
 
     def axis_maps(self):
         maps = []
@@ -267,15 +300,44 @@ class HyPerConn(WeightedConnection):
         if self.plastic:
             self.updater.open_output(resume)
 
+    def global_nonshared(self, W):
+        """This tile's part of global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp].
+
+        A patch element belongs to the rank owning its post neuron: only that
+        rank's copy is up to date (the others never deliver through it).
+        """
+        pre, t = self.pre, self.pre.tile
+        ye, xe, f = self.pre_of_kernel()
+        xm, ym = self.xmap, self.ymap
+        px = (xm.mul * (xe - pre.margin_x) + xm.off) // xm.div
+        py = (ym.mul * (ye - pre.margin_y) + ym.off) // ym.div
+        px = px[:, None] + np.arange(W.shape[3])
+        py = py[:, None] + np.arange(W.shape[2])
+        owned = ((py >= 0) & (py < self.post.tile.ny))[:, :, None] & ((px >= 0) & (px < self.post.tile.nx))[:, None, :]
+        out = np.zeros((W.shape[0], t.ny_global + 2 * pre.margin_y, t.nx_global + 2 * pre.margin_x, pre.nf)
+                       + W.shape[2:], W.dtype)
+        out[:, ye + t.ky0, xe + t.kx0, f] = W * owned[None, :, :, :, None]
+        return out
+
     def write_checkpoint(self, ck):
-        ck.shared(self.key + "/W", self.W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
+        if self.shared:
+            ck.shared(self.key + "/W", self.W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
+        else:
+            ck.tile_sum(self.key + "/W", self.global_nonshared(self.W),
+                        "non-shared weights [arbor, pre y, pre x, pre f (global extended), y, x, f]")
         ck.attrs(self.key, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
         if self.plastic:
             self.updater.write_checkpoint(ck, self.key)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
-        self.W[...] = rd.shared(self.key + "/W", self.W.shape)
+        if self.shared:
+            self.W[...] = rd.shared(self.key + "/W", self.W.shape)
+        else:
+            t = self.pre.tile
+            ye, xe, f = self.pre_of_kernel()
+            glob = rd.shared(self.key + "/W", self.global_nonshared(self.W).shape)
+            self.W[...] = glob[:, ye + t.ky0, xe + t.kx0, f]
         self.version += 1
         if not fresh_outputs:
             self.write_schedule.next = rd.attr(self.key, "next_write")
@@ -321,8 +383,19 @@ class CloneConn(WeightedConnection):
         return self.original.num_arbors
 
     @property
+    def shared(self):
+        return self.original.shared
+
+    @property
     def weights(self):
         return self.original.W
+
+    def allocate(self):
+        o = self.original
+        if not o.shared and (self.pre.margin_x, self.pre.margin_y) != (o.pre.margin_x, o.pre.margin_y):
+            raise PvmpiError(f"cloning the non-shared weights of '{o.name}' needs the same pre-layer margins",
+                             group=self.name, param="originalConnName")
+        super().allocate()
 
 
 class TransposeConn(WeightedConnection):
@@ -332,6 +405,9 @@ class TransposeConn(WeightedConnection):
         self.original = connections[self.group["originalConnName"]]
         Connection.link(self, layers, connections)
         o = self.original
+        if not o.shared:
+            raise PvmpiError(f"transposing the non-shared weights of '{o.name}' is not implemented yet",
+                             group=self.name, param="originalConnName")
         for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
             if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
                 raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "

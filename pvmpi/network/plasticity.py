@@ -57,11 +57,14 @@ class HebbianUpdater:
             self.apply(self.finish_reduction())
             changed = True
         self.accumulate()
+        comms = self.run.comms
+        # shared weights: every rank's dW adds up; non-shared: only the batch copies of this tile
         if self.immediate:
-            self.run.timers.call("allreduce:" + self.conn.name, self.run.comms.allreduce_sum, self.reduce_buf)
+            reduce = comms.allreduce_sum if self.conn.shared else comms.batch_sum
+            self.run.timers.call("allreduce:" + self.conn.name, reduce, self.reduce_buf)
             self.apply(self.reduced_dw())
             return True
-        self.pending = self.run.comms.iallreduce_sum(self.reduce_buf)
+        self.pending = (comms.iallreduce_sum if self.conn.shared else comms.ibatch_sum)(self.reduce_buf)
         return changed
 
     def accumulate(self):
@@ -93,7 +96,7 @@ class HebbianUpdater:
 
     def reduced_dw(self):
         dw, counts = self.reduce_buf
-        if self.normalize_dw:
+        if self.normalize_dw and self.conn.shared:  # non-shared dW is always the sum (facts §4.5)
             out = np.divide(dw, counts, out=np.zeros_like(dw), where=counts > 0)
         else:
             out = dw

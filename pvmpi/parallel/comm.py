@@ -65,6 +65,15 @@ class Comms:
         return self.world.Iallreduce(MPI.IN_PLACE, _contiguous(arr, "iallreduce_sum"),
                                      op=MPI.SUM)
 
+    def batch_sum(self, arr):
+        """Sum ``arr`` in place over the B ranks holding the same tile (non-shared dW)."""
+        self.batch.Allreduce(MPI.IN_PLACE, _contiguous(arr, "batch_sum"), op=MPI.SUM)
+        return arr
+
+    def ibatch_sum(self, arr):
+        """Non-blocking :meth:`batch_sum`; returns an MPI request."""
+        return self.batch.Iallreduce(MPI.IN_PLACE, _contiguous(arr, "ibatch_sum"), op=MPI.SUM)
+
     def spatial_sum(self, arr):
         """Sum ``arr`` in place over this batch slice's R x C ranks (per-batch-
         element probe sums, e.g. ``[nb, k]`` float64)."""

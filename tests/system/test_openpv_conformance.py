@@ -4,9 +4,12 @@ Each test passes as its README says: a Comparison layer (the network's result
 minus OpenPV's certified one) stays zero, or the continued run's numbers
 follow from the first run's checkpoint.
 """
+import os
 import shutil
 import subprocess
 import sys
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +64,34 @@ def test_initialize_from_checkpoint_dir_test(openpv_tests, tmp_path):
     for k, t in enumerate(cont.times):
         np.testing.assert_array_equal(cont.values[k], np.broadcast_to(((10 + t) * rate)[:, None, None, None],
                                                                       cont.values[k].shape))
+
+
+@pytest.mark.parametrize("params", ["ImageLayerSystemTest.params", "PvpLayerSystemTest.params"])
+def test_input_system_test(openpv_tests, tmp_path, params):
+    """Image and pvp inputs reach the layer and its border correctly (non-shared 3x3 weights)."""
+    work = tmp_path / "InputSystemTest"
+    shutil.copytree(openpv_tests / "InputSystemTest", work)
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", f"input/{params}", "-q"], cwd=work,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr  # the RequireAllZeroActivityProbe exits non-zero on failure
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("comparison")]
+    assert len(lines) == 321 and all("nnz==0" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("ranks, layout", [(1, []), (4, ["--batchwidth", "2", "--rows", "2"])])
+def test_reduce_across_batch_test(openpv_tests, tmp_path, ranks, layout):
+    """Non-shared dW is summed over the batch, across batch processes too: W = the sum of the inputs."""
+    import h5py
+
+    work = tmp_path / "ReduceAcrossBatchTest"
+    shutil.copytree(openpv_tests / "ReduceAcrossBatchTest", work)
+    mpiexec = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py"]
+    proc = subprocess.run([*mpiexec, "-m", "pvmpi", "input/ReduceAcrossBatchTest.params", "-q", *layout],
+                          cwd=work, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(work / "output" / "Last" / "checkpoint.h5") as h:
+        W = h["connections/InputToOutput/W"][...]
+    want = pvp.read(work / "input" / "suminputs.pvp").values[0, 0, :, :, 0]
+    assert want.max() > 0
+    np.testing.assert_array_equal(W[0, :, :, 0, 0, 0, 0], want)
