@@ -136,10 +136,9 @@ class LayerProbe(Probe):
             self.files.write(b, self.line(t, b, vals[b]))
 
     def line(self, t, b, value):
+        """OpenPV's norm-probe line; the message is not printed (only StatsProbe prints it)."""
         g = self.target.tile.kb0 + b
-        msg = self.group["message"]
-        prefix = f"{msg}:" if msg else ""
-        return f"{prefix}{t:6.3f}, {g}, {self.num_neurons:8d}, {value:f}\n"
+        return f"{t:6.3f}, {g}, {self.num_neurons:8d}, {value:f}\n"
 
 
 class L2NormProbe(LayerProbe):

@@ -95,3 +95,28 @@ def test_reduce_across_batch_test(openpv_tests, tmp_path, ranks, layout):
     want = pvp.read(work / "input" / "suminputs.pvp").values[0, 0, :, :, 0]
     assert want.max() > 0
     np.testing.assert_array_equal(W[0, :, :, 0, 0, 0, 0], want)
+
+
+PROBE_TESTS = {"L1NormProbeTest": ["InputL1Norm", "OutputL1Norm"],
+               "L2NormProbeTest": ["InputL2Norm", "OutputL2Norm"],
+               "StatsProbeTest": ["InputStats", "OutputAStats", "OutputVStats"]}
+CONFIGS = {"1": 1, "4": 4, "4batch": 4, "8MtoN": 8}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("test", PROBE_TESTS)
+def test_probe_tests_under_every_layout(openpv_tests, tmp_path, test, config):
+    """OpenPV's config files (1 process, 2x2, BatchWidth 4, 2x2x2): probe files equal the references."""
+    work = tmp_path / test
+    shutil.copytree(openpv_tests / test, work)
+    ranks = CONFIGS[config]
+    mpiexec = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py"]
+    proc = subprocess.run([*mpiexec, "-m", "pvmpi", f"input/config_{config}.txt", "-q"], cwd=work,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    outputs = [p for p in work.rglob("*_batchElement_*.txt") if p.parent.name != "input"]
+    assert len(outputs) == 4 * len(PROBE_TESTS[test])
+    for out in outputs:
+        reference = work / "input" / out.name
+        assert out.read_text() == reference.read_text(), out
