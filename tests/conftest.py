@@ -12,5 +12,8 @@ OPENPV_TESTS = Path(os.environ.get("PVMPI_OPENPV_TESTS", REPO.parent / "shared" 
 def openpv_tests():
     """Path of shared/openpv-tests (read-only; copy before running anything in it)."""
     if not OPENPV_TESTS.is_dir():
-        pytest.fail(f"OpenPV test data not found at {OPENPV_TESTS} (set PVMPI_OPENPV_TESTS)")
+        why = f"OpenPV test data not found at {OPENPV_TESTS} (set PVMPI_OPENPV_TESTS)"
+        if os.environ.get("CI"):  # CI always has it beside the clone: its absence is a failure there
+            pytest.fail(why)
+        pytest.skip(why)
     return OPENPV_TESTS
