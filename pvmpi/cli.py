@@ -75,6 +75,7 @@ def fail(message, code=1):
 SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
     "convert": "pvmpi.model.convert",
+    "describe": "pvmpi.model.reference",
 }
 
 
