@@ -5,7 +5,6 @@ alike and printed once by rank 0. Errors while building the network are
 gathered collectively; an error inside the time loop aborts the whole job
 rather than leaving other ranks waiting in a collective forever.
 """
-import argparse
 import os
 import sys
 import time
@@ -76,6 +75,8 @@ SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
     "convert": "pvmpi.model.convert",
     "describe": "pvmpi.model.reference",
+    "pvp": "pvmpi.io.pvp_tools",
+    "plot": "pvmpi.plot.cli",
 }
 
 
@@ -139,6 +140,8 @@ def run(args):
         if comms.is_root:
             fail(e)
         collective_exit(1)
+    from .progress import Progress
+
     progress = None if args.quiet else Progress(column)
     column.progress = progress
     t0 = time.perf_counter()
@@ -153,6 +156,9 @@ def run(args):
         world.Abort(1)
         return 1
     elapsed = time.perf_counter() - t0
+    from .io.timers_report import write_timers
+
+    write_timers(os.path.join(column.output_path, "timers.txt"), column, elapsed)  # collective
     comms.barrier()
     if column.stopped_by_signal and comms.is_root:
         where = column.checkpoints_written[-1] if column.checkpoints_written else "nowhere"
@@ -235,49 +241,19 @@ def setup(model, args, world):
     if not args.dry_run:
         if comms.is_root:
             os.makedirs(column.output_path, exist_ok=True)
+            write_cleaned_params(model, column.output_path)
         comms.barrier()
     return column, comms
 
 
-class Progress:
-    """Rank 0 prints simulated time, steps/s and the mean energy every progressInterval."""
+def write_cleaned_params(model, output_path):
+    """<outputPath>/<printParamsFilename>: every parameter with its value, as OpenPV writes it."""
+    from .model.convert import model_to_params
 
-    def __init__(self, column):
-        self.interval = column.model.column["progressInterval"]
-        self.next = self.interval
-        self.stream = sys.stderr if column.model.column["writeProgressToErr"] else sys.stdout
-        self.t0 = time.perf_counter()
-        self.steps0 = 0
-
-    def __call__(self, column):
-        if column.t < self.next - column.dt / 2 and column.t < column.stop_time - column.dt / 2:
-            return
-        while self.next <= column.t + column.dt / 2:
-            self.next += self.interval
-        energy = global_mean_energy(column)
-        if not column.comms.is_root:
-            return
-        now = time.perf_counter()
-        rate = (column.step - self.steps0) / max(now - self.t0, 1e-9)
-        self.t0, self.steps0 = now, column.step
-        text = f"   time=={column.t:g}  {rate:.1f} steps/s"
-        if energy is not None:
-            text += f"  energy {energy:.6g}"
-        print(text, file=self.stream, flush=True)
-
-
-def global_mean_energy(column):
-    """Mean energy over the global batch (collective: every rank calls it at the same step)."""
-    import numpy as np
-
-    if not column.energy_probes:
-        return None
-    comms = column.comms
-    vals = column.energy_probes[0].values()
-    root = comms.spatial.Get_rank() == 0
-    buf = np.array([float(np.sum(vals)) if root else 0.0, float(len(vals)) if root else 0.0])
-    comms.allreduce_sum(buf)
-    return buf[0] / buf[1]
+    name = model.column["printParamsFilename"]
+    if name:
+        with open(os.path.join(output_path, name), "w", encoding="utf-8") as f:
+            f.write(model_to_params(model))
 
 
 def summary(model, column):

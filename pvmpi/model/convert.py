@@ -249,3 +249,14 @@ def main(argv=None):
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def model_to_params(model):
+    """The cleaned, fully defaulted params file of a validated model (OpenPV's printParamsFilename)."""
+    from .config import RawConfig, RawGroup
+
+    groups = [RawGroup(g.name, g.cls, {k: (list(v) if isinstance(v, tuple) else v)
+                                       for k, v in g.params.items() if v != ()}, g.line)  # () = default
+              for g in (model.column,) + model.groups]
+    return yaml_to_params(RawConfig(path=str(model.path), groups=groups, parallel=dict(model.parallel)))
+
