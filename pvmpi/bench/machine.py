@@ -79,14 +79,8 @@ def _peak_key():
 
 
 def _measure(threads):
-    """GEMM GFLOP/s of a fresh Python using ``threads`` BLAS threads (None: BLAS default, all cores)."""
-    extra = {}
-    if threads is not None:
-        extra = {v: threads for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env = clean_env(**extra)
-    if threads is None:
-        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.pop(v, None)
+    """GEMM GFLOP/s of a fresh Python using ``threads`` BLAS threads."""
+    env = clean_env(**{v: threads for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(PEAK_N)], capture_output=True,
                          text=True, env=env, timeout=300, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["gflops"]
@@ -109,7 +103,7 @@ def peak_gflops(remeasure=False):
     one = _measure(1)
     # On a shared machine other jobs only ever lower a measurement: keep the best seen, and
     # "all cores" never counts below one core.
-    many = max(_measure(None), one)
+    many = max(_measure(cores), one)
     if cached is not None:
         one = max(one, cached.get("gflops_1thread") or 0)
         many = max(many, cached.get("gflops") or 0)

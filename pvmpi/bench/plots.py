@@ -48,7 +48,7 @@ def plot_scaling(rows, out, weak=False, title=""):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for kind, rs in series.items():
         x = [r["ranks"] for r in rs]
-        ax1.plot(x, [r["ms_per_step_median"] for r in rs], "o-", label=kind)
+        ax1.plot(x, [r["ms_per_step_wall"] for r in rs], "o-", label=kind)
         ax2.plot(x, [r["efficiency"] for r in rs], "o-", label=kind)
     ranks = sorted({r["ranks"] for r in ok})
     for ax in (ax1, ax2):
@@ -56,7 +56,7 @@ def plot_scaling(rows, out, weak=False, title=""):
         ax.set_xticks(ranks)
         ax.grid(alpha=0.3)
         ax.legend()
-    ax1.set_ylabel("time per step (ms, median)")
+    ax1.set_ylabel("time per step (ms, wall-clock)")
     ax1.set_ylim(bottom=0)
     ax2.set_ylabel("efficiency")
     ax2.axhline(1.0, color="k", lw=0.8, ls="--")

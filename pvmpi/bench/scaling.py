@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from . import machine
 
 GROUPS = ("deliver", "update", "learn", "allreduce", "publish", "halo", "io", "probes", "other")
 CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nbatch", "steps",
-              "ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "images_per_s", "speedup",
+              "ms_per_step_wall", "ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "images_per_s", "speedup",
               "efficiency") + tuple(f"pct_{g}" for g in GROUPS) + tuple(f"ms_{g}" for g in GROUPS) + \
              ("gflops", "peak_rss_mb", "status")
 
@@ -54,17 +55,23 @@ def build_parser():
     p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
                    help="override a parameter in every run")
     p.add_argument("-w", "--workdir", help="working directory of the runs (as for bench)")
+    p.add_argument("--mpiexec", metavar="PATH",
+                   help="the launcher of the MPI that mpi4py was built with (default: the mpiexec beside "
+                        "this Python; never one picked from PATH)")
+    p.add_argument("--mpiexec-args", default="", metavar="ARGS",
+                   help="extra launcher options, e.g. --mpiexec-args='--bind-to none' for Open MPI")
     p.add_argument("--timeout", type=int, default=1200, help="seconds allowed per run (default 1200)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG files")
     return p
 
 
-def mpiexec_path():
-    """The mpiexec of the MPI installed with this Python, never one found on PATH."""
-    exe = Path(sys.executable).parent / "mpiexec"
+def mpiexec_path(given=None):
+    """The mpiexec of the MPI installed with this Python (or the one given), never one found on PATH."""
+    exe = Path(given) if given else Path(sys.executable).parent / "mpiexec"
     if not exe.exists():
         raise PvmpiError(f"{exe} not found: the MPI launcher belongs beside this Python",
-                         hint="install pvmpi with launch/setup.sh (the mpich wheel puts mpiexec in .venv/bin)")
+                         hint="install pvmpi with launch/setup.sh (the mpich wheel puts mpiexec in .venv/bin), "
+                              "or name your MPI's launcher with --mpiexec PATH")
     return str(exe)
 
 
@@ -129,7 +136,7 @@ def _last_json(text):
 def run_one(args, config, workdir, layout, nbatch, peak):
     b, r, c, t = layout
     k = b * r * c
-    cmd = [mpiexec_path(), "-n", str(k), sys.executable, "-m", "mpi4py", "-m", "pvmpi", "bench", config,
+    cmd = [mpiexec_path(args.mpiexec), *shlex.split(args.mpiexec_args), "-n", str(k), sys.executable, "-m", "mpi4py", "-m", "pvmpi", "bench", config,
            "--json", "--batchwidth", str(b), "--rows", str(r), "--columns", str(c),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--repeat", str(args.repeat),
            "--backend", args.backend]
@@ -147,7 +154,8 @@ def run_one(args, config, workdir, layout, nbatch, peak):
     env = dict(os.environ)
     if not threads:
         env.pop("NUMBA_NUM_THREADS", None)  # let each run divide the cores among its ranks
-    print("  $ " + " ".join(cmd[:3] + ["..."] + cmd[cmd.index("bench"):]), file=sys.stderr, flush=True)
+    print("  $ " + " ".join(cmd[:cmd.index(sys.executable)] + ["..."] + cmd[cmd.index("bench"):]),
+          file=sys.stderr, flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -172,9 +180,10 @@ def row_of(layout, res, nbatch):
     threads = res["threads"]
     step = res["ms_per_step_mean"]
     row.update(threads=threads, cores=min(row["ranks"] * threads, machine.cpu_count()),
-               steps=res["steps"], ms_per_step_median=res["ms_per_step_median"],
+               steps=res["steps"], ms_per_step_wall=res["ms_per_step_wall"],
+               ms_per_step_median=res["ms_per_step_median"],
                ms_per_step_min=res["ms_per_step_min"], ms_per_step_max=res["ms_per_step_max"],
-               images_per_s=res["nbatch"] * 1e3 / res["ms_per_step_median"], gflops=res["gflops"],
+               images_per_s=res["nbatch"] * 1e3 / res["ms_per_step_wall"], gflops=res["gflops"],
                peak_rss_mb=res["peak_rss_mb"])
     for g in GROUPS:
         v = res["phase_groups"].get(g, 0.0)
@@ -200,7 +209,7 @@ def layout_name(row):
 
 
 def format_table(rows, ref, weak):
-    head = (f"{'ranks':>5} {'layout':<10} {'thr':>3} {'nbatch':>6} {'ms/step':>9} {'min':>8} {'speed-up':>8} "
+    head = (f"{'ranks':>5} {'layout':<10} {'thr':>3} {'nbatch':>6} {'ms/step':>9} {'median':>8} {'speed-up':>8} "
             f"{'effic.':>7} {'%halo':>6} {'%allred':>7} {'%I/O':>6} {'%other':>6}")
     lines = [head]
     for r in rows:
@@ -209,13 +218,14 @@ def format_table(rows, ref, weak):
             lines.append(f"{r['ranks']:>5} {name:<10} {r['status']}")
             continue
         lines.append(f"{r['ranks']:>5} {name:<10} {r['threads']:>3} {r['nbatch']:>6} "
-                     f"{r['ms_per_step_median']:9.3f} {r['ms_per_step_min']:8.3f} {r['speedup']:8.2f} "
+                     f"{r['ms_per_step_wall']:9.3f} {r['ms_per_step_median']:8.3f} {r['speedup']:8.2f} "
                      f"{r['efficiency']:7.2f} {r['pct_halo']:6.1f} {r['pct_allreduce']:7.1f} "
                      f"{r['pct_io']:6.1f} {r['pct_other']:6.1f}")
     if ref is not None:
         lines.append(f"({'weak' if weak else 'strong'} scaling; speed-up = images x steps per second over "
                      f"the {layout_name(ref)} run with {ref['threads']} thread(s); efficiency = speed-up / "
-                     f"(cores used / {ref['cores']}); ms/step is the median over steps of the slowest rank)")
+                     f"(cores used / {ref['cores']}); ms/step = wall-clock per step, barrier to barrier, median of the "
+                     f"repeats; median = median step of the slowest rank)")
     return "\n".join(lines)
 
 

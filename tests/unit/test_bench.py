@@ -37,13 +37,21 @@ def bench(*args, cwd=None, env=None, timeout=300):
     return proc
 
 
-def test_report_prints_every_field(small):
-    out = bench(DEMO, "--steps", 3, "--repeat", 2, "--warmup", 2, "--peak-gflops", 50, *small).stdout
-    for text in ("time per step: median", "min", "max", "deliver:InputErrorToV1", "deliver:V1ToInputRecon",
+def test_report_prints_every_field(small, tmp_path):
+    trace = tmp_path / "trace.csv"
+    out = bench(DEMO, "--steps", 3, "--repeat", 2, "--warmup", 2, "--peak-gflops", 50, "--trace", trace,
+                *small).stdout
+    for text in ("time per step: median", "min", "max", "throughput:", "ms per step wall-clock", "deliver:InputErrorToV1", "deliver:V1ToInputRecon",
                  "update:V1", "halo exchange", "allreduce (dW)", "io (output files)", "probes", "other",
                  "MFLOP per step", "GFLOP/s", "% of the machine's peak 50.0", "peak RSS", "MB per rank",
                  "start-up to the first step: warm", "2 x 3 steps timed after 2 warm-up"):
         assert text in out, text
+    with open(trace) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["t"], r["rank"]) for r in rows] == [(str(i), str(i + 3), "0") for i in range(6)]
+    for r in rows:  # the phase groups and 'other' add up to the step
+        parts = sum(float(v) for k, v in r.items() if k.startswith("ms_"))
+        assert parts == pytest.approx(float(r["ms"]), abs=1e-3)
 
 
 def test_json_keys_and_sane_values(small, tmp_path):
@@ -53,13 +61,14 @@ def test_json_keys_and_sane_values(small, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     r = json.loads(lines[0])
-    for key in ("ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "steps", "ranks", "threads",
+    for key in ("ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "ms_per_step_wall", "steps", "ranks", "threads",
                 "backend", "peak_rss_mb", "phases", "layout", "gflops", "peak_gflops", "peak_fraction",
                 "startup_warm_s", "phase_groups", "gflop_per_step"):
         assert key in r, key
     assert r["steps"] == 10 and r["ranks"] == 1 and r["backend"] == "numba" and r["threads"] >= 1
     assert r["layout"] == {"batchwidth": 1, "rows": 1, "columns": 1}
     assert 0 < r["ms_per_step_min"] <= r["ms_per_step_median"] <= r["ms_per_step_max"]
+    assert r["ms_per_step_wall"] >= 0.9 * r["ms_per_step_min"]
     assert r["peak_rss_mb"] > 10 and r["gflops"] > 0 and r["peak_gflops"] > 0
     assert 0 < r["peak_fraction"] < 1 and r["startup_warm_s"] > 0
     assert (tmp_path / "cache" / "pvmpi" / "peak_gflops.json").is_file()
