@@ -44,6 +44,8 @@ def build_parser():
                               "(or lastCheckpointDir); start fresh if there is none")
     restart.add_argument("-c", "--checkpoint", metavar="DIR", type=checkpoint_dirs_value,
                          help="continue from this checkpoint directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow writing into an output directory that holds another run's files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_openpv_options(p)
@@ -228,6 +230,8 @@ def setup(model, args, world):
         comms = Comms(layout, world)
         kernels = get_backend(args.backend)
         column = Column(model, comms, kernels, output_path=args.output_path, seed=args.seed)
+        if not args.dry_run and comms.is_root:
+            prepare_output(model, column.output_path, args)
     except PvmpiError as e:
         if args.debug:
             raise
@@ -238,12 +242,20 @@ def setup(model, args, world):
         if world.Get_rank() == 0:
             fail(first)
         return None, comms
-    if not args.dry_run:
-        if comms.is_root:
-            os.makedirs(column.output_path, exist_ok=True)
-            write_cleaned_params(model, column.output_path)
-        comms.barrier()
     return column, comms
+
+
+def prepare_output(model, path, args):
+    """Create outputPath; refuse to mix a new run's files into another run's (rank 0, before the verdict)."""
+    restarting = bool(getattr(args, "restart", False) or getattr(args, "checkpoint", None))
+    if os.path.isdir(path) and os.listdir(path) and not (args.overwrite or restarting):
+        raise PvmpiError("the output directory already holds files of another run", file=path,
+                         hint="--overwrite replaces them, -r continues that run, -o names another directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        write_cleaned_params(model, path)
+    except OSError as e:
+        raise PvmpiError(f"cannot write the output directory: {e.strerror}", file=path) from None
 
 
 def write_cleaned_params(model, output_path):

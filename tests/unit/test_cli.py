@@ -45,3 +45,19 @@ def test_bad_override_and_missing_files(tmp_path):
 
 def test_seed_below_openpv_minimum():
     assert "randomSeed 5 is below 10000000" in one_line_error(pvmpi(DEMO, "-n", "-s", "5"))
+
+
+def test_refuses_to_mix_into_another_runs_outputs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "V1.pvp").write_bytes(b"someone else's")
+    line = one_line_error(pvmpi(DEMO, "-o", out, "--set", "column.stopTime=2"))
+    assert "already holds files of another run" in line and "--overwrite" in line
+    assert (out / "V1.pvp").read_bytes() == b"someone else's"
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = one_line_error(pvmpi(DEMO, "-o", blocker / "out", "--set", "column.stopTime=2"))
+    assert "cannot write the output directory" in line
