@@ -50,6 +50,10 @@ def plot_scaling(rows, out, weak=False, title=""):
         x = [r["ranks"] for r in rs]
         ax1.plot(x, [r["ms_per_step_wall"] for r in rs], "o-", label=kind)
         ax2.plot(x, [r["efficiency"] for r in rs], "o-", label=kind)
+    for r in [r for r in ok if r["ranks"] == 1][1:]:  # other 1-rank runs (other thread counts)
+        label = f"1 rank x {r['threads']} thread(s)"
+        ax1.plot([1], [r["ms_per_step_wall"]], "s", label=label)
+        ax2.plot([1], [r["efficiency"]], "s", label=label)
     ranks = sorted({r["ranks"] for r in ok})
     for ax in (ax1, ax2):
         ax.set_xlabel("MPI ranks")

@@ -258,10 +258,13 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
 
     startup, times, flops, counter, groups, blocks = _guarded(world, rank, args.debug, body)
     rss = machine.peak_rss_mb()
+    from .memory import footprint
+
+    mem = footprint(column)
     totals = dict(column.timers.totals)
     _guarded(world, rank, args.debug, column.close)
     return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
-            "flops_by": dict(counter.per_object), "totals": totals, "rss": rss, "groups": groups,
+            "flops_by": dict(counter.per_object), "totals": totals, "rss": rss, "mem": mem, "groups": groups,
             "blocks": blocks, "steps": steps,
             "t_first": column.t - len(times) * column.dt, "dt": column.dt}
 
@@ -274,7 +277,7 @@ def _reduce(world, raw):
     world.Allreduce(raw["times"], step_max, op=MPI.MAX)
     block_max = np.empty_like(raw["blocks"])
     world.Allreduce(raw["blocks"], block_max, op=MPI.MAX)
-    mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"],
+    mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "mem": raw["mem"],
             "flops": float(raw["flops"].sum()), "time_sum": float(raw["times"].sum()),
             "startup": raw["startup"]}
     return step_max, block_max / raw["steps"], world.gather(mine, root=0)
@@ -324,9 +327,21 @@ def _summarise(step_max, block_step, per_rank, steps_total):
         "gflops_by_phase": gflops_by,
         "peak_rss_mb": float(max(r["rss"] for r in per_rank)),
         "peak_rss_mb_per_rank": [float(r["rss"]) for r in per_rank],
+        "memory": _memory(per_rank),
         "startup_warm_s": (float(max(r["startup"] for r in per_rank))
                            if per_rank[0]["startup"] is not None else None),
     }
+
+
+def _memory(per_rank):
+    """The network's arrays summed over ranks; per-neuron and per-weight bytes of the whole job."""
+    m = {k: sum(r["mem"][k] for r in per_rank) for k in ("layer_bytes", "neurons", "connection_bytes")}
+    m["weights"] = per_rank[0]["mem"]["weights"]  # shared weights: one copy per rank
+    m["bytes_per_neuron"] = m["layer_bytes"] / m["neurons"] if m["neurons"] else 0.0
+    m["bytes_per_weight_per_rank"] = per_rank[0]["mem"]["bytes_per_weight"]
+    m["layer_mb"] = m["layer_bytes"] / 1e6
+    m["connection_mb"] = m["connection_bytes"] / 1e6
+    return m
 
 
 def _startup_child(args, config, cache_dir, threads):
@@ -500,6 +515,10 @@ def format_report(r):
     lines.append(f"  peak RSS: {r['peak_rss_mb']:.1f} MB per rank (max over ranks"
                  + (", all: " + ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_per_rank"]) if multi else "")
                  + ")")
+    m = r["memory"]
+    lines.append(f"  network arrays: layers {m['layer_mb']:.2f} MB = {m['bytes_per_neuron']:.1f} bytes per neuron "
+                 f"({m['neurons']} neurons); connections {m['connection_mb']:.3f} MB = "
+                 f"{m['bytes_per_weight_per_rank']:.1f} bytes per shared weight per rank ({m['weights']} weights)")
     text = f"  start-up to the first step: warm {r['startup_warm_s']:.2f} s (this process, from the bench's entry)"
     if r.get("startup_cold_s") is not None:
         text += (f"; cold Numba cache {r['startup_cold_s']:.2f} s, warm {r['startup_warm_process_s']:.2f} s "

@@ -221,3 +221,15 @@ def test_scaling_sweep_writes_a_row_per_layout(small, tmp_path):
     except ImportError:
         return
     assert (out / "scaling.png").stat().st_size > 0 and (out / "phases.png").stat().st_size > 0
+
+
+def test_weak_scaling_grows_the_batch_with_the_ranks(small, tmp_path):
+    out = tmp_path / "weak"
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "scaling", str(DEMO), "--weak", "--layouts",
+                           "1,1,1:1", "2,1,1:1", "--steps", "2", "--repeat", "1", "--warmup", "1", "-o", str(out),
+                           "--no-plots", *small], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["ranks"], r["nbatch"], r["threads"]) for r in rows] == [("1", "2", "1"), ("2", "4", "1")]
+    assert "weak scaling" in proc.stdout and not (out / "scaling.png").exists()

@@ -1,0 +1,55 @@
+"""Bytes the network's own arrays hold on this rank, per neuron and per weight.
+
+Peak RSS includes the interpreter, numpy, Numba and LLVM (~150 MB before any
+network exists), which hides what the data layout costs; this walks the
+layers' and connections' arrays instead (V, A, the data store, GSyn, active
+lists, halo buffers; W, dW, counts, momentum, reduction buffers), counting
+each memory block once.
+"""
+import numpy as np
+
+
+def _arrays(obj, depth=0):
+    """Numpy arrays held by an object's attributes (through lists, tuples, dicts and one level of objects)."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _arrays(v, depth)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _arrays(v, depth)
+    elif depth == 0 and hasattr(obj, "__dict__"):
+        for v in vars(obj).values():
+            yield from _arrays(v, depth + 1)
+
+
+def _owner(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def footprint(column):
+    """{'layer_bytes', 'neurons', 'bytes_per_neuron', 'connection_bytes', 'weights', 'bytes_per_weight'}."""
+    seen = set()
+
+    def total(objs):
+        n = 0
+        for obj in objs:
+            for v in vars(obj).values():
+                for a in _arrays(v):
+                    o = _owner(a)
+                    if id(o) not in seen:
+                        seen.add(id(o))
+                        n += o.nbytes
+        return n
+
+    layer_bytes = total(column.layers.values())
+    neurons = sum(la.tile.nb * la.tile.ny * la.tile.nx * la.nf for la in column.layers.values())
+    conn_bytes = total(column.connections.values())
+    weights = sum(c.W.size for c in column.connections.values() if "W" in vars(c))
+    return {"layer_bytes": layer_bytes, "neurons": neurons,
+            "bytes_per_neuron": layer_bytes / neurons if neurons else 0.0,
+            "connection_bytes": conn_bytes, "weights": weights,
+            "bytes_per_weight": conn_bytes / weights if weights else 0.0}
