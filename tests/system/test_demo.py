@@ -20,7 +20,8 @@ DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
 def test_demo_energy_falls(tmp_path):
     images = make_image_set(tmp_path / "images", count=24, size=64, seed=1)
     out = tmp_path / "out"
-    sets = ["column.nbatch=4", "column.stopTime=600", f"Input.inputPath={images}", "V1.nf=24"]
+    sets = ["column.nbatch=4", "column.stopTime=600", f"Input.inputPath={images}", "V1.nf=24",
+            "Input.displayPeriod=100", "V1ToInputError.dWMax=0.5"]
     args = [sys.executable, "-m", "pvmpi", str(DEMO), "-o", str(out), "-q"]
     for s in sets:
         args += ["--set", s]

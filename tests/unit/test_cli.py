@@ -15,9 +15,9 @@ def test_dry_run_prints_the_network():
     proc = pvmpi(DEMO, "-n", "--set", "column.nbatch=4")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "nbatch 4" in out and "2400 steps" in out
-    assert "V1                       HyPerLCALayer    32x32x48   phase 2 margin 2,2 sparse" in out
-    assert "V1ToInputError           MomentumConn   V1 -> InputError ch -1 8x8 patches, 48 kernels" in out
+    assert "nbatch 4" in out and "3200 steps" in out
+    assert "V1                       HyPerLCALayer    32x32x32   phase 2 margin 2,2 sparse" in out
+    assert "V1ToInputError           MomentumConn   V1 -> InputError ch -1 8x8 patches, 32 kernels" in out
 
 
 def one_line_error(proc):
@@ -30,7 +30,7 @@ def one_line_error(proc):
 
 def test_bad_parameter_is_one_line(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(DEMO.read_text().replace("  VThresh: 0.1 ", "  VTresh: 0.1 "))
+    cfg.write_text(DEMO.read_text().replace("  VThresh: 0.15 ", "  VTresh: 0.15 "))
     line = one_line_error(pvmpi(cfg, "-n"))
     assert "bad.yaml:" in line and "V1.VTresh: unknown parameter for HyPerLCALayer (did you mean 'VThresh'?)" in line
 
