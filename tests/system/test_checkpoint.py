@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import ranks_of
 
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp
@@ -130,16 +131,6 @@ def test_initialize_from_checkpoint_dir_loads_only_flagged_objects(tmp_path, ima
     np.testing.assert_allclose(start.values[0], learned, atol=1e-6)  # the learned dictionary, renormalised
 
 
-def processes():
-    """(pid, command line) of every process, from /proc."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-
-
 def test_sigusr2_to_one_rank_stops_every_rank(tmp_path, images):
     """A signal reaching a single MPI rank stops the whole job at one step, with a checkpoint."""
     mpiexec = Path(sys.executable).parent / "mpiexec"
@@ -150,8 +141,7 @@ def test_sigusr2_to_one_rank_stops_every_rank(tmp_path, images):
     deadline = time.time() + 120
     while not (out / "checkpoints" / "Checkpoint0040").exists() and time.time() < deadline:
         time.sleep(0.05)
-    ranks = [pid for pid, cmd in processes() if "mpi4py" in cmd and str(out) in cmd and pid != proc.pid
-             and not cmd.startswith(str(mpiexec))]
+    ranks = ranks_of(out, mpiexec, exclude=(proc.pid,))
     assert len(ranks) >= 2, ranks
     os.kill(max(ranks), signal.SIGUSR2)
     t0 = time.time()

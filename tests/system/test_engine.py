@@ -2,7 +2,6 @@
 import textwrap
 
 import numpy as np
-import pytest
 
 from pvmpi.io import pvp
 from pvmpi.model.config import parse_yaml
