@@ -1,0 +1,823 @@
+"""``python -m pvmpi.launch -n RANKS CONFIG [pvmpi options]``: start pvmpi on MPI the right way.
+
+It works out, prints, and then runs (``--dry-run``: only prints) the command
+that starts pvmpi on ``RANKS`` MPI ranks:
+
+* **the launcher** — ``mpiexec`` of the MPI that mpi4py uses (the one beside
+  this Python, then the MPI library's own ``bin/``, then ``PATH``), checked
+  by vendor: mpi4py reports the MPI library (``MPI.Get_library_version``),
+  ``mpiexec --version`` the launcher, and a launcher of another MPI is
+  refused — it would start N unrelated one-rank jobs or fail. Inside a SLURM
+  allocation the default is ``srun --mpi=pmi2`` (``pmix`` for Open MPI);
+* **the layout** (BatchWidth, NumRows, NumColumns) from the rank count and the
+  network (read with :func:`pvmpi.cli.load_model`, ``--set`` overrides
+  included): batch splitting first, as far as nbatch allows — a batch slice
+  needs no halo exchange, only the dW all-reduce every layout has — then a
+  spatial split of every layer into tiles, rows before columns, with the
+  smallest halo; tiles narrower than a layer's margin are never chosen. The
+  reasons are printed. Layout options given to pvmpi are kept;
+* **threads per rank**: cores per node / ranks per node (SLURM's
+  ``--cpus-per-task`` inside an allocation), given to pvmpi as ``-t`` and in
+  ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``, with binding to cores when the
+  node is not oversubscribed.
+
+Options for scripts: ``--print-layout`` prints ``B R C``, ``--print-mpiexec``
+the checked launcher's path, ``--check`` starts two ranks with the chosen
+launcher and verifies that they form one world of two. Nothing here imports
+mpi4py into this process: the MPI library is probed in a subprocess.
+"""
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PvmpiError
+
+PROG = "pvmpi-launch"
+MPI_PLUGIN = {"mpich": "pmi2", "mvapich": "pmi2", "intel": "pmi2", "cray": "cray_shasta", "openmpi": "pmix"}
+VENDOR_NAMES = {"mpich": "MPICH", "mvapich": "MVAPICH", "intel": "Intel MPI", "cray": "Cray MPICH",
+                "openmpi": "Open MPI", "unknown": "an unknown MPI"}
+
+
+# ---------------------------------------------------------------- the MPI of mpi4py
+
+def library_vendor(text):
+    """Vendor of an MPI library from its ``MPI_Get_library_version`` string."""
+    t = text.lower()
+    if "open mpi" in t:
+        return "openmpi"
+    if "intel(r) mpi" in t or "intel mpi" in t:
+        return "intel"
+    if "mvapich" in t:
+        return "mvapich"
+    if "cray mpich" in t:
+        return "cray"
+    if "mpich" in t:
+        return "mpich"
+    return "unknown"
+
+
+def launcher_vendors(text):
+    """The MPI libraries a launcher serves, from its ``--version`` output (empty set: unknown)."""
+    t = text.lower()
+    if "open mpi" in t or "open-mpi" in t or "openrte" in t or "prrte" in t:
+        return {"openmpi"}
+    if "intel(r) mpi" in t:
+        return {"intel"}
+    if "mvapich" in t:
+        return {"mvapich"}
+    if "hydra" in t:  # MPICH's process manager, also MVAPICH's mpiexec
+        return {"mpich", "mvapich"}
+    return set()
+
+
+def _version_in(text):
+    import re
+
+    m = re.search(r"version:?\s*v?(\d+(?:\.\d+)+)", text, re.IGNORECASE) or \
+        re.search(r"\b(?:mpi|mpich|mpiexec|mpirun)\b[^\n\d]*v?(\d+(?:\.\d+)+)", text, re.IGNORECASE)
+    return m.group(1) if m else None
+
+
+@dataclass
+class MPIInfo:
+    python: str
+    vendor: str
+    version: str
+    library_version: str
+    library_path: str = None
+    mpi4py_version: str = None
+
+    @property
+    def name(self):
+        v = f" {self.version}" if self.version else ""
+        return f"{VENDOR_NAMES.get(self.vendor, self.vendor)}{v}"
+
+
+_PROBE = r"""
+import json, os, sys
+try:
+    import mpi4py
+except ImportError:
+    print(json.dumps({"error": "mpi4py is not installed"})); sys.exit(0)
+mpi4py.rc.initialize = False
+mpi4py.rc.finalize = False
+from mpi4py import MPI
+lib = None
+try:
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        if len(parts) >= 6 and os.path.basename(parts[-1]).startswith(("libmpi.so", "libmpich.so", "libmpi_")):
+            lib = parts[-1]
+            break
+except OSError:
+    pass
+print(json.dumps({"library_version": MPI.Get_library_version(), "library_path": lib,
+                  "mpi4py": mpi4py.__version__}))
+"""
+
+
+def mpi_info(python=None):
+    """The MPI library that mpi4py loads under ``python`` (probed in a subprocess, MPI not started)."""
+    python = python or sys.executable
+    try:
+        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        raise PvmpiError(f"could not ask {python} for its MPI library (mpi4py)",
+                         hint="run launch/setup.sh, or give --python PATH of the Python that has mpi4py") from None
+    if "error" in data:
+        raise PvmpiError(f"{data['error']} for {python}", hint="run launch/setup.sh (pip install mpi4py mpich)")
+    text = data["library_version"]
+    return MPIInfo(python=python, vendor=library_vendor(text), version=_version_in(text) or "",
+                   library_version=text, library_path=data.get("library_path"),
+                   mpi4py_version=data.get("mpi4py"))
+
+
+def launcher_version(path):
+    """``mpiexec --version`` output ('' when it cannot tell)."""
+    try:
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (proc.stdout or "") + (proc.stderr or "")
+
+
+def mpiexec_candidates(info):
+    """Where the launcher of mpi4py's MPI may be, most likely first (duplicates removed)."""
+    seen, out = set(), []
+
+    def add(p):
+        if p is None:
+            return
+        p = Path(p)
+        key = str(p.resolve()) if p.exists() else str(p)
+        if key not in seen and p.is_file() and os.access(p, os.X_OK):
+            seen.add(key)
+            out.append(str(p))
+
+    for name in ("mpiexec", "mpirun"):
+        add(Path(info.python).parent / name)  # beside the Python (a venv's bin/, as the pip MPI wheels do)
+    if info.library_path:  # <prefix>/lib/libmpi.so -> <prefix>/bin/mpiexec
+        for name in ("mpiexec", "mpirun"):
+            add(Path(info.library_path).parent.parent / "bin" / name)
+    for name in ("mpiexec", "mpirun"):
+        add(shutil.which(name))
+    return out
+
+
+def check_launcher(path, info):
+    """Raise PvmpiError unless ``path`` is a launcher of ``info``'s MPI; returns a note (or None)."""
+    text = launcher_version(path)
+    serves = launcher_vendors(text)
+    if info.vendor not in serves:
+        what = " or ".join(sorted(VENDOR_NAMES[v] for v in serves)) if serves else "an MPI it does not name"
+        first = text.strip().splitlines()[0] if text.strip() else "no --version output"
+        raise PvmpiError(f"{path} is the launcher of {what} ({first}), but mpi4py under {info.python} uses "
+                         f"{info.name}: it would start unrelated one-rank jobs or fail",
+                         hint=f"use the mpiexec of {info.name} (beside {info.library_path or 'its library'}), "
+                              "or srun inside a SLURM allocation")
+    version = _version_in(text)
+    if version and info.version and version != info.version and info.vendor in ("mpich", "openmpi"):
+        return f"{path} is version {version}, the library {info.version}: same MPI, other release"
+    return None
+
+
+def find_mpiexec(info, given=None):
+    """The checked mpiexec for mpi4py's MPI: ``given`` or the first matching candidate; (path, notes)."""
+    if given:
+        path = shutil.which(given) or given
+        if not (Path(path).is_file() and os.access(path, os.X_OK)):
+            raise PvmpiError(f"{given}: no such launcher", param="--mpiexec")
+        note = check_launcher(path, info)
+        return path, [note] if note else []
+    refused = []
+    for path in mpiexec_candidates(info):
+        try:
+            note = check_launcher(path, info)
+        except PvmpiError as e:
+            refused.append(e.what)
+            continue
+        return path, ([note] if note else []) + [f"refused {r}" for r in refused]
+    raise PvmpiError(f"no mpiexec of {info.name} (the MPI of mpi4py under {info.python}) was found"
+                     + ("; refused: " + "; ".join(refused) if refused else ""),
+                     hint="install pvmpi's MPI with launch/setup.sh (its mpiexec lands beside the Python), "
+                          "give --mpiexec PATH, or use --launcher srun in a SLURM allocation")
+
+
+# ---------------------------------------------------------------- the layout
+
+@dataclass(frozen=True)
+class LayerShape:
+    name: str
+    nx: int
+    ny: int
+    nf: int
+    margin_x: int = 0
+    margin_y: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    nbatch: int
+    layers: tuple
+    fixed: tuple = (None, None, None)  # BatchWidth, NumRows, NumColumns set in the config
+
+
+def _conn_maps(model, g, conns, depth=0):
+    """(xmap, ymap) of a weighted connection's geometry, or None (as the network builds them)."""
+    from .network.geometry import axis_map
+
+    if depth > 8 or g is None:
+        return None
+    pre, post = g.params.get("preLayerName"), g.params.get("postLayerName")
+    if not pre or not post:
+        return None
+    pnx, pny, _ = model.layer_size(pre)
+    qnx, qny, _ = model.layer_size(post)
+    if g.is_a("TransposeConn") or g.is_a("CloneConn"):
+        o = _conn_maps(model, conns.get(g.params.get("originalConnName")), conns, depth + 1)
+        if o is None:
+            return None
+        if g.is_a("CloneConn"):
+            return o
+        return axis_map(pnx, qnx, o[0].patch_post), axis_map(pny, qny, o[1].patch_post)
+    if "nxp" in g.params and "nyp" in g.params:
+        return axis_map(pnx, qnx, g["nxp"]), axis_map(pny, qny, g["nyp"])
+    return None
+
+
+def network_shape(model):
+    """nbatch, every layer's size and (estimated) margin, and the config's own layout settings."""
+    margins = {g.name: [0, 0] for g in model.layers}
+    conns = {g.name: g for g in model.connections}
+    for g in model.connections:
+        try:
+            maps = _conn_maps(model, g, conns)
+        except (PvmpiError, KeyError, TypeError, ValueError):
+            maps = None  # the run itself reports a bad geometry
+        pre = g.params.get("preLayerName")
+        if maps is not None and pre in margins:
+            margins[pre][0] = max(margins[pre][0], maps[0].margin)
+            margins[pre][1] = max(margins[pre][1], maps[1].margin)
+    layers = tuple(LayerShape(g.name, *model.layer_size(g), *margins[g.name]) for g in model.layers)
+    par = model.parallel
+    return NetworkShape(model.column["nbatch"], layers,
+                        (par.get("BatchWidth"), par.get("NumRows"), par.get("NumColumns")))
+
+
+def layout_problems(shape, b, r, c):
+    """Why (b, r, c) does not fit the network: a list of reasons (empty: it fits)."""
+    out = []
+    if shape.nbatch % b:
+        out.append(f"nbatch {shape.nbatch} is not divisible by BatchWidth {b}")
+    for lay in shape.layers:
+        if lay.ny % r:
+            out.append(f"{lay.name} ny {lay.ny} is not divisible by NumRows {r}")
+        elif r > 1 and lay.margin_y > lay.ny // r:
+            out.append(f"{lay.name} tiles of {lay.ny // r} rows are narrower than its margin {lay.margin_y}")
+        if lay.nx % c:
+            out.append(f"{lay.name} nx {lay.nx} is not divisible by NumColumns {c}")
+        elif c > 1 and lay.margin_x > lay.nx // c:
+            out.append(f"{lay.name} tiles of {lay.nx // c} columns are narrower than its margin {lay.margin_x}")
+    return out
+
+
+def halo_values(shape, r, c):
+    """Values one rank sends per halo exchange of every layer (edges only; margins of at least 1)."""
+    total = 0
+    for lay in shape.layers:
+        if c > 1:
+            total += 2 * max(lay.margin_x, 1) * (lay.ny // r) * lay.nf
+        if r > 1:
+            total += 2 * max(lay.margin_y, 1) * (lay.nx // c) * lay.nf
+    return total
+
+
+def fitting_rank_counts(shape, around, limit=6):
+    """Rank counts near ``around`` for which some layout fits (for hints)."""
+    from .parallel.decomposition import layouts
+
+    found = []
+    for k in range(1, 4 * around + 1):
+        if any(not layout_problems(shape, L.batch_width, L.rows, L.columns) for L in layouts(k)):
+            found.append(k)
+    found.sort(key=lambda k: (abs(k - around), k))
+    return sorted(found[:limit])
+
+
+def plan_layout(shape, ranks, batch_width=None, rows=None, columns=None):
+    """The layout for ``ranks`` ranks and the reasons for it: ``(Layout, [lines])``.
+
+    Given values (command line, else the config's) are kept. Among the layouts
+    that fit: the largest BatchWidth, then the fewest halo values per rank, then
+    more rows than columns (a row split exchanges contiguous strips).
+    """
+    from .parallel.decomposition import Layout, layouts
+
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise PvmpiError(f"the number of ranks must be a positive integer, got {ranks!r}", param="-n")
+    given = tuple(v if v is not None else f for v, f in zip((batch_width, rows, columns), shape.fixed))
+    names = ("BatchWidth", "NumRows", "NumColumns")
+    candidates, rejected = [], []
+    for L in layouts(ranks):
+        values = (L.batch_width, L.rows, L.columns)
+        if any(g is not None and g != v for g, v in zip(given, values)):
+            continue
+        problems = layout_problems(shape, *values)
+        (rejected if problems else candidates).append((L, problems))
+    if not candidates:
+        fixed = ", ".join(f"{n}={g}" for n, g in zip(names, given) if g is not None)
+        why = "; ".join(f"{L.batch_width}x{L.rows}x{L.columns}: {p[0]}" for L, p in rejected[:4]) or \
+            f"BatchWidth x NumRows x NumColumns must equal {ranks}"
+        counts = fitting_rank_counts(shape, ranks)
+        raise PvmpiError(f"no layout of {ranks} rank(s){' with ' + fixed if fixed else ''} fits the network"
+                         + (f" ({why})" if why else ""),
+                         param="-n", hint=f"rank counts that fit: {', '.join(map(str, counts))}" if counts
+                         else "change nbatch or the layer sizes")
+
+    def key(item):
+        L = item[0]
+        return (-L.batch_width, halo_values(shape, L.rows, L.columns), -L.rows)
+
+    best = min(candidates, key=key)[0]
+    B, R, C = best.batch_width, best.rows, best.columns
+    lines = [f"layout BatchWidth={B} NumRows={R} NumColumns={C} for {ranks} rank(s):"]
+    nb = shape.nbatch
+    if given[0] is not None:
+        lines.append(f"  BatchWidth={B} as given; each slice holds {nb // B} of the {nb} batch elements")
+    elif given[1] is not None or given[2] is not None:
+        spatial = " x ".join(f"{n}={g}" for n, g in zip(names[1:], given[1:]) if g is not None)
+        lines.append(f"  BatchWidth={B}: the largest that fits beside {spatial} as given; each slice holds "
+                     f"{nb // B} of the {nb} batch elements")
+    elif B == ranks:
+        lines.append(f"  batch split: nbatch {nb} is divisible by {ranks}, so each rank holds {nb // B} "
+                     f"batch element(s) of the whole image — no halo exchange, only the dW all-reduce")
+    else:
+        g = math.gcd(nb, ranks)
+        if B == g and B > 1:
+            lines.append(f"  batch split first, as far as nbatch allows: BatchWidth={B} is the largest divisor of "
+                         f"{ranks} that divides nbatch {nb}; each slice holds {nb // B} batch element(s)")
+        elif B == g:
+            lines.append(f"  no batch split: no divisor of {ranks} above 1 divides nbatch {nb}")
+        else:
+            blocked = next((p for L, p in rejected if L.batch_width == g), ["it does not fit"])[0]
+            lines.append(f"  BatchWidth={g} (the largest divisor of {ranks} that divides nbatch {nb}) leaves no "
+                         f"tiling that fits ({blocked}); BatchWidth={B} is the largest that does")
+    if R * C > 1:
+        biggest = max(shape.layers, key=lambda lay: lay.nx * lay.ny) if shape.layers else None
+        tile = f"{biggest.ny // R}x{biggest.nx // C} tiles of {biggest.name} ({biggest.ny}x{biggest.nx})" \
+            if biggest else "tiles"
+        how = "as given" if given[1] is not None or given[2] is not None else \
+            "the fewest halo values per rank" + (", rows before columns (contiguous strips)" if R >= C else "")
+        lines.append(f"  then {R * C} spatial tiles per batch slice, {R} row(s) x {C} column(s): {tile}; "
+                     f"{how}; about {halo_values(shape, R, C)} halo values per rank per exchange")
+    others = [L for L, _ in candidates if L != best]
+    if others:
+        lines.append("  other layouts that fit: " + ", ".join(f"{L.batch_width}x{L.rows}x{L.columns}"
+                                                              for L in others[:5]))
+    return Layout(B, R, C), lines
+
+
+def parse_layout(text):
+    """'auto' -> None; 'B,R,C' or 'BxRxC' -> (B, R, C)."""
+    if text in (None, "", "auto"):
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise PvmpiError(f"layout {text!r} is not 'auto' or B,R,C (positive integers)", param="--layout")
+    return values
+
+
+# ---------------------------------------------------------------- nodes, ranks, threads
+
+def _env_int(env, *names):
+    for name in names:
+        v = env.get(name, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return None
+
+
+def slurm_cpus(text):
+    """SLURM_JOB_CPUS_PER_NODE ('4(x2),2') -> total CPUs (None when unreadable)."""
+    total = 0
+    try:
+        for part in text.split(","):
+            if "(x" in part:
+                n, times = part.rstrip(")").split("(x")
+                total += int(n) * int(times)
+            else:
+                total += int(part)
+    except ValueError:
+        return None
+    return total or None
+
+
+@dataclass
+class Resources:
+    ranks: int
+    nodes: int
+    ranks_per_node: int
+    cores_per_node: int
+    threads: int
+    in_slurm: bool
+    allocated_cpus: int = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def oversubscribed(self):
+        return self.ranks_per_node * self.threads > self.cores_per_node
+
+
+def resources(ranks=None, nodes=None, ranks_per_node=None, threads=None, env=None, cores=None):
+    """Ranks, nodes, ranks per node and threads per rank, from the options, SLURM's variables or this node."""
+    env = os.environ if env is None else env
+    in_slurm = bool(env.get("SLURM_JOB_ID"))
+    notes = []
+    if ranks is None:
+        ranks = _env_int(env, "SLURM_NTASKS", "SLURM_NPROCS") if in_slurm else None
+        if ranks is None:
+            ranks = 1
+        elif in_slurm:
+            notes.append(f"{ranks} rank(s): SLURM_NTASKS of job {env['SLURM_JOB_ID']}")
+    if nodes is None:
+        nodes = 1
+        alloc_nodes = _env_int(env, "SLURM_JOB_NUM_NODES", "SLURM_NNODES") if in_slurm else None
+        if alloc_nodes:  # as few of the allocation's nodes as hold the ranks at its ranks per node
+            alloc_ranks = _env_int(env, "SLURM_NTASKS", "SLURM_NPROCS")
+            per_node = _env_int(env, "SLURM_NTASKS_PER_NODE") or \
+                (math.ceil(alloc_ranks / alloc_nodes) if alloc_ranks else None)
+            nodes = min(alloc_nodes, math.ceil(ranks / per_node)) if per_node else alloc_nodes
+    nodes = max(1, min(nodes, ranks))
+    if ranks_per_node is None:
+        ranks_per_node = math.ceil(ranks / nodes)
+    if cores is None:
+        cores = (_env_int(env, "SLURM_CPUS_ON_NODE") if in_slurm else None) or len(os.sched_getaffinity(0))
+    if threads is None:
+        threads = _env_int(env, "SLURM_CPUS_PER_TASK") if in_slurm else None
+        if threads is not None:
+            notes.append(f"{threads} thread(s) per rank: SLURM_CPUS_PER_TASK")
+        else:
+            threads = max(1, cores // ranks_per_node)
+            notes.append(f"{threads} thread(s) per rank: {cores} core(s) per node / {ranks_per_node} rank(s) "
+                         "per node")
+    allocated = slurm_cpus(env.get("SLURM_JOB_CPUS_PER_NODE", "")) if in_slurm else None
+    res = Resources(ranks, nodes, ranks_per_node, cores, threads, in_slurm, allocated, notes)
+    if res.oversubscribed:
+        notes.append(f"oversubscribed: {ranks_per_node} rank(s) x {threads} thread(s) on {cores} core(s) per "
+                     "node — fine for correctness, not for timing")
+    return res
+
+
+# ---------------------------------------------------------------- the command
+
+def pvmpi_arguments(argv):
+    """pvmpi's own parse of its options (config, --set, layout, -t...), as ``python -m pvmpi`` reads them."""
+    from .cli import build_parser
+    from .openpv_args import parse_args
+
+    return parse_args(list(argv), build_parser())
+
+
+def launcher_command(kind, res, info=None, mpiexec=None, srun_mpi=None, extra=(), bind=True, count=True):
+    """The launcher's words before the program: ``srun ...`` or ``mpiexec ...``.
+
+    ``count=False`` leaves out the rank count (for drivers that add ``-n K`` themselves).
+    """
+    n, t = str(res.ranks), str(res.threads)
+    if kind == "srun":
+        cmd = ["srun", f"--mpi={srun_mpi or MPI_PLUGIN.get(info.vendor if info else 'mpich', 'pmi2')}"]
+        cmd += [f"--ntasks={n}"] if count else []
+        cmd += [f"--cpus-per-task={t}"]
+        cmd.append(f"--nodes={res.nodes}")
+        if res.nodes > 1:
+            cmd.append(f"--ntasks-per-node={res.ranks_per_node}")
+        if res.in_slurm and res.allocated_cpus and res.ranks * res.threads > res.allocated_cpus:
+            cmd.append("--overcommit")
+        cmd.append("--cpu-bind=cores" if bind and not res.oversubscribed else "--cpu-bind=none")
+        return cmd + list(extra)
+    vendor = info.vendor if info else "mpich"
+    cmd = [mpiexec] + (["-n", n] if count else [])
+    if vendor == "openmpi":
+        if os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+        if res.nodes > 1:
+            cmd += ["--map-by", f"ppr:{res.ranks_per_node}:node:PE={t}" if bind and not res.oversubscribed
+                    else f"ppr:{res.ranks_per_node}:node"]
+        elif bind and not res.oversubscribed:
+            cmd += ["--map-by", f"slot:PE={t}", "--bind-to", "core"]
+        if res.oversubscribed:
+            cmd += ["--oversubscribe", "--bind-to", "none"]
+        cmd += ["-x", "NUMBA_NUM_THREADS", "-x", "OMP_NUM_THREADS"]
+    else:  # MPICH's hydra (also MVAPICH's and Intel MPI's mpiexec)
+        if res.nodes > 1:
+            cmd += ["-ppn", str(res.ranks_per_node)]
+        if bind and not res.oversubscribed and vendor != "intel":
+            cmd += ["-bind-to", f"core:{t}"]
+    return cmd + list(extra)
+
+
+def forward_signal(kind, info=None):
+    """The signal to send the launcher so that every rank checkpoints and stops (see slurm/requeue.sbatch)."""
+    if kind == "srun":
+        return "USR2"  # srun forwards SIGUSR2 to every task
+    if info is not None and info.vendor == "openmpi":
+        return "USR2"  # Open MPI's mpirun forwards SIGUSR1/SIGUSR2
+    return "TERM"  # MPICH's mpiexec dies of SIGUSR2 but forwards SIGTERM (pvmpi: checkpoint and stop)
+
+
+def _has_option(argv, *names):
+    return any(a in names or any(a.startswith(n + "=") for n in names if n.startswith("--")) for a in argv)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pvmpi.launch",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start pvmpi on MPI: finds the launcher of mpi4py's MPI (refuses another MPI's), "
+                    "chooses the layout from the rank count and the network (batch split first, then "
+                    "tiles; the reasons are printed), sets threads per rank, prints the command and runs it.",
+        epilog="examples:\n"
+               "  python -m pvmpi.launch -n 4 configs/lca_demo.yaml --set column.stopTime=400\n"
+               "  python -m pvmpi.launch --dry-run -n 16 configs/lca_demo.yaml\n"
+               "  srun -n 1 ... / in an sbatch script: python -m pvmpi.launch CONFIG   (ranks from SLURM)\n"
+               "  python -m pvmpi.launch --print-layout -n 8 CONFIG      # prints B R C\n"
+               "Launcher options come before CONFIG; everything from CONFIG on is pvmpi's "
+               "(use -- CONFIG... when pvmpi's part starts with an option, e.g. -- -p net.params).")
+    p.add_argument("-n", "--ranks", type=int, metavar="N",
+                   help="MPI ranks (default: SLURM_NTASKS inside an allocation, else 1)")
+    p.add_argument("-N", "--nodes", type=int, metavar="N",
+                   help="nodes (default: the allocation's, else 1)")
+    p.add_argument("--ranks-per-node", "--ppn", type=int, metavar="K", dest="ranks_per_node",
+                   help="ranks per node (default: ranks / nodes, rounded up)")
+    p.add_argument("-t", "--threads", type=int, metavar="T",
+                   help="threads per rank (default: SLURM_CPUS_PER_TASK, else cores per node / ranks per node)")
+    p.add_argument("--layout", default="auto", metavar="auto|B,R,C",
+                   help="BatchWidth,NumRows,NumColumns, or auto (default; pvmpi's --batchwidth/--rows/"
+                        "--columns after CONFIG also fix them)")
+    p.add_argument("--launcher", choices=("auto", "mpiexec", "srun"), default="auto",
+                   help="auto (default): srun inside a SLURM allocation, else mpiexec")
+    p.add_argument("--mpiexec", metavar="PATH",
+                   help="this mpiexec (checked: it must belong to mpi4py's MPI)")
+    p.add_argument("--srun-mpi", metavar="PLUGIN",
+                   help="srun --mpi plugin (default: pmi2 for MPICH and Intel MPI, pmix for Open MPI)")
+    p.add_argument("--launcher-args", default="", metavar="ARGS",
+                   help="more launcher options, one shell-quoted string")
+    p.add_argument("--no-bind", action="store_true", help="do not bind ranks to cores")
+    p.add_argument("--python", metavar="PATH", help="the Python with pvmpi and mpi4py (default: this one)")
+    p.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    p.add_argument("--print-layout", action="store_true", help="print only 'B R C' and exit")
+    p.add_argument("--print-mpiexec", action="store_true", help="print only the checked mpiexec's path and exit")
+    p.add_argument("--print-signal", action="store_true",
+                   help="print only the signal that makes the launcher's ranks checkpoint and stop")
+    p.add_argument("--print-launcher", action="store_true",
+                   help="print only the launcher's words without the rank count (e.g. for "
+                        "'python -m pvmpi bench scaling --mpiexec WORD1 --mpiexec-args REST')")
+    p.add_argument("--collect-scaling", metavar="DIR",
+                   help="merge the task-*/ results of a scaling job array (slurm/scaling-*.sbatch) into "
+                        "DIR/scaling.csv, scaling.json and plots; exit")
+    p.add_argument("--weak", action="store_true", help="with --collect-scaling: the runs were weak scaling")
+    p.add_argument("--finished", action="store_true",
+                   help="exit 0 if the newest complete checkpoint in the config's checkpointWriteDir is at "
+                        "stopTime (the run is done), 3 if not; for requeue scripts")
+    p.add_argument("--check", action="store_true",
+                   help="start 2 ranks with the launcher and check that they form one world; exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no explanations, only the command")
+    p.add_argument("pvmpi_args", nargs=argparse.REMAINDER, metavar="CONFIG [pvmpi options]")
+    return p
+
+
+def say(text, quiet=False, stream=None):
+    if not quiet:
+        print(f"{PROG}: {text}", file=stream or sys.stdout, flush=True)
+
+
+def choose_launcher(args, env):
+    if args.launcher != "auto":
+        return args.launcher
+    if args.mpiexec:
+        return "mpiexec"
+    return "srun" if env.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
+
+
+def run_check(cmd_prefix, python, env):
+    """Start ranks with the launcher; they must form one world of that size."""
+    import re
+
+    prog = ("import os; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+            "os.write(1, b'<size %d rank %d>' % (c.Get_size(), c.Get_rank()))")  # one write: no interleaving
+    cmd = cmd_prefix + [python, "-c", prog]
+    say("check: " + shlex.join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise PvmpiError("the launcher check timed out after 120 s", hint=shlex.join(cmd)) from None
+    sizes = [int(m) for m in re.findall(r"<size (\d+) rank \d+>", proc.stdout)]
+    want = int(cmd_prefix[cmd_prefix.index("-n") + 1]) if "-n" in cmd_prefix else \
+        int(next(a.split("=")[1] for a in cmd_prefix if a.startswith("--ntasks=")))
+    if proc.returncode != 0 or len(sizes) != want or any(s != want for s in sizes):
+        raise PvmpiError(f"the launcher started {len(sizes)} rank(s) with world sizes {sorted(set(sizes))}, "
+                         f"not one world of {want} (exit {proc.returncode}): "
+                         + (proc.stderr.strip().splitlines() or [""])[-1],
+                         hint="a launcher of another MPI, or a broken MPI installation")
+    say(f"check: {want} ranks, one world of {want}: the launcher matches the MPI")
+
+
+def checkpoint_progress(model):
+    """(newest complete checkpoint or None, its step, the final step) of a config's checkpointWriteDir."""
+    from .io.checkpoint import FILE, newest_checkpoint
+
+    col = model.column
+    final = int(round(col["stopTime"] / col["dt"]))
+    directory = col["checkpointWriteDir"] if col["checkpointWrite"] else None
+    if not directory:
+        raise PvmpiError("the config writes no checkpoints (checkpointWrite, checkpointWriteDir)",
+                         group=col.name, param="checkpointWriteDir",
+                         hint="--set column.checkpointWrite=true --set column.checkpointWriteDir=DIR")
+    newest = newest_checkpoint(directory)
+    if newest is None:
+        return None, -1, final
+    import h5py
+
+    with h5py.File(os.path.join(newest, FILE), "r") as h:
+        step = int(h.attrs["step"])
+    return newest, step, final
+
+
+def run_finished(pv):
+    from .cli import load_model
+
+    newest, step, final = checkpoint_progress(load_model(pv.config, pv.set))
+    done = step >= final
+    where = f"newest checkpoint {newest} (step {step})" if newest else "no complete checkpoint yet"
+    say(f"{where}; the run ends at step {final}: {'finished' if done else 'not finished'}")
+    return 0 if done else 3
+
+
+def collect_scaling(directory, weak=False):
+    """One table, CSV and plots from the per-task results of a scaling job array.
+
+    Every array task of slurm/scaling-*.sbatch writes ``task-<i>/task.json``
+    (layout, threads, weak) and ``task-<i>/bench.out`` (the output of
+    ``python -m pvmpi bench --json``, rank 0's JSON last). This makes the
+    bench's rows of them (sorted by ranks), speed-up and efficiency against
+    the 1-rank row, and writes them with the bench's own table, CSV and plots.
+    """
+    from .bench import scaling
+
+    root = Path(directory)
+    rows, runs, config = [], [], None
+    for task in sorted(root.glob("*/task.json")):
+        meta = json.loads(task.read_text())
+        weak = weak or bool(meta.get("weak"))
+        b, r, c = meta["layout"]
+        layout = (b, r, c, meta.get("threads"))
+        out = task.parent / "bench.out"
+        lines = [ln for ln in (out.read_text().splitlines() if out.exists() else []) if ln.startswith("{")]
+        if lines:
+            res = dict(json.loads(lines[-1]), status="ok")
+            config = config or res.get("config")
+            nbatch = res["nbatch"]
+        else:
+            res, nbatch = {"status": f"failed: no bench result in {out}"}, meta.get("nbatch", 0)
+        rows.append(scaling.row_of(layout, res, nbatch))
+        runs.append({"task": task.parent.name, "layout": [b, r, c], "threads_requested": layout[3], **res})
+    if not rows:
+        raise PvmpiError(f"no */task.json under {root}", hint="did the array tasks run?")
+    rows.sort(key=lambda row: (row["ranks"], -row["batchwidth"], -row["rows"]))
+    ref = scaling.add_speedups(rows)
+    print(scaling.format_table(rows, ref, weak), flush=True)
+    scaling.write_csv(root / "scaling.csv", rows)
+    (root / "scaling.json").write_text(json.dumps({"config": config, "weak": weak, "rows": rows, "runs": runs},
+                                                  indent=1))
+    written = ["scaling.csv", "scaling.json"]
+    try:
+        from .bench.plots import plot_scaling
+
+        written += plot_scaling(rows, root, weak=weak, title=Path(config or "").name)
+    except Exception as e:  # plots are a bonus; the table and CSV are written
+        say(f"no plots: {type(e).__name__}: {e}", stream=sys.stderr)
+    say(f"{len(rows)} run(s) from {root}: wrote " + ", ".join(str(root / w) for w in written))
+    return 0 if all(row.get("status") == "ok" for row in rows) else 1
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except PvmpiError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    rest = args.pvmpi_args
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    env = dict(os.environ)
+    if args.collect_scaling:
+        return collect_scaling(args.collect_scaling, weak=args.weak)
+    quiet = args.quiet or args.print_layout or args.print_mpiexec or args.print_signal or args.print_launcher
+    python = args.python or sys.executable
+    kind = choose_launcher(args, env)
+
+    info = None
+    if not (args.print_layout or args.finished) and (kind == "mpiexec" or args.print_mpiexec or args.check or args.srun_mpi is None):
+        info = mpi_info(python)
+    if args.print_signal:
+        print(forward_signal(kind, info))
+        return 0
+    mpiexec = None
+    if info is not None and (kind == "mpiexec" or args.print_mpiexec):
+        mpiexec, notes = find_mpiexec(info, args.mpiexec)
+        if args.print_mpiexec:
+            print(mpiexec)
+            return 0
+        say(f"MPI: {info.name} (mpi4py {info.mpi4py_version} under {python}); launcher {mpiexec}, the same MPI",
+            quiet)
+        for note in notes:
+            say(note, quiet)
+    elif info is not None:
+        say(f"MPI: {info.name} (mpi4py {info.mpi4py_version} under {python}); launcher srun --mpi="
+            f"{args.srun_mpi or MPI_PLUGIN.get(info.vendor, 'pmi2')} (SLURM starts the ranks)", quiet)
+
+    res = resources(args.ranks, args.nodes, args.ranks_per_node, args.threads, env)
+    if args.print_launcher:
+        print(shlex.join(launcher_command(kind, res, info, mpiexec, args.srun_mpi, shlex.split(args.launcher_args),
+                                          bind=not args.no_bind, count=False)))
+        return 0
+    if args.check:
+        check_res = Resources(min(2, max(res.ranks, 2)), 1, 2, res.cores_per_node, 1, res.in_slurm,
+                              res.allocated_cpus)
+        prefix = launcher_command(kind, check_res, info, mpiexec, args.srun_mpi,
+                                  shlex.split(args.launcher_args), bind=False)
+        run_check(prefix, python, env)
+        return 0
+
+    if not rest:
+        raise PvmpiError("no CONFIG given", hint="python -m pvmpi.launch -n RANKS CONFIG [pvmpi options]")
+    pv = pvmpi_arguments(rest)
+    if args.finished:
+        return run_finished(pv)
+    if pv.threads is not None:  # pvmpi's own -t wins
+        res = resources(res.ranks, res.nodes, res.ranks_per_node, pv.threads, env)
+    from .cli import load_model
+
+    model = load_model(pv.config, pv.set)
+    shape = network_shape(model)
+    fixed = parse_layout(args.layout) or (None, None, None)
+    given = tuple(g if g is not None else f for g, f in zip((pv.batchwidth, pv.rows, pv.columns), fixed))
+    layout, reasons = plan_layout(shape, res.ranks, *given)
+    if args.print_layout:
+        for line in reasons:
+            say(line, stream=sys.stderr)
+        print(layout.batch_width, layout.rows, layout.columns)
+        return 0
+
+    say(f"{res.ranks} rank(s) on {res.nodes} node(s), {res.ranks_per_node} per node, {res.cores_per_node} "
+        f"core(s) per node, {res.threads} thread(s) per rank", quiet)
+    for note in res.notes:
+        say("  " + note, quiet)
+    for line in reasons:
+        say(line, quiet)
+
+    words = list(rest)
+    if pv.batchwidth is None:
+        words += ["--batchwidth", str(layout.batch_width)]
+    if pv.rows is None:
+        words += ["--rows", str(layout.rows)]
+    if pv.columns is None:
+        words += ["--columns", str(layout.columns)]
+    if pv.threads is None and not _has_option(rest, "-t", "--threads"):
+        words += ["-t", str(res.threads)]
+    launch = launcher_command(kind, res, info, mpiexec, args.srun_mpi, shlex.split(args.launcher_args),
+                              bind=not args.no_bind)
+    cmd = launch + [python, "-m", "mpi4py", "-m", "pvmpi"] + words
+    env["NUMBA_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(res.threads)
+    shown = f"NUMBA_NUM_THREADS={res.threads} OMP_NUM_THREADS={res.threads} " + shlex.join(cmd)
+    print(("" if args.quiet else "+ ") + shown, flush=True)
+    if args.dry_run:
+        return 0
+    sys.stderr.flush()
+    try:
+        os.execvpe(cmd[0], cmd, env)  # the launcher takes this process's place (and its pid: signals reach it)
+    except OSError as e:
+        raise PvmpiError(f"cannot run {cmd[0]}: {e.strerror}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
