@@ -11,6 +11,7 @@ from pvmpi.errors import PvmpiError
 BACKENDS = {
     "numpy": "pvmpi.kernels.numpy_ref",
     "numba": "pvmpi.kernels.cpu",
+    "cuda": "pvmpi.kernels.cuda",
 }
 
 KERNELS = (

@@ -1,0 +1,1033 @@
+"""Numba-CUDA kernels: same names, signatures and results (to float32 round-off) as numpy_ref.
+
+Importing this module needs numba-cuda and either an NVIDIA GPU or Numba's
+CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported);
+otherwise it raises :class:`~pvmpi.errors.PvmpiError` naming what is
+missing.  It never falls back to the CPU.
+
+Arrays at the interface
+-----------------------
+Every public function takes numpy arrays, as the other backends do, *or*
+device arrays (numba ``DeviceNDArray``, or anything with
+``__cuda_array_interface__``).  Numpy arguments are staged: copied to
+device buffers kept per argument role (so no allocation per call), the
+kernel runs, in-place outputs are copied back.  Device arguments are used
+where they are, and ``active_list`` of a device ``A`` returns device arrays:
+an engine that keeps its state on the device (see :func:`to_device`) pays no
+transfers at all.
+
+Design (every kernel owns its outputs: no atomics on floats, so results are
+bitwise reproducible from run to run, like the numba CPU backend)
+-----------------------------------------------------------------
+* ``deliver_post`` and ``deliver_pre``: one gather kernel.  A thread owns one
+  post neuron and feature ``(b, y, x, o)``; a block is ``OC x TX`` threads
+  (``OC`` post features, a power of two up to 32, fastest, so W and G
+  accesses are coalesced; ``TX`` post x positions of one post row, 256
+  threads in all) on a 3-D grid (x-and-feature blocks, post rows, batch)
+  whose blocks loop over what a capped grid leaves (block-stride).  For each
+  chunk of pre rows ``jy`` of the post table the block stages in shared
+  memory the weight patch it needs — ``W[k(ky, kx, f), py, :, o-chunk]`` for
+  the rows' ``(py, ky)``, every ``kx``, ``px``, ``f`` — with coalesced loads
+  whose offsets come from a small cached table (no integer division per
+  weight), then each thread runs its ``jx x f`` loop reading the tile.  The
+  tile holds at most ``TILE_FLOATS`` floats (24 KiB: several blocks per SM);
+  a larger patch is cut into chunks of ``jy`` and of ``f``.  ``deliver_pre``
+  is the same gather through post tables built from the (mul, off, div)
+  maps: a pre-perspective scatter would need float atomics.
+* ``deliver_sparse``: owner-computes gather from the active list, not an
+  atomic scatter.  A scatter makes ~patch-size atomic adds per active neuron
+  onto a few post neurons each (heavy contention for a 1-feature error
+  layer) and sums in a different order on every run.  Instead per-row
+  pointers ``(b, ye)`` of the sorted list are found by binary search on the
+  device, and each post thread binary-searches, in each of its pre rows, the
+  contiguous idx range of its patch, visiting only active entries; weights
+  come from the same shared-memory tile as the dense gather.
+* ``active_list``: built on the device.  The flat buffer is cut into chunks
+  of ``SCAN*ACTIVE_K`` elements (never across batch elements); a block counts
+  a chunk (each thread ``ACTIVE_K`` consecutive elements, one block
+  reduction), one block scans the chunk counts, a block per chunk writes its
+  nonzeros in order from a shared-memory block prefix sum.  The result is
+  OpenPV's order (idx increasing), identical to numpy's.
+* ``update_lca``, ``apply_transfer``, ``accumulate_input``: elementwise, a 2-D
+  grid of (row chunk, post row) with 256 threads along the contiguous
+  ``x*nf`` run, so no integer division per element.
+* ``hebbian_shared``: owner-computes.  A thread owns one dW element ``(k, py,
+  px, o)`` and one of ``S`` slices of the pre neurons with kernel ``k``; the
+  partial sums go to ``[S, nel]`` scratch and a second kernel sums the
+  slices in a fixed order and adds ``dw_max *`` sum to dW.  ``S`` is chosen
+  so that about 2048 threads per SM are busy (dW has only a few thousand
+  elements).  ``hebbian_shared_sparse``: the list is
+  expanded into a dense pre buffer on the device (an O(n) scatter to unique
+  positions) and the dense kernel runs; its zero tests are warp-broadcast
+  loads, cheaper on a GPU than sorting the list by kernel.
+* ``layer_stats``: a (row chunk, batch) grid of 128-thread blocks reduces
+  the restricted window in float64 in shared memory; the host adds the
+  per-block partials in a fixed order.
+
+Launch constants are module attributes (tests shrink ``TILE_FLOATS`` to
+exercise the chunked paths).  The simulator runs the same kernels with the
+same block shapes; only the grid caps (block-stride loops) are smaller.
+"""
+import math
+
+import numpy as np
+
+from pvmpi.errors import PvmpiError
+from pvmpi.kernels.numpy_ref import FLT_MAX
+
+_F32 = np.float32
+
+
+def _import_cuda():
+    """numba.cuda if a GPU (or the simulator) can run kernels; else a PvmpiError naming what is missing."""
+    try:
+        from numba import cuda
+    except ImportError as e:  # numba-cuda (or numba) missing
+        raise PvmpiError(f"--backend cuda needs numba-cuda: {e}",
+                         hint="pip install 'pvmpi[cuda]' (numba-cuda[cu12] or [cu13] on a GPU node)") from None
+    try:
+        from numba.cuda.core import config as cuda_config
+        sim = bool(cuda_config.ENABLE_CUDASIM)
+    except ImportError:  # older numba-cuda / numba's own cuda target
+        from numba import config as cuda_config
+        sim = bool(getattr(cuda_config, "ENABLE_CUDASIM", 0))
+    if sim:
+        return cuda, True
+    if hasattr(cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS"):
+        # small grids are deliberate here (scans, per-batch reductions); the
+        # warning is raised on every launch and costs more than the launch
+        cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+    reason = None
+    try:
+        if not cuda.is_available():
+            err = cuda.cuda_error() if hasattr(cuda, "cuda_error") else None
+            reason = " ".join(str(err).split()) if err else "the CUDA driver reports no device"
+        else:
+            cuda.get_current_device()
+    except Exception as e:  # noqa: BLE001 -- CudaSupportError, driver errors: report them, never fall back
+        reason = " ".join(str(e).split()) or type(e).__name__
+    if reason is not None:
+        raise PvmpiError(f"--backend cuda needs an NVIDIA GPU: none found ({reason})",
+                         hint="run on a GPU node, or choose --backend numba")
+    return cuda, False
+
+
+cuda, SIMULATOR = _import_cuda()
+
+from numba import float32, float64, int32, int64  # (after the device check)
+
+# --------------------------------------------------------------------- launch constants
+
+THREADS = 32 if SIMULATOR else 256  # gather and elementwise blocks (simulated threads are Python threads)
+ACTIVE_K = 8         # elements per thread in one active-list chunk (a chunk is SCAN*ACTIVE_K elements)
+SCAN = 32 if SIMULATOR else 128  # block size of the prefix-sum / reduction kernels (shared arrays of this size)
+TILE_FLOATS = 6144   # shared-memory weight tile of the gathers: 24 KiB, several blocks per SM
+_BUSY_PER_SM = 2048  # threads per SM the learning kernels aim for
+
+
+def _device_limits():
+    if SIMULATOR:  # every simulated thread is a Python thread: cap grids hard
+        return 4, 256
+    dev = cuda.get_current_device()
+    sms = int(getattr(dev, "MULTIPROCESSOR_COUNT", 1))
+    return 65535, sms * _BUSY_PER_SM
+
+
+MAX_BLOCKS, BUSY_THREADS = _device_limits()
+
+
+def _blocks(n, per_block, cap=None):
+    return max(1, min(-(-n // per_block), MAX_BLOCKS if cap is None else min(cap, MAX_BLOCKS)))
+
+
+# --------------------------------------------------------------------- staging
+
+def _is_device(a):
+    return not isinstance(a, np.ndarray) and (hasattr(a, "__cuda_array_interface__")
+                                              or hasattr(a, "copy_to_host"))
+
+
+def _as_dev(a):
+    if hasattr(a, "copy_to_host"):
+        return a
+    return cuda.as_cuda_array(a)
+
+
+_staging = {}
+
+
+def _stage(role, host):
+    """Copy a numpy array into this role's cached device buffer (allocated once per shape)."""
+    host = np.ascontiguousarray(host)
+    key = (role, host.shape, host.dtype.str)
+    dev = _staging.get(key)
+    if dev is None:
+        if len(_staging) > 256:
+            _staging.clear()
+        dev = _staging[key] = cuda.device_array(host.shape, dtype=host.dtype)
+    if host.size:
+        dev.copy_to_device(host)
+    return dev
+
+
+def _scratch(role, shape, dtype):
+    key = (role, tuple(shape), np.dtype(dtype).str)
+    dev = _staging.get(key)
+    if dev is None:
+        dev = _staging[key] = cuda.device_array(shape, dtype=dtype)
+    return dev
+
+
+def _check_out(name, arr):
+    if isinstance(arr, np.ndarray):
+        if arr.dtype != np.float32 or not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(f"{name} must be a writeable C-contiguous float32 array")
+    elif np.dtype(arr.dtype) != np.float32:
+        raise ValueError(f"{name} must be a float32 array")
+
+
+class _Arg:
+    """One kernel argument: device view of shape ``shape`` (staged if numpy), copied back by done()."""
+
+    def __init__(self, role, arr, shape=None, dtype=None, copy_in=True):
+        self.host = None
+        if _is_device(arr):
+            dev = _as_dev(arr)
+            self.dev = dev if shape is None else dev.reshape(shape)
+            return
+        a = np.asarray(arr) if dtype is None else np.asarray(arr, dtype=dtype)
+        if shape is not None:
+            a = a.reshape(shape)
+        if copy_in:
+            self.dev = _stage(role, a)
+        else:
+            self.dev = _scratch(role, a.shape, a.dtype)
+        self.host = a
+
+    def done(self):
+        if self.host is not None and self.host.size:
+            self.dev.copy_to_host(self.host)
+
+
+def to_device(a):
+    """A device copy of a numpy array (for device-resident callers and benchmarks)."""
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def to_host(a):
+    """A numpy copy of a device array (numpy arrays pass through)."""
+    return a if isinstance(a, np.ndarray) else _as_dev(a).copy_to_host()
+
+
+def synchronize():
+    cuda.synchronize()
+
+
+def _ints(*values):
+    return tuple(int(v) for v in values)
+
+
+# --------------------------------------------------------------------- device helpers
+
+@cuda.jit(device=True)
+def _lower_bound(arr, lo, hi, key):
+    """First index in [lo, hi) of sorted ``arr`` whose value is >= key."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if arr[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@cuda.jit(device=True)
+def _block_scan(flag, buf, tid):
+    """Exclusive prefix sum of ``flag`` over a SCAN-thread block; returns (prefix, block total)."""
+    buf[tid] = flag
+    cuda.syncthreads()
+    off = 1
+    while off < SCAN:
+        v = 0
+        if tid >= off:
+            v = buf[tid - off]
+        cuda.syncthreads()
+        buf[tid] += v
+        cuda.syncthreads()
+        off *= 2
+    incl = buf[tid]
+    total = buf[SCAN - 1]
+    cuda.syncthreads()
+    return incl - flag, total
+
+
+@cuda.jit
+def _k_scan(counts, ptr):
+    """ptr = [0, cumsum(counts)] with one block: a serial run per thread, one block scan of the runs."""
+    buf = cuda.shared.array(SCAN, int64)
+    tid = cuda.threadIdx.x
+    n = counts.shape[0]
+    seg = (n + SCAN - 1) // SCAN
+    lo = min(tid * seg, n)
+    hi = min(lo + seg, n)
+    s = 0
+    for i in range(lo, hi):
+        s += counts[i]
+    excl, _ = _block_scan(s, buf, tid)
+    if tid == 0:
+        ptr[0] = 0
+    for i in range(lo, hi):
+        excl += counts[i]
+        ptr[i + 1] = excl
+
+
+# --------------------------------------------------------------------- post tables
+
+_tables = {}
+
+
+def _remember(key, make):
+    hit = _tables.get(key)
+    if hit is None:
+        if len(_tables) > 128:
+            _tables.clear()
+        hit = _tables[key] = make()
+    return hit
+
+
+def _check_table(tab, what):
+    ie = tab[:, :, 0].astype(np.int64)
+    if tab.shape[1] > 1 and not np.all(np.diff(ie, axis=1) == 1):
+        raise ValueError(f"{what}: post-table rows must list consecutive pre indices")
+
+
+def _axis_table(n_ext, margin, mul, off, div, nk, patch, n_post):
+    """Post table of one axis from the (mul, off, div) map, as geometry.post_table builds it."""
+    from pvmpi.network.geometry import AxisMap, post_table
+
+    amap = AxisMap(n_ext - 2 * margin, n_post, patch, mul, off, div, nk, 0, patch * div // mul)
+    try:
+        tab = post_table(amap, margin)
+    except AssertionError:
+        raise ValueError("pre margin too small for the connection's patch (post table rows incomplete)") from None
+    return tab
+
+
+def _geo_tables(A_shape, W_shape, G_shape, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+    """Device post tables (x, y) of a connection given by its maps; cached per geometry."""
+    key = ("geo", A_shape[1], A_shape[2], W_shape[1], W_shape[2], G_shape[1], G_shape[2],
+           xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up)
+
+    def make():
+        xt = _axis_table(A_shape[2], lt, xmul, xoff, xdiv, nkx, W_shape[2], G_shape[2])
+        yt = _axis_table(A_shape[1], up, ymul, yoff, ydiv, nky, W_shape[1], G_shape[1])
+        _check_table(xt, "x")
+        return cuda.to_device(xt), cuda.to_device(yt)
+
+    return _remember(key, make)
+
+
+def _user_table(tab, what):
+    """Device copy of a caller's post table, cached by content (tables are small and constant)."""
+    if _is_device(tab):
+        return _as_dev(tab)
+    t = np.ascontiguousarray(tab, dtype=np.int32)
+
+    def make():
+        _check_table(t, what)
+        return cuda.to_device(t)
+
+    return _remember(("tab", t.shape, t.tobytes()), make)
+
+
+def _axis_starts(n_ext, margin, mul, off, div):
+    key = ("starts", n_ext, margin, mul, off, div)
+    i = np.arange(n_ext, dtype=np.int64) - margin
+    return _remember(key, lambda: cuda.to_device(((mul * i + off) // div).astype(np.int32)))
+
+
+# --------------------------------------------------------------------- delivery
+
+def _gather_plan(sy, nf, nkx, nxp, nfp, nx):
+    """Block shape (OC, TX), tile chunks (JC, FC) and shared bytes of a gather launch.
+
+    OC (post features per block, a power of two up to 32) is the fastest
+    thread index; TX post x positions fill the block up to THREADS threads.
+    The tile holds JC pre rows x FC pre features x nkx x nxp x OC weights,
+    at most TILE_FLOATS.
+    """
+    oc = min(1 << max(0, (nfp - 1).bit_length()), 32)
+    while oc > 1 and nkx * nxp * oc > TILE_FLOATS:
+        oc //= 2
+    if nkx * nxp * oc > TILE_FLOATS:
+        raise ValueError(f"weight patch row {nkx}x{nxp} too large for the shared tile ({TILE_FLOATS} floats)")
+    tx = max(1, min(THREADS // oc, 1 << max(0, (nx - 1).bit_length())))
+    row = nkx * nxp * oc
+    if sy * nf * row <= TILE_FLOATS:
+        jc, fc = sy, nf
+    elif nf * row <= TILE_FLOATS:
+        jc, fc = TILE_FLOATS // (nf * row), nf
+    else:
+        jc, fc = 1, TILE_FLOATS // row
+    return oc, tx, jc, fc, jc * fc * row * 4
+
+
+def _tile_table(oc, fc, nkx, nxp, nf, nyp, nfp):
+    """Per tile slot r = (fl, kx, px, o) of one pre row: W offset part and (fl << 16 | o).
+
+    The flat W index of slot r for pre row (ky, py), feature chunk f0 and
+    feature block ob is ``woff[r] + ((f0 + nf*nkx*ky)*nyp + py)*nxp*nfp + ob*OC``;
+    the table spares the kernel five integer divisions per weight it stages.
+    """
+    key = ("tile", oc, fc, nkx, nxp, nf, nyp, nfp)
+
+    def make():
+        fl, kx, px, o = np.meshgrid(np.arange(fc), np.arange(nkx), np.arange(nxp), np.arange(oc), indexing="ij")
+        woff = ((fl + nf * kx) * nyp * nxp * nfp + px * nfp + o).astype(np.int32).reshape(-1)
+        meta = ((fl << 16) | o).astype(np.int32).reshape(-1)
+        return cuda.to_device(woff), cuda.to_device(meta)
+
+    return _remember(key, make)
+
+
+@cuda.jit(device=True)
+def _stage_tile(tile, W1, woff, meta, ytab, y, jy0, jc, f0, nf, nkx, nyp, nxp, nfp, ob, OC, tid, nthreads):
+    """Stage the weights of pre rows jy0..jy0+jc and features f0.. into the shared tile."""
+    rowlen = woff.shape[0]
+    for jl in range(jc):
+        jbase = ((f0 + nf * nkx * ytab[y, jy0 + jl, 2]) * nyp + ytab[y, jy0 + jl, 1]) * nxp * nfp + ob * OC
+        t0 = jl * rowlen
+        for r in range(tid, rowlen, nthreads):
+            m = meta[r]
+            v = float32(0)
+            if f0 + (m >> 16) < nf and ob * OC + (m & 0xFFFF) < nfp:
+                v = W1[jbase + woff[r]]
+            tile[t0 + r] = v
+
+
+@cuda.jit
+def _k_gather(A, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp, nf, nxb, nob, JC, FC):
+    nb = A.shape[0]
+    ny, nx, nfp = G.shape[1], G.shape[2], G.shape[3]
+    sy, sx = ytab.shape[1], xtab.shape[1]
+    OC = cuda.blockDim.x
+    TX = cuda.blockDim.y
+    to = cuda.threadIdx.x
+    tid = to + OC * cuda.threadIdx.y
+    nthreads = OC * TX
+    rowsz = nxp * OC          # one (f, kx) row of the tile
+    fstride = nkx * rowsz     # one pre feature
+    tile = cuda.shared.array(0, float32)
+    for b in range(cuda.blockIdx.z, nb, cuda.gridDim.z):
+        for y in range(cuda.blockIdx.y, ny, cuda.gridDim.y):
+            for bx in range(cuda.blockIdx.x, nob * nxb, cuda.gridDim.x):
+                xb = bx // nob
+                ob = bx - xb * nob
+                o = ob * OC + to
+                x = xb * TX + cuda.threadIdx.y
+                active = o < nfp and x < nx
+                acc = float32(0)
+                for jy0 in range(0, sy, JC):
+                    jc = min(JC, sy - jy0)
+                    for f0 in range(0, nf, FC):
+                        fc = min(FC, nf - f0)
+                        cuda.syncthreads()  # the previous tile has been read
+                        _stage_tile(tile, W1, woff, meta, ytab, y, jy0, jc, f0, nf, nkx, nyp, nxp, nfp,
+                                    ob, OC, tid, nthreads)
+                        cuda.syncthreads()
+                        if active:
+                            for jl in range(jc):
+                                iey = ytab[y, jy0 + jl, 0]
+                                tj = jl * FC * fstride + to
+                                for jx in range(sx):
+                                    iex = xtab[x, jx, 0]
+                                    base = tj + xtab[x, jx, 2] * rowsz + xtab[x, jx, 1] * OC
+                                    for fl in range(fc):
+                                        a = A[b, iey, iex, f0 + fl]
+                                        if a != 0:
+                                            acc += a * tile[base + fl * fstride]
+                if active:
+                    G[b, y, x, o] += acc
+
+
+def _grid3(nbx, ny, nb):
+    """3-D grid (post x-and-feature blocks, post rows, batch), capped (the kernels loop over the rest)."""
+    if SIMULATOR:
+        return (max(1, min(nbx, 2)), max(1, min(ny, 2)), 1)
+    return (max(1, min(nbx, 2 ** 31 - 1)), max(1, min(ny, 65535)), max(1, min(nb, 65535)))
+
+
+def _launch_gather(A, W, G, xt, yt, nkx, nf):
+    nb, ny, nx, nfp = G.shape
+    _, nyp, nxp, _ = W.shape
+    oc, tx, jc, fc, shm = _gather_plan(yt.shape[1], nf, nkx, nxp, nfp, nx)
+    nob, nxb = -(-nfp // oc), -(-nx // tx)
+    if nob * nxb * ny * nb == 0:
+        return
+    woff, meta = _tile_table(oc, fc, nkx, nxp, nf, nyp, nfp)
+    _k_gather[_grid3(nob * nxb, ny, nb), (oc, tx), 0, shm](
+        A, W.reshape(W.size), G, xt, yt, woff, meta, nkx, nyp, nxp, nf, nxb, nob, jc, fc)
+
+
+def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+    """Pre-perspective convolve (see numpy_ref.deliver_pre), computed as a race-free post gather."""
+    _check_out("G", G)
+    geo = _ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up)
+    xt, yt = _geo_tables(A.shape, W.shape, G.shape, *geo)
+    a, w, g = _Arg("pre.A", A), _Arg("pre.W", W), _Arg("pre.G", G)
+    _launch_gather(a.dev, w.dev, g.dev, xt, yt, geo[3], A.shape[3])
+    g.done()
+
+
+def deliver_post(A, W, G, xtab, ytab, nkx):
+    """Post-perspective convolve through geometry.post_table rows: one thread per post neuron and feature."""
+    _check_out("G", G)
+    xt, yt = _user_table(xtab, "xtab"), _user_table(ytab, "ytab")
+    a, w, g = _Arg("post.A", A), _Arg("post.W", W), _Arg("post.G", G)
+    _launch_gather(a.dev, w.dev, g.dev, xt, yt, int(nkx), A.shape[3])
+    g.done()
+
+
+# ----- active list
+
+@cuda.jit(device=True)
+def _chunk_range(c, nchunk, N, K):
+    """Flat element range [lo, hi) of chunk c (chunks never cross a batch element) and its batch."""
+    b = c // nchunk
+    lo = b * N + (c - b * nchunk) * (SCAN * K)
+    hi = min(lo + SCAN * K, (b + 1) * N)
+    return b, lo, hi
+
+
+@cuda.jit
+def _k_count_chunks(A1, N, K, nchunk, counts):
+    """counts[c] = nonzeros of chunk c (SCAN*K elements; K consecutive per thread, one block reduction)."""
+    buf = cuda.shared.array(SCAN, int32)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, counts.shape[0], cuda.gridDim.x):
+        _, lo, hi = _chunk_range(c, nchunk, N, K)
+        n = 0
+        for j in range(lo + tid * K, min(lo + (tid + 1) * K, hi)):
+            if A1[j] != 0:
+                n += 1
+        _, total = _block_scan(n, buf, tid)
+        if tid == 0:
+            counts[c] = total
+
+
+@cuda.jit
+def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
+    """Compact each chunk's nonzeros in order at ptr[c]: thread prefix from one block scan."""
+    buf = cuda.shared.array(SCAN, int32)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, ptr.shape[0] - 1, cuda.gridDim.x):
+        b, lo, hi = _chunk_range(c, nchunk, N, K)
+        j0 = lo + tid * K
+        j1 = min(j0 + K, hi)
+        n = 0
+        for j in range(j0, j1):
+            if A1[j] != 0:
+                n += 1
+        excl, _ = _block_scan(n, buf, tid)
+        m = ptr[c] + excl
+        for j in range(j0, j1):
+            v = A1[j]
+            if v != 0:
+                idx[m] = j - b * N
+                val[m] = v
+                m += 1
+
+
+@cuda.jit
+def _k_every(src, step, dst):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i * step]
+
+
+def active_list(A, lt, up):
+    """Nonzero entries of each batch element's extended A (see numpy_ref.active_list), built on the device.
+
+    The flat buffer is cut into chunks of SCAN*K elements (never across batch
+    elements); a block counts each chunk, one thread scans the counts, a block
+    per chunk writes its nonzeros in order.  A device ``A`` gives device
+    arrays (exactly sized: one 8-byte read of the total).
+    """
+    nb = A.shape[0]
+    N = int(np.prod(A.shape[1:]))
+    K = ACTIVE_K
+    nchunk = max(1, -(-N // (SCAN * K)))
+    nc = nb * nchunk
+    a = _Arg("active.A", A, shape=(nb * N,))
+    counts = _scratch("active.counts", (nc,), np.int64)
+    ptr = _scratch("active.ptr", (nc + 1,), np.int64)
+    if nc and N:
+        _k_count_chunks[_blocks(nc, 1), SCAN](a.dev, N, K, nchunk, counts)
+        _k_scan[1, SCAN](counts, ptr)
+        n = int(ptr[nc:nc + 1].copy_to_host()[0])
+    else:
+        n = 0
+        _k_zero_i64[1, 32](ptr)
+    idx = cuda.device_array(max(n, 1), dtype=np.int32)
+    val = cuda.device_array(max(n, 1), dtype=np.float32)
+    if n:
+        _k_fill_chunks[_blocks(nc, 1), SCAN](a.dev, N, K, nchunk, ptr, idx, val)
+    if a.host is None:
+        offsets = cuda.device_array(nb + 1, dtype=np.int64)
+        _k_every[_blocks(nb + 1, 32), 32](ptr, nchunk, offsets)
+        return offsets, idx[:n], val[:n]
+    offsets = np.ascontiguousarray(ptr.copy_to_host()[::nchunk])
+    if n == 0:
+        return offsets, np.empty(0, np.int32), np.empty(0, np.float32)
+    return offsets, idx.copy_to_host()[:n].copy(), val.copy_to_host()[:n].copy()
+
+
+# ----- sparse delivery
+
+@cuda.jit
+def _k_rowptr(offsets, idx, rowlen, nye, rowptr):
+    """rowptr[b*nye + ye] = first entry of batch b at or after extended row ye (binary search)."""
+    nb = offsets.shape[0] - 1
+    for r in range(cuda.grid(1), nb * nye + 1, cuda.gridsize(1)):
+        if r == nb * nye:
+            rowptr[r] = offsets[nb]
+        else:
+            b = r // nye
+            ye = r - b * nye
+            rowptr[r] = _lower_bound(idx, offsets[b], offsets[b + 1], ye * rowlen)
+
+
+@cuda.jit
+def _k_gather_sparse(idx, val, rowptr, nf, nxe, nye, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp,
+                     nxb, nob, JC, FC):
+    nb = G.shape[0]
+    ny, nx, nfp = G.shape[1], G.shape[2], G.shape[3]
+    sy, sx = ytab.shape[1], xtab.shape[1]
+    rowlen = nf * nxe
+    OC = cuda.blockDim.x
+    TX = cuda.blockDim.y
+    to = cuda.threadIdx.x
+    tid = to + OC * cuda.threadIdx.y
+    nthreads = OC * TX
+    rowsz = nxp * OC
+    fstride = nkx * rowsz
+    tile = cuda.shared.array(0, float32)
+    for b in range(cuda.blockIdx.z, nb, cuda.gridDim.z):
+        for y in range(cuda.blockIdx.y, ny, cuda.gridDim.y):
+            for bx in range(cuda.blockIdx.x, nob * nxb, cuda.gridDim.x):
+                xb = bx // nob
+                ob = bx - xb * nob
+                o = ob * OC + to
+                x = xb * TX + cuda.threadIdx.y
+                active = o < nfp and x < nx
+                acc = float32(0)
+                for jy0 in range(0, sy, JC):
+                    jc = min(JC, sy - jy0)
+                    for f0 in range(0, nf, FC):
+                        fc = min(FC, nf - f0)
+                        cuda.syncthreads()
+                        _stage_tile(tile, W1, woff, meta, ytab, y, jy0, jc, f0, nf, nkx, nyp, nxp, nfp,
+                                    ob, OC, tid, nthreads)
+                        cuda.syncthreads()
+                        if active:
+                            xlo = xtab[x, 0, 0]
+                            xhi = xtab[x, sx - 1, 0]
+                            for jl in range(jc):
+                                iey = ytab[y, jy0 + jl, 0]
+                                rr = b * nye + iey
+                                lo = rowptr[rr]
+                                hi = rowptr[rr + 1]
+                                if lo == hi:
+                                    continue
+                                row0 = iey * rowlen
+                                e0 = _lower_bound(idx, lo, hi, row0 + xlo * nf + f0)
+                                e1 = _lower_bound(idx, e0, hi, row0 + xhi * nf + f0 + fc)
+                                tj = jl * FC * fstride + to
+                                for e in range(e0, e1):
+                                    q = idx[e] - row0
+                                    xe = q // nf
+                                    fl = q - xe * nf - f0
+                                    if fl < 0 or fl >= fc:
+                                        continue
+                                    jx = xe - xlo
+                                    acc += val[e] * tile[tj + fl * fstride + xtab[x, jx, 2] * rowsz
+                                                         + xtab[x, jx, 1] * OC]
+                if active:
+                    G[b, y, x, o] += acc
+
+
+def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+    """Convolve from an active list (see numpy_ref.deliver_sparse): an owner-computes gather, no atomics."""
+    _check_out("G", G)
+    nf, nxe = _ints(nf_pre, nx_ext)
+    geo = _ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up)
+    n = idx.shape[0]
+    if n == 0:
+        return
+    nb = offsets.shape[0] - 1
+    nye = _infer_nye(offsets, idx, nf, nxe, G.shape[1], W.shape[1], geo)
+    xt, yt = _geo_tables((nb, nye, nxe, nf), W.shape, G.shape, *geo)
+    o, i, v = _Arg("sp.off", offsets, dtype=np.int64), _Arg("sp.idx", idx, dtype=np.int32), \
+        _Arg("sp.val", val, dtype=np.float32)
+    w, g = _Arg("sp.W", W), _Arg("sp.G", G)
+    rowptr = _scratch("sp.rowptr", (nb * nye + 1,), np.int64)
+    _k_rowptr[_blocks(nb * nye + 1, SCAN), SCAN](o.dev, i.dev, nf * nxe, nye, rowptr)
+    nbg, ny, nx, nfp = G.shape
+    nyp, nxp = W.shape[1], W.shape[2]
+    oc, tx, jc, fc, shm = _gather_plan(yt.shape[1], nf, geo[3], nxp, nfp, nx)
+    nob, nxb = -(-nfp // oc), -(-nx // tx)
+    if nob * nxb * ny * nbg:
+        woff, meta = _tile_table(oc, fc, geo[3], nxp, nf, nyp, nfp)
+        _k_gather_sparse[_grid3(nob * nxb, ny, nbg), (oc, tx), 0, shm](
+            i.dev, v.dev, rowptr, nf, nxe, nye, w.dev.reshape(w.dev.size), g.dev, xt, yt, woff, meta,
+            geo[3], nyp, nxp, nxb, nob, jc, fc)
+    g.done()
+
+
+def _infer_nye(offsets, idx, nf, nxe, ny_post, nyp, geo):
+    """Extended pre height of the layer behind an active list.
+
+    The interface passes nx_ext but not ny_ext; the pre layer is symmetric in
+    its margin, so ny_ext = n_pre_y + 2*up, with n_pre_y from the y map.
+    """
+    ymul, ydiv, up = geo[4], geo[6], geo[9]
+    n_pre = ny_post * ydiv // ymul
+    return n_pre + 2 * up
+
+
+# --------------------------------------------------------------------- input and update
+
+@cuda.jit
+def _k_accumulate(GSyn3, c, G2):
+    nch = GSyn3.shape[0]
+    n = G2.shape[1]
+    for r in range(cuda.blockIdx.y, G2.shape[0], cuda.gridDim.y):
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            s = c[0] * GSyn3[0, r, j]
+            for ch in range(1, nch):
+                s += c[ch] * GSyn3[ch, r, j]
+            G2[r, j] = s
+
+
+def _grid2(rows, rowlen):
+    return (_blocks(rowlen, THREADS, 64), max(1, min(rows, MAX_BLOCKS))), THREADS
+
+
+def accumulate_input(GSyn, coefficients, G):
+    """``G = Σ_ch c_ch * GSyn[ch]`` in float32, channel order."""
+    _check_out("G", G)
+    nb, ny, nx, nf = G.shape
+    rows, rowlen = nb * ny, nx * nf
+    gs = _Arg("acc.GSyn", GSyn, shape=(GSyn.shape[0], rows, rowlen))
+    c = _Arg("acc.c", np.ascontiguousarray(coefficients, dtype=np.float32).reshape(-1))
+    g = _Arg("acc.G", G, shape=(rows, rowlen), copy_in=False)
+    if rows and rowlen:
+        grid, block = _grid2(rows, rowlen)
+        _k_accumulate[grid, block](gs.dev, c.dev, g.dev)
+    g.done()
+
+
+@cuda.jit(device=True)
+def _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+    a = v
+    if on:
+        top = VThresh + VWidth
+        if v < VThresh:
+            a = AMin
+        elif v < top:
+            a = AMin + (((top - AShift) - AMin) * (v - VThresh)) / VWidth
+        else:
+            a = v - AShift
+    if clip and a > AMax:
+        a = AMax
+    return a
+
+
+def _transfer_args(VThresh, AMin, AMax, AShift, VWidth):
+    VThresh, AMin, AMax, AShift, VWidth = (_F32(v) for v in (VThresh, AMin, AMax, AShift, VWidth))
+    return (bool(VThresh > _F32(-FLT_MAX)), VThresh, AMin, bool(AMax < _F32(FLT_MAX)), AMax, AShift, VWidth)
+
+
+@cuda.jit
+def _k_apply_transfer(V2, A3, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+    n = V2.shape[1]
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            A3[b, ya, lt + j] = _transfer1(V2[r, j], on, VThresh, AMin, clip, AMax, AShift, VWidth)
+
+
+def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
+    """Write the ANN transfer of V into A's restricted region (facts 3.6)."""
+    _check_out("A", A)
+    nb, ny, nx, nf = V.shape
+    v = _Arg("tr.V", V, shape=(nb * ny, nx * nf))
+    a = _Arg("tr.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_apply_transfer[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up),
+                                       *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
+    a.done()
+
+
+@cuda.jit
+def _k_update_lca(V2, A3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+    n = V2.shape[1]
+    one = float32(1)
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        eb = e[b]
+        ome = one - eb
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            v = eb * V2[r, j] + ome * (G2[r, j] + s * A3[b, ya, lt + j])
+            V2[r, j] = v
+            A3[b, ya, lt + j] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
+
+
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth):
+    """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``."""
+    _check_out("V", V)
+    _check_out("A", A)
+    nb, ny, nx, nf = V.shape
+    shape2 = (nb * ny, nx * nf)
+    v = _Arg("lca.V", V, shape=shape2)
+    a = _Arg("lca.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    g = _Arg("lca.G", G, shape=shape2)
+    e = _Arg("lca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(*shape2)
+        _k_update_lca[grid, block](v.dev, a.dev, g.dev, e.dev, _F32(self_interact), ny, int(lt) * nf, int(up),
+                                   *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
+    v.done()
+    a.done()
+
+
+# --------------------------------------------------------------------- learning
+
+def _slices(nel, longest):
+    """Slices per dW element so that about BUSY_THREADS threads work (at most one per pre neuron)."""
+    return max(1, min(-(-BUSY_THREADS // max(nel, 1)), max(longest, 1)))
+
+
+@cuda.jit
+def _k_hebb_dense(A_pre, A_post, xs, ys, part, partc, S, nkx, nky,
+                  lt_pre, up_pre, lt_post, up_post, nyp, nxp, nfp):
+    nb, nye, nxe, nf = A_pre.shape
+    ny = A_post.shape[1] - 2 * up_post
+    nx = A_post.shape[2] - 2 * lt_post
+    nel = part.shape[1]
+    for t in range(cuda.grid(1), S * nel, cuda.gridsize(1)):
+        s = t // nel
+        el = t - s * nel
+        o = el % nfp
+        q = el // nfp
+        px = q % nxp
+        q = q // nxp
+        py = q % nyp
+        k = q // nyp
+        f = k % nf
+        kx = (k // nf) % nkx
+        ky = k // (nf * nkx)
+        ye0 = (up_pre + ky) % nky
+        xe0 = (lt_pre + kx) % nkx
+        nyk = (nye - ye0 + nky - 1) // nky
+        nxk = (nxe - xe0 + nkx - 1) // nkx
+        P = nb * nyk * nxk
+        q0 = s * P // S
+        q1 = (s + 1) * P // S
+        acc = float32(0)
+        cnt = float32(0)
+        if q0 < q1:
+            ix = q0 % nxk
+            q = q0 // nxk
+            iy = q % nyk
+            b = q // nyk
+            for _ in range(q0, q1):
+                ye = ye0 + iy * nky
+                xe = xe0 + ix * nkx
+                a = A_pre[b, ye, xe, f]
+                if a != 0:
+                    y = ys[ye] + py
+                    x = xs[xe] + px
+                    if y >= 0 and y < ny and x >= 0 and x < nx:
+                        acc += a * A_post[b, y + up_post, x + lt_post, o]
+                        cnt += float32(1)
+                ix += 1
+                if ix == nxk:
+                    ix = 0
+                    iy += 1
+                    if iy == nyk:
+                        iy = 0
+                        b += 1
+        part[s, el] = acc
+        partc[s, el] = cnt
+
+
+@cuda.jit
+def _k_hebb_reduce(part, partc, dW1, cnt1, dw_max):
+    S, nel = part.shape
+    for el in range(cuda.grid(1), nel, cuda.gridsize(1)):
+        s1 = float32(0)
+        c1 = float32(0)
+        for s in range(S):
+            s1 += part[s, el]
+            c1 += partc[s, el]
+        dW1[el] += dw_max * s1
+        cnt1[el] += c1
+
+
+def _finish_hebbian(part, partc, dW, counts, dw_max):
+    nel = part.shape[1]
+    d = _Arg("hb.dW", dW, shape=(nel,))
+    c = _Arg("hb.cnt", counts, shape=(nel,))
+    _k_hebb_reduce[_blocks(nel, SCAN), SCAN](part, partc, d.dev, c.dev, _F32(dw_max))
+    d.done()
+    c.done()
+
+
+def hebbian_shared(A_pre, A_post, dW, counts, dw_max,
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky,
+                   lt_pre, up_pre, lt_post, up_post):
+    """Hebbian term of shared weights (see numpy_ref.hebbian_shared): owner-computes slices, fixed-order sum."""
+    _check_out("dW", dW)
+    _check_out("counts", counts)
+    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt_pre, up_pre, lt_post, up_post = _ints(
+        xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt_pre, up_pre, lt_post, up_post)
+    nb, nye, nxe, _ = A_pre.shape
+    nk, nyp, nxp, nfp = dW.shape
+    nel = nk * nyp * nxp * nfp
+    if nel == 0:
+        return
+    S = _slices(nel, nb * -(-nye // nky) * -(-nxe // nkx))
+    a, p = _Arg("hb.pre", A_pre), _Arg("hb.post", A_post)
+    xs = _axis_starts(nxe, lt_pre, xmul, xoff, xdiv)
+    ys = _axis_starts(nye, up_pre, ymul, yoff, ydiv)
+    part = _scratch("hb.part", (S, nel), np.float32)
+    partc = _scratch("hb.partc", (S, nel), np.float32)
+    _k_hebb_dense[_blocks(S * nel, SCAN), SCAN](a.dev, p.dev, xs, ys, part, partc, S, nkx, nky,
+                                                lt_pre, up_pre, lt_post, up_post, nyp, nxp, nfp)
+    _finish_hebbian(part, partc, dW, counts, dw_max)
+
+
+@cuda.jit
+def _k_zero_f32(a):
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        a[i] = 0
+
+
+@cuda.jit
+def _k_scatter(offsets, idx, val, dense2):
+    """dense2[b, idx[e]] = val[e]: expand an active list (positions are unique: no races)."""
+    nb = offsets.shape[0] - 1
+    for e in range(cuda.grid(1), idx.shape[0], cuda.gridsize(1)):
+        lo = 0
+        hi = nb + 1
+        while lo < hi:  # batch of entry e: the last b with offsets[b] <= e
+            mid = (lo + hi) // 2
+            if offsets[mid] <= e:
+                lo = mid + 1
+            else:
+                hi = mid
+        dense2[lo - 1, idx[e]] = val[e]
+
+
+def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts, dw_max,
+                          xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky,
+                          lt_pre, up_pre, lt_post, up_post):
+    """``hebbian_shared`` from an active list: the list is expanded into a dense pre buffer on the
+    device (O(n) scatter), then the dense owner-computes kernel runs.
+
+    Bucketing the list by kernel instead costs a sort; on a GPU the dense
+    kernel's zero tests are warp-broadcast loads and cheaper than that.
+    Entries must be nonzero (as active_list makes them): a zero value is not
+    counted, as in the dense form.
+    """
+    _check_out("dW", dW)
+    _check_out("counts", counts)
+    nf, nxe, ymul, ydiv, up_pre, up_post = _ints(nf_pre, nx_ext, ymul, ydiv, up_pre, up_post)
+    n = idx.shape[0]
+    if n == 0 or dW.size == 0:
+        return
+    nb = offsets.shape[0] - 1
+    nye = (A_post.shape[1] - 2 * up_post) * ydiv // ymul + 2 * up_pre
+    o, i, v = _Arg("hs.off", offsets, dtype=np.int64), _Arg("hs.idx", idx, dtype=np.int32), \
+        _Arg("hs.val", val, dtype=np.float32)
+    dense = _scratch("hs.dense", (nb * nye * nxe * nf,), np.float32)
+    _k_zero_f32[_blocks(dense.shape[0], THREADS), THREADS](dense)
+    _k_scatter[_blocks(n, THREADS), THREADS](o.dev, i.dev, v.dev, dense.reshape(nb, nye * nxe * nf))
+    hebbian_shared(dense.reshape(nb, nye, nxe, nf), A_post, dW, counts, dw_max,
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt_pre, up_pre, lt_post, up_post)
+
+
+@cuda.jit
+def _k_zero_i64(a):
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        a[i] = 0
+
+
+# --------------------------------------------------------------------- probes
+
+@cuda.jit
+def _k_layer_stats(X3, lt, up, ny, rowlen, thr, part):
+    """part[b, p] = [Σa, Σ|a|, Σa², #|a|>thr, min, max] over rows p, p+P, ... of batch b's window."""
+    acc = cuda.shared.array((6, SCAN), float64)
+    tid = cuda.threadIdx.x
+    b = cuda.blockIdx.y
+    p = cuda.blockIdx.x
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    cnt = 0.0
+    lo = math.inf
+    hi = -math.inf
+    for y in range(p, ny, cuda.gridDim.x):
+        for j in range(tid, rowlen, SCAN):
+            v = float64(X3[b, up + y, lt + j])
+            a = abs(v)
+            s0 += v
+            s1 += a
+            s2 += v * v
+            if a > thr:
+                cnt += 1.0
+            lo = min(lo, v)
+            hi = max(hi, v)
+    acc[0, tid] = s0
+    acc[1, tid] = s1
+    acc[2, tid] = s2
+    acc[3, tid] = cnt
+    acc[4, tid] = lo
+    acc[5, tid] = hi
+    cuda.syncthreads()
+    half = SCAN // 2
+    while half > 0:
+        if tid < half:
+            for c in range(4):
+                acc[c, tid] += acc[c, tid + half]
+            acc[4, tid] = min(acc[4, tid], acc[4, tid + half])
+            acc[5, tid] = max(acc[5, tid], acc[5, tid + half])
+        cuda.syncthreads()
+        half //= 2
+    if tid < 6:
+        part[b, p, tid] = acc[tid, 0]
+
+
+def layer_stats(X, lt, up, ny, nx, nnz_threshold):
+    """Per batch element: [Σa, Σ|a|, Σa², #|a|>thr, min, max] in float64 (see numpy_ref.layer_stats)."""
+    lt, up, ny, nx = _ints(lt, up, ny, nx)
+    nb, nf = X.shape[0], X.shape[3]
+    x = _Arg("st.X", X, shape=(nb, X.shape[1], X.shape[2] * nf))
+    P = max(1, min(ny, 64 if not SIMULATOR else 1))
+    part = _scratch("st.part", (nb, P, 6), np.float64)
+    if nb:
+        _k_layer_stats[(P, nb), SCAN](x.dev, lt * nf, up, ny, nx * nf, float(nnz_threshold), part)
+    h = part.copy_to_host() if nb else np.zeros((0, P, 6))
+    out = np.empty((nb, 6), np.float64)
+    out[:, :4] = h[:, :, :4].sum(axis=1)
+    out[:, 4] = h[:, :, 4].min(axis=1) if nb else 0
+    out[:, 5] = h[:, :, 5].max(axis=1) if nb else 0
+    return out

@@ -1,0 +1,438 @@
+"""CUDA kernels against the numpy reference: in Numba's CUDA simulator (CI) or on a real GPU.
+
+Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when it is first imported, and
+other test modules import numba first; so a plain ``pytest`` run tests the
+kernels in a child process started with the simulator on
+(``test_cuda_kernels_in_simulator`` runs this very file there with
+``PVMPI_CUDA_TESTS=sim``). Setting the variable in this module, or in a
+conftest, would depend on collection order and would put every other test
+module's numba into simulator mode too; a child process does neither.
+
+On a GPU machine ``PVMPI_CUDA_TESTS=gpu pytest tests/unit/test_cuda_kernels.py``
+runs the same tests on the device (no simulator). Shapes are tiny: every
+simulated CUDA thread is a Python thread.
+"""
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvmpi.errors import PvmpiError
+from pvmpi.kernels import KERNELS, get_backend
+from pvmpi.kernels import numpy_ref as ref
+from pvmpi.network.geometry import axis_map, post_table
+from pvmpi.parallel.devices import (
+    binding_warning,
+    choose_device,
+    parse_device_ids,
+    select_device,
+)
+
+MODE = os.environ.get("PVMPI_CUDA_TESTS")  # "sim" (the child process) or "gpu"
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+REPO = Path(__file__).resolve().parents[2]
+FLT_MAX = 3.4028234663852886e38
+
+inner = pytest.mark.skipif(MODE not in ("sim", "gpu"),
+                           reason="runs inside test_cuda_kernels_in_simulator (or PVMPI_CUDA_TESTS=gpu)")
+
+if MODE == "sim":
+    # The simulator's block manager polls its threads; the default 5 ms GIL
+    # switch interval makes every syncthreads() cost milliseconds.
+    sys.setswitchinterval(1e-4)
+
+
+@pytest.fixture(scope="module")
+def cu():
+    be = get_backend("cuda")
+    assert be.SIMULATOR == (MODE == "sim")
+    return be
+
+
+# --------------------------------------------------------------------- the two entry points for CI
+
+@pytest.mark.skipif(MODE is not None, reason="already inside a CUDA test process")
+@pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed (pip install -e '.[test]')")
+def test_cuda_kernels_in_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PVMPI_CUDA_TESTS="sim")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                           str(Path(__file__))], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and " failed" not in proc.stdout, tail
+
+
+@pytest.mark.skipif(MODE == "sim", reason="the simulator is always available")
+@pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed")
+def test_missing_gpu_is_a_clear_error():
+    """--backend cuda with no usable GPU: one PvmpiError naming the device, never a CPU run."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_CUDA_DRIVER"] = "/nonexistent/libcuda.so"  # no driver (older numba-cuda) ...
+    env["CUDA_VISIBLE_DEVICES"] = ""  # ... and no visible device: the same answer on GPU machines
+    code = ("from pvmpi.kernels import get_backend\n"
+            "from pvmpi.errors import PvmpiError\n"
+            "try:\n    get_backend('cuda')\n"
+            "except PvmpiError as e:\n    print('ERR', e); raise SystemExit(3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = proc.stdout.strip()
+    assert line.startswith("ERR --backend cuda needs an NVIDIA GPU: none found (") and "\n" not in line
+    assert "numba" in line  # the hint names the CPU backend
+
+
+# --------------------------------------------------------------------- cases (as in test_kernels.py)
+
+@dataclass
+class Case:
+    xm: object
+    ym: object
+    A: np.ndarray
+    W: np.ndarray
+    G0: np.ndarray
+    A_post: np.ndarray
+    lt: int
+    up: int
+    lt_post: int = 1
+    up_post: int = 2
+
+    @property
+    def geo(self):
+        x, y = self.xm, self.ym
+        return (x.mul, x.off, x.div, x.n_kernels, y.mul, y.off, y.div, y.n_kernels)
+
+    @property
+    def nf(self):
+        return self.A.shape[3]
+
+
+def make_case(xargs, yargs, nf, nfp, nb, extra, density, seed=0):
+    rng = np.random.default_rng(seed)
+    xm, ym = axis_map(*xargs), axis_map(*yargs)
+    lt, up = xm.margin + extra, ym.margin + extra
+    shape = (nb, ym.n_pre + 2 * up, xm.n_pre + 2 * lt, nf)
+    A = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
+    W = rng.standard_normal((nf * xm.n_kernels * ym.n_kernels, ym.patch, xm.patch, nfp)).astype(np.float32)
+    G0 = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp)).astype(np.float32)
+    A_post = np.full((nb, ym.n_post + 4, xm.n_post + 2, nfp), 1e6, np.float32)
+    A_post[:, 2:-2, 1:-1] = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp))
+    return Case(xm, ym, A, W, G0, A_post, lt, up)
+
+
+# (x axis (n_pre, n_post, patch), y axis, nf_pre, nfp, nbatch, extra margin, density):
+# strides 1, 2 and 4 both ways, odd and even patches, nf 1-3 (8 for the LCA-like case), batch 1-3.
+CASES = {
+    "1to1-odd": ((6, 6, 3), (5, 5, 5), 2, 3, 1, 0, 1.0),
+    "1to1-p1-sparse": ((6, 6, 1), (6, 6, 3), 3, 2, 2, 1, 0.2),
+    "1to2-p8-lca": ((4, 8, 8), (4, 8, 8), 8, 1, 2, 1, 0.1),
+    "1to2-p2-dense": ((4, 8, 2), (3, 6, 6), 2, 2, 1, 0, 1.0),
+    "1to4-p4": ((2, 8, 4), (2, 8, 8), 3, 2, 2, 2, 0.3),
+    "2to1-p4-lcaT": ((8, 4, 4), (8, 4, 4), 1, 8, 2, 0, 1.0),
+    "2to1-p3-sparse": ((8, 4, 3), (8, 4, 1), 3, 3, 1, 1, 0.15),
+    "4to1-even-mixed": ((16, 4, 2), (4, 8, 4), 2, 3, 1, 0, 0.6),
+}
+
+
+@pytest.fixture(params=list(CASES), scope="module")
+def case(request):
+    return make_case(*CASES[request.param])
+
+
+def close(actual, desired):
+    scale = max(float(np.abs(desired).max()), 1.0)
+    np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6 * scale)
+
+
+def deliver(be, c, how, A=None, lst=None):
+    A = c.A if A is None else A
+    G = c.G0.copy()
+    if how == "pre":
+        be.deliver_pre(A, c.W, G, *c.geo, c.lt, c.up)
+    elif how == "sparse":
+        offsets, idx, val = ref.active_list(A, c.lt, c.up) if lst is None else lst
+        be.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], c.W, G, *c.geo, c.lt, c.up)
+    else:
+        be.deliver_post(A, c.W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels)
+    return G
+
+
+def hebbian(be, c, sparse, dw_max=0.5):
+    dW = np.zeros_like(c.W)
+    cnt = np.zeros_like(c.W)
+    args = (*c.geo, c.lt, c.up, c.lt_post, c.up_post)
+    if sparse:
+        offsets, idx, val = ref.active_list(c.A, c.lt, c.up)
+        be.hebbian_shared_sparse(offsets, idx, val, c.nf, c.A.shape[2], c.A_post, dW, cnt, dw_max, *args)
+    else:
+        be.hebbian_shared(c.A, c.A_post, dW, cnt, dw_max, *args)
+    return dW, cnt
+
+
+# --------------------------------------------------------------------- interface
+
+@inner
+@pytest.mark.parametrize("name", KERNELS)
+def test_same_signatures_as_the_reference(cu, name):
+    assert inspect.signature(getattr(cu, name)) == inspect.signature(getattr(ref, name))
+
+
+@inner
+def test_get_backend_cuda(cu):
+    assert get_backend("cuda") is cu
+
+
+# --------------------------------------------------------------------- delivery
+
+@inner
+def test_active_list(cu, case):
+    got = cu.active_list(case.A, case.lt, case.up)
+    for g, w in zip(got, ref.active_list(case.A, case.lt, case.up)):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
+@inner
+def test_active_list_empty_and_one(cu):
+    A = np.zeros((2, 4, 5, 3), np.float32)
+    offsets, idx, val = cu.active_list(A, 1, 1)
+    assert list(offsets) == [0, 0, 0] and idx.size == 0 and val.size == 0
+    A[1, 2, 3, 1] = 2.0
+    offsets, idx, val = cu.active_list(A, 1, 1)
+    assert list(offsets) == [0, 0, 1] and list(idx) == [1 + 3 * (3 + 5 * 2)] and list(val) == [2.0]
+
+
+@inner
+def test_active_list_several_chunks(cu, monkeypatch):
+    """Chunks of SCAN*ACTIVE_K elements: shrink them so one batch element spans many."""
+    monkeypatch.setattr(cu, "ACTIVE_K", 1)
+    rng = np.random.default_rng(2)
+    A = (rng.standard_normal((2, 5, 9, 3)) * (rng.random((2, 5, 9, 3)) < 0.4)).astype(np.float32)
+    for g, w in zip(cu.active_list(A, 0, 0), ref.active_list(A, 0, 0)):
+        np.testing.assert_array_equal(g, w)
+
+
+@inner
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_deliver_equals_numpy(cu, case, how):
+    close(deliver(cu, case, how), deliver(ref, case, how))
+
+
+@inner
+def test_deliver_zero_activity_adds_nothing(cu):
+    c = make_case(*CASES["1to2-p2-dense"])
+    A = np.zeros_like(c.A)
+    for how in ("pre", "post"):
+        np.testing.assert_array_equal(deliver(cu, c, how, A=A), c.G0)
+    G = c.G0.copy()
+    cu.deliver_sparse(np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                      c.nf, A.shape[2], c.W, G, *c.geo, c.lt, c.up)
+    np.testing.assert_array_equal(G, c.G0)
+
+
+@inner
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_deliver_many_post_features(cu, how):
+    """nfp > 32: several feature chunks per post neuron (blocks of OC features)."""
+    c = make_case((2, 4, 2), (3, 3, 3), 2, 40, 1, 0, 0.5, seed=5)
+    close(deliver(cu, c, how), deliver(ref, c, how))
+
+
+@inner
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_deliver_chunked_weight_tiles(cu, monkeypatch, how):
+    """A tiny shared-memory budget forces the jy, f and feature chunking of the weight tile."""
+    c = make_case(*CASES["1to2-p8-lca"], seed=6)
+    want = deliver(ref, c, how)
+    for floats in (64, 8):
+        monkeypatch.setattr(cu, "TILE_FLOATS", floats)
+        close(deliver(cu, c, how), want)
+
+
+@inner
+def test_results_are_reproducible(cu):
+    """Every kernel owns its outputs (no float atomics): two runs agree bit for bit."""
+    c = make_case(*CASES["1to2-p8-lca"], seed=9)
+    runs = [[deliver(cu, c, how) for how in ("pre", "sparse", "post")]
+            + list(hebbian(cu, c, False)) + list(hebbian(cu, c, True)) for _ in range(2)]
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
+
+
+@inner
+def test_wrong_output_dtype_is_refused(cu):
+    c = make_case(*CASES["1to1-odd"])
+    with pytest.raises(ValueError):
+        cu.deliver_pre(c.A, c.W, c.G0.astype(np.float64), *c.geo, c.lt, c.up)
+
+
+@inner
+def test_accumulate_input(cu):
+    rng = np.random.default_rng(1)
+    GSyn = rng.standard_normal((3, 2, 3, 4, 5)).astype(np.float32)
+    G = np.full(GSyn.shape[1:], 7.0, np.float32)
+    cu.accumulate_input(GSyn, [0.5, -2.0, 1.0], G)
+    close(G, np.float32(0.5) * GSyn[0] + np.float32(-2.0) * GSyn[1] + GSyn[2])
+    cu.accumulate_input(GSyn[:2], [1, -1], G)
+    close(G, GSyn[0] - GSyn[1])
+
+
+# ------------------------------------------------------------------- transfer / LCA
+
+TRANSFER = {
+    "hard": (0.5, 0.0, FLT_MAX, 0.0, 0.0),
+    "soft-lca": (0.5, 0.0, FLT_MAX, 0.5, 0.0),
+    "firm-shift": (0.5, 0.0, FLT_MAX, 0.25, 0.5),
+    "clip-negative-AMin": (0.5, -1.0, 1.0, 0.0, 0.0),
+    "passthrough": (-FLT_MAX, -FLT_MAX, FLT_MAX, 0.0, 0.0),
+    "passthrough-clip": (-FLT_MAX, 0.0, 0.75, 0.3, 0.0),
+}
+
+
+@inner
+@pytest.mark.parametrize("name", list(TRANSFER))
+def test_apply_transfer(cu, name):
+    V = np.array([-1.0, 0.0, 0.4, 0.5, 0.6, 0.75, 0.99, 1.0, 1.2, 3.0] * 6, np.float32).reshape(2, 3, 5, 2)
+    want = np.full((2, 3 + 4, 5 + 2, 2), 9.0, np.float32)
+    got = want.copy()
+    ref.apply_transfer(V, want, 1, 2, *TRANSFER[name])
+    cu.apply_transfer(V, got, 1, 2, *TRANSFER[name])
+    close(got, want)
+    got[:, 2:-2, 1:-1] = 9.0
+    assert np.all(got == 9.0), "halo must not be written"
+
+
+@inner
+@pytest.mark.parametrize("self_interact", [True, 0.0])
+def test_update_lca(cu, self_interact):
+    rng = np.random.default_rng(5)
+    nb, ny, nx, nf, lt, up = 2, 4, 5, 3, 2, 1
+    params = (0.3, 0.0, FLT_MAX, 0.3, 0.0)
+    V = rng.standard_normal((nb, ny, nx, nf)).astype(np.float32)
+    G = rng.standard_normal((nb, ny, nx, nf)).astype(np.float32)
+    A = rng.standard_normal((nb, ny + 2 * up, nx + 2 * lt, nf)).astype(np.float32)
+    e = np.exp(-np.array([0.01, 0.2])).astype(np.float32)
+    out = []
+    for be in (ref, cu):
+        Vb, Ab = V.copy(), A.copy()
+        be.update_lca(Vb, Ab, G, e, self_interact, lt, up, *params)
+        out.append((Vb, Ab))
+    (Vr, Ar), (Vc, Ac) = out
+    close(Vc, Vr)
+    close(Ac, Ar)
+    np.testing.assert_array_equal(Ac[:, :up], A[:, :up])  # halo untouched
+    np.testing.assert_array_equal(Ac[:, :, :lt], A[:, :, :lt])
+
+
+# --------------------------------------------------------------------- learning
+
+@inner
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hebbian_equals_numpy(cu, case, sparse):
+    want_dW, want_cnt = hebbian(ref, case, False)
+    dW, cnt = hebbian(cu, case, sparse)
+    close(dW, want_dW)
+    np.testing.assert_array_equal(cnt, want_cnt)
+
+
+@inner
+def test_hebbian_accumulates_into_caller_arrays(cu):
+    c = make_case(*CASES["2to1-p3-sparse"])
+    once, cnt1 = hebbian(ref, c, False)
+    dW, cnt = np.zeros_like(c.W), np.zeros_like(c.W)
+    args = (*c.geo, c.lt, c.up, c.lt_post, c.up_post)
+    cu.hebbian_shared(c.A, c.A_post, dW, cnt, 0.5, *args)
+    offsets, idx, val = ref.active_list(c.A, c.lt, c.up)
+    cu.hebbian_shared_sparse(offsets, idx, val, c.nf, c.A.shape[2], c.A_post, dW, cnt, 0.5, *args)
+    close(dW, 2 * once)
+    np.testing.assert_array_equal(cnt, 2 * cnt1)
+
+
+# --------------------------------------------------------------------- probes
+
+@inner
+@pytest.mark.parametrize("nb, margin, thr", [(1, 0, 0.0), (3, 2, 0.25)])
+def test_layer_stats(cu, nb, margin, thr):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((nb, 5 + 2 * margin, 6 + 2 * margin, 3)).astype(np.float32)
+    X[rng.random(X.shape) < 0.5] = 0
+    np.testing.assert_allclose(cu.layer_stats(X, margin, margin, 5, 6, thr),
+                               ref.layer_stats(X, margin, margin, 5, 6, thr), rtol=1e-12)
+
+
+# --------------------------------------------------------------------- device-resident use
+
+@inner
+def test_device_arrays_stay_on_the_device(cu):
+    """Device arguments are used in place; active_list of a device A returns device arrays."""
+    c = make_case(*CASES["1to2-p8-lca"], seed=11)
+    dA, dG = cu.to_device(c.A), cu.to_device(c.G0)
+    lst = cu.active_list(dA, c.lt, c.up)
+    assert not any(isinstance(a, np.ndarray) for a in lst)
+    for g, w in zip(lst, ref.active_list(c.A, c.lt, c.up)):
+        np.testing.assert_array_equal(cu.to_host(g), w)
+    cu.deliver_sparse(*lst, c.nf, c.A.shape[2], cu.to_device(c.W), dG, *c.geo, c.lt, c.up)
+    close(cu.to_host(dG), deliver(ref, c, "sparse"))
+    dW, dcnt = cu.to_device(np.zeros_like(c.W)), cu.to_device(np.zeros_like(c.W))
+    cu.hebbian_shared_sparse(*lst, c.nf, c.A.shape[2], cu.to_device(c.A_post), dW, dcnt, 0.5,
+                             *c.geo, c.lt, c.up, c.lt_post, c.up_post)
+    want_dW, want_cnt = hebbian(ref, c, False)
+    close(cu.to_host(dW), want_dW)
+    np.testing.assert_array_equal(cu.to_host(dcnt), want_cnt)
+
+
+# --------------------------------------------------------------------- device binding (no GPU, no MPI job)
+
+
+
+@pytest.mark.parametrize("local_rank, n_gpus, want", [(0, 4, 0), (3, 4, 3), (5, 4, 1), (7, 2, 1), (2, 1, 0)])
+def test_device_is_local_rank_mod_gpus(local_rank, n_gpus, want):
+    assert choose_device(local_rank, n_gpus, None, world_rank=10 + local_rank, world_size=64) == want
+
+
+def test_device_ids_follow_openpv():
+    # one id: every rank; at least one per rank: rank r takes the r-th (local rank ignored)
+    assert [choose_device(r % 2, 8, [5], r, 4) for r in range(4)] == [5] * 4
+    assert [choose_device(r % 2, 8, [3, 2, 1, 0], r, 4) for r in range(4)] == [3, 2, 1, 0]
+    assert choose_device(0, 8, [0, 1, 2, 3, 4], 2, 3) == 2
+    with pytest.raises(PvmpiError, match="-d lists 2 GPU ids for 4 MPI ranks"):
+        choose_device(0, 8, [0, 1], 1, 4)
+
+
+def test_device_rule_errors_are_clear():
+    with pytest.raises(PvmpiError, match="needs an NVIDIA GPU: none found on this node"):
+        choose_device(0, 0, None, 0, 1)
+    with pytest.raises(PvmpiError, match="GPU id 4 does not exist: this node has 2 GPU"):
+        choose_device(0, 2, [4], 0, 1)
+    assert choose_device(3, None, [7], 3, 4) == 7  # unknown GPU count: ids not checked
+
+
+def test_parse_device_ids():
+    assert parse_device_ids(None) is None
+    assert parse_device_ids("0") == [0]
+    assert parse_device_ids("0, 1,3") == [0, 1, 3]
+    for bad in ("", "a", "0,,1", "-1"):
+        with pytest.raises(PvmpiError, match="comma-separated GPU ids"):
+            parse_device_ids(bad)
+
+
+def test_binding_warning():
+    assert binding_warning(4, 4) is None
+    assert binding_warning(8, 4) == "8 MPI ranks share 4 GPU(s) on this node"
+    assert "use 2 of the 4" in binding_warning(2, 4)
+    assert binding_warning(8, 4, ids=[0]) is None
+
+
+def test_select_device_on_one_rank():
+    from mpi4py import MPI
+
+    assert select_device(MPI.COMM_SELF, None, n_gpus=3, activate=False) == 0
+    assert select_device(MPI.COMM_SELF, "2", n_gpus=3, activate=False) == 2
+    with pytest.raises(PvmpiError):
+        select_device(MPI.COMM_SELF, None, n_gpus=0, activate=False)
