@@ -127,7 +127,7 @@ def mpi_info(python=None):
     """The MPI library that mpi4py loads under ``python`` (probed in a subprocess, MPI not started)."""
     python = python or sys.executable
     try:
-        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False)
         data = json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         raise PvmpiError(f"could not ask {python} for its MPI library (mpi4py)",
@@ -144,7 +144,7 @@ def launcher_version(path):
     """``mpiexec --version`` output ('' when it cannot tell)."""
     try:
         proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return (proc.stdout or "") + (proc.stderr or "")
@@ -584,8 +584,8 @@ def build_parser():
     p.add_argument("--print-signal", action="store_true",
                    help="print only the signal that makes the launcher's ranks checkpoint and stop")
     p.add_argument("--print-launcher", action="store_true",
-                   help="print only the launcher's words without the rank count (e.g. for "
-                        "'python -m pvmpi bench scaling --mpiexec WORD1 --mpiexec-args REST')")
+                   help="print only the launcher's words, without the rank count (scripts append -n N and "
+                        "their program; see slurm/scaling-*.sbatch)")
     p.add_argument("--collect-scaling", metavar="DIR",
                    help="merge the task-*/ results of a scaling job array (slurm/scaling-*.sbatch) into "
                         "DIR/scaling.csv, scaling.json and plots; exit")
@@ -622,7 +622,7 @@ def run_check(cmd_prefix, python, env):
     cmd = cmd_prefix + [python, "-c", prog]
     say("check: " + shlex.join(cmd))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise PvmpiError("the launcher check timed out after 120 s", hint=shlex.join(cmd)) from None
     sizes = [int(m) for m in re.findall(r"<size (\d+) rank \d+>", proc.stdout)]
@@ -641,7 +641,7 @@ def checkpoint_progress(model):
     from .io.checkpoint import FILE, newest_checkpoint
 
     col = model.column
-    final = int(round(col["stopTime"] / col["dt"]))
+    final = round(col["stopTime"] / col["dt"])
     directory = col["checkpointWriteDir"] if col["checkpointWrite"] else None
     if not directory:
         raise PvmpiError("the config writes no checkpoints (checkpointWrite, checkpointWriteDir)",
@@ -699,6 +699,10 @@ def collect_scaling(directory, weak=False):
         raise PvmpiError(f"no */task.json under {root}", hint="did the array tasks run?")
     rows.sort(key=lambda row: (row["ranks"], -row["batchwidth"], -row["rows"]))
     ref = scaling.add_speedups(rows)
+    for row in rows:  # without a 1-rank run there is nothing to compare with
+        if row.get("status") == "ok":
+            row.setdefault("speedup", float("nan"))
+            row.setdefault("efficiency", float("nan"))
     print(scaling.format_table(rows, ref, weak), flush=True)
     scaling.write_csv(root / "scaling.csv", rows)
     (root / "scaling.json").write_text(json.dumps({"config": config, "weak": weak, "rows": rows, "runs": runs},

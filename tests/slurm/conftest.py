@@ -25,18 +25,18 @@ def _unavailable():
         return "sbatch is not on PATH (install and start a local SLURM: bash launch/local-slurm.sh install; " \
                "bash launch/local-slurm.sh start — .ci/run does both)"
     try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         return f"scontrol ping failed: {e}"
     if "UP" not in ping.stdout:
         return "the SLURM controller does not answer (bash launch/local-slurm.sh start)"
-    conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20).stdout
+    conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20, check=False).stdout
     name = next((line.split("=", 1)[1].strip() for line in conf.splitlines()
                  if line.strip().startswith("ClusterName")), "?")
     if name != LOCAL_CLUSTER and os.environ.get("PVMPI_SLURM_ANY_CLUSTER") != "1":
         return f"SLURM cluster '{name}' is not the local test cluster '{LOCAL_CLUSTER}' " \
                "(set PVMPI_SLURM_ANY_CLUSTER=1 to submit the test jobs there anyway)"
-    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20, check=False).stdout
     if not any(s.startswith(("idle", "mixed", "allocated", "completing")) for s in state.split()):
         return f"no SLURM node takes jobs (sinfo: {' '.join(state.split()) or 'nothing'})"
     return None
@@ -50,7 +50,7 @@ def slurm():
         if os.environ.get("PVMPI_REQUIRE_SLURM") == "1":
             pytest.fail(f"PVMPI_REQUIRE_SLURM=1 but {why}")
         pytest.skip(why)
-    cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()
+    cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=False).stdout.split()
     return int(cpus[0]) if cpus and cpus[0].isdigit() else 1
 
 

@@ -53,7 +53,7 @@ def resources(cpus):
 def sbatch_wait(script, cwd, env, *options, timeout=240):
     """``sbatch --wait`` -> (job id, exit status, sbatch's output)."""
     proc = subprocess.run(["sbatch", "--wait", "--parsable", *options, str(script)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     job = proc.stdout.strip().splitlines()[0].split(";")[0] if proc.stdout.strip() else None
     return job, proc.returncode, proc.stdout + proc.stderr
 
@@ -116,7 +116,7 @@ def cpu_job(slurm, images, tmp_path_factory):
 
 
 def test_cpu_script_runs_pvmpi_and_writes_its_outputs(cpu_job):
-    job, rc, run_dir, log = cpu_job
+    _, rc, run_dir, log = cpu_job
     assert rc == 0, log
     assert "srun --mpi=pmi2 --ntasks=2 --cpus-per-task=1" in log  # the command, printed
     assert "layout BatchWidth=2 NumRows=1 NumColumns=1" in log  # and the layout's reasons
@@ -126,12 +126,12 @@ def test_cpu_script_runs_pvmpi_and_writes_its_outputs(cpu_job):
 
 def test_cpu_script_gives_what_pvmpi_launch_gives_outside_slurm(cpu_job, images, tmp_path):
     """The same run started by hand (python -m pvmpi.launch -n 2: the venv's mpiexec) writes the same."""
-    job, rc, run_dir, log = cpu_job
+    _, rc, run_dir, log = cpu_job
     assert rc == 0, log
     here = tmp_path / "by-hand"
     env = job_env(images)
     proc = subprocess.run([sys.executable, "-m", "pvmpi.launch", "-n", "2", str(DEMO), "-o", str(here), "-q",
-                           *pvmpi_args(images)], env=env, capture_output=True, text=True, timeout=300)
+                           *pvmpi_args(images)], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mpiexec -n 2" in proc.stdout
     assert_same_outputs(run_dir, here)
@@ -151,7 +151,7 @@ def test_requeue_script_checkpoints_on_the_signal_and_continues(slurm, cpu_job, 
         job = None
         deadline = time.monotonic() + 60
         while job is None and time.monotonic() < deadline:
-            q = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
+            q = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=False)
             job = q.stdout.split()[0] if q.stdout.split() else None
             time.sleep(0.2)
         assert job, "the job never showed up in squeue"
@@ -208,12 +208,12 @@ def test_scripts_are_valid_bash_and_sbatch_accepts_them(slurm, tmp_path):
     assert {s.name for s in scripts} >= {"cpu.sbatch", "gpu.sbatch", "requeue.sbatch", "scaling-weak.sbatch",
                                          "scaling-strong.sbatch"}
     for script in scripts:
-        syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
         assert syntax.returncode == 0, f"{script.name}: {syntax.stderr}"
         # one node-sized piece of each script's request (the scripts ask for more than this machine has)
         opts = ["--test-only", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1"]
         proc = subprocess.run(["sbatch", *opts, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, check=False)
         assert proc.returncode == 0 and "to start at" in proc.stderr, f"{script.name}: {proc.stderr}"
 
 
@@ -223,10 +223,10 @@ def test_gpu_script_asks_for_one_gpu_per_rank(slurm, tmp_path):
     assert "#SBATCH --gpus-per-task=1" in text and "BACKEND=${BACKEND:-cuda}" in text
     # the local test cluster has one (fake) GPU: one rank fits, two ranks (two GPUs) do not
     one = subprocess.run(["sbatch", "--test-only", "--ntasks-per-node=1", "--cpus-per-task=1", str(script)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(["sbatch", "--test-only", "--ntasks-per-node=2", "--cpus-per-task=1", str(script)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert two.returncode != 0
 
 
@@ -234,6 +234,6 @@ def test_srun_starts_one_world_of_pvmpis_mpi(slurm, tmp_path):
     """srun --mpi=pmi2 with the pip MPICH: two ranks, one world (python -m pvmpi.launch --check)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
     proc = subprocess.run([sys.executable, "-m", "pvmpi.launch", "--check", "--launcher", "srun"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "srun --mpi=pmi2" in proc.stdout and "one world of 2" in proc.stdout
