@@ -64,9 +64,19 @@ bitwise reproducible from run to run, like the numba CPU backend)
   the restricted window in float64 in shared memory; the host adds the
   per-block partials in a fixed order.
 
-Launch constants are module attributes (tests shrink ``TILE_FLOATS`` to
-exercise the chunked paths).  The simulator runs the same kernels with the
-same block shapes; only the grid caps (block-stride loops) are smaller.
+Launch constants are module attributes (tests shrink ``TILE_FLOATS`` and
+``ACTIVE_K`` to exercise the chunked paths).  The simulator runs the same
+kernels; since each simulated thread is a Python thread it uses 32-thread
+blocks (``THREADS``, ``SCAN``) and grids of a few blocks (the kernels loop
+over the rest), which changes no result: every kernel is written for any
+block and grid size.
+
+Measured on an H100 (bench geometry: error 128x128x1, V1 64x64x64, nbatch 4,
+8x8 patches stride 2, 5 % active), kernel times: sparse delivery 64 us,
+post/pre gather 0.50 ms (124 registers/thread, 25 % occupancy: the next
+thing to tune), LCA update 19 us, active list 28 us, sparse Hebbian 0.43 ms,
+layer stats 10 us.  A Python-side launch costs about 0.1 ms, so a time loop
+should keep state on the device and launch few kernels per step.
 """
 import math
 
