@@ -544,7 +544,7 @@ def _has_option(argv, *names):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m pvmpi.launch",
+        prog=PROG if Path(sys.argv[0]).name == PROG else "python -m pvmpi.launch",
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Start pvmpi on MPI: finds the launcher of mpi4py's MPI (refuses another MPI's), "
