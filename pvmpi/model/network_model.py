@@ -150,9 +150,10 @@ def build_model(raw):
             raise err_for(g)("only one HyPerCol is allowed")
     kinds = {g.name: schema.CLASSES[g.cls].kind for g in raw.groups}
 
-    # AToB connection names imply pre and post.
+    # AToB connection names imply pre and post (a FeedbackConn takes them from its original).
     for g in raw.groups:
-        if kinds[g.name] == "connection" and ("preLayerName" not in g.values
+        if kinds[g.name] == "connection" and not schema.is_a(g.cls, "FeedbackConn") \
+                and ("preLayerName" not in g.values
                                              or "postLayerName" not in g.values):
             pre, sep, post = g.name.partition("To")
             if sep and pre and post:
@@ -166,6 +167,7 @@ def build_model(raw):
     model = Model(path=path, column=column, groups=tuple(built[n] for n in names[1:]),
                   parallel=MappingProxyType(dict(raw.parallel)))
     _check_references(model, raw, kinds, err_for)
+    _check_probe_loops(model, raw, err_for)
     _check_geometry(model, raw, err_for)
     return model
 
@@ -189,6 +191,8 @@ def _fill(g, column, raw, kinds, err_for):
             values[pname] = _coerce(g.values[pname], p, err)
             if pname == "pvpatchAccumulateType" and values[pname]:
                 values[pname] = values[pname].lower()  # OpenPV compares it case-insensitively
+            if pname == "jitterChangeIntervalUnit" and values[pname]:  # OpenPV lower-cases it
+                values[pname] = {c.lower(): c for c in p.choices}.get(values[pname].lower(), values[pname])
             if p.choices and values[pname] is not None and values[pname] not in p.choices:
                 raise err(f"'{values[pname]}' is not one of: {', '.join(p.choices)}",
                           hint=suggest(str(values[pname]), p.choices))
@@ -246,6 +250,11 @@ def _conditional(g, values, err_for):
             raise err_for(g, "triggerOffset")("must be >= 0")
         if values["combine_dW_with_W_flag"]:
             raise err_for(g, "combine_dW_with_W_flag")("the legacy combined dW/W mode is not supported")
+    if cls == "FeedbackConn":
+        for p in ("preLayerName", "postLayerName"):
+            if p in g.values:
+                what = err_for(g, p)("not read: a FeedbackConn connects its original's post and pre layers")
+                warnings.warn(f"{what} — ignored, as OpenPV does", UnusedParameterWarning)
     if cls == "MomentumConn":
         method = values["momentumMethod"]
         if values["timeConstantTau"] is None:
@@ -257,9 +266,17 @@ def _conditional(g, values, err_for):
                 and not 0 <= values["timeConstantTau"] < 1:
             raise err_for(g, "timeConstantTau")(f"must be in [0, 1) for momentumMethod {method}")
     if schema.is_a(cls, "InputLayer"):
-        if values["jitterChangeInterval"] != 0:
-            raise err_for(g, "jitterChangeInterval")("jitter is not implemented in pvmpi yet",
-                                                     hint="set it to 0")
+        jitter = ("maxShiftX", "maxShiftY", "xFlipEnabled", "yFlipEnabled", "xFlipToggle", "yFlipToggle")
+        if "jitterChangeInterval" not in g.values:  # OpenPV refuses jitter settings without it
+            given = [p for p in jitter if p in g.values]
+            if given:
+                raise err_for(g, given[0])("needs jitterChangeInterval set explicitly",
+                                           hint="jitterChangeInterval = 0 means no jitter")
+        if values["jitterChangeInterval"] < 0:
+            raise err_for(g, "jitterChangeInterval")("must be >= 0 (0: no jitter)")
+        for p in ("maxShiftX", "maxShiftY"):
+            if values[p] < 0:
+                raise err_for(g, p)("must be >= 0")
         if values["batchMethod"] != "bySpecified" and "skip_frame_index" in g.values:
             warnings.warn(f"{g.name}: skip_frame_index is only read for batchMethod bySpecified")
 
@@ -293,14 +310,16 @@ def _check_references(model, raw, kinds, err_for):
                     raise err_for(rg, "verticesA")("verticesV and verticesA must have the same, "
                                                    "nonzero length")
         elif g.kind == "connection":
+            if "originalConnName" in g.params:
+                _check_original(model, g, raw, err_for)
+            if g.is_a("FeedbackConn"):
+                pre_name, post_name = _feedback_layers(model, g)
+                _set(g, "preLayerName", pre_name)
+                _set(g, "postLayerName", post_name)
             pre = _ref(model, g, "preLayerName", "layer", raw, err_for)
             post = _ref(model, g, "postLayerName", "layer", raw, err_for)
             if post.is_a("InputLayer") and g["channelCode"] >= 0:
                 raise err_for(rg, "postLayerName")(f"input layer '{post.name}' cannot receive input")
-            if "originalConnName" in g.params:
-                orig = _ref(model, g, "originalConnName", "connection", raw, err_for, "HyPerConn")
-                if g.cls == "CloneConn" and not orig.is_a("HyPerConn"):
-                    raise err_for(rg, "originalConnName")("must name a HyPerConn")
             if "triggerLayerName" in g.params:
                 _ref(model, g, "triggerLayerName", "layer", raw, err_for)
             if "nfp" in g.params:
@@ -327,9 +346,84 @@ def _check_references(model, raw, kinds, err_for):
                 if g.cls.endswith("LCAProbe") and not target.is_a("ANNLayer"):
                     raise err_for(rg, "targetLayer")(f"{g.cls} needs an ANNLayer target (it reads VThresh)")
             if "targetName" in g.params:
-                _ref(model, g, "targetName", "probe", raw, err_for, "ColumnEnergyProbe")
+                _scalar_probe_ref(model, g, "targetName", raw, err_for)
+            for p in ("numerator", "denominator"):
+                if p in g.params:
+                    _scalar_probe_ref(model, g, p, raw, err_for)
             _ref(model, g, "energyProbe", "probe", raw, err_for, "ColumnEnergyProbe")
             _ref(model, g, "triggerLayerName", "layer", raw, err_for)
+
+
+TRANSPOSABLE = ("HyPerConn", "TransposeConn")  # connections with weights a TransposeConn can follow
+
+
+SCALAR_PROBES = ("ColumnEnergyProbe", "QuotientProbe", "L0NormProbe", "L1NormProbe", "L2NormProbe",
+                 "FirmThresholdCostFnProbe")  # and their subclasses: one value per batch element
+
+
+def _scalar_probe_ref(model, g, pname, raw, err_for):
+    target = _ref(model, g, pname, "probe", raw, err_for)
+    if not any(target.is_a(c) for c in SCALAR_PROBES):
+        raise err_for(raw.group(g.name), pname)(
+            f"'{target.name}' is a {target.cls}; it must be a probe with one value per batch element "
+            f"({', '.join(SCALAR_PROBES)})")
+    if target.name == g.name:
+        raise err_for(raw.group(g.name), pname)("a probe cannot follow itself")
+    return target
+
+
+def _check_probe_loops(model, raw, err_for):
+    """No probe may depend on itself through QuotientProbe operands and ColumnEnergyProbe terms."""
+    probes = model.probes
+    deps = {p.name: [p[k] for k in ("numerator", "denominator") if k in p.params] for p in probes}
+    for p in probes:
+        if p.params.get("energyProbe"):
+            deps[p["energyProbe"]].append(p.name)
+    state = {}
+
+    def visit(name, path):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            loop = path[path.index(name):] + [name]
+            raise err_for(raw.group(loop[0]))("probes depend on each other in a loop: " + " -> ".join(loop))
+        state[name] = "open"
+        for d in deps.get(name, ()):
+            visit(d, path + [name])
+        state[name] = "done"
+
+    for p in probes:
+        visit(p.name, [])
+
+
+def _check_original(model, g, raw, err_for):
+    """originalConnName names a connection of the right kind, and the chain of originals has no loop."""
+    rg = raw.group(g.name)
+    orig = _ref(model, g, "originalConnName", "connection", raw, err_for)
+    if g.cls == "CloneConn":
+        if not orig.is_a("HyPerConn"):
+            raise err_for(rg, "originalConnName")(f"'{orig.name}' is a {orig.cls}; a CloneConn needs a HyPerConn")
+        return
+    if not any(orig.is_a(c) for c in TRANSPOSABLE):
+        raise err_for(rg, "originalConnName")(
+            f"'{orig.name}' is a {orig.cls}; a {g.cls} needs a connection with weights "
+            f"(HyPerConn, MomentumConn, TransposeConn or FeedbackConn)")
+    seen = [g.name]
+    while "originalConnName" in orig.params:
+        if orig.name in seen:
+            raise err_for(rg, "originalConnName")("the originals form a loop: " + " -> ".join(seen + [orig.name]))
+        seen.append(orig.name)
+        orig = model.group(orig["originalConnName"])
+
+
+def _feedback_layers(model, g):
+    """(pre, post) of a FeedbackConn: its original's (post, pre), following FeedbackConn originals."""
+    orig = model.group(g["originalConnName"])
+    if orig.is_a("FeedbackConn"):
+        pre, post = _feedback_layers(model, orig)
+    else:
+        pre, post = orig["preLayerName"], orig["postLayerName"]
+    return post, pre
 
 
 def _set(group, key, value):

@@ -176,7 +176,8 @@ _cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).",
     P("start_frame_index", "array", (), "Start frame per global batch element (0-based)."),
     P("skip_frame_index", "array", (), "Frame step per global batch element (bySpecified)."),
     P("resetToStartOnLoop", "bool", False, "On wrap go back to the start frame (bySpecified)."),
-    P("randomSeed", "int", 123456789, "Seed of batchMethod random (added to the column's seed)."),
+    P("randomSeed", "int", 123456789, "Seed of batchMethod random (added to the column's seed) and, "
+      "alone, of the jitter."),
     P("writeFrameToTimestamp", "bool", True, "Write timestamps/<Layer>.txt at every frame change."),
     P("offsetAnchor", "str", "tl", "Anchor of the image in the layer: {t,c,b} x {l,c,r}."),
     P("offsetX", "int", 0, "Horizontal image offset.", unit="pixels"),
@@ -189,7 +190,18 @@ _cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).",
     P("normalizeStdDev", "bool", True, "Normalise to zero mean, unit std (else to [0, 1])."),
     P("useInputBCflag", "bool", False, "Fill the halo from the image too."),
     P("padValue", "float", 0.0, "Value where the image has no data (and of the boundary halo)."),
-    P("jitterChangeInterval", "float", 0.0, "Jitter is not implemented: must be 0."),
+    P("jitterChangeInterval", "int", 0, "Random shifts and flips change every this many "
+      "jitterChangeIntervalUnit; 0: no jitter."),
+    P("jitterChangeIntervalUnit", "str", "displayPeriod", "Unit of jitterChangeInterval (any case).",
+      choices=("displayPeriod", "timestep")),
+    P("maxShiftX", "int", 0, "Jitter: largest random shift in x.", unit="pixels"),
+    P("maxShiftY", "int", 0, "Jitter: largest random shift in y.", unit="pixels"),
+    P("xFlipEnabled", "bool", False, "Jitter: mirror the frame left-right with probability 49%."),
+    P("yFlipEnabled", "bool", False, "Jitter: mirror the frame top-bottom with probability 49%."),
+    P("xFlipToggle", "bool", False, "Jitter: with xFlipEnabled, alternate the left-right mirror at "
+      "every change instead of drawing it."),
+    P("yFlipToggle", "bool", False, "Jitter: with yFlipEnabled, alternate the top-bottom mirror at "
+      "every change instead of drawing it."),
     P("jitterFlag", "bool", False, "Obsolete in OpenPV.", ignored=True),
 ], parent="BaseLayer", abstract=True)
 
@@ -220,7 +232,8 @@ _WEIGHTS = [
     P("sharedWeights", "bool", True, "Convolutional (shared) weights."),
     P("numAxonalArbors", "int", 1, "Number of arbors."),
     P("weightInitType", "str", doc="Weight initialisation.",
-      choices=("UniformRandomWeight", "GaussianRandomWeight", "UniformWeight", "FileWeight")),
+      choices=("UniformRandomWeight", "GaussianRandomWeight", "UniformWeight", "Gauss2DWeight",
+               "FileWeight")),
     P("frameNumber", "int", 0, "Frame of initWeightsFile."),
     P("wMinInit", "float", 0.0, "UniformRandomWeight lower bound."),
     P("wMaxInit", "float", 1.0, "UniformRandomWeight upper bound."),
@@ -230,6 +243,22 @@ _WEIGHTS = [
     P("wGaussStdev", "float", 1.0, "GaussianRandomWeight standard deviation."),
     P("weightInit", "float", 0.0, "UniformWeight value."),
     P("connectOnlySameFeatures", "bool", False, "UniformWeight: only f -> f."),
+    P("aspect", "float", 1.0, "Gauss2DWeight: aspect ratio (scales the rotated y distance)."),
+    P("sigma", "float", 0.8, "Gauss2DWeight: width of the Gaussian.", unit="pre pixels"),
+    P("rMax", "float", 1.4, "Gauss2DWeight: weights farther than rMax are 0.", unit="pre pixels"),
+    P("rMin", "float", 0.0, "Gauss2DWeight: weights nearer than rMin are 0.", unit="pre pixels"),
+    P("numOrientationsPost", "int", -1, "Gauss2DWeight: orientations of the post layer; <= 0: its nf."),
+    P("numOrientationsPre", "int", -1, "Gauss2DWeight: orientations of the pre layer; <= 0: its nf."),
+    P("deltaThetaMax", "float", 2 * 3.141592653589793, "Gauss2DWeight: no weight between orientations "
+      "differing by more.", unit="radians"),
+    P("thetaMax", "float", 1.0, "Gauss2DWeight: orientations span thetaMax*pi."),
+    P("numFlanks", "int", 1, "Gauss2DWeight: 2 adds a second Gaussian shifted the other way."),
+    P("flankShift", "float", 0.0, "Gauss2DWeight: shift of the Gaussian along the rotated y axis.",
+      unit="pre pixels"),
+    P("rotate", "float", 0.0, "Gauss2DWeight: orientations start at rotate times half a step."),
+    P("bowtieFlag", "bool", False, "Gauss2DWeight: keep only a bowtie around the orientation axis."),
+    P("bowtieAngle", "float", 2 * 3.141592653589793, "Gauss2DWeight: half-angle of the bowtie.",
+      unit="radians"),
     P("normalizeMethod", "str", doc="Weight normalisation.",
       choices=("normalizeL2", "normalizeSum", "normalizeMax", "none")),
     P("strength", "float", 1.0, "Target norm."),
@@ -270,8 +299,14 @@ _cls("MomentumConn", "connection", "HyPerConn whose updates carry momentum (fact
     P("prev_dWFrameNumber", "int", 0, "Frame of initPrev_dWFile."),
 ], parent="HyPerConn")
 _cls("TransposeConn", "connection", "The adjoint of another connection's weights; follows it.", [
-    P("originalConnName", "str", doc="The connection transposed."),
+    P("originalConnName", "str", doc="The connection transposed (any connection with weights of its "
+      "own or transposed: HyPerConn, MomentumConn, TransposeConn, FeedbackConn)."),
 ], parent="BaseConnection")
+_cls("FeedbackConn", "connection", "A TransposeConn whose pre and post layers are the original's post "
+     "and pre.", [
+         P("preLayerName", "str", None, "Not read: the original connection's post layer.", ignored=True),
+         P("postLayerName", "str", None, "Not read: the original connection's pre layer.", ignored=True),
+     ], parent="TransposeConn")
 _cls("CloneConn", "connection", "Delivers with another connection's weights.", [
     P("originalConnName", "str", doc="The connection whose weights are used."),
 ], parent="BaseConnection")
@@ -321,8 +356,12 @@ _cls("RequireAllZeroActivityProbe", "probe", "Fails the run when the target's ac
     P("immediateExitOnFailure", "bool", True, "Exit at the first nonzero activity."),
 ], parent="StatsProbe")
 _cls("ColumnEnergyProbe", "probe", "Sum of coefficient * value of the probes naming it.", parent="BaseProbe")
+_cls("QuotientProbe", "probe", "numerator / denominator, two probes' values per batch element.", [
+    P("numerator", "str", doc="Probe whose values are divided."),
+    P("denominator", "str", doc="Probe whose values divide."),
+], parent="BaseProbe")
 _cls("AdaptiveTimeScaleProbe", "probe", "Per-batch-element LCA time scale from an energy probe.", [
-    P("targetName", "str", doc="The energy probe followed."),
+    P("targetName", "str", doc="The probe followed (a ColumnEnergyProbe, QuotientProbe or norm probe)."),
     P("baseMax", "float", 1.0, "Initial maximum time scale."),
     P("baseMin", "float", 1.0, "Time scale after a reset."),
     P("tauFactor", "float", 1.0, "Scale of the energy-decay estimate."),

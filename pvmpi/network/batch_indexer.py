@@ -39,12 +39,7 @@ class mt19937:
             y = (mt[i] & np.uint32(0x80000000)) | (mt[(i + 1) % n] & np.uint32(0x7FFFFFFF))
             mag = np.where(y & np.uint32(1), np.uint32(0x9908B0DF), np.uint32(0))
             mt[i] = mt[(i + m) % n] ^ (y >> np.uint32(1)) ^ mag
-        y = mt.copy()
-        y ^= y >> np.uint32(11)
-        y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
-        y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
-        y ^= y >> np.uint32(18)
-        self._out = y
+        self._out = _temper(mt)
         self._pos = 0
 
     def __call__(self):
@@ -54,6 +49,34 @@ class mt19937:
         value = int(self._out[self._pos])
         self._pos += 1
         return value
+
+    def state(self):
+        """Plain-data state (for checkpoints): the 624 words and how many outputs of them were used."""
+        if self._pos >= len(self._out):  # nothing pending: the words themselves are the state
+            return {"mt": [int(v) for v in self._mt], "used": -1}
+        return {"mt": [int(v) for v in self._mt], "used": self._pos}
+
+    def set_state(self, state):
+        """Restore :meth:`state`."""
+        mt = np.asarray(state["mt"], np.uint32)
+        if mt.shape != (self._N,):
+            raise ValueError("an mt19937 state has 624 words")
+        if state["used"] < 0:
+            self._mt, self._out, self._pos = mt.copy(), np.empty(0, np.uint32), 0
+            return
+        # the words were twisted already: tempering them again gives the pending outputs
+        self._mt = mt.copy()
+        self._out, self._pos = _temper(mt), int(state["used"])
+
+
+def _temper(mt):
+    """The Mersenne Twister's output tempering of every word of a state."""
+    y = mt.copy()
+    y ^= y >> np.uint32(11)
+    y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+    y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+    y ^= y >> np.uint32(18)
+    return y
 
 
 def uniform_int(gen, m):

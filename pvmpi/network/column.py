@@ -12,9 +12,9 @@ import time
 import numpy as np
 
 from ..errors import PvmpiError
-from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe
+from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe, QuotientProbe
 from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
-from .connections import CONNECTION_CLASSES
+from .connections import CONNECTION_CLASSES, link_order
 from .inputs import INPUT_CLASSES
 from .layers import LAYER_CLASSES
 from .timers import Timers
@@ -112,10 +112,31 @@ class Column:
             ye, xe, f = conn.pre_of_kernel()
             patch_seeds = (base + ((ye + pre.tile.ky0) * nxe + xe + pre.tile.kx0) * pre.nf + f) & 0xFFFFFFFF
             base = None
+        geometry = self.gauss2d_geometry(conn) if g["weightInitType"] == "Gauss2DWeight" else None
         return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base, patch_seeds=patch_seeds,
                             read_weights=lambda path, frame: self.read_weights(path, frame, conn,
                                                                                "initWeightsFile"),
-                            group=g.name)
+                            group=g.name, geometry=geometry)
+
+    @staticmethod
+    def gauss2d_geometry(conn):
+        """Each kernel's OpenPV data-patch index and unit-cell position (InitWeights' conventions)."""
+        from .initializers import Gauss2DGeometry
+
+        pre, xm, ym = conn.pre, conn.xmap, conn.ymap
+        sx = xm.n_pre // xm.n_post if xm.n_pre > xm.n_post else 1
+        sy = ym.n_pre // ym.n_post if ym.n_pre > ym.n_post else 1
+        k = np.arange(conn.num_kernels, dtype=np.int64)
+        if conn.shared:  # kernel k = f + nf*(kx + nkx*ky) is OpenPV's data patch index
+            index, kx, ky = k, (k // pre.nf) % conn.kernels_x, k // (pre.nf * conn.kernels_x)
+        else:  # one patch per local extended pre neuron, indexed [y][x][f] over the extended tile
+            ye, xe, f = conn.pre_of_kernel()
+            index = (ye * pre.extended_shape[2] + xe) * pre.nf + f
+            kx, ky = xe - pre.margin_x, ye - pre.margin_y
+        return Gauss2DGeometry(patch_index=index, unit_x=kx % sx, unit_y=ky % sy,
+                               log2_diff_x=int(round(np.log2(xm.n_pre / xm.n_post))),
+                               log2_diff_y=int(round(np.log2(ym.n_pre / ym.n_post))),
+                               nf_pre=pre.nf, nf_post=conn.post.nf, self_connection=pre is conn.post)
 
     def read_weights(self, path, frame, conn, param):
         from ..io.pvp import read_weights
@@ -132,8 +153,9 @@ class Column:
         self.probes = {g.name: _make(PROBES, g, self, "probe") for g in m.probes}
         for layer in self.layers.values():
             layer.link(self.layers)
-        # originals first, so clones and transposes find their geometry
-        for conn in sorted(self.connections.values(), key=lambda c: "originalConnName" in c.group.params):
+        # originals first, so clones and transposes (of transposes) find their geometry and weights
+        self.conn_order = link_order(self.connections)
+        for conn in self.conn_order:
             conn.link(self.layers, self.connections)
         self.incoming = {name: [] for name in self.layers}
         for conn in self.connections.values():
@@ -161,6 +183,8 @@ class Column:
                                  and pr.target.phase == p] for p in self.phases}
         self.time_scale_probes = [p for p in self.probes.values() if isinstance(p, AdaptiveTimeScaleProbe)]
         self.energy_probes = [p for p in self.probes.values() if isinstance(p, ColumnEnergyProbe)]
+        # sampled at the end of each step, in file order (OpenPV's ColProbeOutputState)
+        self.column_probes = [p for p in self.probes.values() if isinstance(p, (ColumnEnergyProbe, QuotientProbe))]
         self.plastic = [c for c in self.connections.values() if c.plastic]
 
     # ------------------------------------------------------------ start-up
@@ -186,7 +210,7 @@ class Column:
                 for obj in flagged:
                     obj.read_checkpoint(rd, fresh_outputs=True)
                 rd.close()
-        for conn in self.connections.values():
+        for conn in self.conn_order:
             conn.normalize_on_initialize()
             conn.finalize()
         for p in self.phases:
@@ -197,7 +221,7 @@ class Column:
             self.step = int(resume.attr("column", "step"))
             for obj in self.stateful():
                 obj.read_checkpoint(resume)
-            for conn in self.connections.values():
+            for conn in self.conn_order:
                 conn.finalize()
         continuing = resume
         if resume is not None and resume.saved_nbatch != self.model.column["nbatch"]:
@@ -337,12 +361,12 @@ class Column:
                 self._check_nan(self.by_phase[p])
         for conn in self.plastic:
             timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
-        for conn in self.connections.values():
+        for conn in self.conn_order:
             conn.finalize()
         for conn in self.connections.values():
             timers.call("io:" + conn.name, conn.write_output, t)
         with timers.time("probes"):
-            for probe in self.energy_probes:
+            for probe in self.column_probes:
                 probe.output(t)
         if self.progress is not None:
             self.progress(self)

@@ -399,7 +399,15 @@ class CloneConn(WeightedConnection):
 
 
 class TransposeConn(WeightedConnection):
-    """The adjoint of the original's weights, recomputed whenever they change."""
+    """The adjoint of the original's weights, recomputed whenever they change.
+
+    The original may itself be a TransposeConn or FeedbackConn (it must be
+    linked and finalised first: the column orders connections by the depth
+    of their chain of originals). ``version`` counts the recomputations, so a
+    transpose of this one knows when to follow.
+    """
+
+    version = 0
 
     def link(self, layers, connections):
         self.original = connections[self.group["originalConnName"]]
@@ -430,6 +438,23 @@ class TransposeConn(WeightedConnection):
         if o.version != self.seen_version:
             self.W = np.ascontiguousarray(transpose_weights(o.W, o.xmap, o.ymap, o.pre.nf), dtype=F32)
             self.seen_version = o.version
+            self.version += 1
+
+
+class FeedbackConn(TransposeConn):
+    """A TransposeConn from the original's post layer to its pre layer (the model fills them in)."""
+
+
+def link_order(connections):
+    """Connections ordered so that every original comes before the clones and transposes that use it."""
+    def depth(conn):
+        d, name = 0, conn.group.params.get("originalConnName")
+        while name is not None:
+            d += 1
+            name = connections[name].group.params.get("originalConnName")
+        return d
+
+    return sorted(connections.values(), key=depth)  # stable: file order within a depth
 
 
 CONNECTION_CLASSES = {
@@ -437,6 +462,7 @@ CONNECTION_CLASSES = {
     "MomentumConn": MomentumConn,
     "CloneConn": CloneConn,
     "TransposeConn": TransposeConn,
+    "FeedbackConn": FeedbackConn,
     "IdentConn": IdentConn,
     "RescaleConn": RescaleConn,
 }

@@ -16,21 +16,22 @@ import warnings
 
 import numpy as np
 
+from pvmpi.errors import PvmpiError
 from pvmpi.network.paramget import get as _get
 from pvmpi.network.paramget import get_f32 as _f32
-
-from pvmpi.errors import PvmpiError
 from pvmpi.network.random import TausBank, bank_for_tile, prepare_logf
 
 __all__ = [
     "INITV_TYPES",
     "RANDOM_INITV_TYPES",
-    "WEIGHT_INIT_TYPES",
     "RANDOM_WEIGHT_TYPES",
-    "init_v_seed_count",
+    "WEIGHT_INIT_TYPES",
+    "Gauss2DGeometry",
+    "gauss2d_weights",
     "init_v",
-    "weights_seed_count",
+    "init_v_seed_count",
     "init_weights",
+    "weights_seed_count",
 ]
 
 INITV_TYPES = ("ZeroV", "ConstantV", "UniformRandomV", "GaussianRandomV",
@@ -38,7 +39,7 @@ INITV_TYPES = ("ZeroV", "ConstantV", "UniformRandomV", "GaussianRandomV",
 RANDOM_INITV_TYPES = frozenset({"UniformRandomV", "GaussianRandomV", "DiscreteUniformRandomV"})
 
 WEIGHT_INIT_TYPES = ("UniformRandomWeight", "GaussianRandomWeight",
-                     "DiscreteUniformRandomWeight", "UniformWeight", "FileWeight")
+                     "DiscreteUniformRandomWeight", "UniformWeight", "Gauss2DWeight", "FileWeight")
 RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
                                  "DiscreteUniformRandomWeight"})
 
@@ -193,7 +194,7 @@ def weights_seed_count(init_type, nk, *, init_weights_file=None) -> int:
 
 
 def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
-                 read_weights=None, group=None, warn=None) -> np.ndarray:
+                 read_weights=None, group=None, warn=None, geometry=None) -> np.ndarray:
     """Initial weights, float32 ``[arbors, nk, nyp, nxp, nfp]``.
 
     Random types use one RNG per data patch (seed ``seed_base + k`` for
@@ -201,7 +202,8 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     for non-shared weights); arbors share that RNG, arbor 1 continuing where
     arbor 0 stopped.  Any type with ``initWeightsFile`` reads frame
     ``frameNumber`` through ``read_weights(path, frame)``, which returns
-    ``[arbors, patches, nyp, nxp, nfp]``.
+    ``[arbors, patches, nyp, nxp, nfp]``. Gauss2DWeight needs ``geometry``
+    (a :class:`Gauss2DGeometry`).
     """
     params = params or {}
     warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
@@ -221,6 +223,11 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
             same = (np.arange(nfp)[None, :] == kf[:, None])  # [nk, nfp]
             w = np.where(same[None, :, None, None, :], w, np.float32(0)).astype(np.float32)
         return w
+    if init_type == "Gauss2DWeight":
+        if geometry is None:
+            raise ValueError("Gauss2DWeight needs the connection geometry")
+        w = gauss2d_weights(params, shape=shape, geometry=geometry, group=group)
+        return np.array(np.broadcast_to(w, shape))
     if init_type not in RANDOM_WEIGHT_TYPES:
         raise PvmpiError(f"unsupported weightInitType {init_type!r}", group=group,
                          param="weightInitType",
@@ -319,3 +326,192 @@ def _read_weights_file(path, params, shape, read_weights, group):
             f"but the connection needs {want}",
             file=path, group=group, param="initWeightsFile")
     return np.array(data, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# Gauss2DWeight
+# --------------------------------------------------------------------------
+#
+# OpenPV's InitGauss2DWeights, operation by operation in float32 (every C++
+# float operation rounded on its own).  The patch geometry comes from
+# InitWeights::kernelIndexCalculations and the dist2NearestCell,
+# nearby_neighbor and zPatchHead conversions, including one quirk: the y
+# distance to the nearest post cell is computed from the *x* unit-cell index.
+# Another: the bowtie test receives its two coordinates swapped.
+
+_PI = 3.1415926535897932  # OpenPV's PI, a double
+F32 = np.float32
+
+
+class Gauss2DGeometry:
+    """What Gauss2DWeight needs to know about a connection, per data patch.
+
+    ``patch_index``: OpenPV's data-patch index of each kernel (the kernel
+    index for shared weights; the local extended pre index for non-shared);
+    ``unit_x``/``unit_y``: the pre neuron's position in the unit cell
+    (restricted x modulo nxPre/nxPost when the pre layer is denser, else 0);
+    ``log2_diff_x``/``log2_diff_y``: log2(nPre/nPost) per axis;
+    ``self_connection``: pre and post are the same layer.
+    """
+
+    def __init__(self, *, patch_index, unit_x, unit_y, log2_diff_x, log2_diff_y, nf_pre, nf_post,
+                 self_connection=False):
+        self.patch_index = np.asarray(patch_index, np.int64)
+        self.unit_x = np.asarray(unit_x, np.int64)
+        self.unit_y = np.asarray(unit_y, np.int64)
+        self.log2_diff_x = int(log2_diff_x)
+        self.log2_diff_y = int(log2_diff_y)
+        self.nf_pre = int(nf_pre)
+        self.nf_post = int(nf_post)
+        self.self_connection = bool(self_connection)
+
+
+def _c_round(x):
+    """C round(): halves away from zero (exact on float32 inputs, done in double)."""
+    x = np.asarray(x, np.float64)
+    return np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5))
+
+
+def _dist_to_nearest_cell(kz, diff):
+    """(distance in pre units, distance in post units) from pre cell kz to its nearest post cell."""
+    kz = np.asarray(kz, np.int64)
+    if diff == 0:
+        zero = np.zeros(kz.shape, F32)
+        return zero, zero
+    if diff > 0:  # many-to-one
+        s = F32(2.0 ** diff)
+        coords = (kz.astype(F32) - F32(F32(0.5) * (s - F32(1)))) / s
+        dist_post = (_c_round(coords).astype(F32) - coords).astype(F32)
+        return (dist_post * s).astype(F32), dist_post
+    s = F32(2.0 ** -diff)  # one-to-many
+    return np.full(kz.shape, F32(-0.5) / s, F32), np.full(kz.shape, F32(-0.5), F32)
+
+
+def _nearby_neighbor(kz, diff):
+    kz = np.asarray(kz, np.int64)
+    a = F32(2.0 ** -diff)
+    ia = int(a)
+    k0 = 0 if ia < 2 else ia // 2 - 1
+    k = np.where((a < 1) & (kz < 0), kz - int(F32(1) / a) + 1, kz)
+    return k0 + np.trunc(a * k.astype(F32)).astype(np.int64)
+
+
+def _patch_head(kz, n, diff):
+    kz = np.asarray(kz, np.int64)
+    if diff == 0:
+        return kz - (n - 1) // 2
+    if diff > 0:
+        stride = F32(2.0 ** diff)
+        half = F32(F32(0.5) * F32(n - 1))
+        z = (kz.astype(F32) + F32(0.5)) / stride
+        return np.floor((z - half).astype(F32)).astype(np.int64)
+    stride = int(2 ** -diff)
+    return kz * stride - int(np.trunc((n - stride) / 2))
+
+
+def _deltas(unit, n_patch, diff, dist):
+    """Pre-unit offsets of the patch's post cells from the pre cell: [kernels, n_patch].
+
+    ``dist`` is the (pre, post)-unit distance to the nearest post cell.
+    """
+    dist_pre, dist_post = dist
+    nn = _nearby_neighbor(unit, diff)
+    head = _patch_head(unit, n_patch, diff)
+    head_post = (dist_post + (head - nn).astype(F32)).astype(F32)
+    rel = np.where(dist_pre == dist_post, F32(1), dist_pre / np.where(dist_post == 0, F32(1), dist_post))
+    rel = rel.astype(F32)
+    head_pre = (head_post * rel).astype(F32)
+    i = np.arange(n_patch, dtype=F32)
+    return (head_pre[:, None] + (i[None, :] * rel[:, None]).astype(F32)).astype(F32)
+
+
+def _f32_unary(fn, x):
+    """A float32 libm call (cosf, sinf, expf, atan2f), correctly rounded from double."""
+    return fn(np.asarray(x, np.float64)).astype(F32)
+
+
+def gauss2d_weights(params, *, shape, geometry, group=None):
+    """Gauss2DWeight values ``[1, kernels, nyp, nxp, nfp]`` (every arbor gets the same).
+
+    Parameters (OpenPV names, defaults from the schema): aspect, sigma, rMax,
+    rMin, strength, numOrientationsPost/Pre (<= 0: the post/pre nf),
+    deltaThetaMax, thetaMax, numFlanks, flankShift, rotate, bowtieFlag,
+    bowtieAngle. Post feature f has orientation
+    ``rotate*dθ/2 + (f mod numOrientationsPost)*dθ`` with
+    ``dθ = π*thetaMax/numOrientationsPost``; a weight is
+    ``strength*exp(-d²/(2σ²))`` with ``d² = x'² + aspect²(y' ∓ flankShift)²``
+    in the frame rotated by that orientation, kept where ``rMin² <= d² <= rMax²``.
+    Weights to other "colours" (f div numOrientations) or to orientations
+    farther than deltaThetaMax from the pre one stay 0.
+    """
+    _, nk, nyp, nxp, nfp = shape
+    geo = geometry
+    if len(geo.patch_index) != nk:
+        raise ValueError(f"{len(geo.patch_index)} patch indices for {nk} kernels")
+
+    def f(name, default=None):
+        return _f32(params, name, default)
+
+    aspect, sigma, strength, shift = f("aspect", 1.0), f("sigma", 0.8), f("strength", 1.0), f("flankShift", 0.0)
+    if sigma == 0:
+        raise PvmpiError("sigma must not be 0", group=group, param="sigma")
+    with np.errstate(over="ignore"):  # rMax = infinity (FLT_MAX): its square is inf in float
+        r2max = F32(np.float64(f("rMax", 1.4)) ** 2)
+        r2min = F32(np.float64(f("rMin", 0.0)) ** 2)
+    n_post = _int_param(params, "numOrientationsPost", -1, group)
+    n_pre = _int_param(params, "numOrientationsPre", -1, group)
+    n_post = n_post if n_post > 0 else geo.nf_post
+    n_pre = n_pre if n_pre > 0 else geo.nf_pre
+    theta_max, rotate = f("thetaMax", 1.0), f("rotate", 0.0)
+    dtheta_max = f("deltaThetaMax", 2 * _PI)
+    num_flanks = _int_param(params, "numFlanks", 1, group)
+    bowtie = bool(_get(params, "bowtieFlag", False))
+    bowtie_angle = f("bowtieAngle", 2 * _PI)
+
+    # orientations (calculateThetas, calcThPost)
+    dth_post = F32(_PI * float(theta_max) / float(F32(n_post)))
+    th0_post = F32(F32(rotate * dth_post) / F32(2))
+    dth_pre = F32(_PI * float(theta_max) / float(F32(n_pre)))
+    th0_pre = F32(F32(rotate * dth_pre) / F32(2))
+    f_pre = geo.patch_index % geo.nf_pre
+    th_pre = (th0_pre + ((geo.patch_index % n_pre).astype(F32) * dth_pre).astype(F32)).astype(F32)  # [nk]
+    fp = np.arange(nfp)
+    if n_post == 1 and n_pre > 1:
+        th_post = np.broadcast_to(th_pre[:, None], (nk, nfp)).astype(F32)
+    else:
+        th_post = np.broadcast_to((th0_post + ((fp % n_post).astype(F32) * dth_post).astype(F32)).astype(F32),
+                                  (nk, nfp))
+    keep = np.abs((th_pre[:, None] - th_post).astype(F32)) <= dtheta_max  # checkThetaDiff
+    keep &= (fp[None, :] // n_post) == (f_pre[:, None] // n_pre)  # checkColorDiff
+
+    # positions of the patch's post cells relative to the pre cell, in pre units
+    xdist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_x)
+    ydist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_y)  # OpenPV passes the x index here too
+    xd = _deltas(geo.unit_x, nxp, geo.log2_diff_x, xdist)[:, None, None, :]  # [nk,1,1,nxp]
+    yd = _deltas(geo.unit_y, nyp, geo.log2_diff_y, ydist)[:, None, :, None]  # [nk,1,nyp,1]
+
+    th = th_post[:, :, None, None]  # [nk, nfp, 1, 1]
+    c, s = _f32_unary(np.cos, th), _f32_unary(np.sin, th)
+    xp = ((xd * c).astype(F32) + (yd * s).astype(F32)).astype(F32)
+    yp = (((-xd) * s).astype(F32) + (yd * c).astype(F32)).astype(F32)
+    keep = np.broadcast_to(keep[:, :, None, None], xp.shape).copy()
+    if geo.self_connection:  # isSameLocAndSelf
+        keep &= ~((f_pre[:, None, None, None] == fp[None, :, None, None]) & (xd == 0) & (yd == 0))
+    if bowtie:  # checkBowtieAngle(yp, xp) with its parameters named (xp, yp): atan2(xp, yp)
+        ang = _f32_unary(lambda v: np.arctan2(v, np.asarray(yp, np.float64)), xp).astype(np.float64)
+        b = np.float64(bowtie_angle)
+        keep &= ~(((ang > b) & (ang < _PI - b)) | ((ang < -b) & (ang > -_PI + b)))
+
+    normalizer = F32(F32(1) / F32(F32(F32(2) * sigma) * sigma))
+
+    def flank(sign):
+        dy = (yp - shift).astype(F32) if sign < 0 else (yp + shift).astype(F32)
+        d2 = ((xp * xp).astype(F32) + (((aspect * dy).astype(F32) * aspect).astype(F32) * dy).astype(F32)).astype(F32)
+        g = (strength * _f32_unary(np.exp, ((-d2) * normalizer).astype(F32))).astype(F32)
+        return np.where((d2 <= r2max) & (d2 >= r2min), g, F32(0)).astype(F32)
+
+    w = flank(-1)
+    if num_flanks > 1:
+        w = (w + flank(+1)).astype(F32)
+    w = np.where(keep, w, F32(0)).astype(F32)  # [nk, nfp, nyp, nxp]
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))[None]

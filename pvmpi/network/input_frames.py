@@ -7,8 +7,8 @@ its own as OpenPV's C++ does. :func:`fill_extended` then writes one rank's
 tile of it into that rank's extended activity buffer. Because the whole frame
 is prepared before it is cut, the values never depend on the MPI layout.
 
-Jitter (random shifts and flips, ``jitterChangeInterval > 0``) is not
-implemented here.
+:class:`Jitter` draws OpenPV's random shifts and flips (facts 3.9b(c)
+"Jitter"); :func:`prepare_frame` applies them.
 """
 import numpy as np
 
@@ -142,13 +142,96 @@ def normalize(d, r, luminance, std_dev, inverse):
     return d
 
 
-def prepare_frame(data, *, nx_global, ny_global, margin_x, margin_y, params):
+class Jitter:
+    """OpenPV's input jitter: a random shift and optional mirror flips per global batch element.
+
+    Active when ``jitterChangeInterval`` J > 0; the draws change at every
+    frame load where ``rint(t/dt)`` is a multiple of the interval, J steps
+    (unit "timestep") or J*displayPeriod steps (unit "displayPeriod").
+    One ``std::mt19937`` seeded with the layer's ``randomSeed`` alone draws,
+    for each global batch element in turn: shiftX = -maxShiftX +
+    g() % (2*maxShiftX+1), shiftY likewise (drawn even when the maximum is
+    0), then, if enabled, flipX (inverted if xFlipToggle, else g() % 100 > 50,
+    a 49 % chance), then flipY. Flips start false.
+
+    OpenPV draws on the root of each I/O block for that block's batch
+    elements; pvmpi writes global files (one block), and every rank draws
+    the same numbers for all elements, so any layout gives the same frames.
+    """
+
+    def __init__(self, *, nbatch, interval, unit, display_period, max_shift_x, max_shift_y,
+                 x_flip_enabled, y_flip_enabled, x_flip_toggle, y_flip_toggle, seed):
+        from .batch_indexer import mt19937
+
+        steps = int(interval)
+        if str(unit).lower() == "displayperiod":
+            steps *= int(round(display_period))  # OpenPV's displayPeriod is an int
+        self.interval = steps  # <= 0: no jitter
+        self.max_x, self.max_y = int(max_shift_x), int(max_shift_y)
+        self.flip_enabled = (bool(x_flip_enabled), bool(y_flip_enabled))
+        self.flip_toggle = (bool(x_flip_toggle), bool(y_flip_toggle))
+        self.rng = mt19937(int(seed) & 0xFFFFFFFF)
+        self.shift_x = np.zeros(nbatch, np.int64)
+        self.shift_y = np.zeros(nbatch, np.int64)
+        self.flip_x = np.zeros(nbatch, bool)
+        self.flip_y = np.zeros(nbatch, bool)
+
+    @classmethod
+    def from_params(cls, params, nbatch, seed):
+        return cls(nbatch=nbatch, interval=params["jitterChangeInterval"],
+                   unit=params["jitterChangeIntervalUnit"], display_period=params["displayPeriod"],
+                   max_shift_x=params["maxShiftX"], max_shift_y=params["maxShiftY"],
+                   x_flip_enabled=params["xFlipEnabled"], y_flip_enabled=params["yFlipEnabled"],
+                   x_flip_toggle=params["xFlipToggle"], y_flip_toggle=params["yFlipToggle"], seed=seed)
+
+    @property
+    def active(self):
+        return self.interval > 0
+
+    def due(self, t, dt):
+        return self.active and int(np.rint(t / dt)) % self.interval == 0
+
+    def load(self, t, dt):
+        """Called at every frame load (t = 0 and each update): draw anew when due."""
+        if not self.due(t, dt):
+            return
+        g = self.rng
+        for b in range(len(self.shift_x)):
+            self.shift_x[b] = g() % (2 * self.max_x + 1) - self.max_x
+            self.shift_y[b] = g() % (2 * self.max_y + 1) - self.max_y
+            for flips, enabled, toggle in ((self.flip_x, self.flip_enabled[0], self.flip_toggle[0]),
+                                           (self.flip_y, self.flip_enabled[1], self.flip_toggle[1])):
+                if enabled:
+                    flips[b] = not flips[b] if toggle else g() % 100 > 50
+
+    def of(self, g):
+        """Keyword arguments of :func:`prepare_frame` for global batch element g."""
+        return {"jitter_x": int(self.shift_x[g]), "jitter_y": int(self.shift_y[g]),
+                "flip_x": bool(self.flip_x[g]), "flip_y": bool(self.flip_y[g])}
+
+    def state(self):
+        return {"rng": self.rng.state(), "shift_x": self.shift_x.tolist(), "shift_y": self.shift_y.tolist(),
+                "flip_x": self.flip_x.tolist(), "flip_y": self.flip_y.tolist()}
+
+    def set_state(self, state):
+        """Restore :meth:`state`; with another nbatch, element g takes saved element g mod n."""
+        self.rng.set_state(state["rng"])
+        for name in ("shift_x", "shift_y", "flip_x", "flip_y"):
+            saved = np.asarray(state[name])
+            mine = getattr(self, name)
+            mine[...] = saved[np.arange(len(mine)) % len(saved)]
+
+
+def prepare_frame(data, *, nx_global, ny_global, margin_x, margin_y, params, jitter_x=0, jitter_y=0,
+                  flip_x=False, flip_y=False):
     """Global target-size data D and region mask R (float32) of one frame.
 
     ``data`` is the decoded ``[h, w, nf]`` image (already feature-converted),
     ``params`` the ImageLayer parameters named as in OpenPV (see ``PARAMS``;
     all are required, defaults live in the model schema). With
     ``useInputBCflag`` the result has the extended size, margins included.
+    ``jitter_x``/``jitter_y`` add to the translation (-offsetX + jitter_x,
+    -offsetY + jitter_y); ``flip_x``/``flip_y`` mirror the fitted frame.
     """
     missing = [p for p in PARAMS if p not in params]
     if missing:
@@ -169,7 +252,7 @@ def prepare_frame(data, *, nx_global, ny_global, margin_x, margin_y, params):
     if d.ndim == 2:
         d = d[..., None]
     r = np.ones_like(d)
-    dx, dy = -int(params["offsetX"]), -int(params["offsetY"])
+    dx, dy = -int(params["offsetX"]) + int(jitter_x), -int(params["offsetY"]) + int(jitter_y)
     if params["autoResizeFlag"]:
         h, w = d.shape[:2]
         rx, ry = F32(W) / F32(w), F32(H) / F32(h)
@@ -184,6 +267,9 @@ def prepare_frame(data, *, nx_global, ny_global, margin_x, margin_y, params):
         d, r = fit(d, h, w, anchor), fit(r, h, w, anchor)
         d, r = translate(d, dx, dy), translate(r, dx, dy)
         d, r = fit(d, H, W, anchor), fit(r, H, W, anchor)
+    if flip_x or flip_y:
+        axes = tuple(a for a, on in ((1, flip_x), (0, flip_y)) if on)
+        d, r = np.flip(d, axes), np.flip(r, axes)
     d = normalize(d, r, bool(params["normalizeLuminanceFlag"]), bool(params["normalizeStdDev"]),
                   bool(params["inverseFlag"]))
     return d, r

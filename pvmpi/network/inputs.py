@@ -7,10 +7,9 @@ rank 0 write the timestamp file without communication.
 """
 import os
 
-
 from ..errors import PvmpiError
 from .batch_indexer import BatchIndexer
-from .input_frames import fill_extended, prepare_frame
+from .input_frames import Jitter, fill_extended, prepare_frame
 from .layers import Layer
 from .schedule import UpdateController
 
@@ -96,10 +95,11 @@ class InputLayer(Layer):
             e.group = e.group or self.name
             raise
         self.pipeline = {k: group[k] for k in PIPELINE_PARAMS}
+        self.jitter = Jitter.from_params(group, nbatch, group["randomSeed"])
         self.timestamps = None
 
     def initialize(self, seeds):
-        self.load()
+        self.load(0.0)
 
     def open_output(self, resume=None):
         from ..io.outputs import open_text
@@ -116,6 +116,8 @@ class InputLayer(Layer):
             self.timestamps.flush()
         ck.attrs(self.key, frame_indexer=self.indexer.state(),
                  timestamps_position=self.timestamps.tell() if self.timestamps is not None else 0)
+        if self.jitter.active:
+            ck.attrs(self.key, jitter=self.jitter.state())
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         super().read_checkpoint(rd, fresh_outputs)
@@ -124,15 +126,21 @@ class InputLayer(Layer):
         if len(saved) != self.indexer.nbatch:  # another nbatch: element g continues saved element g mod n
             state = {**state, "indices": [saved[g % len(saved)] for g in range(self.indexer.nbatch)]}
         self.indexer.set_state(state)
+        if self.jitter.active:
+            jitter = rd.attr(self.key, "jitter", {})
+            if jitter:  # a checkpoint written before jitter was switched on has none: keep the t = 0 draw
+                self.jitter.set_state(jitter)
 
-    def load(self):
-        """Fill each local batch element's extended A from the frame it shows now."""
+    def load(self, time):
+        """Fill each local batch element's extended A from the frame it shows now (jitter drawn first)."""
         t = self.tile
+        self.jitter.load(time, self.run.dt)
         frames = self.indexer.frames()
         for b in range(t.nb):
             data = self.source.read(int(frames[t.kb0 + b]), self.nf)
             D, R = prepare_frame(data, nx_global=t.nx_global, ny_global=t.ny_global,
-                                 margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline)
+                                 margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline,
+                                 **self.jitter.of(t.kb0 + b))
             fill_extended(self.A[b], D, R, pad_value=self.group["padValue"], margin_x=self.margin_x,
                           margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
                           x0=t.kx0, y0=t.ky0)
@@ -144,7 +152,7 @@ class InputLayer(Layer):
                 self.timestamps.write(f"[{self.name}] time: {t:.15g}, batch element: {g}, "
                                       f"index: {int(i)},{self.source.description(int(i))}\n")
             self.timestamps.flush()
-        self.load()
+        self.load(t)
         self.indexer.advance()
 
     def close(self):

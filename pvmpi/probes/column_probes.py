@@ -34,13 +34,58 @@ class ColumnEnergyProbe(Probe):
         return total
 
     def output(self, t):
-        if self.files is None or not self.triggered(t):
+        if not self.triggered(t):
             return
-        vals = self.values()
+        vals = self.values()  # sampled even without text output: a time-scale probe may read it
+        if self.files is None:
+            return
         kb0 = self.run.batch_slice[0]
         for b in range(self.nb):
             prefix = f'"{self.name}",' if self.files.to_log else ""
             self.files.write(b, f"{prefix}{t:10f}, {kb0 + b}, {vals[b]:10.9f}\n")
+
+
+class QuotientProbe(Probe):
+    """numerator_b / denominator_b of two probes, per batch element (OpenPV's QuotientProbe).
+
+    Sampled with the column probes at the end of each step (not at t = 0);
+    a file starts with the header ``Probe_name,time,index,<message>`` and
+    each line is ``"<message>",<t>,<g>,<value>`` with C++ stream defaults
+    (6 significant digits, like ``%g``).
+    """
+
+    needs_key = True
+
+    def link(self, layers, probes):
+        super().link(layers, probes)
+        self.numerator = probes[self.group["numerator"]]
+        self.denominator = probes[self.group["denominator"]]
+        self.nb = run_nb(self.run)
+
+    @property
+    def message(self):
+        return self.group["message"] or ""
+
+    def open_output(self, resume=None):
+        super().open_output(resume)
+        if resume is None and self.files is not None and not self.files.to_log:
+            self.files.write_all(f"Probe_name,time,index,{self.message}\n")
+
+    def compute(self, key):
+        num = np.asarray(self.numerator.values(key), np.float64)
+        den = np.asarray(self.denominator.values(key), np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):  # C++ gives inf/nan as well
+            return num / den
+
+    def output(self, t):
+        if not self.triggered(t):
+            return
+        vals = self.values()
+        if self.files is None:
+            return
+        kb0 = self.run.batch_slice[0]
+        for b in range(self.nb):
+            self.files.write(b, f'"{self.message}",{t:.6g},{kb0 + b},{vals[b]:.6g}\n')
 
 
 def run_nb(run):
@@ -66,7 +111,7 @@ class AdaptiveTimeScaleProbe(Probe):
         if self.trigger_fires(t):
             energy = np.full(len(self.time_scale), -1.0)
         else:  # the energy of the state left by the previous step
-            energy = self.target.values(self.run.step - 1)
+            energy = self.target.latest()  # what the target computed last (facts §5.4)
         for b in range(len(self.time_scale)):
             e_new = float(energy[b])
             e_old = self.time_scale_true[b]
@@ -137,6 +182,7 @@ class KneeTimeScaleProbe(AdaptiveTimeScaleProbe):
 
 COLUMN_PROBE_CLASSES = {
     "ColumnEnergyProbe": ColumnEnergyProbe,
+    "QuotientProbe": QuotientProbe,
     "AdaptiveTimeScaleProbe": AdaptiveTimeScaleProbe,
     "KneeTimeScaleProbe": KneeTimeScaleProbe,
 }

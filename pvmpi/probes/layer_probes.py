@@ -68,6 +68,22 @@ class Probe:
 
     needs_key = False
 
+    def latest(self):
+        """The values computed last, as OpenPV's ``getValues()`` without a time gives them.
+
+        An AdaptiveTimeScaleProbe reads its target this way at the start of a
+        step: layer probes were last sampled in the previous step (or at
+        t = 0), column probes at the end of the previous step, and never before
+        step 1, so then their values are 0. A run continued from a checkpoint
+        recomputes them from the restored state, as OpenPV does on reading one.
+        """
+        key, vals = self._cache
+        if key is not None:
+            return vals
+        if self.run.step > 1:
+            return self.values(self.run.step - 1)
+        return np.zeros(self.run.batch_slice[1])
+
     def invalidate(self):
         self._cache = (None, None)
 
@@ -129,9 +145,11 @@ class LayerProbe(Probe):
         raise NotImplementedError
 
     def output(self, t):
-        if self.files is None or not self.triggered(t):
+        if not self.triggered(t):
             return
-        vals = self.values()
+        vals = self.values()  # sampled even without text output: a time-scale probe may read it
+        if self.files is None:
+            return
         for b in range(self.target.nb):
             self.files.write(b, self.line(t, b, vals[b]))
 
