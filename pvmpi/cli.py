@@ -11,7 +11,7 @@ import time
 
 from .errors import PvmpiError
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "cuda")
 
 
 def build_parser():
@@ -26,7 +26,8 @@ def build_parser():
     p.add_argument("config", nargs="?", help="YAML config or OpenPV .params file (or -p FILE)")
     p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="compute kernels: numba (default, compiled CPU) or numpy (the reference)")
+                   help="compute kernels: numba (default, compiled CPU), numpy (the reference) or cuda "
+                        "(Numba CUDA, one GPU per rank)")
     p.add_argument("-t", "--threads", type=threads_value, metavar="N",
                    help="threads per rank (default, also bare -t or -t -: cores on the node / ranks on the node)")
     p.add_argument("-s", "--seed", type=int, help="random seed (overrides HyPerCol randomSeed; >= 10000000)")
@@ -228,6 +229,10 @@ def setup(model, args, world):
                                rows=args.rows or par.get("NumRows"),
                                columns=args.columns or par.get("NumColumns"))
         comms = Comms(layout, world)
+        if args.backend == "cuda":  # bind the GPU before the backend opens a CUDA context
+            from .parallel.devices import select_device
+
+            select_device(comms, getattr(args, "gpu_devices", None))
         kernels = get_backend(args.backend)
         column = Column(model, comms, kernels, output_path=args.output_path, seed=args.seed)
         if not args.dry_run and comms.is_root:

@@ -61,3 +61,8 @@ def test_unwritable_output_directory(tmp_path):
     blocker.write_text("x")
     line = one_line_error(pvmpi(DEMO, "-o", blocker / "out", "--set", "column.stopTime=2"))
     assert "cannot write the output directory" in line
+
+
+def test_cuda_backend_without_a_gpu_is_one_clear_error():
+    line = one_line_error(pvmpi(DEMO, "-n", "--backend", "cuda"))
+    assert "--backend cuda needs an NVIDIA GPU" in line
