@@ -137,12 +137,18 @@ def test_cpu_script_gives_what_pvmpi_launch_gives_outside_slurm(cpu_job, images,
     assert_same_outputs(run_dir, here)
 
 
-def test_requeue_script_checkpoints_on_the_signal_and_continues(slurm, cpu_job, images, tmp_path):
-    """USR2 to the batch shell (what --signal=B:USR2@120 sends): checkpoint, requeue, -r, same outputs."""
+@pytest.mark.parametrize("launcher, forwarded", [("srun", "SIGUSR2"), ("mpiexec", "SIGTERM")])
+def test_requeue_script_checkpoints_on_the_signal_and_continues(slurm, cpu_job, images, tmp_path, launcher,
+                                                                forwarded):
+    """USR2 to the batch shell (what --signal=B:USR2@120 sends): checkpoint, requeue, -r, same outputs.
+
+    srun gets SIGUSR2 and forwards it to the ranks; MPICH's mpiexec (hydra, started by srun here)
+    gets SIGTERM, the signal it forwards.
+    """
     _, cpu_rc, reference, cpu_log = cpu_job
     assert cpu_rc == 0, cpu_log
     name = f"pvmpi-requeue-{uuid.uuid4().hex[:6]}"
-    env = job_env(images, CHECKPOINT_STEPS=40, KEEP_CHECKPOINTS=10)
+    env = job_env(images, CHECKPOINT_STEPS=40, KEEP_CHECKPOINTS=10, LAUNCHER=launcher)
     t0 = time.monotonic()
     waiter = subprocess.Popen(["sbatch", "--wait", "--parsable", f"--job-name={name}", *resources(slurm),
                                str(SLURM_DIR / "requeue.sbatch")], cwd=tmp_path, env=env,
@@ -170,7 +176,9 @@ def test_requeue_script_checkpoints_on_the_signal_and_continues(slurm, cpu_job, 
     log = log_of(tmp_path, name, job)
     print(f"requeue.sbatch: job {job} exit {waiter.returncode} after {time.monotonic() - t0:.1f} s")
     assert waiter.returncode == 0, log + out + err
-    assert "SIGUSR2" in log and "stopped by a signal" in log, log
+    assert "SIGUSR2 at" in log and f"({forwarded} to the launcher)" in log, log
+    assert "stopped by a signal" in log, log
+    assert ("srun --mpi=pmi2" if launcher == "srun" else "mpiexec -n 2") in log, log
     assert "requeueing job" in log and "piece 1" in log, log
     assert log.count("-r: no complete checkpoint") == 1, log  # only the first piece starts fresh
     steps = sorted(int(p.name[10:]) for p in checkpoints.iterdir())
