@@ -351,7 +351,9 @@ def plan_layout(shape, ranks, batch_width=None, rows=None, columns=None):
     B, R, C = best.batch_width, best.rows, best.columns
     lines = [f"layout BatchWidth={B} NumRows={R} NumColumns={C} for {ranks} rank(s):"]
     nb = shape.nbatch
-    if given[0] is not None:
+    if ranks == 1:
+        lines.append(f"  one rank: the whole batch ({nb} element(s)) and the whole image, no MPI traffic")
+    elif given[0] is not None:
         lines.append(f"  BatchWidth={B} as given; each slice holds {nb // B} of the {nb} batch elements")
     elif given[1] is not None or given[2] is not None:
         spatial = " x ".join(f"{n}={g}" for n, g in zip(names[1:], given[1:]) if g is not None)
