@@ -118,6 +118,9 @@ def set_threads(threads):
 
 
 def run(args):
+    from .network.checkpointing import SIGNALS
+
+    SIGNALS.install()  # a SIGUSR2/SIGTERM during start-up still ends in a checkpoint
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
@@ -168,7 +171,7 @@ def run(args):
         print(f"pvmpi: stopped by a signal at t = {column.t:g} (step {column.step}); checkpoint: {where}",
               flush=True)
     if comms.is_root and not args.quiet:
-        steps = column.step
+        steps = column.step - column.start_step
         print(f"pvmpi: {steps} steps in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.1f} steps/s) on "
               f"{comms.size} rank(s), backend {args.backend}; outputs in {column.output_path}", flush=True)
     if failures:

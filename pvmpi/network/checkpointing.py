@@ -30,6 +30,10 @@ class Signals:
         self.previous = {}
 
     def install(self):
+        """Catch the signals (idempotent): from the very start of a run, so none is lost in start-up."""
+        if self.previous:
+            return
+        self.flags[:] = 0
         handlers = {signal.SIGUSR1: CHECKPOINT_NOW, signal.SIGUSR2: STOP, signal.SIGTERM: STOP}
         for sig, flag in handlers.items():
             self.previous[sig] = signal.signal(sig, lambda s, f, flag=flag: self._set(flag))
@@ -51,6 +55,9 @@ class Signals:
         self.flags[:] = 0
         comms.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         return buf
+
+
+SIGNALS = Signals()  # one per process: the command line installs it before anything else
 
 
 class CheckpointSchedule:

@@ -48,6 +48,7 @@ class Column:
         self.step = 0
         self.timers = Timers()
         self.resumed_from = None
+        self.start_step = 0
         self.checkpoints_written = []
         self.stopped_by_signal = False
         self.batch_slice = self.tile(col["nx"], col["ny"], name=col.name).kb0, \
@@ -229,6 +230,7 @@ class Column:
         for obj in self.stateful():
             obj.open_output(continuing)
         if resume is not None:
+            self.start_step = self.step
             return  # outputs continue; no t = 0 frames (facts §11.2)
         for p in self.phases:
             for layer in self.by_phase[p]:
@@ -295,14 +297,14 @@ class Column:
         whether SIGUSR2/SIGTERM ended the run early (after a checkpoint).
         """
         from ..io.checkpoint import CheckpointReader
-        from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP, CheckpointSchedule, Signals
+        from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, SIGNALS, STOP, CheckpointSchedule
 
         schedule = CheckpointSchedule(self)
         reader = None
         if resume is not None:
             reader = CheckpointReader(resume, self.model.column["nbatch"])
             self.resumed_from = resume
-        signals = Signals()
+        signals = SIGNALS
         signals.install()
         try:
             self.initialize(reader)
