@@ -25,7 +25,9 @@ def demo_output(tmp_path_factory):
     images = make_image_set(tmp / "images", count=8, size=64, seed=1)
     out = tmp / "out"
     sets = ["column.stopTime=200", f"column.nbatch={NBATCH}", f"Input.inputPath={images}",
-            "V1.writeStep=100", "V1ToInputError.writeStep=100"]
+            "V1ToInputError.writeStep=100", "Input.displayPeriod=100"]
+    for layer in ("Input", "InputError", "V1", "InputRecon"):  # one frame per display period
+        sets += [f"{layer}.writeStep=100", f"{layer}.initialWriteTime=100"]
     args = [sys.executable, "-m", "pvmpi", str(DEMO), "-o", str(out), "-q"]
     for s in sets:
         args += ["--set", s]
