@@ -195,7 +195,7 @@ class Column:
         resume: a CheckpointReader to continue from (-r/-c): the run takes its
         time, step and every object's state, and appends to the outputs.
         """
-        from ..io.checkpoint import CheckpointReader
+        from ..io.openpv_checkpoint import open_checkpoint
         from .random import SeedAllocator
 
         seeds = SeedAllocator(self.initial_seed)
@@ -207,7 +207,7 @@ class Column:
         if resume is None and init_dir:
             flagged = [o for o in self.stateful() if o.group.params.get("initializeFromCheckpointFlag")]
             if flagged:
-                rd = CheckpointReader(init_dir, self.model.column["nbatch"])
+                rd = open_checkpoint(init_dir, self.model.column["nbatch"])
                 for obj in flagged:
                     obj.read_checkpoint(rd, fresh_outputs=True)
                 rd.close()

@@ -126,7 +126,7 @@ class HebbianUpdater:
                       "(immediateWeightUpdate = false), float64")
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
-        self.dw_max = rd.attr(key, "dw_max")
+        self.dw_max = rd.attr(key, "dw_max", self.dw_max)
         if not fresh_outputs:
             self.last_update = rd.attr(key, "last_update")
             self.num_updates = rd.attr(key, "num_updates")
