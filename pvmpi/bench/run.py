@@ -67,6 +67,8 @@ def build_parser():
                         "directory when not given")
     p.add_argument("-o", "--output-path",
                    help="keep the network's outputs here (default: a temporary directory, removed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let the network's outputs replace another run's files in -o DIR")
     p.add_argument("-s", "--seed", type=int, help="random seed (as for a run)")
     p.add_argument("--trace", metavar="CSV",
                    help="write every timed step of every rank (ms per phase group) to this CSV file")
@@ -110,7 +112,6 @@ def main(argv):
     try:
         workdir = args.workdir
         if workdir is None and machine.needs_shared_bench(config):
-            workdir = None
             if rank == 0:
                 copied = machine.copy_shared_bench()
                 if copied is not None:
@@ -168,10 +169,14 @@ def _peak(args):
 
 
 def _namespace(args, backend, output):
-    """The attributes cli.setup reads from a run's parsed arguments."""
-    return argparse.Namespace(batchwidth=args.batchwidth, rows=args.rows, columns=args.columns,
-                              backend=backend, output_path=output, seed=args.seed, debug=args.debug,
-                              dry_run=False)
+    """A run's parsed arguments (every default of ``python -m pvmpi``), with the bench's choices."""
+    ns = cli.build_parser().parse_args([args.config])
+    for name, value in (("batchwidth", args.batchwidth), ("rows", args.rows), ("columns", args.columns),
+                        ("backend", backend), ("output_path", output), ("seed", args.seed),
+                        ("debug", args.debug), ("dry_run", False), ("quiet", True),
+                        ("overwrite", args.overwrite), ("threads", args.threads)):
+        setattr(ns, name, value)
+    return ns
 
 
 def prime(column):
