@@ -3,11 +3,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from pvmpi.data.dead_leaves import make_image_set
+
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
+IMAGES = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def demo_images(tmp_path_factory):
+    """The demo config reads demo_data/images.txt; the tests point it at images made here."""
+    global IMAGES
+    IMAGES = make_image_set(tmp_path_factory.mktemp("images"), count=8, size=64, seed=1)
 
 
 def pvmpi(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pvmpi", *map(str, args)], capture_output=True,
+    args = [str(a) for a in args]
+    if not any(a.startswith("Input.inputPath=") for a in args):
+        args += ["--set", f"Input.inputPath={IMAGES}"]
+    return subprocess.run([sys.executable, "-m", "pvmpi", *args], capture_output=True,
                           text=True, timeout=300, cwd=cwd)
 
 
