@@ -30,7 +30,7 @@ def test_dry_run_prints_the_network():
     proc = pvmpi(DEMO, "-n", "--set", "column.nbatch=4")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "nbatch 4" in out and "3200 steps" in out
+    assert "nbatch 4" in out and "4000 steps" in out
     assert "V1                       HyPerLCALayer    32x32x32   phase 2 margin 2,2 sparse" in out
     assert "V1ToInputError           MomentumConn   V1 -> InputError ch -1 8x8 patches, 32 kernels" in out
 
