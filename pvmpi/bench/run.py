@@ -202,6 +202,15 @@ def _guarded(world, rank, debug, fn, *a):
         raise SystemExit(1)
 
 
+def _device_sync(backend):
+    """GPU kernels run asynchronously: a step is done when the device is idle."""
+    if backend == "cuda":
+        from numba import cuda
+
+        return cuda.synchronize
+    return lambda: None
+
+
 def _group_totals(timers):
     out = np.zeros(len(GROUP_ORDER))
     for name, s in timers.totals.items():
@@ -221,6 +230,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     if column is None:
         raise SystemExit(1)
     rank = comms.rank
+    sync = _device_sync(backend)
 
     def body():
         column.initialize()
@@ -248,6 +258,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
             for _ in range(steps):
                 t0 = time.perf_counter()
                 column.advance()
+                sync()
                 t1 = time.perf_counter()
                 times[i] = t1 - t0
                 flops[i] = counter.step()
