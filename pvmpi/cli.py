@@ -107,14 +107,22 @@ def main(argv=None):
 
 
 def set_threads(threads):
-    """Numba reads NUMBA_NUM_THREADS at import: set it before anything imports numba."""
+    """Threads per rank, set before anything imports numba or numpy's BLAS (they read it once).
+
+    Default: the cores this process may run on (its affinity mask, as SLURM and
+    taskset set it) divided by the ranks on the node; BLAS follows, so ranks do
+    not oversubscribe the node through numpy.
+    """
     if threads is not None:
         if threads < 1:
             raise SystemExit(fail("-t/--threads must be at least 1"))
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
     elif "NUMBA_NUM_THREADS" not in os.environ:
         local = int(os.environ.get("MPI_LOCALNRANKS", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "1")))
-        os.environ["NUMBA_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, local)))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // max(1, local)))
+    for blas in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(blas, os.environ["NUMBA_NUM_THREADS"])
 
 
 def run(args):
