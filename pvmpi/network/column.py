@@ -272,6 +272,9 @@ class Column:
         ck.attrs("column", time=self.t, step=self.step)
         for obj in self.stateful():
             obj.write_checkpoint(ck)
+        from ..io.timers_report import write_timers
+
+        write_timers(os.path.join(ck.tmp, "timers.txt"), self)  # collective; rank 0 writes (facts §6.3)
         ck.close()
 
     def _signal_checkpoint(self, schedule):
