@@ -40,10 +40,49 @@ def load_image(path):
         raise PvmpiError(f"cannot read image: {exc.strerror or exc}", file=str(path),
                          hint="check inputPath and the paths in the image list") from None
     if raw.startswith(_PNG_SIGNATURE):
-        samples = decode_png16(raw, str(path))
+        samples = _plain_8bit_png(raw) if _is_plain_8bit_png(raw) else None
+        if samples is None:
+            samples = decode_png16(raw, str(path))
     else:
         samples = _decode_with_pillow(path)
     return samples.astype(np.float32) / np.float32(65535.0)
+
+
+def _is_plain_8bit_png(raw):
+    """8-bit gray, gray+alpha, RGB or RGBA without tRNS: Pillow's bytes are exactly stb's (×257).
+
+    Those, the common case, skip the slower hand decoder, which stays the truth
+    for 16-bit, low-bit, palette and tRNS images.
+    """
+    if len(raw) < 33 or raw[12:16] != b"IHDR" or raw[24] != 8 or raw[25] not in (0, 2, 4, 6):
+        return False
+    pos = 8
+    while pos + 8 <= len(raw):
+        length = int.from_bytes(raw[pos:pos + 4], "big")
+        kind = raw[pos + 4:pos + 8]
+        if kind == b"tRNS":
+            return False
+        if kind == b"IDAT":  # tRNS must come before the image data
+            return True
+        pos += 12 + length
+    return False
+
+
+def _plain_8bit_png(raw):
+    """uint16 [h, w, c] samples (v·257) through Pillow, or None if Pillow disagrees on the layout."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                return None
+            a = np.asarray(im)
+    except Exception:  # let the hand decoder report what is wrong with the file
+        return None
+    a = a.reshape(a.shape[0], a.shape[1], -1).astype(np.uint16)
+    return a * np.uint16(257)
 
 
 def decode_png16(raw, name="<png>"):

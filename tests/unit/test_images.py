@@ -264,3 +264,25 @@ def test_read_image_list(openpv_tests, tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(PvmpiError, match="empty"):
         read_image_list(tmp_path / "empty.txt")
+
+
+def test_plain_8bit_fast_path_equals_the_hand_decoder(openpv_tests, tmp_path):
+    """8-bit PNGs without palette or tRNS go through Pillow: the values must equal the stb-exact decoder's."""
+    from PIL import Image
+
+    from pvmpi.io.images import _is_plain_8bit_png, decode_png16
+
+    rng = np.random.default_rng(3)
+    paths = sorted(openpv_tests.rglob("*.png"))
+    for mode, c in (("L", 1), ("LA", 2), ("RGB", 3), ("RGBA", 4)):
+        p = tmp_path / f"x_{mode}.png"
+        Image.fromarray(rng.integers(0, 256, (7, 9, c), dtype=np.uint8).squeeze(), mode).save(p)
+        paths.append(p)
+    fast = 0
+    for p in paths:
+        raw = p.read_bytes()
+        fast += _is_plain_8bit_png(raw)
+        want = decode_png16(raw, str(p)).astype(np.float32) / np.float32(65535.0)
+        got = load_image(p)
+        assert got.shape == want.shape and np.array_equal(got, want), p
+    assert fast >= 4
