@@ -13,7 +13,7 @@ once.
 import numpy as np
 from numba import njit, prange
 
-from pvmpi.kernels.numpy_ref import FLT_MAX
+from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
 _JIT = dict(parallel=True, cache=True, fastmath=False)
@@ -250,25 +250,8 @@ def accumulate_input(GSyn, coefficients, G):
 
 # ------------------------------------------------------------------- layer update
 
-@njit(inline="always")
-def _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth):
-    a = v
-    if on:
-        top = VThresh + VWidth
-        if v < VThresh:
-            a = AMin
-        elif v < top:
-            a = AMin + (((top - AShift) - AMin) * (v - VThresh)) / VWidth
-        else:
-            a = v - AShift
-    if clip and a > AMax:
-        a = AMax
-    return a
-
-
-def _transfer_args(VThresh, AMin, AMax, AShift, VWidth):
-    VThresh, AMin, AMax, AShift, VWidth = (_F32(v) for v in (VThresh, AMin, AMax, AShift, VWidth))
-    return (bool(VThresh > _F32(-FLT_MAX)), VThresh, AMin, bool(AMax < _F32(FLT_MAX)), AMax, AShift, VWidth)
+_transfer1 = njit(inline="always")(transfer1)  # one definition: pvmpi/kernels/transfer.py
+_transfer_args = transfer_args
 
 
 @njit(**_JIT)

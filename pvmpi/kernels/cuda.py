@@ -83,7 +83,7 @@ import math
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.kernels.numpy_ref import FLT_MAX
+from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
 
@@ -738,25 +738,8 @@ def accumulate_input(GSyn, coefficients, G):
     g.done()
 
 
-@cuda.jit(device=True)
-def _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth):
-    a = v
-    if on:
-        top = VThresh + VWidth
-        if v < VThresh:
-            a = AMin
-        elif v < top:
-            a = AMin + (((top - AShift) - AMin) * (v - VThresh)) / VWidth
-        else:
-            a = v - AShift
-    if clip and a > AMax:
-        a = AMax
-    return a
-
-
-def _transfer_args(VThresh, AMin, AMax, AShift, VWidth):
-    VThresh, AMin, AMax, AShift, VWidth = (_F32(v) for v in (VThresh, AMin, AMax, AShift, VWidth))
-    return (bool(VThresh > _F32(-FLT_MAX)), VThresh, AMin, bool(AMax < _F32(FLT_MAX)), AMax, AShift, VWidth)
+_transfer1 = cuda.jit(device=True)(transfer1)  # one definition: pvmpi/kernels/transfer.py
+_transfer_args = transfer_args
 
 
 @cuda.jit
