@@ -33,16 +33,9 @@ class ColumnEnergyProbe(Probe):
             total += term.coefficient * term.values(key)
         return total
 
-    def output(self, t):
-        if not self.triggered(t):
-            return
-        vals = self.values()  # sampled even without text output: a time-scale probe may read it
-        if self.files is None:
-            return
-        kb0 = self.run.batch_slice[0]
-        for b in range(self.nb):
-            prefix = f'"{self.name}",' if self.files.to_log else ""
-            self.files.write(b, f"{prefix}{t:10f}, {kb0 + b}, {vals[b]:10.9f}\n")
+    def line(self, t, b, value):
+        prefix = f'"{self.name}",' if self.files.to_log else ""
+        return f"{prefix}{t:10f}, {self.run.batch_slice[0] + b}, {value:10.9f}\n"
 
 
 class QuotientProbe(Probe):

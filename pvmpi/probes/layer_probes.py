@@ -90,6 +90,19 @@ class Probe:
     def compute(self):
         raise NotImplementedError
 
+    def output(self, t):
+        """Sample when triggered and write one line per local batch element b (see :meth:`line`)."""
+        if not self.triggered(t):
+            return
+        vals = self.values()  # sampled even without text output: a time-scale probe may read it
+        if self.files is None:
+            return
+        for b in range(len(vals)):
+            self.files.write(b, self.line(t, b, vals[b]))
+
+    def line(self, t, b, value):
+        raise NotImplementedError
+
     def flush(self):
         if self.files is not None:
             self.files.flush()
@@ -143,15 +156,6 @@ class LayerProbe(Probe):
 
     def finish(self, sums):
         raise NotImplementedError
-
-    def output(self, t):
-        if not self.triggered(t):
-            return
-        vals = self.values()  # sampled even without text output: a time-scale probe may read it
-        if self.files is None:
-            return
-        for b in range(self.target.nb):
-            self.files.write(b, self.line(t, b, vals[b]))
 
     def line(self, t, b, value):
         """OpenPV's norm-probe line; the message is not printed (only StatsProbe prints it)."""
