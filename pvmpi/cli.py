@@ -3,13 +3,15 @@
 Every rank parses the same config, so a bad config is detected by every rank
 alike and printed once by rank 0. Errors while building the network are
 gathered collectively; an error inside the time loop aborts the whole job
-rather than leaving other ranks waiting in a collective forever.
+rather than leaving other ranks waiting in a collective forever
+(:mod:`pvmpi.failure`). Exit status: 2 for a user error, 1 for a bug.
 """
 import os
 import sys
 import time
 
 from .errors import PvmpiError
+from .failure import USER_ERROR, abort_job, install_fault
 
 BACKENDS = ("numpy", "numba", "cuda")
 
@@ -68,7 +70,7 @@ def load_model(path, assignments=()):
     return build_model(raw)
 
 
-def fail(message, code=1):
+def fail(message, code=USER_ERROR):
     sys.stdout.flush()
     print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
     return code
@@ -96,14 +98,12 @@ def main(argv=None):
     except PvmpiError as e:
         if "--debug" in argv:
             raise
-        return fail(e) if env_rank() in (None, 0) else 1
+        return fail(e) if env_rank() in (None, 0) else USER_ERROR
     set_threads(args.threads)
     try:
         return run(args)
-    except PvmpiError as e:
-        if args.debug:
-            raise
-        return fail(e)
+    except Exception as e:  # a bug, or a user error one rank met alone: end every rank
+        return abort_job(e, args.debug)
 
 
 def set_threads(threads):
@@ -126,6 +126,9 @@ def set_threads(threads):
 
 
 def run(args):
+    if args.dry_run:  # check config, layout, inputs; print size and memory; no run (pvmpi/dry_run.py)
+        from .dry_run import dry_run
+        return dry_run(args)
     from .network.checkpointing import SIGNALS
 
     SIGNALS.install()  # a SIGUSR2/SIGTERM during start-up still ends in a checkpoint
@@ -140,10 +143,10 @@ def run(args):
             raise
         if rank == 0:
             fail(e)
-        collective_exit(1)
+        collective_exit(USER_ERROR)
     column, comms = setup(model, args, world)
     if column is None:
-        collective_exit(1)
+        collective_exit(USER_ERROR)
     if args.dry_run:
         if comms.is_root:
             print(summary(model, column))
@@ -153,22 +156,17 @@ def run(args):
     except PvmpiError as e:  # decided alike on every rank
         if comms.is_root:
             fail(e)
-        collective_exit(1)
+        collective_exit(USER_ERROR)
     from .progress import Progress
 
     progress = None if args.quiet else Progress(column)
     column.progress = progress
+    install_fault(column, rank)
     t0 = time.perf_counter()
     try:
         failures = column.run(resume)
     except Exception as e:  # one rank cannot tell the others: end the whole job
-        msg = str(e) if isinstance(e, PvmpiError) else f"{type(e).__name__}: {e}"
-        if args.debug:
-            import traceback
-            traceback.print_exc()
-        fail(f"[rank {rank}] {msg}")
-        world.Abort(1)
-        return 1
+        return abort_job(e, args.debug)
     elapsed = time.perf_counter() - t0
     from .io.timers_report import write_timers
 
@@ -183,7 +181,7 @@ def run(args):
         print(f"pvmpi: {steps} steps in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.1f} steps/s) on "
               f"{comms.size} rank(s), backend {args.backend}; outputs in {column.output_path}", flush=True)
     if failures:
-        return fail("; ".join(failures)) if comms.is_root else 1
+        return fail("; ".join(failures), 1) if comms.is_root else 1  # a test probe failed
     return 0
 
 

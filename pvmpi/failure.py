@@ -1,0 +1,103 @@
+"""Ending the whole job from one rank: print once, flush, ``MPI_Abort``.
+
+Before the time loop every rank reaches the same verdict and exits together
+(``cli.collective_exit``). Inside it, a failing rank cannot ask the others:
+they wait in their own collectives and would wait forever. So the failing rank
+prints its message and aborts the job itself.
+
+"Printed once": when every rank fails alike (the usual case: the same bad file
+read everywhere), rank 0 prints at once and its abort ends the others while
+they are still waiting their grace period, so the message appears once. A rank
+other than 0 that fails alone prints after the grace period.
+
+Exit status: 2 for a user error (:class:`~pvmpi.errors.PvmpiError`), 1 for an
+internal error, whose traceback is printed.
+"""
+import os
+import sys
+import time
+import traceback
+
+from .errors import PvmpiError
+
+USER_ERROR = 2
+INTERNAL_ERROR = 1
+#: how long a failing rank other than 0 waits before printing (seconds, scaled up to 2x by rank)
+GRACE_S = 1.0
+
+
+def exit_code(exc):
+    return USER_ERROR if isinstance(exc, PvmpiError) else INTERNAL_ERROR
+
+
+def error_text(exc, rank, debug=False):
+    """What the failing rank prints: one line for a user error, the traceback for a bug."""
+    if isinstance(exc, PvmpiError) and not debug:
+        return f"pvmpi: error: {exc}"
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    if isinstance(exc, PvmpiError):
+        return f"{trace}\npvmpi: error: {exc}"
+    return f"{trace}\npvmpi: internal error on rank {rank} (a bug: please report it with the traceback above)"
+
+
+def mpi_started():
+    """True once mpi4py has initialised MPI (importing ``mpi4py.MPI`` does)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
+
+
+def abort_job(exc, debug=False):
+    """Print `exc` once for the whole job and end every rank; returns only without MPI (the exit status)."""
+    code = exit_code(exc)
+    if not mpi_started():
+        _print(error_text(exc, 0, debug))
+        return code
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    if size > 1 and rank != 0:
+        time.sleep(GRACE_S * (1 + rank / size))
+    _print(error_text(exc, rank, debug))
+    if size == 1:
+        MPI.Finalize()
+        os._exit(code)
+    _silence_stderr()  # MPICH adds its own "Abort(2) on node ..." line: the message stays one line
+    world.Abort(code)
+    os._exit(code)  # not reached
+
+
+def _print(text):
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
+
+
+def _silence_stderr():
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+
+
+def install_fault(column, rank):
+    """Test hook: ``PVMPI_FAULT=step=K,rank=R[,kind=user]`` raises on rank R at step K of the time loop.
+
+    The tests of the abort path need an exception on one rank only, mid-run;
+    this wraps the column's ``advance`` (the network code stays untouched).
+    """
+    spec = os.environ.get("PVMPI_FAULT")
+    if not spec:
+        return
+    opts = dict(item.split("=", 1) for item in spec.split(","))
+    if opts.get("rank", "0") not in ("all", str(rank)):
+        return
+    step, kind = int(opts.get("step", "1")), opts.get("kind", "internal")
+    advance = column.advance
+
+    def faulty_advance():
+        if column.step + 1 == step:
+            if kind == "user":
+                raise PvmpiError(f"injected user error at step {step}", file="PVMPI_FAULT")
+            raise RuntimeError(f"injected fault at step {step} on rank {rank}")
+        advance()
+
+    column.advance = faulty_advance
