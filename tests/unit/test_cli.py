@@ -1,4 +1,4 @@
-"""The command line: a dry run prints the network; a mistake is one line on stderr and exit 1."""
+"""The command line: a dry run prints the network; a mistake is one line on stderr and exit 2."""
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +36,7 @@ def test_dry_run_prints_the_network():
 
 
 def one_line_error(proc):
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pvmpi: error: "), proc.stderr
     assert "Traceback" not in proc.stderr

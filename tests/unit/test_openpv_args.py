@@ -298,13 +298,13 @@ def test_working_directory_and_log_file(l2_case, tmp_path):
 
     proc = pvmpi("-p", "L2NormProbeTest/input/L2NormProbeTest_1.params", "-w", "L2NormProbeTest",
                  "-l", "logs/bad.log", "-o", "out2", "--set", "Input.inputPath=missing.pvp", cwd=launch)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pvmpi: error: ") and "missing.pvp" in lines[0]
     assert lines[0] in (launch / "logs" / "bad.log").read_text()
 
     proc = pvmpi("-p", "L2NormProbeTest/input/L2NormProbeTest_1.params", "-w", "no/such/dir", "-n", cwd=launch)
-    assert proc.returncode == 1 and "no/such/dir: -w: cannot change to working directory" in proc.stderr
+    assert proc.returncode == 2 and "no/such/dir: -w: cannot change to working directory" in proc.stderr
 
 
 def test_require_return_and_gpu_warning(l2_case):
@@ -321,7 +321,7 @@ def test_errors_from_the_command_line_are_one_line(l2_case):
                  ["-p", "input/L2NormProbeTest_1.params", "-r", "-c", "x"], ["input/config_1.txt", "-rows", "x"]):
         proc = pvmpi(*argv, cwd=l2_case)
         lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("pvmpi: error: "), proc.stderr
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("pvmpi: error: "), proc.stderr
 
 
 # ------------------------------------------------------------------ OpenPV's L2NormProbeTest
