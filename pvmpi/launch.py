@@ -673,7 +673,7 @@ def collect_scaling(directory, weak=False):
     """One table, CSV and plots from the per-task results of a scaling job array.
 
     Every array task of slurm/scaling-*.sbatch writes ``task-<i>/task.json``
-    (layout, threads, weak) and ``task-<i>/bench.out`` (the output of
+    (layout, threads, weak, the CPUs the task was allocated) and ``task-<i>/bench.out`` (the output of
     ``python -m pvmpi bench --json``, rank 0's JSON last). This makes the
     bench's rows of them (sorted by ranks), speed-up and efficiency against
     the 1-rank row, and writes them with the bench's own table, CSV and plots.
@@ -695,16 +695,12 @@ def collect_scaling(directory, weak=False):
             nbatch = res["nbatch"]
         else:
             res, nbatch = {"status": f"failed: no bench result in {out}"}, meta.get("nbatch", 0)
-        rows.append(scaling.row_of(layout, res, nbatch))
+        rows.append(scaling.row_of(layout, res, nbatch, meta.get("cpus")))
         runs.append({"task": task.parent.name, "layout": [b, r, c], "threads_requested": layout[3], **res})
     if not rows:
         raise PvmpiError(f"no */task.json under {root}", hint="did the array tasks run?")
     rows.sort(key=lambda row: (row["ranks"], -row["batchwidth"], -row["rows"]))
     ref = scaling.add_speedups(rows)
-    for row in rows:  # without a 1-rank run there is nothing to compare with
-        if row.get("status") == "ok":
-            row.setdefault("speedup", float("nan"))
-            row.setdefault("efficiency", float("nan"))
     print(scaling.format_table(rows, ref, weak), flush=True)
     scaling.write_csv(root / "scaling.csv", rows)
     (root / "scaling.json").write_text(json.dumps({"config": config, "weak": weak, "rows": rows, "runs": runs},

@@ -64,7 +64,8 @@ def plot_scaling(rows, out, weak=False, title=""):
     ax1.set_ylim(bottom=0)
     ax2.set_ylabel("efficiency")
     ax2.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax2.set_ylim(0, max(1.2, max(r["efficiency"] for r in ok) * 1.1))
+    known = [r["efficiency"] for r in ok if r["efficiency"] == r["efficiency"]]  # NaN: no 1-rank run to compare
+    ax2.set_ylim(0, max(1.2, max(known, default=0.0) * 1.1))
     fig.suptitle(f"{title}: {what} scaling")
     fig.tight_layout()
     fig.savefig(out / "scaling.png", dpi=110)

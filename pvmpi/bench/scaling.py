@@ -171,7 +171,16 @@ def run_one(args, config, workdir, layout, nbatch, peak):
     return res
 
 
-def row_of(layout, res, nbatch):
+def row_of(layout, res, nbatch, cores_available=None):
+    """One table row from a bench result.
+
+    ``cores`` (what efficiency divides by) is ranks x threads, capped at
+    ``cores_available`` when given: the cores of the machine that ran a local
+    sweep (an oversubscribed run uses no more than those), or the CPUs a SLURM
+    task was allocated. ``None``: no cap — the default, because the driver's
+    own machine (a login node, a one-CPU merge job) says nothing about the
+    cores a run on other nodes had.
+    """
     b, r, c, _ = layout
     row = {"ranks": b * r * c, "batchwidth": b, "rows": r, "columns": c, "nbatch": nbatch,
            "status": res.get("status", "ok")}
@@ -179,7 +188,8 @@ def row_of(layout, res, nbatch):
         return row
     threads = res["threads"]
     step = res["ms_per_step_mean"]
-    row.update(threads=threads, cores=min(row["ranks"] * threads, machine.cpu_count()),
+    cores = row["ranks"] * threads
+    row.update(threads=threads, cores=cores if cores_available is None else min(cores, cores_available),
                steps=res["steps"], ms_per_step_wall=res["ms_per_step_wall"],
                ms_per_step_median=res["ms_per_step_median"],
                ms_per_step_min=res["ms_per_step_min"], ms_per_step_max=res["ms_per_step_max"],
@@ -193,9 +203,13 @@ def row_of(layout, res, nbatch):
 
 
 def add_speedups(rows):
+    """Speed-up and efficiency of every ok row against the first ok 1-rank row; NaN without one."""
     ref = next((r for r in rows if r["status"] == "ok" and r["ranks"] == 1), None)
     for r in rows:
-        if r["status"] != "ok" or ref is None:
+        if r["status"] != "ok":
+            continue
+        if ref is None:
+            r["speedup"] = r["efficiency"] = float("nan")
             continue
         r["speedup"] = r["images_per_s"] / ref["images_per_s"]
         r["efficiency"] = r["speedup"] / (r["cores"] / ref["cores"])
@@ -276,7 +290,7 @@ def _main(args):
             nbatch = nbatch0 * k if args.weak else nbatch0
             res = run_one(args, config, workdir, lay, nbatch, peak)
             results.append({"layout": list(lay[:3]), "threads_requested": lay[3], **res})
-            rows.append(row_of(lay, res, nbatch))
+            rows.append(row_of(lay, res, nbatch, machine.cpu_count()))
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)

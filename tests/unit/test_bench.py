@@ -233,3 +233,55 @@ def test_weak_scaling_grows_the_batch_with_the_ranks(small, tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["ranks"], r["nbatch"], r["threads"]) for r in rows] == [("1", "2", "1"), ("2", "4", "1")]
     assert "weak scaling" in proc.stdout and not (out / "scaling.png").exists()
+
+
+def _result(threads=1, nbatch=8, wall=10.0):
+    """The fields of a bench --json result that a scaling row reads."""
+    from pvmpi.bench.scaling import GROUPS
+
+    return {"status": "ok", "threads": threads, "ms_per_step_mean": wall, "steps": 10, "ms_per_step_wall": wall,
+            "ms_per_step_median": wall, "ms_per_step_min": wall, "ms_per_step_max": wall, "nbatch": nbatch,
+            "gflops": 1.0, "peak_rss_mb": 100.0, "phase_groups": dict.fromkeys(GROUPS, 1.0)}
+
+
+def test_a_sweep_without_a_one_rank_run_reports_nan_not_a_crash(tmp_path):
+    """A single layout of 2 ranks (e.g. --layouts 2,1,1): no reference, so speed-up and efficiency are NaN."""
+    from pvmpi.bench.plots import plot_scaling
+    from pvmpi.bench.scaling import add_speedups, format_table, row_of, write_csv
+
+    rows = [row_of((2, 1, 1, None), _result(), 8, cores_available=2)]
+    assert add_speedups(rows) is None
+    assert np.isnan(rows[0]["speedup"]) and np.isnan(rows[0]["efficiency"])
+    assert "nan" in format_table(rows, None, weak=False)
+    write_csv(tmp_path / "s.csv", rows)
+    plot_scaling(rows, tmp_path, title="t")  # NaN efficiencies are not plotted, and do not break the axes
+
+
+def test_cores_are_capped_only_by_the_cores_that_ran():
+    from pvmpi.bench.scaling import add_speedups, row_of
+
+    one = row_of((1, 1, 1, None), _result(threads=1, wall=10.0), 8, cores_available=2)
+    four = row_of((4, 1, 1, None), _result(threads=1, wall=5.0), 8, cores_available=2)  # oversubscribed
+    assert four["cores"] == 2
+    add_speedups([one, four])
+    assert four["speedup"] == pytest.approx(2.0) and four["efficiency"] == pytest.approx(1.0)
+    # a merge job on one CPU (SLURM collect step) must not cap a 16-rank run at 1 core
+    big = row_of((16, 1, 1, None), _result(threads=2, wall=1.0), 8)
+    assert big["cores"] == 32
+    assert row_of((16, 1, 1, None), _result(threads=2), 8, cores_available=20)["cores"] == 20
+
+
+def test_collect_scaling_uses_the_cpus_each_task_was_allocated(tmp_path, capsys):
+    """slurm/scaling-*.sbatch write task.json with the task's CPUs; the merge divides by those."""
+    from pvmpi.launch import collect_scaling
+
+    for i, (b, cpus, wall) in enumerate([(1, 4, 8.0), (4, 4, 2.0)]):
+        d = tmp_path / f"task-{i:03d}"
+        d.mkdir()
+        (d / "task.json").write_text(json.dumps({"layout": [b, 1, 1], "threads": 1, "cpus": cpus, "weak": False}))
+        (d / "bench.out").write_text("pvmpi bench: note\n" + json.dumps(dict(_result(wall=wall), config="x.yaml")))
+    assert collect_scaling(tmp_path) == 0
+    with open(tmp_path / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["ranks"], r["cores"]) for r in rows] == [("1", "1"), ("4", "4")]
+    assert float(rows[1]["efficiency"]) == pytest.approx(1.0)
