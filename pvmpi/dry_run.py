@@ -1,0 +1,222 @@
+"""``python -m pvmpi CONFIG -n``: check a run before spending an allocation on it.
+
+A dry run parses and validates the config, checks the MPI layout against
+every layer, checks that the input files (and every image an image list
+names) exist, builds the network once, and prints its size and an estimate
+of the memory each process will need. It exits 0 when the run could start.
+
+It needs only one process even for a cluster layout: with ``--batchwidth``,
+``--rows``, ``--columns`` (or the config's ``parallel`` section) it checks
+the layout of B x R x C processes and estimates the memory of one of them.
+Under ``mpiexec -n N`` the layout is the one N processes would use.
+
+The network is built on one process at its full size: its arrays are
+allocated (``np.zeros``) but never written, so the operating system gives
+them no memory and a dry run of a large network stays cheap.
+"""
+import os
+
+import numpy as np
+
+from .errors import PvmpiError
+
+#: The interpreter, numpy, Numba and LLVM of one process before any network exists (measured ~150 MB).
+BASE_BYTES_PER_PROCESS = 150 * 2 ** 20
+
+
+def dry_run(args):
+    """Run the dry run for parsed command-line ``args``; the exit status (0: the run could start)."""
+    from mpi4py import MPI
+
+    from .cli import fail
+
+    world = MPI.COMM_WORLD
+    error, text = None, None
+    if world.Get_rank() == 0:  # the others only wait for the verdict
+        try:
+            text = report(args, world.Get_size())
+        except PvmpiError as e:
+            if args.debug:
+                raise
+            error = str(e)
+    code = 0
+    if world.Get_rank() == 0:
+        if error is None:
+            print(text, flush=True)
+        else:
+            code = fail(error)
+    code = world.bcast(code, root=0)
+    if code and world.Get_size() > 1:
+        from .cli import collective_exit
+
+        collective_exit(code)  # one error line, not one MPI_Abort message per rank
+    return code
+
+
+def target_layout(model, args, world_size):
+    """The layout the run would use: that of ``world_size`` processes, or, from one process, of B x R x C."""
+    from .parallel.decomposition import check_world, choose_layout
+
+    par = model.parallel
+    b = args.batchwidth or par.get("BatchWidth")
+    r = args.rows or par.get("NumRows")
+    c = args.columns or par.get("NumColumns")
+    if world_size > 1:
+        layout = choose_layout(world_size, batch_width=b, rows=r, columns=c)
+        check_world(layout, world_size)
+        return layout
+    return choose_layout((b or 1) * (r or 1) * (c or 1), batch_width=b, rows=r, columns=c)
+
+
+def check_layout(column, layout):
+    """Every layer divides over ``layout`` and its halo fits in its tile (the checks a real run makes)."""
+    from .parallel.decomposition import tile
+
+    nbatch = column.model.column["nbatch"]
+    for layer in column.layers.values():
+        t = tile(nbatch, layer.tile.ny_global, layer.tile.nx_global, layout, 0, name=layer.name)
+        mirror = bool(layer.group["mirrorBCflag"])
+        for axis, margin, n, parts, pname in (("x", layer.margin_x, t.nx, layout.columns, "NumColumns"),
+                                              ("y", layer.margin_y, t.ny, layout.rows, "NumRows")):
+            if margin > n and (parts > 1 or mirror):
+                raise PvmpiError(f"margin {margin} in {axis} is wider than the local tile ({n} with "
+                                 f"{pname}={parts})", group=layer.name,
+                                 hint=f"use fewer {pname} or smaller patches")
+
+
+def check_inputs(column):
+    """Every image an input layer's list names exists (the run would fail only when it reaches it).
+
+    Returns ``[(layer name, input path, number of frames)]``.
+    """
+    found = []
+    for layer in column.layers.values():
+        source = getattr(layer, "source", None)
+        if source is None:
+            continue
+        files = getattr(source, "files", None)
+        path = layer.group["inputPath"]
+        if files is not None:
+            local = [f for f in files if "://" not in f]
+            missing = [f for f in local if not os.path.exists(f)]
+            if missing:
+                raise PvmpiError(f"{len(missing)} of the {len(files)} listed images not found "
+                                 f"(first: {missing[0]})", file=path, group=layer.name, param="inputPath")
+        found.append((layer.name, path, len(source)))
+    return found
+
+
+def array_bytes(obj):
+    """Bytes of the numpy arrays an object holds (in its attributes, their lists, dicts and
+    attribute objects one level down), each memory block counted once."""
+    seen = {}
+
+    def visit(value, depth):
+        if isinstance(value, np.ndarray):
+            base = value
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            seen[id(base)] = base.nbytes
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v, depth)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v, depth)
+        elif depth < 2 and hasattr(value, "__dict__") and not isinstance(value, type):
+            for v in vars(value).values():
+                visit(v, depth + 1)
+
+    for v in vars(obj).values():
+        visit(v, 1)
+    return sum(seen.values())
+
+
+def weight_count(conn):
+    """Weights a connection stores (a CloneConn stores none; a TransposeConn as many as its original)."""
+    from .network.connections import CloneConn, TransposeConn
+
+    if not getattr(conn, "has_weights", False) or isinstance(conn, CloneConn):
+        return 0
+    if isinstance(conn, TransposeConn):
+        return weight_count(conn.original)
+    return int(np.prod(conn.shape))
+
+
+def memory_per_process(column, layout):
+    """Estimated bytes of pvmpi's arrays on one process of ``layout``: (layers, connections).
+
+    Each layer's arrays, measured on the one-process network, are scaled by
+    the share of its extended buffer (batch x (ny + 2 margin) x (nx + 2
+    margin)) one process holds. Shared weights are whole on every process:
+    W in float32, and for a plastic connection dW, counts and the float64
+    reduction buffer (24 bytes per weight), plus prev_dW for a MomentumConn.
+    """
+    nbatch = column.model.column["nbatch"]
+    layers = 0.0
+    for layer in column.layers.values():
+        t, my, mx = layer.tile, layer.margin_y, layer.margin_x
+        whole = nbatch * (t.ny_global + 2 * my) * (t.nx_global + 2 * mx)
+        part = (nbatch // layout.batch_width) * (t.ny_global // layout.rows + 2 * my) \
+            * (t.nx_global // layout.columns + 2 * mx)
+        layers += array_bytes(layer) * part / whole
+    conns = 0
+    for conn in column.connections.values():
+        per_weight = 4
+        if getattr(conn, "plastic", False):
+            per_weight += 24 + (4 if conn.group.is_a("MomentumConn") else 0)
+        conns += weight_count(conn) * per_weight
+    return layers, conns
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def report(args, world_size):
+    """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
+    from mpi4py import MPI
+
+    from .cli import load_model, summary
+    from .kernels import get_backend
+    from .network.column import Column
+    from .parallel.comm import Comms
+    from .parallel.decomposition import Layout
+
+    model = load_model(args.config, args.set)
+    layout = target_layout(model, args, world_size)
+    if args.backend == "cuda":  # the same clear error as a real run without a GPU
+        from .parallel.devices import select_device
+
+        select_device(Comms(Layout(1, 1, 1), MPI.COMM_SELF), getattr(args, "gpu_devices", None))
+    column = Column(model, Comms(Layout(1, 1, 1), MPI.COMM_SELF), get_backend(args.backend),
+                    output_path=args.output_path, seed=args.seed)
+    check_layout(column, layout)
+    inputs = check_inputs(column)
+
+    nbatch = model.column["nbatch"]
+    per_element = sum(la.tile.ny_global * la.tile.nx_global * la.nf for la in column.layers.values())
+    weights = sum(weight_count(c) for c in column.connections.values()
+                  if not (getattr(c, "has_weights", False) and c.group.is_a("TransposeConn")))
+    layer_bytes, conn_bytes = memory_per_process(column, layout)
+    per_process = layer_bytes + conn_bytes
+    n = layout.size
+    text = summary(model, column).splitlines()
+    text = [f"  layout: BatchWidth {layout.batch_width} x NumRows {layout.rows} x NumColumns {layout.columns} "
+            f"= {n} process{'es' if n > 1 else ''} ({nbatch // layout.batch_width} batch elements and "
+            f"{model.column['ny'] // layout.rows}x{model.column['nx'] // layout.columns} of the column each)"
+            if line.startswith("  layout:") else line for line in text]
+    text.append("  inputs:")
+    for name, path, frames in inputs:
+        text.append(f"    {name:<24} {path} ({frames} frame{'s' if frames != 1 else ''}, all found)")
+    text += [f"  size: {per_element:,} neurons per batch element, {per_element * nbatch:,} in all; "
+             f"{weights:,} weights",
+             f"  memory (estimate): {_size(per_process)} of arrays per process (layers {_size(layer_bytes)}, "
+             f"connections {_size(conn_bytes)}) + ~{_size(BASE_BYTES_PER_PROCESS)} for Python, numpy and "
+             f"Numba; {_size(n * (per_process + BASE_BYTES_PER_PROCESS))} over {n} "
+             f"process{'es' if n > 1 else ''}",
+             "pvmpi: dry run: the run could start"]
+    return "\n".join(text)
