@@ -33,6 +33,7 @@ class ImageSource:
         else:
             self.files = [path]
         self.single = not path.endswith(".txt")
+        self.group = group
 
     def __len__(self):
         return len(self.files)
@@ -40,8 +41,12 @@ class ImageSource:
     def read(self, index, nf):
         from ..io.images import convert_features, load_image
 
-        img = load_image(self.files[index])
-        return convert_features(img, nf) if img.shape[2] != nf else img
+        try:
+            img = load_image(self.files[index])
+            return convert_features(img, nf) if img.shape[2] != nf else img
+        except PvmpiError as e:  # name the image and the group that reads it
+            e.file, e.group, e.param = self.files[index], self.group, e.param or "inputPath"
+            raise
 
     def description(self, index):
         return "" if self.single else self.files[index]
@@ -82,9 +87,9 @@ class InputLayer(Layer):
         super().__init__(group, run)
         self.controller = UpdateController(group["displayPeriod"], run.dt)
         path = group["inputPath"]
-        self.source = PvpSource(path, self.name) if path.endswith(".pvp") else ImageSource(path, self.name)
         nbatch = run.model.column["nbatch"]
         try:
+            self.source = PvpSource(path, self.name) if path.endswith(".pvp") else ImageSource(path, self.name)
             self.indexer = BatchIndexer(
                 group["batchMethod"], nbatch, len(self.source),
                 start_frame_index=[int(v) for v in group["start_frame_index"]] or None,
