@@ -205,6 +205,8 @@ def resume_path(model, args, comms):
 
     col = model.column
     if args.checkpoint:
+        if not os.path.isdir(args.checkpoint):
+            raise PvmpiError("no such checkpoint directory", file=args.checkpoint, param="-c")
         if not is_complete(args.checkpoint):
             raise PvmpiError("not a complete pvmpi checkpoint", file=args.checkpoint, param="-c")
         return args.checkpoint
@@ -233,10 +235,10 @@ def setup(model, args, world):
     error = None
     try:
         par = model.parallel
-        layout = choose_layout(world.Get_size(),
-                               batch_width=args.batchwidth or par.get("BatchWidth"),
-                               rows=args.rows or par.get("NumRows"),
-                               columns=args.columns or par.get("NumColumns"))
+        layout = choose_layout(world.Get_size(),  # -rows 0 is a mistake to report, not "not given"
+                               batch_width=par.get("BatchWidth") if args.batchwidth is None else args.batchwidth,
+                               rows=par.get("NumRows") if args.rows is None else args.rows,
+                               columns=par.get("NumColumns") if args.columns is None else args.columns)
         comms = Comms(layout, world)
         if args.backend == "cuda":  # bind the GPU before the backend opens a CUDA context
             from .parallel.devices import select_device

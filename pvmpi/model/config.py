@@ -15,6 +15,7 @@ plus an optional reserved ``parallel:`` mapping (BatchWidth, NumRows,
 NumColumns). Values keep OpenPV's names and meanings. Validation against the
 schema happens in :mod:`pvmpi.model.network_model`.
 """
+import os
 from dataclasses import dataclass, field
 
 from ..errors import PvmpiError
@@ -74,29 +75,64 @@ def _construct(loader, node):
     return loader.construct_object(node, deep=True)
 
 
+#: no network needs a config this large; a larger file is a mistake (or hostile), not read into memory
+MAX_CONFIG_BYTES = 256 * 2 ** 20
+
+
+def read_config_bytes(path, what):
+    """The bytes of a config file, refusing files larger than :data:`MAX_CONFIG_BYTES`."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_CONFIG_BYTES:
+                raise PvmpiError(f"the {what} is {size / 2 ** 20:.0f} MiB, larger than any network needs "
+                                 f"(the limit is {MAX_CONFIG_BYTES // 2 ** 20} MiB)", file=path)
+            return f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise PvmpiError(f"cannot read {what}: {e.strerror}", file=path) from None
+
+
 def load_yaml(path):
     """Parse a YAML config file into a :class:`RawConfig` (no schema checks yet)."""
 
+    data = read_config_bytes(path, "config")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise PvmpiError(f"cannot read config: {e.strerror}", file=path) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PvmpiError(f"the config is not UTF-8 text (byte 0x{data[e.start]:02x})", file=path,
+                         line=data.count(b"\n", 0, e.start) + 1) from None
     return parse_yaml(text, path)
 
 
 def parse_yaml(text, path="<string>"):
+    """Parse YAML text with the safe loader: tags that would build Python objects are errors.
+
+    A YAML error (syntax, an unknown tag, nesting deeper than Python's
+    recursion) becomes one :class:`PvmpiError` naming the line.
+    """
     import yaml
 
     loader = _loader_class()(text)
     try:
-        root = loader.get_single_node()
+        return _parse_root(loader, path)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise PvmpiError(f"YAML syntax error: {getattr(e, 'problem', e)}", file=path, line=line) from None
+        problem = getattr(e, "problem", None) or e
+        if isinstance(e, yaml.constructor.ConstructorError):
+            raise PvmpiError(f"YAML: {problem}", file=path, line=line,
+                             hint="a config holds plain values; tags that build objects are refused") from None
+        raise PvmpiError(f"YAML syntax error: {problem}", file=path, line=line) from None
+    except RecursionError:
+        raise PvmpiError("YAML nested too deeply", file=path) from None
     finally:
         loader.dispose()
+
+
+def _parse_root(loader, path):
+    import yaml
+
+    root = loader.get_single_node()
     if root is None:
         raise PvmpiError("the config is empty", file=path)
     if not isinstance(root, yaml.MappingNode):
@@ -120,6 +156,8 @@ def parse_yaml(text, path="<string>"):
         for pk, pv in vnode.value:
             pname = _construct(loader, pk)
             pline = pk.start_mark.line + 1
+            if not isinstance(pname, str):
+                raise PvmpiError(f"parameter name {pname!r} is not a string", file=path, line=pline, group=name)
             if pname in values:
                 raise PvmpiError(f"parameter defined twice (first at line {lines[pname]})",
                                  file=path, line=pline, group=name, param=str(pname))

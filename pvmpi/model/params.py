@@ -19,16 +19,21 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..errors import PvmpiError
-from .config import RawConfig, RawGroup
+from .config import RawConfig, RawGroup, read_config_bytes
 from .schema import FLT_MAX
 
 # ---------------------------------------------------------------- lexer
 
 _FLOAT_MARK = re.compile(r"[.eE]")
+#: longer integer tokens are read as floats (OpenPV reads every number as a double; Python refuses
+#: to convert more than 4300 digits to an int)
+MAX_INT_DIGITS = 4000
 
 
 def _number(text):
-    return int(text) if not _FLOAT_MARK.search(text) else float(text)
+    if _FLOAT_MARK.search(text) or len(text) > MAX_INT_DIGITS:
+        return float(text)
+    return int(text)
 
 
 # (token kind, pattern, converter). Like flex: at each position the longest
@@ -228,6 +233,7 @@ class _Parser:
         self.toks, self.i, self.path = tokens, 0, path
         self.lines = text.split("\n")
         self.groups, self.directives, self.sweeps = [], [], []
+        self.by_name = {}  # groups by name: a file of many groups parses in linear time
         self.disabled = False
 
     # -- token helpers
@@ -322,11 +328,12 @@ class _Parser:
         self.expect(";", f"'}}' of group '{name}'")
         if self.disabled:
             return
-        first = next((x for x in self.groups if x.name == name), None)
+        first = self.by_name.get(name)
         if first is not None:
             self.error(f"group '{name}' is defined twice (first at line {first.line})", name_tok,
                        group=name)
         self.groups.append(g)
+        self.by_name[name] = g
 
     def definition(self, g, state):
         tok = self.tok
@@ -406,7 +413,7 @@ class _Parser:
         ctx = dict(group=g.name, param=None)
         if state["statements"]:
             self.error(f'#include "{name}" must be the first statement of the group', inc, **ctx)
-        src = next((x for x in self.groups if x.name == name), None)
+        src = self.by_name.get(name)
         if src is None:
             hint = "a group cannot include itself" if name == g.name else \
                 "#include copies a group defined earlier in the file"
@@ -515,11 +522,7 @@ def load_params(path):
         raise PvmpiError("Lua params files are not supported", file=path,
                          hint="run the Lua script (it builds paramsFileString) and save the result "
                               "as a .params file, or write the network as YAML")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError as e:
-        raise PvmpiError(f"cannot read params file: {e.strerror}", file=path) from None
+    text = read_config_bytes(path, "params file").decode("utf-8", errors="replace")
     return parse_params(text, path)
 
 
