@@ -1,4 +1,4 @@
-"""``python -m pvmpi bench ...``: the benchmark of one config, or ``bench scaling`` over MPI layouts."""
+"""``python -m pvmpi bench ...``: the benchmark of one config, ``bench scaling`` over MPI layouts, ``bench model``."""
 import argparse
 import os
 
@@ -20,11 +20,27 @@ def _pin_blas_threads(argv):
         os.environ.setdefault(var, os.environ["NUMBA_NUM_THREADS"])
 
 
+def guarded(parser, body, argv):
+    """Parse argv and run body(args); a PvmpiError becomes pvmpi's one-line error and exit status."""
+    from ..cli import fail
+    from ..errors import PvmpiError
+
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except PvmpiError as e:
+        return fail(e)
+
+
 def main(argv):
     if argv and argv[0] == "scaling":
         from .scaling import main as scaling_main
 
         return scaling_main(argv[1:])
+    if argv and argv[0] == "model":
+        from .model import main as model_main
+
+        return model_main(argv[1:])
     _pin_blas_threads(argv)
     from .run import main as run_main
 

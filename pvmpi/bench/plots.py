@@ -87,3 +87,37 @@ def plot_scaling(rows, out, weak=False, title=""):
     fig.savefig(out / "phases.png", dpi=110)
     plt.close(fig)
     return ["scaling.png", "phases.png"]
+
+
+def plot_model(rows, path, title=""):
+    """Predicted efficiency and time per step vs ranks, one line per kind of layout (``bench model -o``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind in ("batch", "spatial", "mixed"):
+        rs = [r for r in rows if r["kind"] == kind or (r["ranks"] == 1 and kind != "mixed")]
+        if len(rs) < 2:
+            continue
+        x = [r["ranks"] for r in rs]
+        ax1.plot(x, [r["ms_per_step"] for r in rs], "o-", ms=3, label=kind)
+        ax2.plot(x, [r["efficiency"] for r in rs], "o-", ms=3, label=kind)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("MPI ranks")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_yscale("log")
+    ax1.set_ylabel("predicted time per step (ms)")
+    ax2.set_ylabel("predicted efficiency")
+    ax2.set_ylim(0, 1.05)
+    ax2.axhline(0.5, color="k", lw=0.8, ls="--")
+    fig.suptitle(f"{title}: performance model", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

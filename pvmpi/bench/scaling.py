@@ -252,11 +252,9 @@ def write_csv(path, rows):
 
 
 def main(argv):
-    args = build_parser().parse_args(argv)
-    try:
-        return _main(args)
-    except PvmpiError as e:
-        return cli.fail(e)
+    from .cli import guarded
+
+    return guarded(build_parser(), _main, argv)
 
 
 def _main(args):

@@ -181,10 +181,10 @@ def test_lca_bench_runs_from_a_copy_of_the_shared_folder(tmp_path):
 def test_errors_are_one_line(small, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", str(DEMO), "--set", "V1.VTresh=1"],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and proc.stderr.startswith("pvmpi: error: ") and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("pvmpi: error: ") and "Traceback" not in proc.stderr  # a user error
     proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "scaling", str(DEMO), "--layouts", "2,x,1"],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "is not B,R,C" in proc.stderr
+    assert proc.returncode == 2 and "is not B,R,C" in proc.stderr
 
 
 def test_default_layouts_fit_the_network():

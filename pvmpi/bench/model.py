@@ -1,0 +1,478 @@
+"""``python -m pvmpi bench model CONFIG``: predicted time per step and efficiency at 1 to 4096 ranks.
+
+Why a model: this machine has 2 cores, so scaling beyond 2 ranks can only be
+predicted. The model is deliberately simple — every term is one line — so
+that a miss can be traced to the term that caused it:
+
+* **compute**: every timer of a measured 1-rank run (``deliver:C``,
+  ``learn:C``, ``update:L``, ``publish:L``, ``probes``...) gives a cost per
+  unit of work on one core (ms x threads / work); the target network's work
+  of the same object (flops from its geometry and activity, or neurons) times
+  that cost, divided by ranks x threads. Splitting a batch or a tile divides
+  the work exactly (layouts must divide every layer), so this term halves
+  whenever the ranks double.
+* **halo**: per layer with a margin, every step: an interior rank's
+  messages (up to 8 neighbours) x latency + its edge strips
+  (margin x tile side x nf x local batch x 4 bytes) / bandwidth.
+* **all-reduce of dW** (every plastic connection, once per weight update,
+  amortised per step): reduce-scatter + all-gather,
+  ``2 log2(P) latency + 2 (P-1)/P bytes / bandwidth`` (the buffer is dW and
+  its counts in float64). Counted as if it did not overlap with compute.
+* **probe reductions**: one small all-reduce per probe and step over a batch
+  slice's tiles, ``2 log2(R C) latency``.
+* **I/O**: the bytes the network writes per step (dense layers 4 bytes per
+  value, sparse ones 8 per active value, weights) at the write rate measured
+  here (or ``--io-bandwidth``), plus their gather to the writer; it does not
+  shrink with the ranks (one shared file system).
+* **serial**: what the 1-rank run spent outside every timer (the Python
+  loop), the same on every rank.
+
+Efficiency is the 1-core time over (ranks x threads x time per step), so it
+never exceeds 1.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import cli
+from ..errors import PvmpiError
+
+LATENCY_US = 1.5       # InfiniBand-like defaults for a cluster
+BANDWIDTH_GBS = 12.0
+LOCAL_NET = (2.0, 14.0)  # this machine's shared-memory MPI (../shared/ENVIRONMENT.md): ping-pong 2 us, 14 GB/s
+DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run says otherwise
+KINDS = ("batch", "spatial", "mixed")
+TERMS = ("compute", "halo", "allreduce", "probes", "io", "serial")
+VALIDATION_LAYOUTS = ((2, 1, 1), (1, 2, 1))
+
+
+# ------------------------------------------------------------------ the network's work
+@dataclass
+class Network:
+    """What the model needs of one network: work per timed object, halos, dW, outputs."""
+
+    nbatch: int
+    shape: object                               # pvmpi.launch.NetworkShape: sizes, margins (layout rules)
+    work: dict = field(default_factory=dict)    # timer name -> work units per step (flops or neurons)
+    io_bytes: dict = field(default_factory=dict)  # timer name -> bytes written per step
+    dw: list = field(default_factory=list)      # (bytes reduced per update, steps between updates)
+    probes: int = 0                             # probes that reduce over the tiles every step
+    sparse_work1: dict = field(default_factory=dict)  # sparse timer -> (pre layer, its work at activity 1)
+
+
+def _period(model, g):
+    """Steps between weight updates of a plastic connection (its trigger's display period, or its own)."""
+    dt = model.column["dt"]
+    trigger = g.params.get("triggerLayerName")
+    if trigger:
+        t = model.group(trigger)
+        return max(1.0, t.params.get("displayPeriod", dt) / dt)
+    return max(1.0, (g.params.get("weightUpdatePeriod") or dt) / dt)
+
+
+def network(model, activity=None):
+    """The work of every object of ``model``; sparse layers at ``activity`` ({layer: fraction})."""
+    from ..launch import _conn_maps, network_shape
+
+    shape = network_shape(model)
+    nb = model.column["nbatch"]
+    dt = model.column["dt"]
+    sizes = {g.name: model.layer_size(g) for g in model.layers}
+    neurons = {n: nb * x * y * f for n, (x, y, f) in sizes.items()}
+    sparse = {g.name for g in model.layers if g.params.get("sparseLayer")}
+    act = {n: (activity or {}).get(n, DEFAULT_ACTIVITY) for n in sparse}
+    net = Network(nb, shape)
+    for g in model.layers:
+        for what in ("update", "publish", "halo"):
+            net.work[f"{what}:{g.name}"] = neurons[g.name]
+        every = g.params.get("writeStep") or -1
+        if every > 0:
+            per_value = 8 * act[g.name] if g.name in sparse else 4
+            net.io_bytes["io:" + g.name] = neurons[g.name] * per_value * dt / every
+    net.work["probes"] = sum(neurons.values())
+    net.probes = sum(1 for p in model.probes if p.params.get("targetLayer"))
+    conns = {g.name: g for g in model.connections}
+    for g in model.connections:
+        pre, post = g.params["preLayerName"], g.params["postLayerName"]
+        pf, (qx, qy, qf) = sizes[pre][2], sizes[post]
+        maps = _conn_maps(model, g, conns)
+        if maps is None:  # IdentConn and the like: one add per post neuron
+            if (g.params.get("channelCode") or 0) >= 0:
+                net.work["deliver:" + g.name] = neurons[post]
+            continue
+        xm, ym = maps
+        dense = 2 * nb * qx * qy * xm.patch_post * ym.patch_post * pf * qf
+        scatter1 = 2 * neurons[pre] * xm.patch * ym.patch * qf  # sparse, every pre neuron active
+        is_sparse = pre in sparse
+        weights = xm.n_kernels * ym.n_kernels * pf * xm.patch * ym.patch * qf * (g.params.get("numAxonalArbors") or 1)
+        every = g.params.get("writeStep") or -1
+        if every > 0 and not (g.is_a("TransposeConn") or g.is_a("CloneConn")):
+            net.io_bytes["io:" + g.name] = 4.0 * weights * dt / every
+        if (g.params.get("channelCode") or 0) >= 0:
+            if is_sparse and not g.params.get("updateGSynFromPostPerspective"):
+                net.work["deliver:" + g.name] = act[pre] * scatter1
+                net.sparse_work1["deliver:" + g.name] = (pre, scatter1)
+            else:
+                net.work["deliver:" + g.name] = dense
+        if g.params.get("plasticityFlag"):
+            period = _period(model, g)
+            net.work["learn:" + g.name] = (act[pre] * scatter1 if is_sparse else dense) / period
+            if is_sparse:
+                net.sparse_work1["learn:" + g.name] = (pre, scatter1 / period)
+            net.dw.append((16.0 * weights, period))  # dW and counts, float64 (plasticity.reduce_buf)
+    return net
+
+
+# ------------------------------------------------------------------ machine figures from a measured run
+@dataclass
+class Calibration:
+    """Per-core cost of each timed object, from one measured 1-rank run."""
+
+    unit_ms: dict       # timer name -> ms per work unit on one core
+    io_ms_per_byte: float
+    serial_ms: float
+    activity: dict      # sparse layer -> measured active fraction
+    source: str
+    threads: int
+    measured_ms: float
+
+
+def measured_activity(res, net1):
+    """Active fraction of each sparse layer: the flops its scatters did over those at activity 1."""
+    out = {}
+    for name, (layer, work1) in net1.sparse_work1.items():
+        gf, ms = res.get("gflops_by_phase", {}).get(name), res["phases"].get(name)
+        if gf and ms and work1 > 0 and layer not in out:
+            out[layer] = gf * ms * 1e6 / work1  # GFLOP/s x ms = 1e6 flop
+    return out
+
+
+def calibrate(res, model):
+    """Costs per unit of work from a bench --json result ``res`` of ``model`` on one rank."""
+    if res["ranks"] != 1:
+        raise PvmpiError(f"the calibration run has {res['ranks']} ranks; the model needs a 1-rank run",
+                         hint="python -m pvmpi bench CONFIG --json -t 1")
+    if res["nbatch"] != model.column["nbatch"]:
+        raise PvmpiError(f"the measured run has nbatch {res['nbatch']}, the measured config {model.column['nbatch']}",
+                         hint="give the overrides of the measured run with --measure-set")
+    act = measured_activity(res, network(model, activity={n: 1.0 for n in (g.name for g in model.layers)}))
+    net = network(model, activity=act)
+    t = res["threads"]
+    # Timers are means over every step (outliers included); the wall-clock median of the repeats is the
+    # steadier figure: scale every phase so that they add up to it.
+    scale = res["ms_per_step_wall"] / res["ms_per_step_mean"]
+    unit, io_ms, io_bytes = {}, 0.0, 0.0
+    for name, ms in res["phases"].items():
+        if name.startswith("io:"):
+            io_ms += ms * scale
+            io_bytes += net.io_bytes.get(name, 0.0)
+        elif not name.startswith("allreduce:") and net.work.get(name):
+            unit[name] = ms * scale * t / net.work[name]
+    serial = max(0.0, res["ms_per_step_mean"] - sum(res["phases"].values())) * scale
+    return Calibration(unit, io_ms / io_bytes if io_bytes else 0.0, serial, act,
+                       f"{res.get('config')} on 1 rank x {t} thread(s), nbatch {res['nbatch']}", t,
+                       res["ms_per_step_wall"])
+
+
+# ------------------------------------------------------------------ prediction
+@dataclass(frozen=True)
+class Net:
+    latency_s: float
+    bandwidth: float        # bytes/s
+    io_bandwidth: float = None  # bytes/s; None: the measured write rate
+
+
+def halo_ms(net, b, r, c, link):
+    """One step's halo exchanges of an interior rank (every layer with a margin)."""
+    if r * c == 1:
+        return 0.0
+    ny_, nx_ = min(r - 1, 2), min(c - 1, 2)  # neighbours along each axis (interior rank)
+    nb = net.nbatch // b
+    total = 0.0
+    for lay in net.shape.layers:
+        mx, my = lay.margin_x, lay.margin_y
+        if not (mx or my):
+            continue
+        ty, tx = lay.ny // r, lay.nx // c
+        values = nb * lay.nf * (nx_ * mx * ty + ny_ * my * tx + nx_ * ny_ * mx * my)
+        msgs = (nx_ if mx else 0) + (ny_ if my else 0) + (nx_ * ny_ if mx and my else 0)
+        total += msgs * link.latency_s + 4 * values / link.bandwidth
+    return 1e3 * total
+
+
+def allreduce_ms(net, p, link):
+    """dW all-reduce (reduce-scatter + all-gather) over all P ranks, per step (amortised over updates)."""
+    if p == 1:
+        return 0.0
+    return 1e3 * sum((2 * math.log2(p) * link.latency_s + 2 * (p - 1) / p * nbytes / link.bandwidth) / period
+                     for nbytes, period in net.dw)
+
+
+def predict(net, cal, layout, link, threads=1):
+    """{term: ms per step} and the total for one layout (B, R, C) with ``threads`` per rank."""
+    b, r, c = layout
+    p = b * r * c
+    compute = sum(cal.unit_ms.get(n, 0.0) * w for n, w in net.work.items()) / (p * threads)
+    io_bytes = sum(net.io_bytes.values())
+    rate = cal.io_ms_per_byte if link.io_bandwidth is None else 1e3 / link.io_bandwidth
+    gather = 1e3 * io_bytes * (p - 1) / p / link.bandwidth
+    terms = {"compute": compute, "halo": halo_ms(net, b, r, c, link), "allreduce": allreduce_ms(net, p, link),
+             "probes": 1e3 * net.probes * 2 * math.ceil(math.log2(r * c)) * link.latency_s,
+             "io": io_bytes * rate + gather, "serial": cal.serial_ms}
+    return terms, sum(terms.values())
+
+
+def kind_of(b, r, c):
+    if r * c == 1:
+        return "batch"
+    return "spatial" if b == 1 else "mixed"
+
+
+def possible_layouts(net, p):
+    """Layouts of p ranks that OpenPV's rules allow for the network (divisible sizes, tiles >= margins)."""
+    from ..launch import layout_problems
+    from ..parallel.decomposition import layouts
+
+    return [(L.batch_width, L.rows, L.columns) for L in layouts(p)
+            if not layout_problems(net.shape, L.batch_width, L.rows, L.columns)]
+
+
+def sweep(net, cal, link, ranks, threads=1):
+    """Per rank count and kind: the fastest possible layout, its terms, time and efficiency."""
+    _, t1 = predict(net, cal, (1, 1, 1), link, 1)
+    rows = []
+    for p in ranks:
+        best = {}
+        for lay in possible_layouts(net, p):
+            k = "batch" if p == 1 else kind_of(*lay)
+            terms, total = predict(net, cal, lay, link, threads)
+            if k not in best or total < best[k]["ms_per_step"]:
+                best[k] = {"ranks": p, "kind": k, "layout": list(lay), "terms": terms, "ms_per_step": total,
+                           "efficiency": t1 / (p * threads * total)}
+        rows += [best[k] for k in KINDS if k in best]
+    return rows
+
+
+def where_scaling_stops(rows, ranks):
+    """Per kind: the first rank count below 50 % efficiency and the term that dominates there."""
+    out = {}
+    for k in KINDS:
+        mine = [r for r in rows if r["kind"] == k and r["ranks"] > 1]
+        if not mine:
+            out[k] = {"below_half_at": None, "note": "no layout of this kind fits"}
+            continue
+        low = next((r for r in mine if r["efficiency"] < 0.5), None)
+        last = mine[-1]["ranks"]
+        if low is None:
+            note = f"efficiency >= 50 % up to {last} ranks"
+            if last < max(ranks):
+                note += f"; no {k} layout fits beyond {last}"
+            out[k] = {"below_half_at": None, "last_possible": last, "note": note}
+            continue
+        comm = {t: v for t, v in low["terms"].items() if t != "compute"}
+        top = max(comm, key=comm.get)
+        out[k] = {"below_half_at": low["ranks"], "dominant": top, "last_possible": last,
+                  "note": f"below 50 % at {low['ranks']} ranks ({'x'.join(map(str, low['layout']))}): "
+                          f"{top} {low['terms'][top]:.3g} ms vs compute {low['terms']['compute']:.3g} ms per step"}
+    return out
+
+
+# ------------------------------------------------------------------ measured runs
+def _runs_of(path):
+    """Bench results in a file: one bench --json line/object, or scaling.json's runs (or a model's measured.json)."""
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
+        if not lines:
+            raise PvmpiError(f"{path}: no bench JSON in it", param="--measured") from None
+        data = json.loads(lines[-1])
+    runs = data.get("runs", [data]) if isinstance(data, dict) else data
+    return [r for r in runs if r.get("status", "ok") == "ok" and "phases" in r]
+
+
+def run_benches(config, layouts, sets, args):
+    """Measure the bench (-t 1 per rank) at each layout through the scaling driver's mpiexec runs."""
+    from . import scaling
+
+    argv = [config, "--steps", str(args.steps), "--warmup", str(args.warmup), "--repeat", str(args.repeat)]
+    for s in sets:
+        argv += ["--set", s]
+    if args.mpiexec:
+        argv += ["--mpiexec", args.mpiexec]
+    sargs = scaling.build_parser().parse_args(argv)
+    model = cli.load_model(config, sets)
+    runs = []
+    for b, r, c in layouts:
+        from ..launch import layout_problems, network_shape
+
+        if layout_problems(network_shape(model), b, r, c):
+            continue
+        res = scaling.run_one(sargs, config, args.workdir, (b, r, c, 1), model.column["nbatch"], None)
+        if res["status"] != "ok":
+            raise PvmpiError(f"the bench at layout {b},{r},{c} {res['status']}")
+        runs.append(res)
+    return runs
+
+
+def validate(runs, model, cal, threads=1):
+    """Model vs measured for every multi-rank run, with the local network's figures."""
+    net = network(model, activity=cal.activity)
+    link = Net(LOCAL_NET[0] * 1e-6, LOCAL_NET[1] * 1e9)
+    out = []
+    for res in runs:
+        lay = res["layout"]
+        layout = (lay["batchwidth"], lay["rows"], lay["columns"])
+        terms, total = predict(net, cal, layout, link, res["threads"])
+        measured = res["ms_per_step_wall"]
+        out.append({"layout": list(layout), "threads": res["threads"], "predicted_ms": total,
+                    "measured_ms": measured, "miss_pct": 100 * (total - measured) / measured, "terms": terms,
+                    "measured_groups": res.get("phase_groups", {})})
+    return out
+
+
+# ------------------------------------------------------------------ command line
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pvmpi bench model",
+        description="Predict time per step and efficiency of CONFIG at 1..4096 ranks for batch, spatial and "
+                    "mixed layouts, from per-core costs measured here (a 1-rank bench) and a network's "
+                    "latency and bandwidth; print where each layout stops scaling.")
+    p.add_argument("config", help="YAML config (or .params)")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
+                   help="overrides of the network to predict, e.g. --set column.nbatch=1024")
+    p.add_argument("--measure-set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
+                   help="overrides of the network that is measured (default: CONFIG as it is)")
+    p.add_argument("--measured", metavar="FILE",
+                   help="measured runs instead of running the bench: a 'bench --json' output, scaling.json of "
+                        "'bench scaling', or measured.json of an earlier 'bench model -o DIR'; its 1-rank run "
+                        "calibrates (the fewest threads), its multi-rank runs are validated")
+    p.add_argument("--validate", action="store_true",
+                   help="also measure B=2 and R=2 (1 thread per rank) and print model vs measured")
+    p.add_argument("--ranks", type=int, metavar="N", help="predict only at N ranks")
+    p.add_argument("--max-ranks", type=int, default=4096, help="largest power of two predicted (default 4096)")
+    p.add_argument("-t", "--threads", type=int, default=1, help="threads (cores) per rank predicted (default 1)")
+    p.add_argument("--latency", type=float, default=LATENCY_US,
+                   help=f"network latency in microseconds (default {LATENCY_US}, InfiniBand-like)")
+    p.add_argument("--bandwidth", type=float, default=BANDWIDTH_GBS,
+                   help=f"network bandwidth per rank in GB/s (default {BANDWIDTH_GBS:g}, InfiniBand-like)")
+    p.add_argument("--io-bandwidth", type=float, metavar="GB/S",
+                   help="write rate of the outputs in GB/s (default: the rate measured here)")
+    p.add_argument("--no-io", action="store_true", help="predict without output files (as if every writeStep < 0)")
+    p.add_argument("--activity", type=float,
+                   help="active fraction of every sparse layer (default: measured, else "
+                        f"{DEFAULT_ACTIVITY})")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("-o", "--output", help="directory for model.json, measured.json and model.png")
+    p.add_argument("--steps", type=int, default=40, help="timed steps per repeat of the bench runs (default 40)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
+    p.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
+    p.add_argument("-w", "--workdir", help="working directory of the bench runs")
+    p.add_argument("--mpiexec", metavar="PATH", help="the launcher of mpi4py's MPI (default: beside this Python)")
+    return p
+
+
+def main(argv):
+    from .cli import guarded
+
+    return guarded(build_parser(), _main, argv)
+
+
+def _ranks(args):
+    if args.ranks is not None:
+        if args.ranks < 1:
+            raise PvmpiError("--ranks must be at least 1")
+        return [1, args.ranks] if args.ranks > 1 else [1]
+    return [2 ** i for i in range(int(math.log2(max(1, args.max_ranks))) + 1)]
+
+
+def _main(args):
+    config = os.path.abspath(args.config)
+    measured_model = cli.load_model(config, args.measure_set)
+    target = cli.load_model(config, args.set)
+    if args.measured:
+        runs = _runs_of(args.measured)
+    else:
+        print("pvmpi bench model: measuring per-core costs (bench on 1 rank x 1 thread"
+              + (", then B=2 and R=2" if args.validate else "") + ")", file=sys.stderr, flush=True)
+        runs = run_benches(config, [(1, 1, 1)] + (list(VALIDATION_LAYOUTS) if args.validate else []),
+                           args.measure_set, args)
+    ones = sorted((r for r in runs if r["ranks"] == 1), key=lambda r: r["threads"])
+    if not ones:
+        raise PvmpiError("no 1-rank run among the measured runs", param="--measured")
+    cal = calibrate(ones[0], measured_model)
+    activity = {n: args.activity for n in cal.activity} if args.activity is not None else cal.activity
+    net = network(target, activity=activity)
+    if args.no_io:
+        net.io_bytes.clear()
+    link = Net(args.latency * 1e-6, args.bandwidth * 1e9,
+               args.io_bandwidth * 1e9 if args.io_bandwidth else None)
+    ranks = _ranks(args)
+    rows = sweep(net, cal, link, ranks, args.threads)
+    stops = where_scaling_stops(rows, ranks)
+    checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal)
+    result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
+              "machine": {"latency_us": args.latency, "bandwidth_gbs": args.bandwidth,
+                          "io_bandwidth_gbs": args.io_bandwidth, "threads_per_rank": args.threads,
+                          "calibration": cal.source, "serial_ms": cal.serial_ms,
+                          "io_ms_per_mb": cal.io_ms_per_byte * 1e6},
+              "network": {"nbatch": net.nbatch, "activity": activity,
+                          "layers": {lay.name: [lay.ny, lay.nx, lay.nf, lay.margin_y, lay.margin_x]
+                                     for lay in net.shape.layers},
+                          "dw_bytes_per_update": sum(b for b, _ in net.dw),
+                          "io_mb_per_step": sum(net.io_bytes.values()) / 1e6},
+              "rows": rows, "stops": stops, "validation": checks}
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.json").write_text(json.dumps(result, indent=1))
+        (out / "measured.json").write_text(json.dumps({"runs": runs}, indent=1))
+        from .plots import plot_model
+
+        plot_model(rows, out / "model.png", title=Path(config).name + (" " + " ".join(args.set) if args.set else ""))
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(format_report(result), flush=True)
+    return 0
+
+
+def _lay(row):
+    return "x".join(map(str, row["layout"]))
+
+
+def format_report(res):
+    m, n = res["machine"], res["network"]
+    lines = [" ".join(["pvmpi bench model", res["config"]] + [f"--set {s}" for s in res["set"]]
+                      + ["--no-io"] * res["no_io"]),
+             f"  network: nbatch {n['nbatch']}; layers (ny, nx, nf, margins): "
+             + ", ".join(f"{k} {v[0]}x{v[1]}x{v[2]} m{max(v[3], v[4])}" for k, v in n["layers"].items()),
+             "  activity of sparse layers: " + (", ".join(f"{k} {v:.3f}" for k, v in n["activity"].items()) or "-")
+             + f"; dW {n['dw_bytes_per_update'] / 1e3:.1f} kB per update; outputs {n['io_mb_per_step']:.3g} MB per step",
+             (f"  costs per core from: {m['calibration']}; serial {m['serial_ms']:.3f} ms/step; "
+              f"writes {m['io_ms_per_mb']:.3g} ms/MB") + (f" (given: {m['io_bandwidth_gbs']:g} GB/s)"
+                                                          if m["io_bandwidth_gbs"] else " (measured here)"),
+             (f"  network: latency {m['latency_us']:g} us, bandwidth {m['bandwidth_gbs']:g} GB/s; "
+              f"{m['threads_per_rank']} thread(s) per rank"),
+             "",
+             f"  {'ranks':>5} {'kind':<8} {'layout BxRxC':<13} {'ms/step':>10} {'effic.':>7}   "
+             + " ".join(f"{t:>9}" for t in TERMS)]
+    for r in res["rows"]:
+        lines.append(f"  {r['ranks']:>5} {r['kind']:<8} {_lay(r):<13} {r['ms_per_step']:10.4g} "
+                     f"{r['efficiency']:7.3f}   " + " ".join(f"{r['terms'][t]:9.3g}" for t in TERMS))
+    lines += ["", "  where each kind of layout stops scaling (efficiency < 50 %):"]
+    for k, s in res["stops"].items():
+        lines.append(f"    {k:<8} {s['note']}")
+    if res["validation"]:
+        lines += ["", ("  validation on this machine (local MPI: latency "
+                       f"{LOCAL_NET[0]:g} us, {LOCAL_NET[1]:g} GB/s; measured = wall-clock ms per step, median of repeats):"),
+                  f"    {'layout':<8} {'thr':>3} {'model ms':>9} {'measured':>9} {'miss':>7}"]
+        for v in res["validation"]:
+            lines.append(f"    {_lay(v):<8} {v['threads']:>3} {v['predicted_ms']:9.3f} {v['measured_ms']:9.3f} "
+                         f"{v['miss_pct']:+6.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""python -m pvmpi bench model: properties of the performance model that a wrong term would break.
+
+Most tests use hand-made per-core costs (no timing); one runs the bench once
+(1 rank, a few steps) to check that the model's work counts are the bench's
+flop counts and that its 1-rank prediction is the measured step.
+"""
+import json
+import math
+import subprocess
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from pvmpi.bench import model as pm
+from pvmpi.cli import load_model
+from pvmpi.data.dead_leaves import make_image_set
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "lca_demo.yaml"
+IB = pm.Net(1.5e-6, 12e9)
+
+
+def demo_net(*sets, activity=0.1):
+    m = load_model(DEMO, list(sets))
+    return pm.network(m, activity={"V1": activity})
+
+
+def flat_costs(net, ms_per_unit=1e-6, serial=0.0):
+    """Every object of ``net`` at the same per-core cost: a calibration without a measurement."""
+    return pm.Calibration({n: ms_per_unit for n in net.work}, 1e-9, serial, {"V1": 0.1}, "test", 1, 0.0)
+
+
+def test_compute_halves_with_each_batch_split():
+    net = demo_net("column.nbatch=16")
+    cal = flat_costs(net)
+    c = [pm.predict(net, cal, (b, 1, 1), IB)[0]["compute"] for b in (1, 2, 4, 8, 16)]
+    for a, b in pairwise(c):
+        assert b == pytest.approx(a / 2)
+    # threads per rank divide it too
+    assert pm.predict(net, cal, (2, 1, 1), IB, threads=4)[0]["compute"] == pytest.approx(c[0] / 8)
+
+
+def test_halo_only_with_spatial_splits_and_grows_with_neighbours():
+    net = demo_net()
+    cal = flat_costs(net)
+    halo = {lay: pm.predict(net, cal, lay, IB)[0]["halo"] for lay in
+            [(8, 1, 1), (1, 2, 1), (1, 2, 2), (1, 4, 1), (1, 4, 4)]}
+    assert halo[(8, 1, 1)] == 0  # a batch slice has no neighbours
+    assert 0 < halo[(1, 2, 1)] < halo[(1, 4, 1)]  # an interior rank has two neighbours, an edge rank one
+    assert halo[(1, 2, 1)] < halo[(1, 2, 2)] < halo[(1, 4, 4)]  # more neighbours: 1 -> 3 -> 8
+    # the surface of a tile shrinks more slowly than its volume: halo / compute grows with the splits
+    ratio = [pm.predict(net, cal, lay, IB)[0] for lay in [(1, 2, 2), (1, 4, 4), (1, 8, 8)]]
+    q = [t["halo"] / t["compute"] for t in ratio]
+    assert q[0] < q[1] < q[2]
+
+
+def test_allreduce_grows_with_log_p():
+    net = demo_net("column.nbatch=64")
+    latency_only = pm.Net(1e-6, float("inf"))
+    a = {p: pm.allreduce_ms(net, p, latency_only) for p in (1, 2, 4, 16, 64)}
+    assert a[1] == 0
+    assert a[4] == pytest.approx(2 * a[2]) and a[16] == pytest.approx(4 * a[2]) and a[64] == pytest.approx(6 * a[2])
+    nbytes, period = net.dw[0]
+    assert period == 40  # the demo learns once per display period
+    assert nbytes == 16 * 32 * 8 * 8  # dW and its counts in float64: 32 kernels of 8x8
+    bw = pm.Net(0.0, 1e9)  # bandwidth term: 2 (P-1)/P x bytes, approaching twice the buffer
+    assert pm.allreduce_ms(net, 2, bw) == pytest.approx(1e3 * nbytes / 1e9 / period)
+    assert pm.allreduce_ms(net, 64, bw) < 2 * pm.allreduce_ms(net, 2, bw)
+
+
+def test_efficiency_never_exceeds_one():
+    net = demo_net("column.nbatch=64")
+    for serial in (0.0, 0.5):
+        rows = pm.sweep(net, flat_costs(net, serial=serial), IB, [2 ** i for i in range(11)], threads=1)
+        assert rows and all(0 < r["efficiency"] <= 1 + 1e-12 for r in rows)
+        assert {r["kind"] for r in rows} == {"batch", "spatial", "mixed"}
+
+
+def test_impossible_layouts_are_excluded():
+    net = demo_net()  # nbatch 8, Input 64x64, V1 32x32 with margin 2
+    assert (16, 1, 1) not in pm.possible_layouts(net, 16)  # nbatch 8
+    assert (1, 32, 1) not in pm.possible_layouts(net, 32)  # V1 tiles of 1 row < its margin 2
+    assert pm.possible_layouts(net, 3) == []  # 3 divides neither nbatch nor 64
+    rows = pm.sweep(net, flat_costs(net), IB, [1, 3, 16, 4096])
+    assert all(r["ranks"] != 3 for r in rows)
+    assert not any(r["kind"] == "batch" and r["ranks"] == 16 for r in rows)
+    assert not any(r["ranks"] == 4096 for r in rows)  # 8 x 16 x 16 tiles of V1 (2x2) is the most there is
+    ranks = [1, 2, 4, 8, 16]
+    stops = pm.where_scaling_stops(pm.sweep(net, flat_costs(net), IB, ranks), ranks)
+    assert "no batch layout fits beyond 8" in stops["batch"]["note"]
+
+
+def test_where_scaling_stops_names_the_dominant_term():
+    net = demo_net("column.nbatch=1024")
+    net.io_bytes.clear()
+    cal = flat_costs(net, ms_per_unit=1e-9, serial=0.0)
+    slow = pm.Net(1e-3, 1e6)  # a slow network: the all-reduce stops the batch split
+    ranks = [2 ** i for i in range(11)]
+    stops = pm.where_scaling_stops(pm.sweep(net, cal, slow, ranks), ranks)
+    assert stops["batch"]["below_half_at"] is not None and stops["batch"]["dominant"] == "allreduce"
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """One short 1-rank, 1-thread bench of the demo shrunk to nbatch 2: (its JSON file, its overrides)."""
+    d = tmp_path_factory.mktemp("model")
+    images = make_image_set(d / "images", count=4, size=64, seed=1)
+    sets = ["column.nbatch=2", f"Input.inputPath={images}", "V1.nf=8"]
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", str(DEMO), "--json", "-t", "1", "--steps", "10",
+                           "--repeat", "2", "--warmup", "3", "--peak-gflops", "10",
+                           *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    path = d / "bench.json"
+    path.write_text(proc.stdout)
+    return path, sets
+
+
+def test_work_counts_are_the_bench_flop_counts_and_one_rank_is_the_measurement(measured):
+    path, sets = measured
+    res = json.loads(path.read_text())
+    model = load_model(DEMO, sets)
+    cal = pm.calibrate(res, model)
+    net = pm.network(model, activity=cal.activity)
+    dense = "deliver:InputErrorToV1"  # gather over a dense pre layer: the count needs no activity
+    assert net.work[dense] == pytest.approx(res["gflops_by_phase"][dense] * res["phases"][dense] * 1e6, rel=1e-6)
+    assert 0 < cal.activity["V1"] <= 1
+    _, total = pm.predict(net, cal, (1, 1, 1), IB)
+    assert total == pytest.approx(res["ms_per_step_wall"], rel=0.02)  # allreduce/halo at 1 rank are modelled as 0
+
+
+def test_command_line_json_and_plot(measured, tmp_path):
+    path, sets = measured
+    out = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "model", str(DEMO), "--measured", str(path),
+                           *[a for s in sets for a in ("--measure-set", s)],
+                           "--set", "column.nbatch=64", "--set", f"Input.inputPath={sets[1].split('=')[1]}",
+                           "--ranks", "64", "--json", "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert {row["ranks"] for row in r["rows"]} == {1, 64}
+    assert r["network"]["nbatch"] == 64 and set(r["stops"]) == {"batch", "spatial", "mixed"}
+    best = min((row for row in r["rows"] if row["ranks"] == 64), key=lambda row: row["ms_per_step"])
+    assert math.isclose(sum(best["terms"].values()), best["ms_per_step"])
+    assert (out / "model.json").is_file() and (out / "measured.json").is_file()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert 0 < (out / "model.png").stat().st_size < 150_000
+    text = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "model", str(DEMO), "--measured",
+                           str(out / "measured.json"), *[a for s in sets for a in ("--measure-set", s)],
+                           "--max-ranks", "8"], capture_output=True, text=True, timeout=120, check=False)
+    assert text.returncode == 0, text.stderr
+    assert "where each kind of layout stops scaling" in text.stdout and "ms/step" in text.stdout
+
+
+def test_a_measurement_of_another_network_is_refused(measured):
+    path, _ = measured
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "model", str(DEMO), "--measured", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0 and "nbatch 2" in proc.stderr and "--measure-set" in proc.stderr
