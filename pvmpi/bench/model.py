@@ -18,8 +18,9 @@ that a miss can be traced to the term that caused it:
   amortised per step): reduce-scatter + all-gather,
   ``2 log2(P) latency + 2 (P-1)/P bytes / bandwidth`` (the buffer is dW and
   its counts in float64). Counted as if it did not overlap with compute.
-* **probe reductions**: one small all-reduce per probe and step over a batch
-  slice's tiles, ``2 log2(R C) latency``.
+* **sync**: small all-reduces every step, latency only: one per probe over
+  a batch slice's tiles (``2 log2(R C) latency`` each) and one over all
+  ranks for the signal flags of a run (``2 log2(P) latency``).
 * **I/O**: the bytes the network writes per step (dense layers 4 bytes per
   value, sparse ones 8 per active value, weights) at the write rate measured
   here (or ``--io-bandwidth``), plus their gather to the writer; it does not
@@ -46,7 +47,7 @@ BANDWIDTH_GBS = 12.0
 LOCAL_NET = (2.0, 14.0)  # this machine's shared-memory MPI (../shared/ENVIRONMENT.md): ping-pong 2 us, 14 GB/s
 DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run says otherwise
 KINDS = ("batch", "spatial", "mixed")
-TERMS = ("compute", "halo", "allreduce", "probes", "io", "serial")
+TERMS = ("compute", "halo", "allreduce", "sync", "io", "serial")
 VALIDATION_LAYOUTS = ((2, 1, 1), (1, 2, 1))
 
 
@@ -221,7 +222,7 @@ def predict(net, cal, layout, link, threads=1):
     rate = cal.io_ms_per_byte if link.io_bandwidth is None else 1e3 / link.io_bandwidth
     gather = 1e3 * io_bytes * (p - 1) / p / link.bandwidth
     terms = {"compute": compute, "halo": halo_ms(net, b, r, c, link), "allreduce": allreduce_ms(net, p, link),
-             "probes": 1e3 * net.probes * 2 * math.ceil(math.log2(r * c)) * link.latency_s,
+             "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c)) + math.ceil(math.log2(p))) * link.latency_s,
              "io": io_bytes * rate + gather, "serial": cal.serial_ms}
     return terms, sum(terms.values())
 

@@ -62,6 +62,7 @@ def build_parser():
                    help="extra launcher options, e.g. --mpiexec-args='--bind-to none' for Open MPI")
     p.add_argument("--timeout", type=int, default=1200, help="seconds allowed per run (default 1200)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG files")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (and write scaling.md)")
     return p
 
 
@@ -243,6 +244,18 @@ def format_table(rows, ref, weak):
     return "\n".join(lines)
 
 
+def format_markdown(rows):
+    """The table as Markdown (for a README): the ok rows, with their speed-up and efficiency."""
+    lines = ["| ranks | layout | threads | ms/step | speed-up | efficiency | % halo | % all-reduce |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["status"] == "ok":
+            lines.append(f"| {r['ranks']} | {layout_name(r)} | {r['threads']} | {r['ms_per_step_wall']:.2f} | "
+                         f"{r['speedup']:.2f} | {r['efficiency']:.2f} | {r['pct_halo']:.1f} | "
+                         f"{r['pct_allreduce']:.1f} |")
+    return "\n".join(lines)
+
+
 def write_csv(path, rows):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -298,6 +311,11 @@ def _main(args):
     (out / "scaling.json").write_text(json.dumps({"config": args.config, "weak": args.weak, "peak": peak,
                                                   "rows": rows, "runs": results}, indent=1))
     written = ["scaling.csv", "scaling.json"]
+    if args.markdown:
+        md = format_markdown(rows)
+        print(md, flush=True)
+        (out / "scaling.md").write_text(md + "\n")
+        written.append("scaling.md")
     if not args.no_plots:
         from .plots import plot_scaling
 
