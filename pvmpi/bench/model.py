@@ -59,6 +59,7 @@ class Network:
     nbatch: int
     shape: object                               # pvmpi.launch.NetworkShape: sizes, margins (layout rules)
     work: dict = field(default_factory=dict)    # timer name -> work units per step (flops or neurons)
+    neurons: int = 0                            # all layers' neurons: the work of any other timer
     io_bytes: dict = field(default_factory=dict)  # timer name -> bytes written per step
     dw: list = field(default_factory=list)      # (bytes reduced per update, steps between updates)
     probes: int = 0                             # probes that reduce over the tiles every step
@@ -94,7 +95,7 @@ def network(model, activity=None):
         if every > 0:
             per_value = 8 * act[g.name] if g.name in sparse else 4
             net.io_bytes["io:" + g.name] = neurons[g.name] * per_value * dt / every
-    net.work["probes"] = sum(neurons.values())
+    net.neurons = net.work["probes"] = sum(neurons.values())
     net.probes = sum(1 for p in model.probes if p.params.get("targetLayer"))
     conns = {g.name: g for g in model.connections}
     for g in model.connections:
@@ -171,8 +172,8 @@ def calibrate(res, model):
         if name.startswith("io:"):
             io_ms += ms * scale
             io_bytes += net.io_bytes.get(name, 0.0)
-        elif not name.startswith("allreduce:") and net.work.get(name):
-            unit[name] = ms * scale * t / net.work[name]
+        elif not name.startswith("allreduce:") and net.work.get(name, net.neurons):
+            unit[name] = ms * scale * t / net.work.get(name, net.neurons)  # other timers: per-neuron passes
     serial = max(0.0, res["ms_per_step_mean"] - sum(res["phases"].values())) * scale
     return Calibration(unit, io_ms / io_bytes if io_bytes else 0.0, serial, act,
                        f"{res.get('config')} on 1 rank x {t} thread(s), nbatch {res['nbatch']}", t,
@@ -217,7 +218,7 @@ def predict(net, cal, layout, link, threads=1):
     """{term: ms per step} and the total for one layout (B, R, C) with ``threads`` per rank."""
     b, r, c = layout
     p = b * r * c
-    compute = sum(cal.unit_ms.get(n, 0.0) * w for n, w in net.work.items()) / (p * threads)
+    compute = sum(u * net.work.get(n, net.neurons) for n, u in cal.unit_ms.items()) / (p * threads)
     io_bytes = sum(net.io_bytes.values())
     rate = cal.io_ms_per_byte if link.io_bandwidth is None else 1e3 / link.io_bandwidth
     gather = 1e3 * io_bytes * (p - 1) / p / link.bandwidth
