@@ -1,9 +1,10 @@
-"""Natural-looking gray test images made locally, for demos and tests.
+"""Natural-looking test images made locally, for demos and tests (gray, or colour with ``--colour``).
 
 The dead-leaves model (occluding discs with radii drawn from p(r) ~ r^-3)
 is scale invariant, so its images share the statistics that matter for
 sparse coding of natural images: a roughly 1/f amplitude spectrum, sharp
-occlusion edges and flat regions. A slight blur (optics) and a little noise
+occlusion edges and flat regions. Colour leaves take a gray level and a
+random tint, so the colour channels are correlated as in natural images. A slight blur (optics) and a little noise
 (sensor) make them look less synthetic. No downloads are needed.
 """
 import argparse
@@ -41,16 +42,19 @@ def _blur(img, sigma):
     return img
 
 
-def dead_leaves_image(size, rng, rmin=None, rmax=None, max_leaves=200000):
+def dead_leaves_image(size, rng, rmin=None, rmax=None, max_leaves=200000, colour=False):
     """One ``size x size`` uint8 dead-leaves image drawn with ``rng`` (a numpy Generator).
 
     Leaves are laid in batches; each pixel takes the gray level of the first
     leaf that covers it (the topmost one), until every pixel is covered.
+    With ``colour`` the image is ``size x size x 3`` (RGB): each leaf's gray
+    level times a tint of mean 1 per channel. Gray images do not change.
     """
     size = int(size)
     rmin = max(1.0, size / 64) if rmin is None else rmin
     rmax = size / 3 if rmax is None else rmax
-    img = np.full(size * size, -1.0)
+    channels = 3 if colour else 1
+    img = np.full((size * size, channels), -1.0)
     covered = np.zeros(size * size, bool)
     drawn = 0
     while not covered.all() and drawn < max_leaves:
@@ -58,6 +62,10 @@ def dead_leaves_image(size, rng, rmin=None, rmax=None, max_leaves=200000):
         r = _radii(rng, n, rmin, rmax)
         cx, cy = rng.uniform(-rmax, size + rmax, (2, n))
         gray = rng.beta(2.0, 2.0, n)  # mid-grays common, extremes rarer
+        if colour:
+            gray = gray[:, None] * np.clip(rng.normal(1.0, 0.25, (n, 3)), 0.3, 1.7)
+        else:
+            gray = gray[:, None]
         drawn += n
         x0 = np.clip(np.floor(cx - r), 0, size).astype(np.int64)
         x1 = np.clip(np.ceil(cx + r) + 1, 0, size).astype(np.int64)
@@ -81,12 +89,13 @@ def dead_leaves_image(size, rng, rmin=None, rmax=None, max_leaves=200000):
         img[flat[new]] = gray[leaf[where[new]]]
         covered[flat[new]] = True
     img[~covered] = 0.5
-    img = _blur(img.reshape(size, size), 0.6)
+    img = np.stack([_blur(img[:, c].reshape(size, size), 0.6) for c in range(channels)], axis=-1)
     img += rng.normal(0.0, 0.01, img.shape)
-    return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    img = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    return img if colour else img[:, :, 0]
 
 
-def make_image_set(directory, count, size, seed):
+def make_image_set(directory, count, size, seed, colour=False):
     """Write ``image_000.png ...`` and ``images.txt`` (absolute paths) into ``directory``.
 
     Image i depends only on (seed, i, size). An existing set made with the
@@ -102,6 +111,8 @@ def make_image_set(directory, count, size, seed):
     listfile = directory / "images.txt"
     meta_path = directory / _META
     meta = {"count": count, "size": size, "seed": seed, "version": _VERSION}
+    if colour:
+        meta["colour"] = True
     if meta_path.exists():
         try:
             old = json.loads(meta_path.read_text())
@@ -116,7 +127,7 @@ def make_image_set(directory, count, size, seed):
     for i, path in enumerate(names):
         rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
         tmp = path.with_name(path.name + ".tmp")
-        Image.fromarray(dead_leaves_image(size, rng)).save(tmp, format="PNG")
+        Image.fromarray(dead_leaves_image(size, rng, colour=colour)).save(tmp, format="PNG")
         os.replace(tmp, path)
     listfile.write_text("".join(f"{p}\n" for p in names))
     meta_path.write_text(json.dumps(meta))
@@ -124,14 +135,16 @@ def make_image_set(directory, count, size, seed):
 
 
 def main(argv=None):
+    """``python -m pvmpi.data.dead_leaves DIR [--count N] [--size S] [--seed K] [--colour]``: print the list's path."""
     parser = argparse.ArgumentParser(prog="python -m pvmpi.data.dead_leaves",
                                      description="Write a set of dead-leaves test images.")
     parser.add_argument("directory")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--colour", "--color", action="store_true", help="RGB images (for nf = 3)")
     args = parser.parse_args(argv)
-    print(make_image_set(args.directory, args.count, args.size, args.seed))
+    print(make_image_set(args.directory, args.count, args.size, args.seed, colour=args.colour))
 
 
 if __name__ == "__main__":
