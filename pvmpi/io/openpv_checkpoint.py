@@ -19,10 +19,13 @@ from . import pvp
 
 
 def is_openpv_checkpoint(path):
+    """True for a directory OpenPV wrote (it holds timeinfo.bin)."""
     return os.path.isfile(os.path.join(path, "timeinfo.bin"))
 
 
 class OpenPVCheckpointReader:
+    """An OpenPV checkpoint directory behind the interface of pvmpi's CheckpointReader."""
+
     def __init__(self, path, nbatch):
         self.path = path
         self.nbatch = nbatch
@@ -62,9 +65,11 @@ class OpenPVCheckpointReader:
                               f"batch element g starts from saved element g mod {n}")
 
     def restricted(self, name, tile, nf):
+        """This tile's part of a restricted buffer (``<Layer>/V`` from ``<Layer>_V.pvp``)."""
         return self._frames(self._file(name, ".pvp"), tile, nf)
 
     def extended(self, name, tile, nf, mx, my):
+        """This tile's part of A or a delay level, with zero halos (the t = 0 publish fills them)."""
         if "/Delays" in name:
             head, level = name.rsplit("/Delays", 1)
             with pvp.ActivityFile(self._file(head + "/A", ".pvp")) as f:
@@ -77,6 +82,7 @@ class OpenPVCheckpointReader:
         return out
 
     def shared(self, name, shape=None):
+        """Shared weights (``<Conn>/W``, ``<Conn>/prev_dW``) from the connection's .pvp file."""
         _, W, _ = pvp.read_weights(self._file(name, ".pvp"), 0)
         if shape is not None and W.shape != tuple(shape):
             raise PvmpiError(f"weights have shape {W.shape}, the connection needs {tuple(shape)}",
@@ -98,10 +104,11 @@ class OpenPVCheckpointReader:
         return default
 
     def batch_values(self, name, kb0, nb):
+        """Probe state: OpenPV checkpoints hold none of pvmpi's, so asking for it is an error."""
         raise PvmpiError(f"an OpenPV checkpoint holds no pvmpi probe state ({name})", file=self.path)
 
     def close(self):
-        pass
+        """Nothing to close: every file is opened and closed per read."""
 
 
 def open_checkpoint(path, nbatch):

@@ -41,6 +41,7 @@ WEIGHT_TYPES = (pvp.PVP_WGT_FILE_TYPE, pvp.PVP_KERNEL_FILE_TYPE)
 
 
 def is_weights(header):
+    """True for a weights file (PVP types 3 and 5)."""
     return header["filetype"] in WEIGHT_TYPES
 
 
@@ -468,6 +469,7 @@ def diff_files(path_a, path_b, rtol=1e-5, atol=1e-8):
 
 
 def format_diff(res, rtol, atol):
+    """The report of ``pvp diff``: the verdict, then the first and the largest difference."""
     tol = f"rtol {rtol:g}, atol {atol:g}"
     lines = [f"{res.path_a} vs {res.path_b}: "
              + (f"equal within {tol}" if res.equal else f"DIFFERENT ({tol})")]
@@ -532,6 +534,7 @@ def diff_paths(a, b, rtol=1e-5, atol=1e-8, out=None, quiet=False):
 # --------------------------------------------------------------------------- command line
 
 def build_parser():
+    """The ``python -m pvmpi pvp`` command line and its subcommands."""
     p = argparse.ArgumentParser(prog="python -m pvmpi pvp",
                                 description="Inspect, convert, make and compare PVP files.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -578,6 +581,7 @@ def _fail(message):
 
 
 def main(argv=None):
+    """``python -m pvmpi pvp COMMAND``; an error exits 1 (2 for diff, whose 1 means "different")."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     error_status = 2 if args.command == "diff" else 1
     try:

@@ -45,6 +45,7 @@ class RawConfig:
     strict: bool = True
 
     def group(self, name):
+        """The group called ``name``, or None."""
         for g in self.groups:
             if g.name == name:
                 return g

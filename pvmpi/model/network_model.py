@@ -19,6 +19,11 @@ from .schema import FLT_MAX, REQUIRED, From
 
 @dataclass(frozen=True)
 class Group:
+    """One validated group: its class, its kind and every parameter's value, defaults filled in.
+
+    ``group["VThresh"]`` reads a value; ``given`` holds the names the config set itself.
+    """
+
     name: str
     cls: str
     kind: str
@@ -30,17 +35,21 @@ class Group:
         return self.params[key]
 
     def is_a(self, ancestor):
+        """True if the group's class is ``ancestor`` or derives from it (``is_a("HyPerConn")``)."""
         return schema.is_a(self.cls, ancestor)
 
 
 @dataclass(frozen=True)
 class Model:
+    """The whole validated network: the column, the other groups in file order, the MPI layout keys."""
+
     path: str
     column: Group
     groups: tuple  # every group but the column, in file order
     parallel: MappingProxyType
 
     def group(self, name):
+        """The group called ``name`` (KeyError if there is none)."""
         return self._index()[name]
 
     def _index(self):
@@ -51,6 +60,7 @@ class Model:
         return idx
 
     def of_kind(self, kind):
+        """The groups of one kind ("layer", "connection", "probe") in file order."""
         return [g for g in self.groups if g.kind == kind]
 
     @property

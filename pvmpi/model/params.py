@@ -64,6 +64,8 @@ QUOTED = ("GROUPID", "STRING", "FILENAME")
 
 @dataclass
 class Token:
+    """One lexical token of a params file, with its converted value and its line for error messages."""
+
     kind: str
     text: str
     value: object
@@ -160,6 +162,7 @@ class ParamsFile:
     sweeps: list = field(default_factory=list)
 
     def group(self, name):
+        """The group called ``name``, or None."""
         return next((g for g in self.groups if g.name == name), None)
 
     @property

@@ -95,6 +95,7 @@ def markdown_reference():
 
 
 def main(argv=None):
+    """``python -m pvmpi describe [CLASS | --list | --markdown]``: the schema, for people."""
     ap = argparse.ArgumentParser(prog="python -m pvmpi describe",
                                  description="Parameters of a pvmpi/OpenPV class, from the schema.")
     ap.add_argument("name", nargs="?", help="class name, e.g. HyPerLCALayer")

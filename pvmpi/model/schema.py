@@ -29,6 +29,8 @@ class From:
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter: OpenPV's name, its type, default, unit, allowed values and meaning."""
+
     name: str
     kind: str  # "float", "int", "bool", "str", "array", "strarray"
     default: object = REQUIRED
@@ -41,6 +43,8 @@ class Param:
 
 @dataclass(frozen=True)
 class ClassSpec:
+    """One class of the schema: its kind, meaning, own parameters and parent class."""
+
     name: str
     kind: str  # "column", "layer", "connection", "probe"
     doc: str
@@ -386,6 +390,7 @@ def lineage(name):
 
 
 def is_a(name, ancestor):
+    """True if class ``name`` is ``ancestor`` or inherits from it."""
     return ancestor in lineage(name)
 
 
@@ -399,4 +404,5 @@ def params_of(name):
 
 
 def concrete_classes(kind=None):
+    """The classes a config may name (not abstract ones), optionally of one kind only."""
     return [c for c in CLASSES.values() if not c.abstract and (kind is None or c.kind == kind)]

@@ -136,6 +136,7 @@ class Comms:
         return self.world.bcast(obj, root=root)
 
     def barrier(self):
+        """Wait for every rank (e.g. before rank 0 reports a finished run)."""
         self.world.Barrier()
 
     def free(self):

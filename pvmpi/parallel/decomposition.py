@@ -155,9 +155,11 @@ class Tile:
         return slice(self.kx0, self.kx0 + self.nx)
 
     def restricted_shape(self, nf):
+        """``[nb, ny, nx, nf]``: the tile without halo (V, GSyn)."""
         return (self.nb, self.ny, self.nx, nf)
 
     def extended_shape(self, nf, margin_x, margin_y):
+        """``[nb, ny + 2 margin_y, nx + 2 margin_x, nf]``: the tile with its halo (A)."""
         return (self.nb, self.ny + 2 * margin_y, self.nx + 2 * margin_x, nf)
 
 

@@ -227,6 +227,7 @@ def _probe_series(table, stem):
 
 
 def build_parser():
+    """The ``python -m pvmpi plot`` command line."""
     p = argparse.ArgumentParser(
         prog="python -m pvmpi plot",
         description="PNG figures of a run: dictionary tableaux, inputs beside reconstructions, "
@@ -253,6 +254,7 @@ def build_parser():
 
 
 def main(argv=None):
+    """``python -m pvmpi plot OUTPUT_DIR [-o PLOTS]``: every figure a run's outputs allow."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     pairs = None
     if args.pair:

@@ -95,6 +95,7 @@ def plot_tableau(W, path, title, order=None, subtitle=None):
 
 
 def tableau_size():
+    """Pixel size (width, height) of the dictionary tableau PNG."""
     return (800, 860)
 
 
@@ -142,10 +143,12 @@ def plot_reconstructions(inputs, recons, batch_indices, path, title, names=("inp
 
 
 def recon_figsize(batch):
+    """Figure size in inches of the input/reconstruction figure for ``batch`` columns."""
     return (max(6.0, 1.5 * batch + 1.5), 6.0)
 
 
 def recon_size(batch):
+    """Pixel size (width, height) of the input/reconstruction PNG for ``batch`` columns."""
     w, h = recon_figsize(batch)
     return (int(round(w * DPI)), int(round(h * DPI)))
 
@@ -194,6 +197,7 @@ def plot_probe(times, values, batch_indices, path, title, ylabel, period=None):
 
 
 def probe_size(with_periods):
+    """Pixel size of a probe plot (taller with the end-of-display-period panel)."""
     w, h = PROBE_FIGSIZE[2 if with_periods else 1]
     return (int(w * DPI), int(h * DPI))
 
@@ -245,6 +249,7 @@ def plot_weight_change(times, rel_change, path, title, per_update=None):
 
 
 def weight_change_size():
+    """Pixel size (width, height) of the weight-change PNG."""
     return (1000, 450)
 
 
