@@ -29,12 +29,12 @@ from .. import cli
 from ..errors import PvmpiError
 from . import machine
 
-GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "io", "probes")
+GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "guard", "io", "probes")
 _GROUP_INDEX = {g: i for i, g in enumerate(GROUP_ORDER)}
 GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn (dW, weights)",
               "allreduce": "allreduce (dW)", "publish": "publish (store, active list)",
-              "halo": "halo exchange", "io": "io (output files)", "probes": "probes",
-              "other": "other (untimed: loop, NaN check...)"}
+              "halo": "halo exchange", "guard": "guard (NaN/Inf check)", "io": "io (output files)", "probes": "probes",
+              "other": "other (untimed: Python loop)"}
 
 
 def build_parser():

@@ -11,11 +11,13 @@ types (int64 scalars, float32 arrays) so each jitted function compiles
 once.
 """
 import numpy as np
+import numba
 from numba import njit, prange
 
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
+GEMM_DELIVERY = True  # dense deliveries with a uniform pattern go through deliver_im2col (BLAS)
 _JIT = dict(parallel=True, cache=True, fastmath=False)
 
 
@@ -126,62 +128,82 @@ def active_list(A, lt, up):
 
 
 @njit(**_JIT)
-def _decode_x(idx, nf, nxe, xmul, xoff, xdiv, nkx, lt):
-    """Post start x and the x/feature part of the kernel index of every active entry."""
-    n = idx.shape[0]
-    x0 = np.empty(n, dtype=np.int64)
-    kx = np.empty(n, dtype=np.int64)
-    for e in prange(n):
-        j = (idx[e] // nf) % nxe - lt
-        x0[e] = (xmul * j + xoff) // xdiv
-        kx[e] = idx[e] % nf + nf * (j % nkx)
-    return x0, kx
-
-
-@njit(**_JIT)
-def _deliver_sparse(offsets, idx, val, x0s, kxs, nf, nxe, W, G, nkx, ymul, yoff, ydiv, nky, up):
+def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx,
+                    ymul, yoff, ydiv, nky, lt, up, band):
     nk, nyp, nxp, nfp = W.shape
     nb = offsets.shape[0] - 1
     ny, nx = G.shape[1], G.shape[2]
-    W3 = W.reshape(nk, nyp, nxp * nfp)
+    rw = nxp * nfp  # one patch row (px, o): contiguous in W and in G
+    W1 = W.reshape(nk, nyp * rw)
     G3 = G.reshape(nb, ny, nx * nfp)
     rowlen = nf * nxe
-    for r in prange(nb * ny):
-        b = r // ny
-        y = r - b * ny
+    nband = (ny + band - 1) // band
+    for task in prange(nb * nband):
+        b = task // nband
+        y_lo = (task - b * nband) * band
+        y_hi = min(ny, y_lo + band)
         lo_b = offsets[b]
         hi_b = offsets[b + 1]
         if lo_b == hi_b:
             continue
+        acc = np.empty(nyp * rw, np.float32)
+        one = np.float32(1)
         entries = idx[lo_b:hi_b]
-        Gr = G3[b, y]
+        first = lo_b
         for ye in range(idx[lo_b] // rowlen, idx[hi_b - 1] // rowlen + 1):
-            i = ye - up
-            py = y - (ymul * i + yoff) // ydiv
-            if py < 0 or py >= nyp:
-                continue
-            kyo = nf * nkx * (i % nky)
-            first = lo_b + np.searchsorted(entries, ye * rowlen)
             last = lo_b + np.searchsorted(entries, (ye + 1) * rowlen)
-            for n in range(first, last):
-                x0 = x0s[n]
-                a = val[n]
+            i = ye - up
+            y0 = (ymul * i + yoff) // ydiv
+            py0 = max(0, y_lo - y0)
+            py1 = min(nyp, y_hi - y0)
+            n = first
+            while py0 < py1 and n < last:
+                # one pre position (ye, xe): its active features are consecutive entries
+                xe = (idx[n] - ye * rowlen) // nf
+                end_e = ye * rowlen + (xe + 1) * nf
+                m = n + 1
+                while m < last and idx[m] < end_e:
+                    m += 1
+                j = xe - lt
+                x0 = (xmul * j + xoff) // xdiv
                 lo = max(0, -x0) * nfp
                 hi = min(nxp, nx - x0) * nfp
                 if lo < hi:  # (slices with negative ends would wrap around)
-                    _axpy(Gr[x0 * nfp + lo:x0 * nfp + hi], a, W3[kxs[n] + kyo, py, lo:hi])
+                    k0 = nf * (j % nkx + nkx * (i % nky)) - (ye * rowlen + xe * nf)  # kernel = k0 + idx
+                    g0 = x0 * nfp
+                    if m - n == 1:
+                        a = val[n]
+                        for py in range(py0, py1):
+                            _axpy(G3[b, y0 + py, g0 + lo:g0 + hi], a, W1[k0 + idx[n], py * rw + lo:py * rw + hi])
+                    else:  # sum the patches of this position first: one pass over G instead of m - n
+                        ac = acc[py0 * rw:py1 * rw]
+                        ac[:] = 0
+                        for e in range(n, m):
+                            _axpy(ac, val[e], W1[k0 + idx[e], py0 * rw:py1 * rw])
+                        for py in range(py0, py1):
+                            _axpy(G3[b, y0 + py, g0 + lo:g0 + hi], one, acc[py * rw + lo:py * rw + hi])
+                n = m
+            first = last
 
 
 def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
                    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
-    """Convolve from an active list: each post row finds its pre rows by binary search
-    in the (sorted) list, so only active neurons are visited and rows are race-free.
+    """Convolve from an active list by scattering patches.
+
+    The active features of one pre position are consecutive in the list:
+    their patches are summed in a small buffer, then added to G once (one
+    read-modify-write of G per position, not per feature). Tasks are (batch
+    element, band of post rows) and write only their own rows, so threads
+    never share an output, and each post neuron receives its terms in list
+    order whatever the banding: sums do not depend on the thread count.
     """
     _check_out("G", G)
-    nf_pre, nx_ext, nkx, lt = _ints(nf_pre, nx_ext, nkx, lt)
-    x0, kx = _decode_x(idx, nf_pre, nx_ext, *_ints(xmul, xoff, xdiv), nkx, lt)
-    _deliver_sparse(offsets, idx, val, x0, kx, nf_pre, nx_ext, W, G, nkx,
-                    *_ints(ymul, yoff, ydiv, nky, up))
+    nb, ny = G.shape[0], G.shape[1]
+    tasks_wanted = 4 * numba.get_num_threads()
+    nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
+    band = -(-ny // nband)
+    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), W, G,
+                    *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, band))
 
 
 @njit(**_JIT)
@@ -229,6 +251,68 @@ def deliver_post(A, W, G, xtab, ytab, nkx):
     _check_out("G", G)
     _deliver_post(A, W, G, np.ascontiguousarray(xtab, dtype=np.int32),
                   np.ascontiguousarray(ytab, dtype=np.int32), int(nkx))
+
+
+@njit(**_JIT)
+def _im2col(A2, cols, b, ylo, x0, y0, sy, run, nf):
+    """Rows of post positions (y, x) of one batch element: their sy runs of sx*nf pre values."""
+    nx = x0.shape[0]
+    for yy in prange(cols.shape[0] // nx):
+        ye0 = y0[ylo + yy]
+        for x in range(nx):
+            row = cols[yy * nx + x]
+            s0 = x0[x] * nf
+            for jy in range(sy):
+                src = A2[b, ye0 + jy, s0:s0 + run]
+                dst = row[jy * run:(jy + 1) * run]
+                for q in range(run):
+                    dst[q] = src[q]
+
+
+_SCRATCH = {}
+
+
+def _scratch(role, shape):
+    """A float32 work array kept between calls (no allocation per step)."""
+    buf = _SCRATCH.get(role)
+    if buf is None or buf.size < np.prod(shape):
+        buf = _SCRATCH[role] = np.empty(int(np.prod(shape)), np.float32)
+    return buf[:int(np.prod(shape))].reshape(shape)
+
+
+_GEMM_ROWS = 2048  # post positions per im2col block: cols + product stay in L2
+
+
+def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
+    """Dense delivery as GEMM: ``G[b, y, x, :] (+)= cols[b, y, x, :] @ M`` (see numpy_ref).
+
+    im2col copies, block by block, the sy runs of sx*nf consecutive pre
+    values each post position reads; BLAS multiplies the block by M (its
+    threads follow the rank's thread count). ``overwrite`` writes G instead
+    of adding to it (the first delivery into a channel this step).
+    """
+    _check_out("G", G)
+    nb, ny, nx, nfp = G.shape
+    nf = A.shape[3]
+    K = sy * sx * nf
+    A2 = A.reshape(A.shape[0], A.shape[1], -1)
+    G2 = G.reshape(nb, ny * nx, nfp)
+    x0 = np.ascontiguousarray(x0, dtype=np.int64)
+    y0 = np.ascontiguousarray(y0, dtype=np.int64)
+    rows_per_block = max(1, _GEMM_ROWS // nx)
+    for b in range(nb):
+        for ylo in range(0, ny, rows_per_block):
+            yhi = min(ny, ylo + rows_per_block)
+            n = (yhi - ylo) * nx
+            cols = _scratch("im2col", (n, K))
+            _im2col(A2, cols, b, ylo, x0, y0, sy, sx * nf, nf)
+            out = G2[b, ylo * nx:yhi * nx]
+            if overwrite:
+                np.matmul(cols, M, out=out)
+            else:
+                prod = _scratch("im2col_product", (n, nfp))
+                np.matmul(cols, M, out=prod)
+                out += prod
 
 
 @njit(**_JIT)
@@ -416,38 +500,73 @@ def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts,
 
 # --------------------------------------------------------------------- probes
 
-@njit(**_JIT)
-def _layer_stats(X, lt, up, ny, nx, thr, out):
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _row_stats(X, lt, up, ny, nx, thr, part):
+    """Stats of each restricted row (b, y), all in one vectorised pass.
+
+    Reassociation lets LLVM vectorise the float64 sums; min and max are taken
+    over order-preserving integer keys of the float32 bits (float min/max
+    reductions do not vectorise here; integer ones do).
+    """
     nb, nf = X.shape[0], X.shape[3]
-    for b in prange(nb):
+    X3 = X.reshape(nb, X.shape[1], X.shape[2] * nf)
+    I3 = X3.view(np.int32)
+    m = np.int32(0x7FFFFFFF)
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        row = X3[b, up + y, lt * nf:(lt + nx) * nf]
+        irow = I3[b, up + y, lt * nf:(lt + nx) * nf]
         s = 0.0
         s1 = 0.0
         s2 = 0.0
-        cnt = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for y in range(up, up + ny):
-            for x in range(lt, lt + nx):
-                for f in range(nf):
-                    v = np.float64(X[b, y, x, f])
-                    s += v
-                    a = abs(v)
-                    s1 += a
-                    s2 += v * v
-                    if a > thr:
-                        cnt += 1.0
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-        out[b, 0] = s
-        out[b, 1] = s1
-        out[b, 2] = s2
-        out[b, 3] = cnt
-        out[b, 4] = lo
-        out[b, 5] = hi
+        cnt = 0
+        lo = m
+        hi = np.int32(-0x80000000)
+        for q in range(row.shape[0]):
+            d = np.float64(row[q])
+            s += d
+            s1 += abs(d)
+            s2 += d * d
+            cnt += abs(d) > thr
+            iv = irow[q]
+            key = iv ^ ((iv >> 31) & m)
+            lo = min(lo, key)
+            hi = max(hi, key)
+        part[b, y, 0] = s
+        part[b, y, 1] = s1
+        part[b, y, 2] = s2
+        part[b, y, 3] = cnt
+        part[b, y, 4] = lo
+        part[b, y, 5] = hi
+
+
+@njit(cache=True)
+def _sum_rows(part, out):
+    """Rows added in order: the result does not depend on how rows were split over threads."""
+    for b in range(part.shape[0]):
+        out[b, :] = 0.0
+        out[b, 4] = part[b, 0, 4]
+        out[b, 5] = part[b, 0, 5]
+        for y in range(part.shape[1]):
+            for c in range(4):
+                out[b, c] += part[b, y, c]
+            out[b, 4] = min(out[b, 4], part[b, y, 4])
+            out[b, 5] = max(out[b, 5], part[b, y, 5])
+
+
+def _key_to_float(keys):
+    """Inverse of the order-preserving key (an involution on the bits); -0.0 reads as 0.0."""
+    k = keys.astype(np.int32)
+    bits = k ^ ((k >> 31) & np.int32(0x7FFFFFFF))
+    return bits.view(np.float32).astype(np.float64) + 0.0
 
 
 def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     """Per batch element: [Σa, Σ|a|, Σa², #|a|>thr, min, max] in float64 (see numpy_ref.layer_stats)."""
+    part = np.empty((X.shape[0], int(ny), 6), np.float64)
     out = np.empty((X.shape[0], 6), np.float64)
-    _layer_stats(X, *_ints(lt, up, ny, nx), float(nnz_threshold), out)
+    _row_stats(np.ascontiguousarray(X), *_ints(lt, up, ny, nx), float(nnz_threshold), part)
+    _sum_rows(part, out)
+    out[:, 4:6] = _key_to_float(out[:, 4:6])
     return out

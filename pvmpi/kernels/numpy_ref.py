@@ -118,6 +118,24 @@ def deliver_post(A, W, G, xtab, ytab, nkx):
                 G += a[..., f, None] * W6[ky, kx, f, py, px, :]
 
 
+def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
+    """Dense delivery where every post neuron reads the same pattern of pre neurons.
+
+    Post ``(y, x)`` reads the pre block ``A[b, y0[y]:y0[y]+sy, x0[x]:x0[x]+sx, :]``
+    (extended indices), flattened in (jy, jx, f) order, against the rows of
+    ``M [sy*sx*nf, nfp]`` (built by :mod:`pvmpi.network.im2col` from the
+    weights): ``G[b, y, x, :] (+)= block @ M``. ``overwrite`` writes G.
+    """
+    ye = np.asarray(y0)[:, None] + np.arange(sy)
+    xe = np.asarray(x0)[:, None] + np.arange(sx)
+    cols = A[:, ye[:, None, :, None], xe[None, :, None, :], :]  # [nb, ny, nx, sy, sx, nf]
+    prod = cols.reshape(G.shape[:3] + (-1,)) @ M
+    if overwrite:
+        G[...] = prod
+    else:
+        G += prod
+
+
 def accumulate_input(GSyn, coefficients, G):
     """``G = Σ_ch c_ch * GSyn[ch]`` (GSyn ``[nch, nb, ny, nx, nf]``), in float32, channel order."""
     c = np.asarray(coefficients, dtype=np.float32)

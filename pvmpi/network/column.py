@@ -15,6 +15,7 @@ from ..errors import PvmpiError
 from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe, QuotientProbe
 from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
 from .connections import CONNECTION_CLASSES, link_order
+from .guard import NumericGuard
 from .inputs import INPUT_CLASSES
 from .layers import LAYER_CLASSES
 from .timers import Timers
@@ -187,6 +188,7 @@ class Column:
         # sampled at the end of each step, in file order (OpenPV's ColProbeOutputState)
         self.column_probes = [p for p in self.probes.values() if isinstance(p, (ColumnEnergyProbe, QuotientProbe))]
         self.plastic = [c for c in self.connections.values() if c.plastic]
+        self.guard = NumericGuard(self)
 
     # ------------------------------------------------------------ start-up
     def initialize(self, resume=None):
@@ -346,24 +348,30 @@ class Column:
         for probe in self.time_scale_probes:
             probe.adapt(t)
             probe.output(t)
+        updated = []
         for p in self.phases:
             updating = [la for la in self.by_phase[p] if la.needs_update(t)]
             for layer in updating:
                 if self.incoming[layer.name]:
-                    layer.gsyn.fill(0)
+                    layer.begin_delivery()
                     for conn in self.incoming[layer.name]:
                         timers.call("deliver:" + conn.name, conn.deliver)
+                    layer.end_delivery()
                 timers.call("update:" + layer.name, layer.update, t)
                 layer.controller.mark(t)
             for layer in self.by_phase[p]:
                 layer.publish(t)  # times its own halo exchange
+            updated += updating
+        # A layer's output and probes see the state of its own phase, which later
+        # phases do not change: they wait until the guard has passed the whole step.
+        with timers.time("guard"):
+            self.guard.check(updated)
+        for p in self.phases:
             for layer in self.by_phase[p]:
                 timers.call("io:" + layer.name, layer.write_output, t)
             with timers.time("probes"):
                 for probe in self.layer_probes[p]:
                     probe.output(t)
-            if self.model.column["errorOnNotANumber"]:
-                self._check_nan(self.by_phase[p])
         for conn in self.plastic:
             timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
         for conn in self.conn_order:
@@ -375,14 +383,6 @@ class Column:
                 probe.output(t)
         if self.progress is not None:
             self.progress(self)
-
-    def _check_nan(self, layers):
-        for layer in layers:
-            bad = ~np.isfinite(layer.restricted(layer.A))
-            if bad.any():
-                b = int(np.argwhere(bad)[0][0]) + layer.tile.kb0
-                raise PvmpiError(f"not a number in layer '{layer.name}' at t = {self.t:g}, batch element {b}",
-                                 group=layer.name, hint="errorOnNotANumber is set")
 
     def energy(self):
         """Mean over this rank's batch elements of the first energy probe's latest values, or None."""

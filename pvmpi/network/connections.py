@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import PvmpiError
 from .geometry import axis_map, post_table, transpose_weights
+from .im2col import Im2colPlan, worth_gemm
 from .schedule import WriteSchedule
 
 F32 = np.float32
@@ -96,10 +97,12 @@ class IdentConn(Connection):
     def deliver(self):
         if self.channel < 0:
             return
-        g = self.post.gsyn[self.channel]
         for d in self.delays():
             src = self.pre.restricted(self.pre.level(d))
-            if self.scale == 1.0:
+            g, overwrite = self.post.gsyn_target(self.channel, True)
+            if overwrite:
+                np.multiply(src, F32(self.scale), out=g)
+            elif self.scale == 1.0:
                 g += src
             else:
                 g += F32(self.scale) * src
@@ -180,12 +183,19 @@ class WeightedConnection(Connection):
         return self.channel >= 0 and self.delivery_mode() == "sparse"
 
     def allocate(self):
-        if self.channel >= 0 and self.delivery_mode() == "post":
+        self.im2col = None
+        mode = self.delivery_mode() if self.channel >= 0 else None
+        gemm = mode in ("pre", "post") and getattr(self.run.kernels, "GEMM_DELIVERY", False)
+        if mode == "post" or gemm:
             self.xtab = post_table(self.xmap, self.pre.margin_x)
             self.ytab = post_table(self.ymap, self.pre.margin_y)
             if not self.shared:  # the kernel column becomes the pre neuron's own index
                 self.xtab[..., 2] = (self.xtab[..., 0] - self.pre.margin_x) % self.kernels_x
                 self.ytab[..., 2] = (self.ytab[..., 0] - self.pre.margin_y) % self.kernels_y
+        if gemm:
+            plan = Im2colPlan.from_tables(self.xtab, self.ytab)
+            if worth_gemm(plan, self.pre.nf, self.post.nf):
+                self.im2col = plan
 
     def map_args(self):
         xm, ym = self.xmap, self.ymap
@@ -195,12 +205,16 @@ class WeightedConnection(Connection):
         if self.channel < 0:
             return
         k = self.run.kernels
-        G = self.post.gsyn[self.channel]
         W = self.weights
         mode = self.delivery_mode()
         pre = self.pre
         for arbor, d in enumerate(self.delays()):
-            if mode == "post":
+            G, overwrite = self.post.gsyn_target(self.channel, self.im2col is not None)
+            if self.im2col is not None:
+                plan = self.im2col
+                k.deliver_im2col(pre.level(d), plan.matrix(W[arbor], pre.nf, self.kernels_x), G,
+                                 plan.x0, plan.y0, plan.sy, plan.sx, overwrite)
+            elif mode == "post":
                 k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.kernels_x)
             elif mode == "sparse":
                 offsets, idx, val = pre.active_level(d)

@@ -67,6 +67,8 @@ class Layer:
         self.store = [np.zeros(self.extended_shape, F32) for _ in range(self.num_levels)]
         self.active = [None] * self.num_levels
         self.gsyn = np.zeros((self.channels,) + self.restricted_shape, F32)
+        self.gsyn_stale = np.zeros(self.channels, bool)
+        self._stats = {}
         self.halo = HaloExchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
                                  bool(self.group["mirrorBCflag"]))
 
@@ -83,18 +85,56 @@ class Layer:
     def update(self, t):
         raise NotImplementedError
 
+    def begin_delivery(self):
+        """A new step's input: every GSyn channel is stale until its first delivery."""
+        self.gsyn_stale[:] = True
+
+    def gsyn_target(self, channel, can_overwrite):
+        """GSyn channel for one delivery, and whether that delivery must overwrite it.
+
+        The first delivery into a stale channel either overwrites it (a kernel
+        that can: no separate pass to clear it) or finds it cleared here.
+        """
+        G = self.gsyn[channel]
+        if not self.gsyn_stale[channel]:
+            return G, False
+        self.gsyn_stale[channel] = False
+        if not can_overwrite:
+            G.fill(0)
+        return G, can_overwrite
+
+    def end_delivery(self):
+        """Channels nobody delivered into this step are zero."""
+        for ch in np.flatnonzero(self.gsyn_stale):
+            self.gsyn[ch].fill(0)
+        self.gsyn_stale[:] = False
+
     def publish(self, t):
         """Rotate the data store, copy A into level 0, fill the halo, build the active list."""
         if self.num_levels > 1:
             self.store.insert(0, self.store.pop())
             self.active.insert(0, self.active.pop())
         timers = self.run.timers
+        self._stats.clear()
         with timers.time("publish:" + self.name):
             np.copyto(self.store[0], self.A)
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:
             self.active[0] = timers.call("publish:" + self.name, self.run.kernels.active_list,
                                          self.store[0], self.margin_x, self.margin_y)
+
+    def activity_stats(self, nnz_threshold=0.0):
+        """[Σa, Σ|a|, Σa², #|a|>threshold, min, max] of this rank's restricted A per batch element.
+
+        Computed once per published state and threshold: the numerical guard
+        and every probe of the layer share one pass over A.
+        """
+        stats = self._stats.get(nnz_threshold)
+        if stats is None:
+            t = self.tile
+            stats = self._stats[nnz_threshold] = self.run.kernels.layer_stats(
+                self.A, self.margin_x, self.margin_y, t.ny, t.nx, nnz_threshold)
+        return stats
 
     def level(self, delay_steps):
         return self.store[delay_steps]
@@ -136,6 +176,7 @@ class Layer:
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         t = self.tile
+        self._stats.clear()
         self.A[...] = rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y)
         for level, buf in enumerate(self.store):
             buf[...] = rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y)
@@ -210,6 +251,9 @@ class HyPerLayer(Layer):
         self.V[...] = rd.restricted(self.key + "/V", self.tile, self.nf)
 
     def accumulate(self):
+        """G = Σ_ch c_ch GSyn_ch; with one channel of coefficient 1, GSyn itself (no copy)."""
+        if self.channels == 1 and self.coefficients[0] == 1:
+            return self.gsyn[0]
         self.run.kernels.accumulate_input(self.gsyn, self.coefficients, self.G)
         return self.G
 

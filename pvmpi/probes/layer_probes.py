@@ -142,6 +142,8 @@ class LayerProbe(Probe):
         """[Σa, Σ|a|, Σa², #|a|>nnzThreshold, min, max] of this rank's tile, per batch element."""
         X, lt, up = self.buffer()
         t = self.target.tile
+        if self.mask is None and X is self.target.A:  # shared with the layer's other probes and the guard
+            return self.target.activity_stats(self.nnz_threshold)
         if self.mask is not None:
             m = self.mask
             keep = m.restricted(m.A) != 0

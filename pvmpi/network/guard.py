@@ -1,0 +1,65 @@
+"""The numerical guard: a run stops at the first step whose state is not finite.
+
+Every step, after the layers have updated and before anything of that step
+is written, the guard looks at the per-batch-element sums of each updated
+layer's activity — the sums the layer's probes use anyway, so the check costs
+one vectorised pass at most. A float64 sum of float32 values is finite exactly
+when every value is, so a NaN or Inf anywhere is found. With
+``errorOnNotANumber`` the membrane potentials are checked too: a
+thresholded layer turns a NaN in V into A = 0, which hides it from A's sums.
+
+All ranks decide together (one integer MIN all-reduce per step when there
+is more than one rank), so the error is raised on every rank alike: the
+outputs of the previous step are complete, and no checkpoint of the poisoned
+state is written.
+"""
+import numpy as np
+
+from ..errors import PvmpiError
+
+_NONE = np.iinfo(np.int64).max
+
+
+class NumericGuard:
+    """Checks the layers updated in a step; raises PvmpiError naming layer, batch element and step."""
+
+    def __init__(self, column):
+        self.column = column
+        self.check_v = bool(column.model.column["errorOnNotANumber"])
+        self.layers = list(column.layers.values())
+        self.index = {layer.name: i for i, layer in enumerate(self.layers)}
+        self.nbatch = int(column.model.column["nbatch"])
+
+    def _sums(self, layer):
+        yield 0, layer.activity_stats()[:, 0]
+        if self.check_v and layer.has_v:
+            t = layer.tile
+            yield 1, self.column.kernels.layer_stats(layer.V, 0, 0, t.ny, t.nx, 0.0)[:, 0]
+
+    def check(self, updated):
+        """Raise on every rank if any rank's updated layers hold a NaN or an Inf."""
+        code = _NONE
+        for layer in updated:
+            for what, sums in self._sums(layer):
+                bad = np.flatnonzero(~np.isfinite(sums))
+                if bad.size:
+                    b = layer.tile.kb0 + int(bad[0])
+                    code = min(code, (2 * self.index[layer.name] + what) * self.nbatch + b)
+                    break
+        comms = self.column.comms
+        if comms.size > 1:
+            from mpi4py import MPI
+
+            code = comms.world.allreduce(code, op=MPI.MIN)
+        if code != _NONE:
+            self._raise(code)
+
+    def _raise(self, code):
+        col = self.column
+        b = code % self.nbatch
+        layer = self.layers[code // self.nbatch // 2]
+        what = "membrane potential V" if (code // self.nbatch) % 2 else "activity A"
+        raise PvmpiError(f"{what} is not finite (NaN or Inf) at t = {col.t:g} (step {col.step}), "
+                         f"batch element {b}", group=layer.name,
+                         hint="the run stopped before writing this step; outputs and checkpoints of the "
+                              "steps before are intact")
