@@ -19,8 +19,9 @@ that a miss can be traced to the term that caused it:
   ``2 log2(P) latency + 2 (P-1)/P bytes / bandwidth`` (the buffer is dW and
   its counts in float64). Counted as if it did not overlap with compute.
 * **sync**: small all-reduces every step, latency only: one per probe over
-  a batch slice's tiles (``2 log2(R C) latency`` each) and one over all
-  ranks for the signal flags of a run (``2 log2(P) latency``).
+  a batch slice's tiles (``2 log2(R C) latency`` each) and two over all
+  ranks, the NaN/Inf guard's and a run's signal flags (``2 log2(P) latency``
+  each).
 * **I/O**: the bytes the network writes per step (dense layers 4 bytes per
   value, sparse ones 8 per active value, weights) at the write rate measured
   here (or ``--io-bandwidth``), plus their gather to the writer; it does not
@@ -223,7 +224,8 @@ def predict(net, cal, layout, link, threads=1):
     rate = cal.io_ms_per_byte if link.io_bandwidth is None else 1e3 / link.io_bandwidth
     gather = 1e3 * io_bytes * (p - 1) / p / link.bandwidth
     terms = {"compute": compute, "halo": halo_ms(net, b, r, c, link), "allreduce": allreduce_ms(net, p, link),
-             "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c)) + math.ceil(math.log2(p))) * link.latency_s,
+             "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c)) + 2 * math.ceil(math.log2(p)))
+                     * link.latency_s,
              "io": io_bytes * rate + gather, "serial": cal.serial_ms}
     return terms, sum(terms.values())
 

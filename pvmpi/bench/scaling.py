@@ -24,8 +24,9 @@ from pathlib import Path
 from .. import cli
 from ..errors import PvmpiError
 from . import machine
+from .run import GROUP_ORDER
 
-GROUPS = ("deliver", "update", "learn", "allreduce", "publish", "halo", "io", "probes", "other")
+GROUPS = GROUP_ORDER + ("other",)  # the bench's phase groups, as its JSON reports them
 CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nbatch", "steps",
               "ms_per_step_wall", "ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "images_per_s", "speedup",
               "efficiency") + tuple(f"pct_{g}" for g in GROUPS) + tuple(f"ms_{g}" for g in GROUPS) + \
