@@ -50,6 +50,7 @@ DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run
 KINDS = ("batch", "spatial", "mixed")
 TERMS = ("compute", "halo", "allreduce", "sync", "io", "serial")
 VALIDATION_LAYOUTS = ((2, 1, 1), (1, 2, 1))
+LOCAL_GROUPS = ("deliver", "update", "learn", "publish")  # the bench's phase groups that are pure local work
 
 
 # ------------------------------------------------------------------ the network's work
@@ -477,6 +478,10 @@ def format_report(res):
                        f"{LOCAL_NET[0]:g} us, {LOCAL_NET[1]:g} GB/s; measured = wall-clock ms per step, median of repeats):"),
                   f"    {'layout':<8} {'thr':>3} {'model ms':>9} {'measured':>9} {'miss':>7}"]
         for v in res["validation"]:
+            t, g = v["terms"], v["measured_groups"]
             lines.append(f"    {_lay(v):<8} {v['threads']:>3} {v['predicted_ms']:9.3f} {v['measured_ms']:9.3f} "
-                         f"{v['miss_pct']:+6.1f}%")
+                         f"{v['miss_pct']:+6.1f}%   model/measured ms: local work {t['compute']:.2f}/"
+                         f"{sum(g.get(k, 0.0) for k in LOCAL_GROUPS):.2f}, halo {t['halo']:.2f}/{g.get('halo', 0.0):.2f}, "
+                         f"dW {t['allreduce']:.2f}/{g.get('allreduce', 0.0):.2f}, guard+probes "
+                         f"{t['sync']:.2f}/{g.get('guard', 0.0) + g.get('probes', 0.0):.2f}")
     return "\n".join(lines)
