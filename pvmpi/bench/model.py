@@ -439,7 +439,7 @@ def _main(args):
         (out / "measured.json").write_text(json.dumps({"runs": runs}, indent=1))
         from .plots import plot_model
 
-        plot_model(rows, out / "model.png", title=Path(config).name + (" " + " ".join(args.set) if args.set else ""))
+        plot_model(rows, out / "model.png", title=" ".join([Path(config).name, *args.set] + ["--no-io"] * args.no_io))
     if args.json:
         print(json.dumps(result), flush=True)
     else:
