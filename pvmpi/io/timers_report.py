@@ -20,6 +20,8 @@ Example (two ranks)::
 """
 import os
 
+from .outputs import write_atomic
+
 # the order phases are listed in; phases not named here follow, alphabetically
 PHASE_ORDER = ("deliver", "update", "publish", "halo", "learn", "allreduce", "io", "probes",
                "checkpoint")
@@ -130,7 +132,7 @@ def format_timers(column, elapsed=None):
 def write_timers(path, column, elapsed=None):
     """Write the timers report to ``path`` (world rank 0 writes; every rank calls). Collective.
 
-    The file is written under a temporary name and renamed when complete.
+    The file is written under a temporary name, fsync'ed and renamed when complete.
     Returns the text on rank 0, None elsewhere.
     """
     text = format_timers(column, elapsed)
@@ -138,8 +140,5 @@ def write_timers(path, column, elapsed=None):
         return None
     path = str(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
     return text
