@@ -278,10 +278,11 @@ def write_cleaned_params(model, output_path):
     """<outputPath>/<printParamsFilename>: every parameter with its value, as OpenPV writes it."""
     from .model.convert import model_to_params
 
+    from .io.outputs import write_atomic
+
     name = model.column["printParamsFilename"]
     if name:
-        with open(os.path.join(output_path, name), "w", encoding="utf-8") as f:
-            f.write(model_to_params(model))
+        write_atomic(os.path.join(output_path, name), model_to_params(model))
 
 
 def summary(model, column):

@@ -6,8 +6,8 @@ activity and delay levels as the global *extended* array — so any layout
 (B, R, C), and any nbatch, can restart from it. Writing is collective: every
 rank calls every method in the same order; tiles are gathered to world rank
 0, which writes with serial h5py (pip's h5py has no MPI driver). The
-directory is written under a temporary name and renamed when complete, so a
-crash never leaves a checkpoint that looks complete.
+directory is written under a temporary name, fsync'ed and renamed when
+complete, so a crash never leaves a checkpoint that looks complete.
 """
 import json
 import os
@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from ..errors import PvmpiError
+from .outputs import fsync_path, fsync_tree, sync_outputs
 
 FILE = "checkpoint.h5"
 FORMAT = "pvmpi-checkpoint-1"
@@ -139,14 +140,29 @@ class CheckpointWriter:
         self._dataset(name, self.comms.gather_batch_values(np.ascontiguousarray(local)), doc)
 
     def close(self):
-        """Mark complete, then rename: the checkpoint appears only when whole."""
+        """Mark complete, fsync, rename: the checkpoint appears only when whole and on disk.
+
+        Every rank first syncs its output files, so the frame counts and
+        positions the checkpoint records are on disk before it is. A
+        checkpoint replaced at the same path (lastCheckpointDir) is moved
+        aside, not deleted, until the new one is in place.
+        """
+        sync_outputs()
+        self.comms.barrier()
         if self.h5 is not None:
             self.h5.attrs["complete"] = True
             self.h5.close()
             self.h5 = None
+            fsync_tree(self.tmp)
+            old = f"{self.path}.old"
             if os.path.exists(self.path):
-                shutil.rmtree(self.path)
+                if os.path.exists(old):
+                    shutil.rmtree(old)
+                os.rename(self.path, old)
             os.rename(self.tmp, self.path)
+            fsync_path(os.path.dirname(os.path.abspath(self.path)))
+            if os.path.exists(old):
+                shutil.rmtree(old)
         self.comms.barrier()
 
 

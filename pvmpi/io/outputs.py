@@ -1,12 +1,65 @@
-"""Continuing output files after a restart: cut back to the checkpointed position, then append.
+"""Output files that survive a crash: atomic whole files, durable streams, exact continuation.
 
-A restart in the checkpointed run's output directory continues every file
-exactly. Where a file is missing or shorter than the checkpoint says (a new
-output directory, another nbatch), it starts anew with a warning rather than
-failing the restart.
+* A file written whole (the cleaned params, timers.txt) goes to a temporary
+  name, is fsync'ed and renamed over the old one (:func:`write_atomic`): a
+  reader sees the old file or the new one, never half of one.
+* A stream (PVP outputs, probe text files) grows by whole frames or lines and
+  is registered here (:func:`track`); a checkpoint first calls
+  :func:`sync_outputs`, so the frame counts and byte positions it records are
+  on disk before the checkpoint itself appears.
+* A restart in the checkpointed run's output directory continues every file
+  exactly. Where a file is missing or shorter than the checkpoint says (a new
+  output directory, another nbatch), it starts anew with a warning rather than
+  failing the restart.
 """
 import os
 import warnings
+import weakref
+
+_STREAMS = weakref.WeakSet()  # open output streams of this process; closed ones drop out
+
+
+def track(f):
+    """Register an open output file for :func:`sync_outputs`; returns it."""
+    _STREAMS.add(f)
+    return f
+
+
+def sync_outputs():
+    """Flush and fsync every open output stream of this process."""
+    for f in list(_STREAMS):
+        if not f.closed:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def fsync_path(path):
+    """fsync a file or a directory by name (a directory: so that a rename in it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path):
+    """fsync every file under `path`, then the directories, deepest first."""
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_path(os.path.join(root, name))
+        fsync_path(root)
+
+
+def write_atomic(path, text):
+    """Write a text file under a temporary name, fsync it, rename it over `path`, fsync the directory."""
+    path = str(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
 def continue_output(writer, frames):
@@ -22,14 +75,14 @@ def continue_output(writer, frames):
 def open_text(path, position=None):
     """A text output file: new, or (restart) cut back to the checkpointed byte position and appended."""
     if position is None:
-        return open(path, "w", encoding="utf-8")
+        return track(open(path, "w", encoding="utf-8"))
     position = int(position)
     size = os.path.getsize(path) if os.path.exists(path) else -1
     if size < position:
         warnings.warn(f"{path}: holds {max(size, 0)} bytes, the checkpoint expects {position}; "
                       "the file starts anew")
-        return open(path, "w", encoding="utf-8")
+        return track(open(path, "w", encoding="utf-8"))
     f = open(path, "r+", encoding="utf-8")
     f.truncate(position)
     f.seek(position)
-    return f
+    return track(f)

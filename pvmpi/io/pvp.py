@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pvmpi.errors import PvmpiError
+from pvmpi.io.outputs import track
 
 # File types (`fileType`, facts 1.3).
 PVP_FILE_TYPE = 1
@@ -372,7 +373,7 @@ class _FrameWriter:
         self.path = str(path)
         self._ends = array("q")
         exists = append and os.path.exists(path) and os.path.getsize(path) > 0
-        self._f = _open(path, "r+b" if exists else "w+b")
+        self._f = track(_open(path, "r+b" if exists else "w+b"))  # a checkpoint fsyncs it first
         return exists
 
     def _closing_on_error(self, step):
