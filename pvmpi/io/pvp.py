@@ -148,6 +148,31 @@ def _frame_index(n, count, path):
     return k
 
 
+#: a sparse frame names its neurons with 32-bit indices
+MAX_SPARSE_NEURONS = 2 ** 32
+
+
+def _memory_bytes():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 40
+
+
+def _dense_buffer(count, num_neurons, path):
+    """Zeros float32 [count, num_neurons] for expanding sparse frames, refused beyond half the memory.
+
+    A sparse file's data do not bound its dense size (a few bytes can claim a
+    huge layer), so the header's claim is checked before anything is allocated.
+    """
+    nbytes = 4 * count * num_neurons
+    if nbytes > _memory_bytes() // 2:
+        raise PvmpiError(f"expanding {count} sparse frame(s) of nx*ny*nf={num_neurons} neurons needs "
+                         f"{nbytes / 2 ** 30:.1f} GiB, more than half of this machine's memory", file=path,
+                         hint="read(path, sparse=True) keeps the frames sparse")
+    return np.zeros((count, num_neurons), np.float32)
+
+
 def _check_positive(h, names, path):
     bad = [f"{k} {h[k]}" for k in names if h[k] <= 0]
     if bad:
@@ -221,6 +246,9 @@ class ActivityFile:
         self.header, self.filetype = h, ftype
         self.nx, self.ny, self.nf = h["nx"], h["ny"], h["nf"]
         self.num_neurons = self.nx * self.ny * self.nf
+        if ftype != PVP_NONSPIKING_ACT_FILE_TYPE and self.num_neurons > MAX_SPARSE_NEURONS:
+            raise PvmpiError(f"inconsistent PVP header: nx*ny*nf = {self.num_neurons} neurons, more than a "
+                             "sparse file's 32-bit indices can name", file=self.path)
         if ftype == PVP_NONSPIKING_ACT_FILE_TYPE:
             self._index_dense()
         else:
@@ -277,7 +305,7 @@ class ActivityFile:
                              f"(file has {self.num_frames} frames)")
         if self.filetype == PVP_NONSPIKING_ACT_FILE_TYPE:
             return self._read_dense(start, count)
-        out = np.zeros((count, self.num_neurons), np.float32)
+        out = _dense_buffer(count, self.num_neurons, self.path)
         for i in range(count):
             indices, values = self.read_frame_sparse(start + i)
             out[i, indices] = values
@@ -551,10 +579,18 @@ class _WeightsLayout(NamedTuple):
     frame_bytes: int
 
 
+_PATCH_HEADER_BYTES = 8
+
+
 def _patch_record(nyp, nxp, nfp, compressed):
     """One stored patch: the 8-byte patch header, then its values in [y][x][f] order."""
     return np.dtype([("nx", "<u2"), ("ny", "<u2"), ("offset", "<u4"),
                      ("w", "u1" if compressed else "<f4", (nyp, nxp, nfp))])
+
+
+def _patch_bytes(nyp, nxp, nfp, compressed):
+    """Bytes of one stored patch, by arithmetic: a header's sizes may be absurd, a dtype of them fails."""
+    return _PATCH_HEADER_BYTES + nyp * nxp * nfp * (1 if compressed else 4)
 
 
 def _weights_layout(h, path):
@@ -568,8 +604,8 @@ def _weights_layout(h, path):
                          file=path, hint="float32 (4, 3) or compressed uint8 (1, 1)")
     _check_positive(h, ("nbands", "numpatches", "nxp", "nyp", "nfp"), path)
     compressed = kind[0] == 1
-    patch = _patch_record(h["nyp"], h["nxp"], h["nfp"], compressed)
-    frame_bytes = WEIGHT_HEADER.itemsize + h["nbands"] * h["numpatches"] * patch.itemsize
+    patch = _patch_bytes(h["nyp"], h["nxp"], h["nfp"], compressed)
+    frame_bytes = WEIGHT_HEADER.itemsize + h["nbands"] * h["numpatches"] * patch
     return _WeightsLayout(h["nbands"], h["numpatches"], h["nyp"], h["nxp"], h["nfp"],
                           compressed, frame_bytes)
 
