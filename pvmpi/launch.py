@@ -509,6 +509,7 @@ def launcher_command(kind, res, info=None, mpiexec=None, srun_mpi=None, extra=()
         if res.in_slurm and res.allocated_cpus and res.ranks * res.threads > res.allocated_cpus:
             cmd.append("--overcommit")
         cmd.append("--cpu-bind=cores" if bind and not res.oversubscribed else "--cpu-bind=none")
+        cmd.append("--kill-on-bad-exit=1")  # a dead rank ends the step; the others would wait in MPI forever
         return cmd + list(extra)
     vendor = info.vendor if info else "mpich"
     cmd = [mpiexec] + (["-n", n] if count else [])

@@ -183,7 +183,7 @@ def test_launcher_words():
     r = launch.resources(env=SLURM_ENV)
     assert launch.launcher_command("srun", r, mpich) == [
         "srun", "--mpi=pmi2", "--ntasks=64", "--cpus-per-task=2", "--nodes=4", "--ntasks-per-node=16",
-        "--cpu-bind=cores"]
+        "--cpu-bind=cores", "--kill-on-bad-exit=1"]
     assert launch.launcher_command("srun", r, ompi)[1] == "--mpi=pmix"
     assert "--ntasks=64" not in launch.launcher_command("srun", r, mpich, count=False)
     local = launch.resources(ranks=2, env={}, cores=4)
