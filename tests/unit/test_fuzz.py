@@ -134,30 +134,34 @@ def read_everything(path):
     pvp.read(path, sparse=True)
 
 
-def assert_clean(read, data, suffix):
-    """`read(path)` on `data` raises nothing but PvmpiError, allocates little and returns quickly."""
+def assert_clean(call, name):
+    """`call()` raises nothing but a one-line PvmpiError naming `name`, allocates little, returns quickly."""
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call()
+    except PvmpiError as e:
+        assert "\n" not in str(e) and name in str(e)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < ALLOCATION_LIMIT, peak
+    assert time.monotonic() - t0 < 2
+
+
+def assert_pvp_clean(data):
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / f"fuzz{suffix}"
+        path = Path(d) / "fuzz.pvp"
         path.write_bytes(data)
-        tracemalloc.start()
-        t0 = time.monotonic()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                read(path)
-        except PvmpiError as e:
-            assert "\n" not in str(e)
-        finally:
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-        assert peak < ALLOCATION_LIMIT, peak
-        assert time.monotonic() - t0 < 2
+        assert_clean(lambda: read_everything(path), "fuzz.pvp")
 
 
 @FUZZ
 @given(PVP_BYTES)
 def test_fuzz_pvp_reader(data):
-    assert_clean(read_everything, data, ".pvp")
+    assert_pvp_clean(data)
 
 
 # regression tests: what fuzzing (and the bad-input table) found
@@ -262,21 +266,10 @@ PARAMS_TEXT = st.one_of(
 )
 
 
-def assert_params_clean(text):
-    t0 = time.monotonic()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parse_and_build(text)
-    except PvmpiError as e:
-        assert "\n" not in str(e) and "fuzz.params" in str(e)
-    assert time.monotonic() - t0 < 2
-
-
 @FUZZ
 @given(PARAMS_TEXT)
 def test_fuzz_params_parser(text):
-    assert_params_clean(text)
+    assert_clean(lambda: parse_and_build(text), "fuzz.params")
 
 
 def test_the_unbroken_params_text_builds():
