@@ -119,3 +119,7 @@ def test_cluster_template_dry_run(images, tmp_path):
     proc = pvmpi("lca_cluster.yaml", "-n", "--batchwidth", 3, sets=[f"Input.inputPath={images['gray']}"],
                  cwd=tmp_path)
     assert proc.returncode != 0 and "nbatch=256 is not divisible by BatchWidth=3" in proc.stderr
+    listed = tmp_path / "list.txt"  # a list naming an image that is not there: found before the run
+    listed.write_text(Path(images["gray"]).read_text() + str(tmp_path / "gone.png") + "\n")
+    proc = pvmpi("lca_cluster.yaml", "-n", sets=[f"Input.inputPath={listed}"], cwd=tmp_path)
+    assert proc.returncode != 0 and "1 of the 9 listed images not found" in proc.stderr
