@@ -209,7 +209,6 @@ class HyPerLayer(Layer):
     def allocate(self):
         super().allocate()
         self.V = np.zeros(self.restricted_shape, F32)
-        self.G = np.zeros(self.restricted_shape, F32)
         coeffs = np.zeros(self.channels, F32)
         coeffs[0] = 1.0
         if self.channels > 1:
@@ -223,6 +222,8 @@ class HyPerLayer(Layer):
             if 0 <= int(i) < self.channels:
                 coeffs[int(i)] = c
         self.coefficients = coeffs
+        # the sum of the channels needs its own buffer unless it is channel 0 itself
+        self.G = None if self.channels == 1 and coeffs[0] == 1 else np.zeros(self.restricted_shape, F32)
 
     def link(self, layers):
         g = self.group
@@ -252,7 +253,7 @@ class HyPerLayer(Layer):
 
     def accumulate(self):
         """G = Σ_ch c_ch GSyn_ch; with one channel of coefficient 1, GSyn itself (no copy)."""
-        if self.channels == 1 and self.coefficients[0] == 1:
+        if self.G is None:
             return self.gsyn[0]
         self.run.kernels.accumulate_input(self.gsyn, self.coefficients, self.G)
         return self.G

@@ -381,3 +381,84 @@ def test_layer_stats_numba_equals_numpy(nb, margin, thr):
     R = X[:, margin:margin + 5, margin:margin + 6, :].reshape(nb, -1).astype(np.float64)
     np.testing.assert_allclose(want[:, 2], (R * R).sum(axis=1))
     np.testing.assert_array_equal(want[:, 3], (np.abs(R) > thr).sum(axis=1))
+
+
+# ------------------------------------------------------------------ im2col (GEMM) delivery
+
+def im2col_deliver(backend, c, overwrite=False):
+    """GSyn after the GEMM form of the delivery, or None where the pattern is not uniform."""
+    from pvmpi.network.im2col import Im2colPlan
+
+    plan = Im2colPlan.from_tables(post_table(c.xm, c.lt), post_table(c.ym, c.up))
+    if plan is None:
+        return None
+    G = c.G0.copy()
+    M = plan.matrix(c.W, c.nf, c.xm.n_kernels)
+    backend.deliver_im2col(c.A, M, G, plan.x0, plan.y0, plan.sy, plan.sx, overwrite)
+    return G
+
+
+UNIFORM = ["1to1-odd", "1to1-p1-sparse", "2to1-p4-lcaT", "2to1-p3-sparse", "4to1-p3"]
+
+
+@pytest.mark.parametrize("name", UNIFORM)
+@pytest.mark.parametrize("backend", [ref, cpu], ids=["numpy", "numba"])
+def test_im2col_delivery_equals_pre_perspective(name, backend):
+    """Stride-1 and many-to-one connections (e.g. an LCA's transpose) have one pattern for all post neurons."""
+    c = make_case(*CASES[name], seed=3)
+    close(im2col_deliver(backend, c), deliver(ref, c, "pre"))
+    c0 = Case(c.xm, c.ym, c.A, c.W, np.zeros_like(c.G0), c.A_post, c.lt, c.up)
+    close(im2col_deliver(backend, c, overwrite=True), deliver(ref, c0, "pre"))  # old G must not matter
+
+
+@pytest.mark.parametrize("name", ["1to2-p8-lca", "1to2-p2-dense", "1to4-p4", "1to4-vs-1to1-mixed", "4to1-even-mixed"])
+def test_im2col_plan_refuses_one_to_many(name):
+    """Post neurons of a one-to-many connection see different kernels by position: no single matrix."""
+    assert im2col_deliver(ref, make_case(*CASES[name])) is None
+
+
+def test_im2col_uses_blocks_larger_than_one_gemm():
+    """More post positions than one im2col block (the block loop and its last partial block)."""
+    import pvmpi.kernels.cpu as cpu_mod
+
+    c = make_case((40, 20, 4), (50, 25, 4), 1, 8, 2, 0, 1.0, seed=5)
+    old = cpu_mod._GEMM_ROWS
+    try:
+        cpu_mod._GEMM_ROWS = 60  # 3 rows of 20 post columns per block; 25 rows -> 9 blocks, the last short
+        close(im2col_deliver(cpu, c), deliver(ref, c, "pre"))
+    finally:
+        cpu_mod._GEMM_ROWS = old
+
+
+def test_sparse_delivery_bands_and_thread_counts_give_identical_sums():
+    """Tasks are (batch, band of post rows); every post neuron sums its terms in list order regardless."""
+    c = make_case(*CASES["1to2-p8-lca"], seed=11)
+    offsets, idx, val = cpu.active_list(c.A, c.lt, c.up)
+    outs = []
+    old = nb_.get_num_threads()
+    try:
+        for n in sorted({1, nb_.config.NUMBA_NUM_THREADS}):
+            nb_.set_num_threads(n)
+            G = c.G0.copy()
+            cpu.deliver_sparse(offsets, idx, val, c.nf, c.A.shape[2], c.W, G, *c.geo, c.lt, c.up)
+            outs.append(G)
+    finally:
+        nb_.set_num_threads(old)
+    for G in outs[1:]:
+        np.testing.assert_array_equal(G, outs[0])
+    close(outs[0], deliver(ref, c, "pre"))
+
+
+def test_layer_stats_min_max_signs_and_non_finite():
+    """Min/max over integer keys of the float bits: negative, -0.0 and NaN handled like numpy."""
+    X = np.array([[[[-0.0, 2.5, -3.25, 0.0]]]], np.float32)
+    s = cpu.layer_stats(X, 0, 0, 1, 1, 0.0)[0]
+    assert (s[4], s[5]) == (-3.25, 2.5)
+    assert s[3] == 2
+    Z = np.array([[[[-0.0, -0.0]]]], np.float32)
+    assert cpu.layer_stats(Z, 0, 0, 1, 1, 0.0)[0, 4] == 0.0
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = np.zeros((2, 3, 3, 2), np.float32)
+        Y[1, 1, 2, 0] = bad
+        sums = cpu.layer_stats(Y, 0, 0, 3, 3, 0.0)[:, 0]
+        assert np.isfinite(sums[0]) and not np.isfinite(sums[1])

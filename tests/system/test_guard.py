@@ -1,0 +1,80 @@
+"""The numerical guard: a NaN or Inf stops the run at its step, names layer, batch element and step,
+and leaves the outputs and checkpoints of the steps before intact (issue: robustness, item 3)."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvmpi.io import pvp
+
+REPO = Path(__file__).resolve().parents[2]
+
+NET = """
+column: {class: HyPerCol, nx: 4, ny: 4, nbatch: 2, stopTime: 6, checkpointWrite: true,
+         checkpointWriteDir: out/ck, checkpointWriteStepInterval: 1, errorOnNotANumber: ENOAN}
+Input: {class: PvpLayer, inputPath: in.pvp, displayPeriod: 2, batchMethod: byFile, phase: 0}
+Out: {class: HyPerLayer, phase: 1, InitVType: ZeroV}
+InputToOut: {class: IdentConn, channelCode: 0}
+"""
+
+
+def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=False):
+    """Frames of value index + 1; frame 3 (element 1's second image, shown from t = 3) holds `bad`."""
+    with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
+        for i in range(6):
+            frame = np.full((1, 4, 4, 1), i + 1, np.float32)
+            if i == 3:
+                frame[0, 2, 1, 0] = bad
+            w.write(float(i), frame)
+    text = textwrap.dedent(NET).replace("ENOAN", str(errorOnNotANumber).lower()) + extra
+    (tmp_path / "net.yaml").write_text(text)
+    cmd = [sys.executable, "-m", "pvmpi", "net.yaml", "-o", "out", "-q"] + (["--overwrite"] if fresh else [])
+    if ranks > 1:
+        cmd = [str(REPO / "launch" / "mpiexec"), "-n", str(ranks)] + cmd[:1] + ["-m", "mpi4py"] + cmd[1:] \
+            + ["-batchwidth", str(ranks)]
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_input_stops_the_run_at_its_step(tmp_path, bad):
+    proc = launch(tmp_path, bad)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["pvmpi: error: Input: activity A is not finite (NaN or Inf) at t = 3 (step 3), batch "
+                     "element 1 (the run stopped before writing this step; outputs and checkpoints of the "
+                     "steps before are intact)"], proc.stderr
+    for name in ("Input", "Out"):  # steps 0, 1, 2 were written, the poisoned step 3 not
+        out = pvp.read(tmp_path / "out" / f"{name}.pvp")
+        np.testing.assert_array_equal(out.times, [0, 1, 2])
+        assert np.isfinite(out.values).all()
+    steps = sorted(int("".join(ch for ch in p.name if ch.isdigit())) for p in (tmp_path / "out" / "ck").iterdir()
+                   if p.name.startswith("Checkpoint"))
+    assert steps == [0, 1, 2]  # no checkpoint of the poisoned state
+
+
+def test_guard_is_collective_under_mpi(tmp_path):
+    """Element 1 lives on rank 1 of a batch split: rank 0 still prints the one message, exit 2."""
+    proc = launch(tmp_path, np.nan, ranks=2)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Input: activity A is not finite" in lines[0] and "batch element 1" in lines[0]
+
+
+def test_error_on_not_a_number_also_checks_membrane_potentials(tmp_path):
+    """-Inf in V that a threshold turns into A = AMin: found only with errorOnNotANumber."""
+    extra = ("Thresholded: {class: ANNLayer, phase: 1, InitVType: ZeroV, VThresh: 0}\n"
+             "Scaled: {class: RescaleConn, scale: 10, channelCode: 0, preLayerName: Input, "
+             "postLayerName: Thresholded}\n")
+    proc = launch(tmp_path, -3e38, extra=extra)  # finite input; 10x overflows to -Inf in V only
+    assert proc.returncode == 0, proc.stderr
+    proc = launch(tmp_path, -3e38, errorOnNotANumber=True, extra=extra, fresh=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "pvmpi: error: Thresholded: membrane potential V is not finite (NaN or Inf) at t = 3 (step 3), batch "
+        "element 1 (the run stopped before writing this step; outputs and checkpoints of the steps before are "
+        "intact)"]
