@@ -247,13 +247,14 @@ def format_table(rows, ref, weak):
 
 def format_markdown(rows):
     """The table as Markdown (for a README): the ok rows, with their speed-up and efficiency."""
-    lines = ["| ranks | layout | threads | ms/step | speed-up | efficiency | % halo | % all-reduce |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    shares = ("halo", "allreduce", "guard", "probes")
+    lines = ["| ranks | layout | threads | ms/step | speed-up | efficiency | " + " | ".join(f"% {g}" for g in shares)
+             + " |", "|---:|---|---:|---:|---:|---:|" + "---:|" * len(shares)]
     for r in rows:
         if r["status"] == "ok":
             lines.append(f"| {r['ranks']} | {layout_name(r)} | {r['threads']} | {r['ms_per_step_wall']:.2f} | "
-                         f"{r['speedup']:.2f} | {r['efficiency']:.2f} | {r['pct_halo']:.1f} | "
-                         f"{r['pct_allreduce']:.1f} |")
+                         f"{r['speedup']:.2f} | {r['efficiency']:.2f} | "
+                         + " | ".join(f"{r.get('pct_' + g, 0.0):.1f}" for g in shares) + " |")
     return "\n".join(lines)
 
 
