@@ -356,9 +356,12 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 
 
 @njit(**_JIT)
-def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
+    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
+    I3 = A3.view(np.int32)
+    V3 = V.reshape(nb, ny, nx * nf)
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
@@ -369,15 +372,29 @@ def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VW
                 v = eb * V[b, y, x, f] + ome * (G[b, y, x, f] + s * A[b, y + up, x + lt, f])
                 V[b, y, x, f] = v
                 A[b, y + up, x + lt, f] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
+        if part.shape[0]:  # the row's stats while it is still in cache
+            _stats_of_run(A3[b, y + up, lt * nf:(lt + nx) * nf], I3[b, y + up, lt * nf:(lt + nx) * nf], 0.0,
+                          part[b, y])
+            part[b, y, 6] = _sum_of_run(V3[b, y])
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth):
-    """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca."""
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
+    """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca.
+
+    With ``stats`` ([nb, 7] float64) the new A's ``layer_stats`` (threshold 0)
+    and ΣV per batch element come out of the same pass, row by row while
+    each row is in cache: the guard and the probes then need no pass of their own.
+    """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
+    nb, ny = V.shape[0], V.shape[1]
+    part = np.empty((nb, ny, 7) if stats is not None else (0, 0, 7), np.float64)
     _update_lca(V, A, G, e, _F32(self_interact), int(lt), int(up),
-                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
+    if stats is not None:
+        _sum_rows(part, stats)
+        stats[:, 4:6] = _key_to_float(stats[:, 4:6])
 
 
 # ------------------------------------------------------------------- learning
@@ -500,59 +517,79 @@ def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts,
 
 # --------------------------------------------------------------------- probes
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _row_stats(X, lt, up, ny, nx, thr, part):
-    """Stats of each restricted row (b, y), all in one vectorised pass.
+@njit(cache=True, fastmath={"reassoc"})
+def _stats_of_run(row, irow, thr, out):
+    """[Σa, Σ|a|, Σa², #|a|>thr, min key, max key] of one contiguous run, in one vectorised pass.
 
     Reassociation lets LLVM vectorise the float64 sums; min and max are taken
     over order-preserving integer keys of the float32 bits (float min/max
-    reductions do not vectorise here; integer ones do).
+    reductions do not vectorise here; integer ones do). Its own function (not
+    inlined at the Numba level), so only these sums are reassociated.
     """
+    m = np.int32(0x7FFFFFFF)
+    s = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    cnt = 0
+    lo = m
+    hi = np.int32(-0x80000000)
+    for q in range(row.shape[0]):
+        d = np.float64(row[q])
+        s += d
+        s1 += abs(d)
+        s2 += d * d
+        cnt += abs(d) > thr
+        iv = irow[q]
+        key = iv ^ ((iv >> 31) & m)
+        lo = min(lo, key)
+        hi = max(hi, key)
+    out[0] = s
+    out[1] = s1
+    out[2] = s2
+    out[3] = cnt
+    out[4] = lo
+    out[5] = hi
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _sum_of_run(row):
+    s = 0.0
+    for q in range(row.shape[0]):
+        s += np.float64(row[q])
+    return s
+
+
+@njit(**_JIT)
+def _row_stats(X, lt, up, ny, nx, thr, part):
+    """Stats of each restricted row (b, y) of X into part[b, y, :6]."""
     nb, nf = X.shape[0], X.shape[3]
     X3 = X.reshape(nb, X.shape[1], X.shape[2] * nf)
     I3 = X3.view(np.int32)
-    m = np.int32(0x7FFFFFFF)
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
-        row = X3[b, up + y, lt * nf:(lt + nx) * nf]
-        irow = I3[b, up + y, lt * nf:(lt + nx) * nf]
-        s = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        cnt = 0
-        lo = m
-        hi = np.int32(-0x80000000)
-        for q in range(row.shape[0]):
-            d = np.float64(row[q])
-            s += d
-            s1 += abs(d)
-            s2 += d * d
-            cnt += abs(d) > thr
-            iv = irow[q]
-            key = iv ^ ((iv >> 31) & m)
-            lo = min(lo, key)
-            hi = max(hi, key)
-        part[b, y, 0] = s
-        part[b, y, 1] = s1
-        part[b, y, 2] = s2
-        part[b, y, 3] = cnt
-        part[b, y, 4] = lo
-        part[b, y, 5] = hi
+        _stats_of_run(X3[b, up + y, lt * nf:(lt + nx) * nf], I3[b, up + y, lt * nf:(lt + nx) * nf], thr,
+                      part[b, y])
 
 
 @njit(cache=True)
 def _sum_rows(part, out):
-    """Rows added in order: the result does not depend on how rows were split over threads."""
+    """Rows added in order: the result does not depend on how rows were split over threads.
+
+    Columns 0-3 (and 6, ΣV, when present) are sums, 4 and 5 min and max keys.
+    """
     for b in range(part.shape[0]):
         out[b, :] = 0.0
         out[b, 4] = part[b, 0, 4]
         out[b, 5] = part[b, 0, 5]
         for y in range(part.shape[1]):
-            for c in range(4):
-                out[b, c] += part[b, y, c]
-            out[b, 4] = min(out[b, 4], part[b, y, 4])
-            out[b, 5] = max(out[b, 5], part[b, y, 5])
+            for c in range(part.shape[2]):
+                if c == 4:
+                    out[b, 4] = min(out[b, 4], part[b, y, 4])
+                elif c == 5:
+                    out[b, 5] = max(out[b, 5], part[b, y, 5])
+                else:
+                    out[b, c] += part[b, y, c]
 
 
 def _key_to_float(keys):

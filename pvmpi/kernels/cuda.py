@@ -782,8 +782,11 @@ def _k_update_lca(V2, A3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, A
             A3[b, ya, lt + j] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth):
-    """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``."""
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
+    """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
+
+    ``stats`` (optional [nb, 7] float64): the new A's ``layer_stats`` at threshold 0 and ΣV.
+    """
     _check_out("V", V)
     _check_out("A", A)
     nb, ny, nx, nf = V.shape
@@ -798,6 +801,9 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
                                    *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
     v.done()
     a.done()
+    if stats is not None:
+        stats[:, :6] = layer_stats(A, lt, up, ny, nx, 0.0)
+        stats[:, 6] = layer_stats(V, 0, 0, ny, nx, 0.0)[:, 0]
 
 
 # --------------------------------------------------------------------- learning

@@ -172,12 +172,13 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
     A[:, up:up + ny, lt:lt + nx, :] = transfer(V, VThresh, AMin, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
 
     ``exp_tau[b]`` is ``exp(-Δ_b*dt/τ)`` of batch element ``b``; ``A`` is
     the previous activity.  Each operation is rounded to float32, in the
-    order written.
+    order written.  ``stats`` ([nb, 7] float64, optional) receives the new
+    A's ``layer_stats`` at threshold 0 and ΣV per batch element.
     """
     ny, nx = V.shape[1], V.shape[2]
     e = np.asarray(exp_tau, dtype=np.float32).reshape(-1, 1, 1, 1)
@@ -185,6 +186,9 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     Ar = A[:, up:up + ny, lt:lt + nx, :]
     V[...] = e * V + (_F32(1) - e) * (G + s * Ar)
     apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth)
+    if stats is not None:
+        stats[:, :6] = layer_stats(A, lt, up, ny, nx, 0.0)
+        stats[:, 6] = V.reshape(V.shape[0], -1).sum(axis=1, dtype=np.float64)
 
 
 # ------------------------------------------------------------------- learning

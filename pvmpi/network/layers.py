@@ -68,7 +68,7 @@ class Layer:
         self.active = [None] * self.num_levels
         self.gsyn = np.zeros((self.channels,) + self.restricted_shape, F32)
         self.gsyn_stale = np.zeros(self.channels, bool)
-        self._stats = {}
+        self.invalidate_stats()
         self.halo = HaloExchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
                                  bool(self.group["mirrorBCflag"]))
 
@@ -115,13 +115,26 @@ class Layer:
             self.store.insert(0, self.store.pop())
             self.active.insert(0, self.active.pop())
         timers = self.run.timers
-        self._stats.clear()
         with timers.time("publish:" + self.name):
             np.copyto(self.store[0], self.A)
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:
             self.active[0] = timers.call("publish:" + self.name, self.run.kernels.active_list,
                                          self.store[0], self.margin_x, self.margin_y)
+
+    def invalidate_stats(self):
+        """A is about to change (update, checkpoint read): forget the sums of the old state."""
+        self._stats = {}
+        self._v_sums = None
+
+    def membrane_sums(self):
+        """ΣV per local batch element (float64), or None for a layer without V."""
+        if not self.has_v:
+            return None
+        if self._v_sums is None:
+            t = self.tile
+            self._v_sums = self.run.kernels.layer_stats(self.V, 0, 0, t.ny, t.nx, 0.0)[:, 0]
+        return self._v_sums
 
     def activity_stats(self, nnz_threshold=0.0):
         """[Σa, Σ|a|, Σa², #|a|>threshold, min, max] of this rank's restricted A per batch element.
@@ -176,7 +189,7 @@ class Layer:
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         t = self.tile
-        self._stats.clear()
+        self.invalidate_stats()
         self.A[...] = rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y)
         for level, buf in enumerate(self.store):
             buf[...] = rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y)
@@ -351,11 +364,15 @@ class HyPerLCALayer(ANNLayer):
         self.reset_state(t)
         g = self.group
         exp_tau = self.exp_tau()
+        stats = np.empty((self.nb, 7), np.float64) if self.vertices is None else None
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
-                                    *self.transfer_params)
+                                    *self.transfer_params, stats=stats)
         if self.vertices is not None:
             self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+        else:  # the sums of the new state came with the update
+            self._stats[0.0] = stats[:, :6]
+            self._v_sums = stats[:, 6]
 
 
 class MomentumLCALayer(HyPerLCALayer):
