@@ -100,22 +100,69 @@ def _count_rows(A2, counts):
 
 
 @njit(**_JIT)
-def _fill_rows(A2, rowptr, nye, idx, val):
+def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
+    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1)."""
     rowlen = A2.shape[1]
     for r in prange(A2.shape[0]):
         n = rowptr[r]
         base = (r % nye) * rowlen
+        inside = part.shape[0] > 0 and up <= r % nye < up + ny
+        s = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        cnt = 0
+        nz = 0
+        lo = np.inf
+        hi = -np.inf
         for j in range(rowlen):
             v = A2[r, j]
             if v != 0:
                 idx[n] = base + j
                 val[n] = v
                 n += 1
+                if inside and c0 <= j < c1:
+                    nz += 1
+                    d = np.float64(v)
+                    s += d
+                    s1 += abs(d)
+                    s2 += d * d
+                    cnt += abs(d) > 0.0
+                    lo = min(lo, d)
+                    hi = max(hi, d)
+        if inside:
+            if nz < c1 - c0:  # the zeros count for min and max
+                lo = min(lo, 0.0)
+                hi = max(hi, 0.0)
+            part[r, 0] = s
+            part[r, 1] = s1
+            part[r, 2] = s2
+            part[r, 3] = cnt
+            part[r, 4] = lo
+            part[r, 5] = hi
 
 
-def active_list(A, lt, up):
-    """Nonzero entries of each batch element's extended A (see numpy_ref.active_list)."""
-    nb, nye = A.shape[0], A.shape[1]
+@njit(cache=True)
+def _restricted_stats(part, nye, up, ny, out):
+    """Per batch element, the restricted rows' stats added in row order."""
+    for b in range(out.shape[0]):
+        out[b, :4] = 0.0
+        out[b, 4] = np.inf
+        out[b, 5] = -np.inf
+        for y in range(ny):
+            p = part[b * nye + up + y]
+            for c in range(4):
+                out[b, c] += p[c]
+            out[b, 4] = min(out[b, 4], p[4])
+            out[b, 5] = max(out[b, 5], p[5])
+
+
+def active_list(A, lt, up, stats=None):
+    """Nonzero entries of each batch element's extended A (see numpy_ref.active_list).
+
+    With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
+    threshold 0 come from the same pass, summed over the nonzeros only.
+    """
+    nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
     _count_rows(A2, rowptr)
@@ -123,7 +170,11 @@ def active_list(A, lt, up):
     n = int(rowptr[-1])
     idx = np.empty(n, dtype=np.int32)
     val = np.empty(n, dtype=np.float32)
-    _fill_rows(A2, rowptr, nye, idx, val)
+    ny, nx = nye - 2 * up, nxe - 2 * lt
+    part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
+    _fill_rows(A2, rowptr, nye, *_ints(up, ny, lt * nf, (lt + nx) * nf), idx, val, part)
+    if stats is not None:
+        _restricted_stats(part, nye, int(up), ny, stats)
     return np.ascontiguousarray(rowptr[::nye]), idx, val
 
 
@@ -253,11 +304,15 @@ def deliver_post(A, W, G, xtab, ytab, nkx):
                   np.ascontiguousarray(ytab, dtype=np.int32), int(nkx))
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _im2col(A2, cols, b, ylo, x0, y0, sy, run, nf):
-    """Rows of post positions (y, x) of one batch element: their sy runs of sx*nf pre values."""
+    """Rows of post positions (y, x) of one batch element: their sy runs of sx*nf pre values.
+
+    Serial and without the GIL: the threads of :func:`deliver_im2col` run it
+    on their own blocks side by side.
+    """
     nx = x0.shape[0]
-    for yy in prange(cols.shape[0] // nx):
+    for yy in range(cols.shape[0] // nx):
         ye0 = y0[ylo + yy]
         for x in range(nx):
             row = cols[yy * nx + x]
@@ -274,22 +329,46 @@ _SCRATCH = {}
 
 def _scratch(role, shape):
     """A float32 work array kept between calls (no allocation per step)."""
+    n = int(np.prod(shape))
     buf = _SCRATCH.get(role)
-    if buf is None or buf.size < np.prod(shape):
-        buf = _SCRATCH[role] = np.empty(int(np.prod(shape)), np.float32)
-    return buf[:int(np.prod(shape))].reshape(shape)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH[role] = np.empty(n, np.float32)
+    return buf[:n].reshape(shape)
 
 
 _GEMM_ROWS = 2048  # post positions per im2col block: cols + product stay in L2
+_POOL = None
+
+
+def _blas_single_threaded():
+    """BLAS runs one thread per call: its spinning workers would take the cores Numba's threads
+    need (1 rank x 2 threads ran 15x slower); deliver_im2col threads over blocks instead."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _pool(threads):
+    global _POOL
+    if _POOL is None or _POOL._max_workers != threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is None:
+            _blas_single_threaded()
+        else:
+            _POOL.shutdown()
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="pvmpi-gemm")
+    return _POOL
 
 
 def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
     """Dense delivery as GEMM: ``G[b, y, x, :] (+)= cols[b, y, x, :] @ M`` (see numpy_ref).
 
     im2col copies, block by block, the sy runs of sx*nf consecutive pre
-    values each post position reads; BLAS multiplies the block by M (its
-    threads follow the rank's thread count). ``overwrite`` writes G instead
-    of adding to it (the first delivery into a channel this step).
+    values each post position reads; BLAS (one thread) multiplies the block
+    by M. With several threads per rank, each thread takes every n-th block
+    with its own scratch. ``overwrite`` writes G instead of adding to it (the
+    first delivery into a channel this step).
     """
     _check_out("G", G)
     nb, ny, nx, nfp = G.shape
@@ -300,19 +379,27 @@ def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
     x0 = np.ascontiguousarray(x0, dtype=np.int64)
     y0 = np.ascontiguousarray(y0, dtype=np.int64)
     rows_per_block = max(1, _GEMM_ROWS // nx)
-    for b in range(nb):
-        for ylo in range(0, ny, rows_per_block):
-            yhi = min(ny, ylo + rows_per_block)
+    blocks = [(b, ylo, min(ny, ylo + rows_per_block)) for b in range(nb) for ylo in range(0, ny, rows_per_block)]
+    threads = min(numba.get_num_threads(), len(blocks))
+
+    def work(worker):
+        for b, ylo, yhi in blocks[worker::threads]:
             n = (yhi - ylo) * nx
-            cols = _scratch("im2col", (n, K))
+            cols = _scratch(("im2col", worker), (n, K))
             _im2col(A2, cols, b, ylo, x0, y0, sy, sx * nf, nf)
             out = G2[b, ylo * nx:yhi * nx]
             if overwrite:
                 np.matmul(cols, M, out=out)
             else:
-                prod = _scratch("im2col_product", (n, nfp))
+                prod = _scratch(("product", worker), (n, nfp))
                 np.matmul(cols, M, out=prod)
                 out += prod
+
+    pool = _pool(threads)  # also limits BLAS to one thread, once
+    if threads == 1:
+        work(0)
+    else:
+        list(pool.map(work, range(threads)))
 
 
 @njit(**_JIT)
@@ -359,8 +446,6 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
-    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
-    I3 = A3.view(np.int32)
     V3 = V.reshape(nb, ny, nx * nf)
     for r in prange(nb * ny):
         b = r // ny
@@ -372,29 +457,33 @@ def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VW
                 v = eb * V[b, y, x, f] + ome * (G[b, y, x, f] + s * A[b, y + up, x + lt, f])
                 V[b, y, x, f] = v
                 A[b, y + up, x + lt, f] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
-        if part.shape[0]:  # the row's stats while it is still in cache
-            _stats_of_run(A3[b, y + up, lt * nf:(lt + nx) * nf], I3[b, y + up, lt * nf:(lt + nx) * nf], 0.0,
-                          part[b, y])
-            part[b, y, 6] = _sum_of_run(V3[b, y])
+        if part.shape[0]:  # the row's ΣV while it is still in cache
+            part[b, y] = _sum_of_run(V3[b, y])
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
     """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca.
 
-    With ``stats`` ([nb, 7] float64) the new A's ``layer_stats`` (threshold 0)
-    and ΣV per batch element come out of the same pass, row by row while
-    each row is in cache: the guard and the probes then need no pass of their own.
+    With ``v_sums`` ([nb] float64) ΣV per batch element comes out of the same
+    pass, row by row while each row is in cache (the guard's check of V).
     """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
     nb, ny = V.shape[0], V.shape[1]
-    part = np.empty((nb, ny, 7) if stats is not None else (0, 0, 7), np.float64)
+    part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
     _update_lca(V, A, G, e, _F32(self_interact), int(lt), int(up),
                 *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
-    if stats is not None:
-        _sum_rows(part, stats)
-        stats[:, 4:6] = _key_to_float(stats[:, 4:6])
+    if v_sums is not None:
+        _sum_in_order(part, v_sums)
+
+
+@njit(cache=True)
+def _sum_in_order(part, out):
+    for b in range(part.shape[0]):
+        out[b] = 0.0
+        for y in range(part.shape[1]):
+            out[b] += part[b, y]
 
 
 # ------------------------------------------------------------------- learning
@@ -576,20 +665,17 @@ def _row_stats(X, lt, up, ny, nx, thr, part):
 def _sum_rows(part, out):
     """Rows added in order: the result does not depend on how rows were split over threads.
 
-    Columns 0-3 (and 6, ΣV, when present) are sums, 4 and 5 min and max keys.
+    Columns 0-3 are sums, 4 and 5 min and max keys.
     """
     for b in range(part.shape[0]):
         out[b, :] = 0.0
         out[b, 4] = part[b, 0, 4]
         out[b, 5] = part[b, 0, 5]
         for y in range(part.shape[1]):
-            for c in range(part.shape[2]):
-                if c == 4:
-                    out[b, 4] = min(out[b, 4], part[b, y, 4])
-                elif c == 5:
-                    out[b, 5] = max(out[b, 5], part[b, y, 5])
-                else:
-                    out[b, c] += part[b, y, c]
+            for c in range(4):
+                out[b, c] += part[b, y, c]
+            out[b, 4] = min(out[b, 4], part[b, y, 4])
+            out[b, 5] = max(out[b, 5], part[b, y, 5])
 
 
 def _key_to_float(keys):

@@ -554,14 +554,18 @@ def _k_every(src, step, dst):
         dst[i] = src[i * step]
 
 
-def active_list(A, lt, up):
+def active_list(A, lt, up, stats=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list), built on the device.
+
+    ``stats`` (optional [nb, 6]): the restricted A's ``layer_stats`` at threshold 0.
 
     The flat buffer is cut into chunks of SCAN*K elements (never across batch
     elements); a block counts each chunk, one thread scans the counts, a block
     per chunk writes its nonzeros in order.  A device ``A`` gives device
     arrays (exactly sized: one 8-byte read of the total).
     """
+    if stats is not None:
+        stats[:] = layer_stats(A, lt, up, A.shape[1] - 2 * up, A.shape[2] - 2 * lt, 0.0)
     nb = A.shape[0]
     N = int(np.prod(A.shape[1:]))
     K = ACTIVE_K
@@ -782,10 +786,10 @@ def _k_update_lca(V2, A3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, A
             A3[b, ya, lt + j] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
 
-    ``stats`` (optional [nb, 7] float64): the new A's ``layer_stats`` at threshold 0 and ΣV.
+    ``v_sums`` (optional [nb] float64): ΣV per batch element.
     """
     _check_out("V", V)
     _check_out("A", A)
@@ -801,9 +805,8 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
                                    *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
     v.done()
     a.done()
-    if stats is not None:
-        stats[:, :6] = layer_stats(A, lt, up, ny, nx, 0.0)
-        stats[:, 6] = layer_stats(V, 0, 0, ny, nx, 0.0)[:, 0]
+    if v_sums is not None:
+        v_sums[:] = layer_stats(V, 0, 0, ny, nx, 0.0)[:, 0]
 
 
 # --------------------------------------------------------------------- learning

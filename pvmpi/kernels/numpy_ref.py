@@ -64,14 +64,17 @@ def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
                     G[:, y[my][:, None], x[mx][None, :], :] += a[:, my][:, :, mx] @ W6[ky, kx, :, py, px, :]
 
 
-def active_list(A, lt, up):
+def active_list(A, lt, up, stats=None):
     """Nonzero entries of each batch element's extended ``A``: what a sparse layer publishes.
 
     Returns ``(offsets int64 [nb+1], idx int32, val float32)``; entries of
     batch ``b`` are ``offsets[b]:offsets[b+1]``, ``idx = f + nf*(xe + nx_ext*ye)``
     increasing.  The whole extended buffer is listed, halo included, as in
-    OpenPV; ``lt``/``up`` are taken only so every kernel sees margins alike.
+    OpenPV.  ``stats`` ([nb, 6] float64, optional) receives the restricted
+    A's ``layer_stats`` at threshold 0 (margins ``lt``/``up``).
     """
+    if stats is not None:
+        stats[:] = layer_stats(A, lt, up, A.shape[1] - 2 * up, A.shape[2] - 2 * lt, 0.0)
     nb = A.shape[0]
     flat = A.reshape(nb, -1)
     bi, ii = np.nonzero(flat)
@@ -172,13 +175,13 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
     A[:, up:up + ny, lt:lt + nx, :] = transfer(V, VThresh, AMin, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, stats=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
 
     ``exp_tau[b]`` is ``exp(-Δ_b*dt/τ)`` of batch element ``b``; ``A`` is
     the previous activity.  Each operation is rounded to float32, in the
-    order written.  ``stats`` ([nb, 7] float64, optional) receives the new
-    A's ``layer_stats`` at threshold 0 and ΣV per batch element.
+    order written.  ``v_sums`` ([nb] float64, optional) receives ΣV per
+    batch element (the guard's check of V).
     """
     ny, nx = V.shape[1], V.shape[2]
     e = np.asarray(exp_tau, dtype=np.float32).reshape(-1, 1, 1, 1)
@@ -186,9 +189,8 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     Ar = A[:, up:up + ny, lt:lt + nx, :]
     V[...] = e * V + (_F32(1) - e) * (G + s * Ar)
     apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth)
-    if stats is not None:
-        stats[:, :6] = layer_stats(A, lt, up, ny, nx, 0.0)
-        stats[:, 6] = V.reshape(V.shape[0], -1).sum(axis=1, dtype=np.float64)
+    if v_sums is not None:
+        v_sums[:] = V.reshape(V.shape[0], -1).sum(axis=1, dtype=np.float64)
 
 
 # ------------------------------------------------------------------- learning

@@ -118,9 +118,11 @@ class Layer:
         with timers.time("publish:" + self.name):
             np.copyto(self.store[0], self.A)
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
-        if self.wants_active_list:
+        if self.wants_active_list:  # the list's pass also gives A's stats (guard, probes)
+            stats = np.empty((self.nb, 6), np.float64)
             self.active[0] = timers.call("publish:" + self.name, self.run.kernels.active_list,
-                                         self.store[0], self.margin_x, self.margin_y)
+                                         self.store[0], self.margin_x, self.margin_y, stats)
+            self._stats[0.0] = stats
 
     def invalidate_stats(self):
         """A is about to change (update, checkpoint read): forget the sums of the old state."""
@@ -364,15 +366,13 @@ class HyPerLCALayer(ANNLayer):
         self.reset_state(t)
         g = self.group
         exp_tau = self.exp_tau()
-        stats = np.empty((self.nb, 7), np.float64) if self.vertices is None else None
+        v_sums = np.empty(self.nb, np.float64)  # ΣV comes with the update (the guard's check of V)
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
-                                    *self.transfer_params, stats=stats)
+                                    *self.transfer_params, v_sums=v_sums)
+        self._v_sums = v_sums
         if self.vertices is not None:
             self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
-        else:  # the sums of the new state came with the update
-            self._stats[0.0] = stats[:, :6]
-            self._v_sums = stats[:, 6]
 
 
 class MomentumLCALayer(HyPerLCALayer):

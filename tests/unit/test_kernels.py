@@ -462,3 +462,30 @@ def test_layer_stats_min_max_signs_and_non_finite():
         Y[1, 1, 2, 0] = bad
         sums = cpu.layer_stats(Y, 0, 0, 3, 3, 0.0)[:, 0]
         assert np.isfinite(sums[0]) and not np.isfinite(sums[1])
+
+
+@pytest.mark.parametrize("name", ["1to2-p8-lca", "2to1-p3-sparse", "1to1-odd"])
+@pytest.mark.parametrize("backend", [ref, cpu], ids=["numpy", "numba"])
+def test_active_list_stats_are_the_restricted_layer_stats(name, backend):
+    """The list's pass also gives the restricted A's stats (zeros count for min and max; the halo does not)."""
+    c = make_case(*CASES[name], seed=4)
+    A = c.A.copy()
+    A[:, :c.up] = 7.0  # halo values must not enter the stats
+    stats = np.empty((A.shape[0], 6))
+    lists = backend.active_list(A, c.lt, c.up, stats)
+    ny, nx = A.shape[1] - 2 * c.up, A.shape[2] - 2 * c.lt
+    np.testing.assert_allclose(stats, ref.layer_stats(A, c.lt, c.up, ny, nx, 0.0), rtol=1e-12)
+    for got, want in zip(lists, ref.active_list(A, c.lt, c.up)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_update_lca_v_sums():
+    rng = np.random.default_rng(5)
+    V = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+    A = np.zeros((2, 6, 7, 3), np.float32)
+    G = rng.standard_normal(V.shape).astype(np.float32)
+    for be in (ref, cpu):
+        Vb, Ab, sums = V.copy(), A.copy(), np.empty(2)
+        be.update_lca(Vb, Ab, G, np.full(2, 0.9, np.float32), 1.0, 1, 1, 0.1, 0.0, FLT_MAX, 0.0, 0.0,
+                      v_sums=sums)
+        np.testing.assert_allclose(sums, Vb.reshape(2, -1).sum(axis=1, dtype=np.float64), rtol=1e-12)
