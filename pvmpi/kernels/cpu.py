@@ -443,7 +443,7 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 
 
 @njit(**_JIT)
-def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
+def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
     V3 = V.reshape(nb, ny, nx * nf)
@@ -454,25 +454,27 @@ def _update_lca(V, A, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VW
         ome = one - eb
         for x in range(nx):
             for f in range(nf):
-                v = eb * V[b, y, x, f] + ome * (G[b, y, x, f] + s * A[b, y + up, x + lt, f])
+                v = eb * V[b, y, x, f] + ome * (G[b, y, x, f] + s * Ap[b, y + up, x + lt, f])
                 V[b, y, x, f] = v
                 A[b, y + up, x + lt, f] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
         if part.shape[0]:  # the row's ΣV while it is still in cache
             part[b, y] = _sum_of_run(V3[b, y])
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
+               A_prev=None):
     """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca.
 
     With ``v_sums`` ([nb] float64) ΣV per batch element comes out of the same
     pass, row by row while each row is in cache (the guard's check of V).
+    ``A_prev``: the previous activity when it is not in A (default A).
     """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
     nb, ny = V.shape[0], V.shape[1]
     part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
-    _update_lca(V, A, G, e, _F32(self_interact), int(lt), int(up),
+    _update_lca(V, A, A if A_prev is None else A_prev, G, e, _F32(self_interact), int(lt), int(up),
                 *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
     if v_sums is not None:
         _sum_in_order(part, v_sums)

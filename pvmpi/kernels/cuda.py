@@ -771,7 +771,7 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 
 
 @cuda.jit
-def _k_update_lca(V2, A3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+def _k_update_lca(V2, A3, P3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
     n = V2.shape[1]
     one = float32(1)
     for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
@@ -781,15 +781,17 @@ def _k_update_lca(V2, A3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, A
         ome = one - eb
         for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
                        cuda.gridDim.x * cuda.blockDim.x):
-            v = eb * V2[r, j] + ome * (G2[r, j] + s * A3[b, ya, lt + j])
+            v = eb * V2[r, j] + ome * (G2[r, j] + s * P3[b, ya, lt + j])
             V2[r, j] = v
             A3[b, ya, lt + j] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
+               A_prev=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
 
-    ``v_sums`` (optional [nb] float64): ΣV per batch element.
+    ``v_sums`` (optional [nb] float64): ΣV per batch element. ``A_prev``: the
+    previous activity when it is not in A (default A).
     """
     _check_out("V", V)
     _check_out("A", A)
@@ -797,11 +799,12 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     shape2 = (nb * ny, nx * nf)
     v = _Arg("lca.V", V, shape=shape2)
     a = _Arg("lca.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    p = a if A_prev is None else _Arg("lca.Aprev", A_prev, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
     g = _Arg("lca.G", G, shape=shape2)
     e = _Arg("lca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1))
     if nb * ny and nx * nf:
         grid, block = _grid2(*shape2)
-        _k_update_lca[grid, block](v.dev, a.dev, g.dev, e.dev, _F32(self_interact), ny, int(lt) * nf, int(up),
+        _k_update_lca[grid, block](v.dev, a.dev, p.dev, g.dev, e.dev, _F32(self_interact), ny, int(lt) * nf, int(up),
                                    *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
     v.done()
     a.done()

@@ -175,18 +175,20 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
     A[:, up:up + ny, lt:lt + nx, :] = transfer(V, VThresh, AMin, AMax, AShift, VWidth)
 
 
-def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None):
+def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
+               A_prev=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.
 
     ``exp_tau[b]`` is ``exp(-Δ_b*dt/τ)`` of batch element ``b``; ``A`` is
     the previous activity.  Each operation is rounded to float32, in the
     order written.  ``v_sums`` ([nb] float64, optional) receives ΣV per
-    batch element (the guard's check of V).
+    batch element (the guard's check of V).  ``A_prev`` holds the previous
+    activity when it is not in ``A`` (default ``A``).
     """
     ny, nx = V.shape[1], V.shape[2]
     e = np.asarray(exp_tau, dtype=np.float32).reshape(-1, 1, 1, 1)
     s = _F32(self_interact)
-    Ar = A[:, up:up + ny, lt:lt + nx, :]
+    Ar = (A if A_prev is None else A_prev)[:, up:up + ny, lt:lt + nx, :]
     V[...] = e * V + (_F32(1) - e) * (G + s * Ar)
     apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth)
     if v_sums is not None:

@@ -365,7 +365,7 @@ class Column:
                     for conn in self.incoming[layer.name]:
                         timers.call("deliver:" + conn.name, conn.deliver)
                     layer.end_delivery()
-                layer.invalidate_stats()
+                layer.begin_update()
                 timers.call("update:" + layer.name, layer.update, t)
                 layer.controller.mark(t)
             for layer in self.by_phase[p]:

@@ -65,6 +65,7 @@ class Layer:
 
         self.A = np.zeros(self.extended_shape, F32)
         self.store = [np.zeros(self.extended_shape, F32) for _ in range(self.num_levels)]
+        self.spare = None  # the buffer the next update writes (see begin_update)
         self.active = [None] * self.num_levels
         self.gsyn = np.zeros((self.channels,) + self.restricted_shape, F32)
         self.gsyn_stale = np.zeros(self.channels, bool)
@@ -109,14 +110,37 @@ class Layer:
             self.gsyn[ch].fill(0)
         self.gsyn_stale[:] = False
 
+    def begin_update(self):
+        """Before an update: A gets a buffer of its own, so level 0 of the data store keeps the
+        last published activity (connections of this phase still read it) until :meth:`publish`.
+        Read the previous activity through :meth:`previous_activity`, never through A."""
+        self.invalidate_stats()
+        if self.A is self.store[0]:
+            self.A = self.spare
+
+    def previous_activity(self):
+        """The activity published last (level 0 of the data store), extended."""
+        return self.store[0]
+
     def publish(self, t):
-        """Rotate the data store, copy A into level 0, fill the halo, build the active list."""
-        if self.num_levels > 1:
-            self.store.insert(0, self.store.pop())
-            self.active.insert(0, self.active.pop())
+        """Level 0 of the data store becomes A (no copy), the halo is filled, the active list built.
+
+        The oldest level becomes the buffer of the next update. A layer that did
+        not update keeps its level 0; with delays, the levels still move one
+        step older (level 0 repeats, as OpenPV copies it forward).
+        """
         timers = self.run.timers
-        with timers.time("publish:" + self.name):
-            np.copyto(self.store[0], self.A)
+        if self.A is not self.store[0]:  # updated since the last publish
+            self.spare = self.store.pop()
+            self.store.insert(0, self.A)
+            self.active.insert(0, self.active.pop())
+        elif self.num_levels > 1:
+            oldest = self.store.pop()
+            with timers.time("publish:" + self.name):
+                np.copyto(oldest, self.store[0])
+            self.store.insert(0, oldest)
+            self.A = oldest
+            self.active.insert(0, self.active.pop())
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:  # the list's pass also gives A's stats (guard, probes)
             stats = np.empty((self.nb, 6), np.float64)
@@ -369,7 +393,7 @@ class HyPerLCALayer(ANNLayer):
         v_sums = np.empty(self.nb, np.float64)  # ΣV comes with the update (the guard's check of V)
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
-                                    *self.transfer_params, v_sums=v_sums)
+                                    *self.transfer_params, v_sums=v_sums, A_prev=self.previous_activity())
         self._v_sums = v_sums
         if self.vertices is not None:
             self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
@@ -386,7 +410,7 @@ class MomentumLCALayer(HyPerLCALayer):
         self.reset_state(t)
         g = self.group
         e = self.exp_tau()[:, None, None, None]
-        A = self.restricted(self.A)
+        A = self.restricted(self.previous_activity())
         drive = (F32(1) - e) * (self.accumulate() + F32(1.0 if g["selfInteract"] else 0.0) * A)
         self.V[...] = e * self.V + drive + F32(g["LCAMomentumRate"]) * self.prev_drive
         self.prev_drive[...] = drive
