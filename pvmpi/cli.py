@@ -17,6 +17,7 @@ BACKENDS = ("numpy", "numba", "cuda")
 
 
 def build_parser():
+    """pvmpi's command line, OpenPV's flags included (-p, -rows, -columns, -batchwidth, -l, ...)."""
     from .openpv_args import OpenPVArgumentParser, add_openpv_options, checkpoint_dirs_value, threads_value
 
     p = OpenPVArgumentParser(
@@ -71,6 +72,7 @@ def load_model(path, assignments=()):
 
 
 def fail(message, code=USER_ERROR):
+    """Print ``pvmpi: error: <message>`` on stderr (stdout flushed first); returns the exit status ``code``."""
     sys.stdout.flush()
     print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
     return code
@@ -86,6 +88,8 @@ SUBCOMMANDS = {
 
 
 def main(argv=None):
+    """Entry point of ``python -m pvmpi``: hand a subcommand to its module, else parse (OpenPV's
+    spellings too) and run; an exception in the run aborts every rank. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
@@ -126,6 +130,8 @@ def set_threads(threads):
 
 
 def run(args):
+    """Load the network, lay it out over the ranks, resume if asked, run to stopTime and report;
+    collective. Returns the exit status (1 when a test probe failed)."""
     if args.dry_run:  # check config, layout, inputs; print size and memory; no run (pvmpi/dry_run.py)
         from .dry_run import dry_run
         return dry_run(args)

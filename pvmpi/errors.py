@@ -22,6 +22,7 @@ class PvmpiError(Exception):
         super().__init__(self.message())
 
     def message(self):
+        """``<file>:<line>: <group>.<param>: <what> (<hint>)``, the unknown parts left out."""
         parts = []
         if self.file is not None:
             parts.append(f"{self.file}:{self.line}" if self.line is not None else str(self.file))

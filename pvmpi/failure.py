@@ -27,6 +27,7 @@ GRACE_S = 1.0
 
 
 def exit_code(exc):
+    """Exit status for an exception: USER_ERROR for a PvmpiError, INTERNAL_ERROR for anything else."""
     return USER_ERROR if isinstance(exc, PvmpiError) else INTERNAL_ERROR
 
 

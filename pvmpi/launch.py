@@ -87,6 +87,8 @@ def _version_in(text):
 
 @dataclass
 class MPIInfo:
+    """The MPI that mpi4py under ``python`` loads: vendor, version and library (see :func:`mpi_info`)."""
+
     python: str
     vendor: str
     version: str
@@ -216,6 +218,8 @@ def find_mpiexec(info, given=None):
 
 @dataclass(frozen=True)
 class LayerShape:
+    """A layer's global size and the margin its connections need (estimated), for choosing a layout."""
+
     name: str
     nx: int
     ny: int
@@ -226,6 +230,9 @@ class LayerShape:
 
 @dataclass(frozen=True)
 class NetworkShape:
+    """What choosing a layout needs: nbatch, the layers' shapes, and the BatchWidth, NumRows and
+    NumColumns the config fixes (None where it does not)."""
+
     nbatch: int
     layers: tuple
     fixed: tuple = (None, None, None)  # BatchWidth, NumRows, NumColumns set in the config
@@ -429,6 +436,9 @@ def slurm_cpus(text):
 
 @dataclass
 class Resources:
+    """Ranks, nodes, ranks and cores per node and threads per rank of a launch, with notes saying
+    where each value came from."""
+
     ranks: int
     nodes: int
     ranks_per_node: int
@@ -546,6 +556,7 @@ def _has_option(argv, *names):
 
 
 def build_parser():
+    """The launcher's options; everything from CONFIG on is pvmpi's and passed on unchanged."""
     p = argparse.ArgumentParser(
         prog=PROG if Path(sys.argv[0]).name == PROG else "python -m pvmpi.launch",
         allow_abbrev=False,
@@ -604,11 +615,14 @@ def build_parser():
 
 
 def say(text, quiet=False, stream=None):
+    """Print ``pvmpi-launch: <text>`` (to stdout unless ``stream`` is given), unless ``quiet``."""
     if not quiet:
         print(f"{PROG}: {text}", file=stream or sys.stdout, flush=True)
 
 
 def choose_launcher(args, env):
+    """srun or mpiexec: the one asked for; mpiexec if --mpiexec is given; srun inside a SLURM
+    job that has it; else mpiexec."""
     if args.launcher != "auto":
         return args.launcher
     if args.mpiexec:
@@ -661,6 +675,8 @@ def checkpoint_progress(model):
 
 
 def run_finished(pv):
+    """--finished: report the newest complete checkpoint; exit status 0 when it is at stopTime,
+    3 when not (for requeue scripts)."""
     from .cli import load_model
 
     newest, step, final = checkpoint_progress(load_model(pv.config, pv.set))
@@ -718,6 +734,7 @@ def collect_scaling(directory, weak=False):
 
 
 def main(argv=None):
+    """Entry point of the launcher; a PvmpiError becomes one error line and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _main(argv)

@@ -71,6 +71,7 @@ class OpenPVArgumentParser(argparse.ArgumentParser):
     """argparse whose mistakes are a :class:`PvmpiError` (one line, exit 1), not usage + exit 2."""
 
     def error(self, message):
+        """Raise the mistake as a PvmpiError pointing at --help."""
         raise PvmpiError(message, hint=f"see {HELP_HINT}")
 
 
@@ -193,6 +194,8 @@ def read_config_file(path):
 
 
 def check_config_value(path, number, key, value):
+    """Check a config-file value against its key's kind (bool, int, unsigned, threads, GPU
+    list, checkpoint directories); an error names the file and line."""
     kind = CONFIG_KEYS[key][0]
     if kind == "bool" and value not in TRUE_WORDS + FALSE_WORDS:
         raise PvmpiError(f"not a boolean: {value!r}", file=path, line=number, param=key,
@@ -334,22 +337,27 @@ class Tee:
         self.streams = streams
 
     def write(self, text):
+        """Write to every stream, flushing each at once so nothing is lost if the job is aborted."""
         for s in self.streams:
             s.write(text)
             s.flush()
         return len(text)
 
     def flush(self):
+        """Flush every stream."""
         for s in self.streams:
             s.flush()
 
     def fileno(self):  # faulthandler and friends: the terminal
+        """The terminal's descriptor (the last stream), for faulthandler and others writing to an fd."""
         return self.streams[-1].fileno()
 
     def isatty(self):
+        """Not a terminal, since part of the output goes to the log file: progress prints lines, no bar."""
         return False
 
     def writable(self):
+        """True: writes are accepted (some callers check before writing)."""
         return True
 
     @property
@@ -385,12 +393,14 @@ def open_log(path, rank):
 
 
 def world():
+    """MPI.COMM_WORLD, imported only when an option needs MPI."""
     from mpi4py import MPI
 
     return MPI.COMM_WORLD
 
 
 def warn(text):
+    """Print ``pvmpi: warning: <text>`` on stderr."""
     print(f"pvmpi: warning: {text}", file=sys.stderr, flush=True)
 
 

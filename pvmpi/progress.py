@@ -113,6 +113,7 @@ class Progress:
                 self.close()
 
     def close(self):
+        """Close the bar, ending its terminal line (done at the last step); safe to call again."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

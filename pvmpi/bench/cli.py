@@ -33,6 +33,8 @@ def guarded(parser, body, argv):
 
 
 def main(argv):
+    """Dispatch ``bench scaling`` and ``bench model``; anything else is the one-config bench, run after
+    BLAS gets the rank's thread count."""
     if argv and argv[0] == "scaling":
         from .scaling import main as scaling_main
 

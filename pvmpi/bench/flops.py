@@ -67,6 +67,7 @@ class FlopCounter:
         return out
 
     def start(self):
+        """Take the baseline (active-list sizes, timer counts) and zero the totals; call after warm-up."""
         self._nnz = self.active_sizes()
         self._counts = dict(self.column.timers.counts)
         self.per_object.clear()

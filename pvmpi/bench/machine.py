@@ -61,6 +61,7 @@ def peak_rss_mb():
 
 
 def cpu_count():
+    """Cores this process may run on (its affinity mask where the OS has one), not all of the node's."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

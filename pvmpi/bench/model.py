@@ -185,6 +185,9 @@ def calibrate(res, model):
 # ------------------------------------------------------------------ prediction
 @dataclass(frozen=True)
 class Net:
+    """The interconnect a prediction assumes: latency per message, bandwidth per rank, and the write rate
+    of the outputs (None: the rate measured here)."""
+
     latency_s: float
     bandwidth: float        # bytes/s
     io_bandwidth: float = None  # bytes/s; None: the measured write rate
@@ -232,6 +235,7 @@ def predict(net, cal, layout, link, threads=1):
 
 
 def kind_of(b, r, c):
+    """Kind of a layout (B, R, C): 'batch' without tiles, 'spatial' without a batch split, else 'mixed'."""
     if r * c == 1:
         return "batch"
     return "spatial" if b == 1 else "mixed"
@@ -343,6 +347,7 @@ def validate(runs, model, cal, threads=1):
 
 # ------------------------------------------------------------------ command line
 def build_parser():
+    """The options of ``pvmpi bench model``."""
     p = argparse.ArgumentParser(
         prog="python -m pvmpi bench model",
         description="Predict time per step and efficiency of CONFIG at 1..4096 ranks for batch, spatial and "
@@ -383,6 +388,7 @@ def build_parser():
 
 
 def main(argv):
+    """Entry point of ``pvmpi bench model``: parse argv and predict; a PvmpiError becomes one error line."""
     from .cli import guarded
 
     return guarded(build_parser(), _main, argv)
@@ -452,6 +458,8 @@ def _lay(row):
 
 
 def format_report(res):
+    """The prediction as text: the network and costs assumed, a row per rank count and layout,
+    where each kind of layout stops scaling, and the check against measured runs."""
     m, n = res["machine"], res["network"]
     lines = [" ".join(["pvmpi bench model", res["config"]] + [f"--set {s}" for s in res["set"]]
                       + ["--no-io"] * res["no_io"]),

@@ -34,6 +34,7 @@ CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nba
 
 
 def build_parser():
+    """The options of ``pvmpi bench scaling``."""
     p = argparse.ArgumentParser(
         prog="python -m pvmpi bench scaling",
         description="Run the bench of CONFIG under several MPI layouts (one mpiexec job each) and report "
@@ -136,6 +137,8 @@ def _last_json(text):
 
 
 def run_one(args, config, workdir, layout, nbatch, peak):
+    """Bench one layout (B, R, C, threads) as its own mpiexec job; its JSON result, with ``status``
+    'ok' or why it failed or timed out."""
     b, r, c, t = layout
     k = b * r * c
     cmd = [mpiexec_path(args.mpiexec), *shlex.split(args.mpiexec_args), "-n", str(k), sys.executable, "-m", "mpi4py", "-m", "pvmpi", "bench", config,
@@ -219,12 +222,15 @@ def add_speedups(rows):
 
 
 def layout_name(row):
+    """Short name of a run's layout, e.g. 'B=2xR=2' ('1x1x1' for one rank)."""
     b, r, c = row["batchwidth"], row["rows"], row["columns"]
     parts = [f"B={b}"] * (b > 1) + [f"R={r}"] * (r > 1) + [f"C={c}"] * (c > 1)
     return "x".join(parts) or "1x1x1"
 
 
 def format_table(rows, ref, weak):
+    """The sweep as a text table: time per step, speed-up and efficiency against ``ref``, and the
+    shares of halo exchange, dW all-reduce and I/O."""
     head = (f"{'ranks':>5} {'layout':<10} {'thr':>3} {'nbatch':>6} {'ms/step':>9} {'median':>8} {'speed-up':>8} "
             f"{'effic.':>7} {'%halo':>6} {'%allred':>7} {'%I/O':>6} {'%other':>6}")
     lines = [head]
@@ -259,6 +265,7 @@ def format_markdown(rows):
 
 
 def write_csv(path, rows):
+    """Write the rows as CSV (the columns of CSV_FIELDS, floats to 6 significant digits)."""
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -267,6 +274,7 @@ def write_csv(path, rows):
 
 
 def main(argv):
+    """Entry point of ``pvmpi bench scaling``: parse argv and sweep; a PvmpiError becomes one error line."""
     from .cli import guarded
 
     return guarded(build_parser(), _main, argv)

@@ -186,6 +186,7 @@ class CheckpointReader:
                           f"batch element g starts from saved element g mod {self.saved_nbatch}")
 
     def has(self, name):
+        """Whether the checkpoint holds the dataset or group ``name``."""
         return name in self.h5
 
     def _require(self, name):
@@ -194,6 +195,8 @@ class CheckpointReader:
         return self.h5[name]
 
     def attr(self, group, key, default=None):
+        """Attribute ``key`` of ``group`` (JSON text decoded, numpy scalars made Python), or
+        ``default``; a missing group is an error unless a default is given."""
         if group not in self.h5:
             if default is not None:
                 return default
@@ -204,6 +207,7 @@ class CheckpointReader:
         return v.item() if hasattr(v, "item") else v
 
     def shared(self, name, shape=None):
+        """A dataset every rank reads whole (e.g. shared weights), checked against ``shape``."""
         data = self._require(name)[...]
         if shape is not None and data.shape != tuple(shape):
             raise PvmpiError(f"'{name}' has shape {data.shape}, the network needs {tuple(shape)}",
@@ -219,20 +223,27 @@ class CheckpointReader:
                              f"{tuple(want)}", file=self.path, hint="the checkpoint comes from another network")
 
     def restricted(self, name, tile, nf):
+        """This rank's tile of a restricted [nbatch, ny, nx, nf] dataset (e.g. V) for its
+        batch elements; element g reads saved element g mod the saved nbatch."""
         ds = self._require(name)
         self._check(name, ds, (tile.ny_global, tile.nx_global, nf))
         return np.stack([ds[g, tile.ky0:tile.ky0 + tile.ny, tile.kx0:tile.kx0 + tile.nx]
                          for g in self._batch_rows(tile)])
 
     def extended(self, name, tile, nf, mx, my):
+        """This rank's tile of an extended dataset (e.g. A), margins ``mx``, ``my``
+        included, for its batch elements (g reads saved g mod the saved nbatch)."""
         ds = self._require(name)
         self._check(name, ds, (tile.ny_global + 2 * my, tile.nx_global + 2 * mx, nf))
         ys, xs = slice(tile.ky0, tile.ky0 + tile.ny + 2 * my), slice(tile.kx0, tile.kx0 + tile.nx + 2 * mx)
         return np.stack([ds[g, ys, xs] for g in self._batch_rows(tile)])
 
     def batch_values(self, name, kb0, nb):
+        """Per-batch-element values of global elements kb0 .. kb0+nb-1 (g reads saved g
+        mod the saved nbatch)."""
         ds = self._require(name)
         return np.stack([ds[(kb0 + b) % self.saved_nbatch] for b in range(nb)])
 
     def close(self):
+        """Close the HDF5 file."""
         self.h5.close()

@@ -344,6 +344,7 @@ class ActivityFile:
         return indices, values
 
     def close(self):
+        """Close the file; no frames can be read after it."""
         self._f.close()
 
     def __enter__(self):

@@ -11,6 +11,8 @@ _F32 = np.float32
 
 
 def transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+    """OpenPV's ANN transfer of one V: AMin below VThresh, a ramp over VWidth, then V − AShift;
+    capped at AMax when ``clip``. With ``on`` false (no VThresh) A = V before the cap."""
     a = v
     if on:
         top = VThresh + VWidth

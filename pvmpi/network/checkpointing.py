@@ -42,6 +42,7 @@ class Signals:
         self.flags[flag] = 1
 
     def uninstall(self):
+        """Put back the handlers :meth:`install` replaced; the run calls it when it ends."""
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         self.previous = {}
@@ -92,6 +93,7 @@ class CheckpointSchedule:
             raise PvmpiError("must be > 0", group=g.name, param="numCheckpointsKept")
 
     def path(self, step):
+        """Directory of the checkpoint of ``step`` in checkpointWriteDir (``Checkpoint<step>``)."""
         return os.path.join(self.directory, checkpoint_name(step, self.final_step, self.width))
 
     def due(self, step, t, dt):
@@ -107,6 +109,8 @@ class CheckpointSchedule:
         return False
 
     def clock_due(self):
+        """Whether checkpointWriteClockInterval of wall-clock time has passed (the clock then
+        restarts); this rank's view, OR-ed over the ranks by :meth:`Signals.exchange`."""
         if self.clock_interval is None:
             return False
         if time.monotonic() - self.clock_started >= self.clock_interval:
@@ -115,6 +119,8 @@ class CheckpointSchedule:
         return False
 
     def final_path(self, step):
+        """Where the end-of-run checkpoint goes: the one of ``step`` in checkpointWriteDir
+        when checkpointWrite is on, else lastCheckpointDir (None: nowhere)."""
         if self.enabled:
             return self.path(step)
         return self.last_dir

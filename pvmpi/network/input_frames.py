@@ -178,6 +178,7 @@ class Jitter:
 
     @classmethod
     def from_params(cls, params, nbatch, seed):
+        """A Jitter from an input layer's params (jitterChangeInterval, maxShiftX, xFlipEnabled, ...)."""
         return cls(nbatch=nbatch, interval=params["jitterChangeInterval"],
                    unit=params["jitterChangeIntervalUnit"], display_period=params["displayPeriod"],
                    max_shift_x=params["maxShiftX"], max_shift_y=params["maxShiftY"],
@@ -189,6 +190,7 @@ class Jitter:
         return self.interval > 0
 
     def due(self, t, dt):
+        """Whether new shifts and flips are drawn at t: jitter on and rint(t/dt) a multiple of the interval."""
         return self.active and int(np.rint(t / dt)) % self.interval == 0
 
     def load(self, t, dt):
@@ -210,6 +212,7 @@ class Jitter:
                 "flip_x": bool(self.flip_x[g]), "flip_y": bool(self.flip_y[g])}
 
     def state(self):
+        """The generator's state and every element's shifts and flips, as JSON-able values for a checkpoint."""
         return {"rng": self.rng.state(), "shift_x": self.shift_x.tolist(), "shift_y": self.shift_y.tolist(),
                 "flip_x": self.flip_x.tolist(), "flip_y": self.flip_y.tolist()}
 

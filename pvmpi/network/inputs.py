@@ -39,6 +39,8 @@ class ImageSource:
         return len(self.files)
 
     def read(self, index, nf):
+        """Image ``index`` as [h, w, nf], features converted to the layer's nf; an error names the
+        image and the layer."""
         from ..io.images import convert_features, load_image
 
         try:
@@ -49,6 +51,7 @@ class ImageSource:
             raise
 
     def description(self, index):
+        """The image's path for the timestamp file ('' when inputPath is a single image)."""
         return "" if self.single else self.files[index]
 
 
@@ -68,15 +71,18 @@ class PvpSource:
         return self.file.num_frames
 
     def read(self, index, nf):
+        """Frame ``index`` of the file (wrapping past the last); the file's nf must be the layer's."""
         if self.file.nf != nf:
             raise PvmpiError(f"the file has nf = {self.file.nf} but the layer has nf = {nf}",
                              file=self.path, group=self.group, param="nf")
         return self.file.read_frame(index % self.file.num_frames)
 
     def description(self, index):
+        """Nothing: a PVP input's timestamp lines name no file."""
         return ""
 
     def close(self):
+        """Close the PVP file."""
         self.file.close()
 
 
@@ -104,9 +110,12 @@ class InputLayer(Layer):
         self.timestamps = None
 
     def initialize(self, seeds):
+        """Load the frames shown at t = 0 (``seeds`` is not used: the indexer and jitter have theirs)."""
         self.load(0.0)
 
     def open_output(self, resume=None):
+        """Open the layer's outputs and, on rank 0 with writeFrameToTimestamp, timestamps/<name>.txt
+        (continued from its checkpointed position on resume)."""
         from ..io.outputs import open_text
 
         super().open_output(resume)
@@ -116,6 +125,7 @@ class InputLayer(Layer):
                                         pos)
 
     def write_checkpoint(self, ck):
+        """The layer's state, the frame indexer's, the timestamp file's position and the jitter."""
         super().write_checkpoint(ck)
         if self.timestamps is not None:
             self.timestamps.flush()
@@ -125,6 +135,8 @@ class InputLayer(Layer):
             ck.attrs(self.key, jitter=self.jitter.state())
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore what :meth:`write_checkpoint` saved; with another nbatch, element g
+        continues saved element g mod n."""
         super().read_checkpoint(rd, fresh_outputs)
         state = rd.attr(self.key, "frame_indexer")
         saved = state["indices"]
@@ -151,6 +163,8 @@ class InputLayer(Layer):
                           x0=t.kx0, y0=t.ky0)
 
     def update(self, t):
+        """Show the next frames: load them (each batch element's index logged first with
+        writeFrameToTimestamp), then advance the frame indexer."""
         if self.timestamps is not None:
             frames = self.indexer.frames()
             for g, i in enumerate(frames):
@@ -161,6 +175,7 @@ class InputLayer(Layer):
         self.indexer.advance()
 
     def close(self):
+        """Close the outputs, the timestamp file and the input file."""
         super().close()
         if self.timestamps is not None:
             self.timestamps.close()
@@ -170,11 +185,11 @@ class InputLayer(Layer):
 
 
 class ImageLayer(InputLayer):
-    pass
+    """OpenPV's ImageLayer: inputPath is an image or a .txt list of images."""
 
 
 class PvpLayer(InputLayer):
-    pass
+    """OpenPV's PvpLayer: inputPath is a PVP activity file."""
 
 
 INPUT_CLASSES = {"ImageLayer": ImageLayer, "PvpLayer": PvpLayer}

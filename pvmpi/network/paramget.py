@@ -16,4 +16,5 @@ def get(params, name, default=None):
 
 
 def get_f32(params, name, default):
+    """``params[name]`` (or ``default``) as float32, the precision OpenPV computes in."""
     return np.float32(get(params, name, default))

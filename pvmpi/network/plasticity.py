@@ -37,12 +37,16 @@ class HebbianUpdater:
         self.waiting = False  # a reduced dW (restored from a checkpoint) waits to be applied
 
     def allocate(self):
+        """dW and the normalizeDw counts (float32, shaped like W) and the float64 buffer that
+        all-reduces them."""
         shape = self.conn.shape
         self.dW = np.zeros(shape, F32)
         self.counts = np.zeros(shape, F32)
         self.reduce_buf = np.zeros((2,) + shape, np.float64)
 
     def due(self, t):
+        """Whether W learns at t: when the trigger layer updates at t + triggerOffset, else every
+        weightUpdatePeriod from the last update (initialWeightUpdateTime first)."""
         if self.trigger is not None:
             return self.trigger.due(t + self.trigger_offset)
         return periodic_due(t, self.last_update, self.period, self.run.dt)
@@ -88,6 +92,7 @@ class HebbianUpdater:
         self.reduce_buf[1] = self.counts
 
     def finish_reduction(self):
+        """Wait for the dW all-reduce in flight (timed as all-reduce); the reduced dW."""
         if self.pending is not None:
             self.run.timers.call("allreduce:" + self.conn.name, self.pending.Wait)
             self.pending = None
@@ -95,6 +100,8 @@ class HebbianUpdater:
         return self.reduced_dw()
 
     def reduced_dw(self):
+        """The all-reduced dW as float32: divided by the counts for shared weights with
+        normalizeDw (0 where none), else the sum."""
         dw, counts = self.reduce_buf
         if self.normalize_dw and self.conn.shared:  # non-shared dW is always the sum (facts §4.5)
             out = np.divide(dw, counts, out=np.zeros_like(dw), where=counts > 0)
@@ -103,12 +110,15 @@ class HebbianUpdater:
         return out.astype(F32)
 
     def apply(self, dw):
+        """Add dW (through :meth:`momentum`) to W; every dWMaxDecayInterval updates, dWMax
+        shrinks by dWMaxDecayFactor."""
         self.conn.W += self.momentum(dw)
         self.num_updates += 1
         if self.decay_interval > 0 and self.num_updates % self.decay_interval == 0:
             self.dw_max *= 1 - self.decay_factor
 
     def momentum(self, dw):
+        """The change added to W: dW as it is (MomentumConn mixes in prev_dW)."""
         return dw
 
     def write_checkpoint(self, ck, key):
@@ -126,6 +136,8 @@ class HebbianUpdater:
                       "(immediateWeightUpdate = false), float64")
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
+        """Restore dWMax, the update schedule (unless ``fresh_outputs``: initialising from
+        a checkpoint) and a reduced dW still waiting to be applied."""
         self.dw_max = rd.attr(key, "dw_max", self.dw_max)
         if not fresh_outputs:
             self.last_update = rd.attr(key, "last_update")
@@ -135,12 +147,13 @@ class HebbianUpdater:
             self.reduce_buf[...] = rd.shared(key + "/dW", self.reduce_buf.shape)
 
     def open_output(self, resume=None):
-        pass
+        """No output of its own (MomentumConn writes prev_dW)."""
 
     def write_output(self, t):
-        pass
+        """Nothing to write (see :meth:`open_output`)."""
 
     def close(self):
+        """Complete a dW all-reduce still in flight, so no MPI request outlives the run."""
         if self.pending is not None:
             self.pending.Wait()
             self.pending = None
@@ -163,6 +176,7 @@ class MomentumUpdater(HebbianUpdater):
         self.writer = None
 
     def allocate(self):
+        """Also prev_dW: zero, or read from initPrev_dWFile (frame prev_dWFrameNumber)."""
         super().allocate()
         g = self.conn.group
         self.prev_dW = np.zeros(self.conn.shape, F32)
@@ -171,6 +185,8 @@ class MomentumUpdater(HebbianUpdater):
                                                       self.conn, "initPrev_dWFile")
 
     def momentum(self, dw):
+        """(1−f)·dW + f·prev_dW − c·W (no 1−f with the deprecated momentumTau), c = momentumDecay
+        (times dWMax for 'alex'); kept as the next prev_dW."""
         c = F32(self.decay * self.dw_max if self.method == "alex" else self.decay)
         W = self.conn.W
         if self.deprecated:
@@ -186,10 +202,12 @@ class MomentumUpdater(HebbianUpdater):
         ck.attrs(key, prev_delta_frames=self.writer.num_frames if self.writer is not None else -1)
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
+        """Also restore prev_dW."""
         super().read_checkpoint(rd, key, fresh_outputs)
         self.prev_dW[...] = rd.shared(key + "/prev_dW", self.prev_dW.shape)
 
     def open_output(self, resume=None):
+        """Open <conn>.prevDelta.pvp for prev_dW, cut back to its checkpointed frames on resume."""
         from ..io import pvp
         from ..io.outputs import continue_output
 
@@ -200,11 +218,13 @@ class MomentumUpdater(HebbianUpdater):
             continue_output(self.writer, frames)
 
     def write_output(self, t):
+        """Append prev_dW at time t to <conn>.prevDelta.pvp."""
         if self.writer is not None:
             c = self.conn
             self.writer.write(t, self.prev_dW, c.xmap.n_kernels, c.ymap.n_kernels, c.pre.nf)
 
     def close(self):
+        """Also close the prevDelta file."""
         super().close()
         if self.writer is not None:
             self.writer.close()
@@ -212,4 +232,5 @@ class MomentumUpdater(HebbianUpdater):
 
 
 def make_updater(conn, layers):
+    """The weight updater of a plastic connection: MomentumUpdater for a MomentumConn, else Hebbian."""
     return (MomentumUpdater if conn.group.cls == "MomentumConn" else HebbianUpdater)(conn, layers)

@@ -216,6 +216,7 @@ class TausBank:
         return self.s1.size
 
     def copy(self):
+        """An independent bank in the same state: drawing from one does not step the other."""
         new = TausBank.__new__(TausBank)
         new.s0, new.s1, new.s2, new.s3 = (a.copy() for a in (self.s0, self.s1, self.s2, self.s3))
         return new

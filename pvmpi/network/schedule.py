@@ -26,11 +26,14 @@ class UpdateController:
         self.trigger_offset = trigger_offset
 
     def due(self, t):
+        """Whether the layer updates at t: when its trigger layer would at t + triggerOffset, else
+        periodically from its last update."""
         if self.trigger is not None:
             return self.trigger.due(t + self.trigger_offset)
         return periodic_due(t, self.last_update, self.period, self.dt)
 
     def mark(self, t):
+        """Record an update at t; the period counts from here."""
         self.last_update = t
 
 
@@ -43,6 +46,8 @@ class WriteSchedule:
         self.slack = slack
 
     def due(self, t):
+        """Whether to write at t; advances the next write time, so ask once per step (writeStep 0:
+        once; < 0: never)."""
         if self.step < 0:
             return False
         if t >= self.next - self.slack:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 
 class Timers:
+    """Exclusive wall-clock seconds and call counts per named timer (``phase`` or ``phase:object``)."""
+
     def __init__(self):
         self.totals = defaultdict(float)
         self.counts = defaultdict(int)
@@ -30,6 +32,7 @@ class Timers:
 
     @contextmanager
     def time(self, name):
+        """Context manager timing its block under ``name``."""
         t0 = self._start()
         try:
             yield
@@ -37,6 +40,7 @@ class Timers:
             self._stop(name, t0)
 
     def call(self, name, fn, *args):
+        """``fn(*args)`` timed under ``name``; returns its result."""
         t0 = self._start()
         try:
             return fn(*args)
@@ -51,5 +55,6 @@ class Timers:
         return dict(out)
 
     def reset(self):
+        """Zero every total and count, e.g. after the bench's warm-up steps."""
         self.totals.clear()
         self.counts.clear()

@@ -16,11 +16,13 @@ class ColumnEnergyProbe(Probe):
         self.terms = []
 
     def link(self, layers, probes):
+        """Collect the terms: every probe whose energyProbe names this one."""
         super().link(layers, probes)
         self.terms = [p for p in probes.values() if p.group["energyProbe"] == self.name]
         self.nb = run_nb(self.run)
 
     def open_output(self, resume=None):
+        """Open the output files; a new file starts with the header ``time,index,energy``."""
         super().open_output(resume)
         if resume is None and self.files is not None and not self.files.to_log:
             self.files.write_all("time,index,energy\n")
@@ -28,12 +30,14 @@ class ColumnEnergyProbe(Probe):
     needs_key = True
 
     def compute(self, key):
+        """E_b of each local batch element at step ``key``: Σ coefficient · value_b of the terms."""
         total = np.zeros(self.nb)
         for term in self.terms:
             total += term.coefficient * term.values(key)
         return total
 
     def line(self, t, b, value):
+        """Time, global batch index and energy (the probe's name first when writing to the log)."""
         prefix = f'"{self.name}",' if self.files.to_log else ""
         return f"{prefix}{t:10f}, {self.run.batch_slice[0] + b}, {value:10.9f}\n"
 
@@ -50,6 +54,7 @@ class QuotientProbe(Probe):
     needs_key = True
 
     def link(self, layers, probes):
+        """Find the numerator and denominator probes."""
         super().link(layers, probes)
         self.numerator = probes[self.group["numerator"]]
         self.denominator = probes[self.group["denominator"]]
@@ -60,17 +65,21 @@ class QuotientProbe(Probe):
         return self.group["message"] or ""
 
     def open_output(self, resume=None):
+        """Open the output files; a new file starts with ``Probe_name,time,index,<message>``."""
         super().open_output(resume)
         if resume is None and self.files is not None and not self.files.to_log:
             self.files.write_all(f"Probe_name,time,index,{self.message}\n")
 
     def compute(self, key):
+        """numerator / denominator per batch element at step ``key``, in float64 (inf or nan
+        for a zero denominator, as in C++)."""
         num = np.asarray(self.numerator.values(key), np.float64)
         den = np.asarray(self.denominator.values(key), np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):  # C++ gives inf/nan as well
             return num / den
 
     def output(self, t):
+        """When triggered, sample and write ``"<message>",<t>,<g>,<value>`` per batch element."""
         if not self.triggered(t):
             return
         vals = self.values()
@@ -82,6 +91,7 @@ class QuotientProbe(Probe):
 
 
 def run_nb(run):
+    """Number of batch elements on this rank."""
     return run.batch_slice[1]
 
 
@@ -89,6 +99,8 @@ class AdaptiveTimeScaleProbe(Probe):
     """Per-batch-element time scale Δ_b from the decay of the energy (facts §5.4)."""
 
     def link(self, layers, probes):
+        """Find the target energy probe; every batch element starts at timeScale baseMin,
+        timeScaleMax baseMax and timeScaleTrue -1."""
         super().link(layers, probes)
         g = self.group
         self.target = probes[g["targetName"]]
@@ -124,26 +136,35 @@ class AdaptiveTimeScaleProbe(Probe):
         self.t = t
 
     def knee(self, b):
-        pass
+        """Hook on batch element b after it adapted; nothing here (KneeTimeScaleProbe bends
+        timeScaleMax)."""
 
     def write_checkpoint(self, ck):
+        """Also timeScale, timeScaleTrue and timeScaleMax per batch element
+        (OpenPV's timescaleinfo)."""
         super().write_checkpoint(ck)
         state = np.stack([self.time_scale, self.time_scale_true, self.time_scale_max], axis=1)
         ck.batch_values(self.key + "/timescaleinfo", state,
                         "per batch element: timeScale, timeScaleTrue, timeScaleMax (facts §5.4)")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore the time scales of this rank's batch elements."""
         kb0, nb = self.run.batch_slice
         state = rd.batch_values(self.key + "/timescaleinfo", kb0, nb)
         self.time_scale[...], self.time_scale_true[...], self.time_scale_max[...] = state.T
 
     def trigger_fires(self, t):
+        """Whether the trigger layer updates at t + triggerOffset; then every time
+        scale restarts from baseMin and baseMax."""
         return self.trigger is not None and self.trigger.due(t + self.group["triggerOffset"])
 
     def time_scales(self):
+        """Δ_b per local batch element, used by HyPerLCALayer's exp_tau in place of dt."""
         return self.time_scale
 
     def output(self, t):
+        """Write timeScale, timeScaleTrue and timeScaleMax of each batch element
+        (named fields if writeTimeScaleFieldnames)."""
         if self.files is None:
             return
         kb0 = self.run.batch_slice[0]
@@ -166,6 +187,8 @@ class KneeTimeScaleProbe(AdaptiveTimeScaleProbe):
         super().adapt(t)
 
     def knee(self, b):
+        """Past kneeThresh, this step's growth of timeScaleMax is scaled by kneeSlope and
+        timeScale capped at it."""
         g = self.group
         if self.time_scale_max[b] > g["kneeThresh"]:
             old = self.old_max[b]

@@ -12,6 +12,7 @@ from ..io.outputs import open_text
 
 
 def batch_file_name(path, g):
+    """File of global batch element g: ``dir/name_batchElement_<g>.ext`` for ``dir/name.ext``."""
     stem, ext = os.path.splitext(path)
     return f"{stem}_batchElement_{g}{ext}"
 
@@ -46,6 +47,7 @@ class BatchFiles:
             self.files[self.kb0 + b].write(text)
 
     def write_all(self, text):
+        """Write text (e.g. a header) to every local batch element's file."""
         for b in range(self.nb if self.writes else 0):
             self.write(b, text)
 
@@ -60,12 +62,14 @@ class BatchFiles:
                         np.int64)
 
     def flush(self):
+        """Flush the files, or stdout when the probe writes to the log."""
         for f in self.files.values():
             f.flush()
         if self.to_log and self.writes:
             sys.stdout.flush()
 
     def close(self):
+        """Close the files."""
         for f in self.files.values():
             f.close()
         self.files = {}
