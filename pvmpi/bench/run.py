@@ -38,6 +38,7 @@ GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn
 
 
 def build_parser():
+    """The argument parser of ``python -m pvmpi bench``."""
     p = argparse.ArgumentParser(
         prog="python -m pvmpi bench",
         description="Time steps of a network: ms per step, split by phase, GFLOP/s against the machine's "
@@ -95,6 +96,11 @@ def idle_barrier(comm):
 
 
 def main(argv):
+    """Run the bench on every rank; returns the exit status (rank 0 prints the report or JSON).
+
+    Without -w a config that needs the shared bench folder runs in a temporary copy of it;
+    without -o the outputs go to a temporary directory; both are removed at the end.
+    """
     t_entry = time.perf_counter()
     args = build_parser().parse_args(argv)
     for name in ("steps", "repeat"):
@@ -480,6 +486,7 @@ def _fmt_layout(lay):
 
 
 def format_report(r):
+    """The human-readable report of one bench result `r` (as printed without --json)."""
     step = r["ms_per_step_mean"]
     lines = [
         f"pvmpi bench {r['config']}",

@@ -230,6 +230,7 @@ def to_host(a):
 
 
 def synchronize():
+    """Wait until the device has finished every kernel launched so far (launches are asynchronous)."""
     cuda.synchronize()
 
 

@@ -58,6 +58,7 @@ class Column:
 
     # ------------------------------------------------------------ services for the objects
     def tile(self, nx, ny, name=None):
+        """This rank's tile of an nx × ny layer over the column's nbatch (batch slice, rows and columns)."""
         return self.comms.tile(self.model.column["nbatch"], ny, nx, name=name)
 
     def output_file(self, relpath):
@@ -76,6 +77,10 @@ class Column:
         return s
 
     def initial_v(self, layer, seeds):
+        """V at t = 0 of a layer from its InitVType (facts §3.5), this rank's tile only.
+
+        Random types draw their seeds from `seeds` for the global layer, so V does not depend on the MPI layout.
+        """
         from ..io.pvp import ActivityFile
         from .initializers import init_v, init_v_seed_count
 
@@ -97,6 +102,11 @@ class Column:
                       nf=layer.nf, read_pvp_frame=read_frame, pvp_frame_count=frame_count, group=g.name)
 
     def initial_weights(self, conn, seeds):
+        """W at t = 0 of a connection from its weightInitType (facts §4.7).
+
+        Shared weights are seeded per kernel; non-shared per global extended pre neuron,
+        so the weights do not depend on the MPI layout (facts §3.11(c)).
+        """
         from .initializers import init_weights, weights_seed_count
 
         g = conn.group
@@ -141,6 +151,7 @@ class Column:
                                nf_pre=pre.nf, nf_post=conn.post.nf, self_connection=pre is conn.post)
 
     def read_weights(self, path, frame, conn, param):
+        """One frame's weights from a PVP weights file (initWeightsFile); a missing file is an error on `param`."""
         from ..io.pvp import read_weights
 
         if not os.path.exists(path):
@@ -243,6 +254,7 @@ class Column:
             conn.write_output(0.0)
 
     def stateful(self):
+        """Every layer, connection and probe: the objects with checkpoint state and output files."""
         return list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values())
 
     # ------------------------------------------------------------ checkpoints
@@ -400,10 +412,12 @@ class Column:
         return float(np.mean(self.energy_probes[0].values()))
 
     def failures(self):
+        """The messages of RequireAllZeroActivityProbes that fail the run; empty if none."""
         return [f for p in self.probes.values() if isinstance(p, RequireAllZeroActivityProbe)
                 for f in [p.failure()] if f]
 
     def close(self):
+        """Close the output files of every layer, connection and probe."""
         for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
             obj.close()
 

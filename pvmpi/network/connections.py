@@ -30,6 +30,7 @@ class Connection:
         self.post = None
 
     def link(self, layers, connections):
+        """Resolve preLayerName and postLayerName to this rank's layers (clones find originals in `connections`)."""
         self.pre = layers[self.group["preLayerName"]]
         self.post = layers[self.group["postLayerName"]]
 
@@ -52,25 +53,27 @@ class Connection:
         return 0, 0
 
     def uses_active_list(self):
+        """Whether the pre layer must build its active list at publish (sparse delivery, learning)."""
         return False
 
     def allocate(self):
-        pass
+        """Buffers that depend on final margins, after every layer has allocated; none here."""
 
     def initialize(self, seeds):
-        pass
+        """InitializeState (facts §3.1): draw initial weights from `seeds` in params-file order; none here."""
 
     def normalize_on_initialize(self):
-        pass
+        """Start-up normalisation of the initial (or checkpoint-read) weights; none here."""
 
     def deliver(self):
+        """Add this connection's input into the post layer's GSyn channel: per arbor, at that arbor's delay."""
         raise NotImplementedError
 
     def finalize(self):
         """After weight updates: follow the original's weights (transposes)."""
 
     def open_output(self, resume=None):
-        pass
+        """Open the weights file, continuing it when `resume` is a checkpoint being continued; none here."""
 
     @property
     def key(self):
@@ -80,13 +83,13 @@ class Connection:
         """Connections without weights of their own hold no state."""
 
     def read_checkpoint(self, rd, fresh_outputs=False):
-        pass
+        """Restore state from checkpoint `rd` (fresh_outputs: keep the new output schedule); none here."""
 
     def write_output(self, t):
-        pass
+        """Write the weights at time t if writeStep says a frame is due; none here."""
 
     def close(self):
-        pass
+        """Close output files; none here."""
 
 
 class IdentConn(Connection):
@@ -95,6 +98,10 @@ class IdentConn(Connection):
     scale = 1.0
 
     def deliver(self):
+        """GSyn_ch += scale * A_pre, neuron by neuron, for each delay; channelCode -1 delivers nothing.
+
+        A stale channel is overwritten rather than cleared and then added to.
+        """
         if self.channel < 0:
             return
         for d in self.delays():
@@ -109,6 +116,8 @@ class IdentConn(Connection):
 
 
 class RescaleConn(IdentConn):
+    """IdentConn with the factor `scale` from its params: GSyn_ch += scale * A_pre (facts §4.3)."""
+
     @property
     def scale(self):
         return self.group["scale"]
@@ -120,10 +129,12 @@ class WeightedConnection(Connection):
     has_weights = True
 
     def link(self, layers, connections):
+        """Resolve pre and post, then build the x and y axis maps of the patch geometry."""
         super().link(layers, connections)
         self.maps = self.axis_maps()
 
     def axis_maps(self):
+        """The (x, y) axis maps from pre to post (facts §4.1); each subclass derives its patch size."""
         raise NotImplementedError
 
     @property
@@ -180,9 +191,15 @@ class WeightedConnection(Connection):
         return "pre"
 
     def uses_active_list(self):
+        """Sparse delivery scatters from the pre layer's active list; channelCode -1 delivers nothing."""
         return self.channel >= 0 and self.delivery_mode() == "sparse"
 
     def allocate(self):
+        """Choose the delivery path once margins are final.
+
+        Gather (post-perspective) and GEMM delivery need post tables; the im2col
+        plan is kept only when the backend has GEMM delivery and it pays off.
+        """
         self.im2col = None
         mode = self.delivery_mode() if self.channel >= 0 else None
         gemm = mode in ("pre", "post") and getattr(self.run.kernels, "GEMM_DELIVERY", False)
@@ -198,10 +215,16 @@ class WeightedConnection(Connection):
                 self.im2col = plan
 
     def map_args(self):
+        """The x then y (mul, off, div, kernels) arguments of the pre and sparse delivery kernels."""
         xm, ym = self.xmap, self.ymap
         return (xm.mul, xm.off, xm.div, self.kernels_x, ym.mul, ym.off, ym.div, self.kernels_y)
 
     def deliver(self):
+        """One kernel call per arbor on the whole local batch, reading the data store at the arbor's delay.
+
+        im2col GEMM where planned, else post gather, sparse scatter from the active
+        list, or dense pre-perspective scatter (facts §4.2).
+        """
         if self.channel < 0:
             return
         k = self.run.kernels
@@ -246,6 +269,7 @@ class HyPerConn(WeightedConnection):
         return self.group["sharedWeights"]
 
     def axis_maps(self):
+        """Axis maps from nxp/nyp and the local pre/post sizes; an invalid ratio names nxp or nyp."""
         maps = []
         for axis, n_pre, n_post in (("x", self.pre.tile.nx, self.post.tile.nx),
                                     ("y", self.pre.tile.ny, self.post.tile.ny)):
@@ -265,6 +289,7 @@ class HyPerConn(WeightedConnection):
         return (self.num_arbors, self.num_kernels, g["nyp"], g["nxp"], g["nfp"])
 
     def link(self, layers, connections):
+        """Also build the weight updater (Hebbian, or momentum for a MomentumConn) when plasticityFlag is set."""
         super().link(layers, connections)
         if self.plastic:
             from .plasticity import make_updater
@@ -272,18 +297,22 @@ class HyPerConn(WeightedConnection):
             self.updater = make_updater(self, layers)
 
     def uses_active_list(self):
+        """Learning from a sparse pre layer also walks its active list."""
         return super().uses_active_list() or (self.plastic and self.pre.group["sparseLayer"])
 
     def initialize(self, seeds):
+        """W at t = 0 from weightInitType (seeds in params-file order); a plastic connection allocates dW."""
         self.W = self.run.initial_weights(self, seeds)
         if self.plastic:
             self.updater.allocate()
 
     def normalize_on_initialize(self):
+        """Normalise the start-up weights when normalizeOnInitialize is set (facts §3.1 step 5)."""
         if self.group["normalizeOnInitialize"]:
             self.normalize()
 
     def normalize(self):
+        """Apply normalizeMethod to W (facts §4.8) and bump `version` for transposes; 'none' does nothing."""
         from .normalizers import normalize
 
         g = self.group
@@ -295,12 +324,17 @@ class HyPerConn(WeightedConnection):
         self.version += 1
 
     def update_weights(self, t):
+        """Hebbian update if due at t, then renormalise if normalizeOnWeightUpdate (facts §4.5)."""
         if self.plastic and self.updater.update(t):
             if self.group["normalizeOnWeightUpdate"]:
                 self.normalize()
             self.version += 1
 
     def open_output(self, resume=None):
+        """The root opens <outputPath>/<name>.pvp and the updater's files; nothing if writeStep < 0.
+
+        When continuing a checkpoint the file is cut back to its checkpointed frame count and appended.
+        """
         from ..io import pvp
         from ..io.outputs import continue_output
 
@@ -345,6 +379,10 @@ class HyPerConn(WeightedConnection):
             self.updater.write_checkpoint(ck, self.key)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore W, the write schedule (unless fresh_outputs) and the updater's state.
+
+        Non-shared weights are read from the global array, this tile's patches picked out.
+        """
         if self.shared:
             self.W[...] = rd.shared(self.key + "/W", self.W.shape)
         else:
@@ -359,6 +397,7 @@ class HyPerConn(WeightedConnection):
             self.updater.read_checkpoint(rd, self.key, fresh_outputs)
 
     def write_output(self, t):
+        """Append a weights frame (PVP type 5) when due; a MomentumConn's updater also writes prev_dW."""
         if self.group["writeStep"] < 0 or not self.write_schedule.due(t):
             return
         if self.writer is not None:
@@ -367,6 +406,7 @@ class HyPerConn(WeightedConnection):
                 self.updater.write_output(t)
 
     def close(self):
+        """Close the weights file and the updater (its outputs, any dW all-reduce in flight)."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -382,6 +422,7 @@ class CloneConn(WeightedConnection):
     """Delivers with the original connection's weights (same geometry)."""
 
     def link(self, layers, connections):
+        """Take the original's axis maps and weights; pre and post must have the original's sizes."""
         self.original = connections[self.group["originalConnName"]]
         Connection.link(self, layers, connections)
         self.maps = self.original.maps
@@ -405,6 +446,7 @@ class CloneConn(WeightedConnection):
         return self.original.W
 
     def allocate(self):
+        """Non-shared weights are indexed by extended pre neuron, so the pre margins must match the original's."""
         o = self.original
         if not o.shared and (self.pre.margin_x, self.pre.margin_y) != (o.pre.margin_x, o.pre.margin_y):
             raise PvmpiError(f"cloning the non-shared weights of '{o.name}' needs the same pre-layer margins",
@@ -424,6 +466,10 @@ class TransposeConn(WeightedConnection):
     version = 0
 
     def link(self, layers, connections):
+        """Resolve the original (shared weights only) and check that pre and post match its post and pre.
+
+        The axis maps use the original's post-perspective patch size (facts §4.1).
+        """
         self.original = connections[self.group["originalConnName"]]
         Connection.link(self, layers, connections)
         o = self.original

@@ -56,11 +56,13 @@ class Layer:
         return buf[:, my:my + self.tile.ny, mx:mx + self.tile.nx, :]
 
     def require_margin(self, mx, my):
+        """Grow the halo to at least (mx, my): the margin is the max over outgoing connections (facts §3.5)."""
         self.margin_x = max(self.margin_x, mx)
         self.margin_y = max(self.margin_y, my)
 
     # --- set-up
     def allocate(self):
+        """A, the data-store levels, GSyn and the halo exchange, once margins, delays and channels are final."""
         from ..parallel.halo import HaloExchange
 
         self.A = np.zeros(self.extended_shape, F32)
@@ -81,9 +83,11 @@ class Layer:
 
     # --- time step
     def needs_update(self, t):
+        """Whether the layer updates at t: every deltaUpdateTime, or on its trigger (facts §3.3)."""
         return self.controller.due(t)
 
     def update(self, t):
+        """New V and A for time t from this step's GSyn; each layer class defines its dynamics."""
         raise NotImplementedError
 
     def begin_delivery(self):
@@ -176,9 +180,11 @@ class Layer:
         return stats
 
     def level(self, delay_steps):
+        """The extended activity published `delay_steps` steps ago: what connections deliver from."""
         return self.store[delay_steps]
 
     def active_level(self, delay_steps):
+        """That data-store level's active list (offsets, idx, val) for sparse delivery and learning."""
         return self.active[delay_steps]
 
     # --- output
@@ -204,6 +210,10 @@ class Layer:
         return "layers/" + self.name
 
     def write_checkpoint(self, ck):
+        """Save A and every data-store level as global extended arrays, with the update and write times.
+
+        Global arrays let a run with any MPI layout read the checkpoint (facts §6.3).
+        """
         t = self.tile
         ck.extended(self.key + "/A", self.A, t, self.margin_x, self.margin_y,
                     "activity A, global extended [batch, y, x, f] (halo included)")
@@ -214,6 +224,11 @@ class Layer:
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore A and the data store (rebuilding their active lists).
+
+        The last update time and the write schedule are restored too, unless fresh_outputs
+        (initializeFromCheckpointDir: the run starts at t = 0).
+        """
         t = self.tile
         self.invalidate_stats()
         self.A[...] = rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y)
@@ -226,6 +241,7 @@ class Layer:
             self.write_schedule.next = rd.attr(self.key, "next_write")
 
     def write_output(self, t):
+        """Collective: gather the restricted A and, when a frame is due, the root appends it to the .pvp."""
         if self.writer is None and self.group["writeStep"] < 0:
             return
         if not self.write_schedule.due(t):
@@ -235,6 +251,7 @@ class Layer:
             self.writer.write(t, frames)
 
     def close(self):
+        """Close the output file."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -246,6 +263,7 @@ class HyPerLayer(Layer):
     has_v = True
 
     def allocate(self):
+        """Also V and the channel coefficients: [1, -1] unless channelIndices/channelCoefficients say otherwise."""
         super().allocate()
         self.V = np.zeros(self.restricted_shape, F32)
         coeffs = np.zeros(self.channels, F32)
@@ -283,10 +301,12 @@ class HyPerLayer(Layer):
         self.transfer()
 
     def write_checkpoint(self, ck):
+        """Also V, as a global restricted array."""
         super().write_checkpoint(ck)
         ck.restricted(self.key + "/V", self.V, self.tile, "membrane potential V, global [batch, y, x, f]")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Also V."""
         super().read_checkpoint(rd, fresh_outputs)
         self.V[...] = rd.restricted(self.key + "/V", self.tile, self.nf)
 
@@ -298,11 +318,16 @@ class HyPerLayer(Layer):
         return self.G
 
     def reset_state(self, t):
+        """resetStateOnTrigger: when the trigger fires at t, copy triggerResetLayerName's V into V.
+
+        A reset layer without V gives its restricted A instead (facts §3.3).
+        """
         if self.reset_layer is not None and self.trigger_controller.due(t):
             src = self.reset_layer
             self.V[...] = src.V if src.has_v else src.restricted(src.A)
 
     def update(self, t):
+        """After any trigger reset, V = G (the coefficient-weighted channels); then transfer() sets A."""
         self.reset_state(t)
         self.V[...] = self.accumulate()
         self.transfer()
@@ -316,6 +341,7 @@ class ConstantLayer(HyPerLayer):
     """Keeps its initial state."""
 
     def needs_update(self, t):
+        """Never: the layer keeps its initial state."""
         return False
 
 
@@ -323,6 +349,10 @@ class ANNLayer(HyPerLayer):
     """V = G, A = transfer(V) with OpenPV's piecewise-linear transfer function (facts §3.6)."""
 
     def allocate(self):
+        """Also the transfer function's parameters (facts §3.6), or its verticesV/verticesA form if given.
+
+        A negative VWidth is turned into a positive one as OpenPV does.
+        """
         super().allocate()
         g = self.group
         vthresh, vwidth = g["VThresh"], g["VWidth"]
@@ -365,6 +395,7 @@ class ANNErrorLayer(ANNLayer):
     """V = errScale * (exc - inh), then the transfer function (facts §3.8)."""
 
     def update(self, t):
+        """V = errScale · G after any trigger reset, then the transfer function."""
         self.reset_state(t)
         np.multiply(self.accumulate(), F32(self.group["errScale"]), out=self.V)
         self.transfer()
@@ -374,6 +405,7 @@ class HyPerLCALayer(ANNLayer):
     """LCA: V ← e·V + (1−e)(G + selfInteract·A), e = exp(−Δ_b·dt/τ) per batch element (facts §3.7)."""
 
     def link(self, layers):
+        """Start without an adaptive time scale; the column sets `time_scale_probe` after linking probes."""
         super().link(layers)
         self.time_scale_probe = None
 
@@ -387,6 +419,10 @@ class HyPerLCALayer(ANNLayer):
         return np.exp(-np.asarray(deltas, np.float64) / (self.group["timeConstantTau"] / dt)).astype(F32)
 
     def update(self, t):
+        """One LCA step: a single kernel updates V and A from the last published A and sums V.
+
+        ΣV is kept for the numerical guard; a vertices transfer is applied afterwards.
+        """
         self.reset_state(t)
         g = self.group
         exp_tau = self.exp_tau()
@@ -403,10 +439,12 @@ class MomentumLCALayer(HyPerLCALayer):
     """drive = (1−e)(G + selfInteract·A); V ← e·V + drive + LCAMomentumRate·previous drive."""
 
     def allocate(self):
+        """Also the previous drive, zero at the start."""
         super().allocate()
         self.prev_drive = np.zeros(self.restricted_shape, F32)
 
     def update(self, t):
+        """The momentum LCA step (class docstring); this drive is kept for the next update."""
         self.reset_state(t)
         g = self.group
         e = self.exp_tau()[:, None, None, None]
@@ -417,10 +455,12 @@ class MomentumLCALayer(HyPerLCALayer):
         self.transfer()
 
     def write_checkpoint(self, ck):
+        """Also the previous drive (prevDrive), so a continued run keeps its momentum."""
         super().write_checkpoint(ck)
         ck.restricted(self.key + "/prevDrive", self.prev_drive, self.tile, "previous LCA drive (momentum)")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Also the previous drive."""
         super().read_checkpoint(rd, fresh_outputs)
         self.prev_drive[...] = rd.restricted(self.key + "/prevDrive", self.tile, self.nf)
 
@@ -429,6 +469,7 @@ class LeakyIntegrator(ANNLayer):
     """V ← V·exp(−dt/integrationTime) + G, then the transfer function."""
 
     def update(self, t):
+        """V ← V·exp(−dt/integrationTime) + G after any trigger reset, then the transfer function."""
         self.reset_state(t)
         decay = F32(np.exp(-np.float32(self.run.dt) / np.float32(self.group["integrationTime"])))
         self.V *= decay

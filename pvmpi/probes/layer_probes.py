@@ -23,11 +23,16 @@ class Probe:
         self._cache = (None, None)
 
     def link(self, layers, probes):
+        """Resolve triggerLayerName to that layer's update controller."""
         trig = self.group["triggerLayerName"]
         if trig is not None:
             self.trigger = layers[trig].controller
 
     def open_output(self, resume=None):
+        """With textOutputFlag: one output file per local batch element, or the log (facts §5.1).
+
+        When continuing a checkpoint the files are cut back to their checkpointed positions.
+        """
         if self.group["textOutputFlag"]:
             positions = None
             if resume is not None and self.group["probeOutputFile"] is not None:
@@ -48,9 +53,10 @@ class Probe:
                             "bytes written to each batch element's output file")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
-        pass
+        """Nothing here: the file positions reach :meth:`open_output` through `resume`."""
 
     def triggered(self, t):
+        """Sample at t? Always without a trigger; else when the trigger layer would update at t + triggerOffset."""
         return self.trigger is None or self.trigger.due(t + self.group["triggerOffset"])
 
     def values(self, key=None):
@@ -85,9 +91,11 @@ class Probe:
         return np.zeros(self.run.batch_slice[1])
 
     def invalidate(self):
+        """Forget the cached values, so that the next :meth:`values` recomputes them."""
         self._cache = (None, None)
 
     def compute(self):
+        """Values per local batch element of the current state (given the step if `needs_key`); see values()."""
         raise NotImplementedError
 
     def output(self, t):
@@ -101,21 +109,30 @@ class Probe:
             self.files.write(b, self.line(t, b, vals[b]))
 
     def line(self, t, b, value):
+        """The text written for local batch element b at time t."""
         raise NotImplementedError
 
     def flush(self):
+        """Flush the output files, so the positions a checkpoint records are on disk."""
         if self.files is not None:
             self.files.flush()
 
     def close(self):
+        """Close the output files."""
         if self.files is not None:
             self.files.close()
 
 
 class LayerProbe(Probe):
+    """A probe of one target layer's restricted activity, optionally masked by maskLayerName (facts §5.2).
+
+    Sampled when the target's phase writes its output.
+    """
+
     phase_probe = True  # sampled when the target layer's phase outputs
 
     def link(self, layers, probes):
+        """Resolve targetLayer and maskLayerName; the mask needs the target's nx and ny, and its nf or nf = 1."""
         super().link(layers, probes)
         self.target = layers[self.group["targetLayer"]]
         mask = self.group["maskLayerName"]
@@ -152,11 +169,13 @@ class LayerProbe(Probe):
         return self.run.kernels.layer_stats(X, lt, up, t.ny, t.nx, self.nnz_threshold)
 
     def compute(self):
+        """Add this tile's [Σa, Σ|a|, Σa², nnz] over the spatial ranks; :meth:`finish` makes the value."""
         sums = np.ascontiguousarray(self.local_stats()[:, :4])
         self.run.comms.spatial_sum(sums)
         return self.finish(sums)
 
     def finish(self, sums):
+        """The value per batch element from the global [Σa, Σ|a|, Σa², nnz] sums, shaped [nb, 4]."""
         raise NotImplementedError
 
     def line(self, t, b, value):
@@ -166,38 +185,59 @@ class LayerProbe(Probe):
 
 
 class L2NormProbe(LayerProbe):
+    """(Σa²)^(exponent/2) per batch element: the Euclidean norm with the default exponent 1."""
+
     def finish(self, sums):
+        """Raise Σa² to the power exponent/2."""
         return sums[:, 2] ** (self.group["exponent"] / 2.0)
 
 
 class L1NormProbe(LayerProbe):
+    """Σ|a| per batch element."""
+
     def finish(self, sums):
+        """Pick Σ|a|."""
         return sums[:, 1]
 
 
 class L0NormProbe(LayerProbe):
+    """Number of activities with |a| > nnzThreshold, per batch element."""
+
     @property
     def nnz_threshold(self):
         return self.group["nnzThreshold"]
 
     def finish(self, sums):
+        """Pick the count above nnzThreshold."""
         return sums[:, 3]
 
 
 class L1NormLCAProbe(L1NormProbe):
+    """L1 norm whose energy coefficient is the target's VThresh: the sparsity term of the LCA energy."""
+
     def link(self, layers, probes):
+        """Set the coefficient to the target layer's VThresh."""
         super().link(layers, probes)
         self.coefficient = self.target.group["VThresh"]
 
 
 class L0NormLCAProbe(L0NormProbe):
+    """L0 norm whose energy coefficient is VThresh²/2: the sparsity term of hard-threshold LCA."""
+
     def link(self, layers, probes):
+        """Set the coefficient to VThresh²/2 of the target layer."""
         super().link(layers, probes)
         self.coefficient = self.target.group["VThresh"] ** 2 / 2
 
 
 class FirmThresholdCostFnProbe(LayerProbe):
+    """Σ c(a), the firm-threshold cost with VThresh and VWidth, per batch element (facts §5.2)."""
+
     def compute(self):
+        """c(a) = |a|(1 − |a|/(2w)) where |a| < w = VThresh + VWidth, else w/2.
+
+        Summed in float64 over this tile (only where the mask is nonzero), then over the spatial ranks.
+        """
         layer = self.target
         x = np.abs(layer.restricted(layer.A).astype(np.float64))
         if self.mask is not None:
@@ -210,7 +250,10 @@ class FirmThresholdCostFnProbe(LayerProbe):
 
 
 class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
+    """Firm-threshold cost whose energy coefficient is the target's VThresh."""
+
     def link(self, layers, probes):
+        """Set the coefficient to the target layer's VThresh."""
         super().link(layers, probes)
         self.coefficient = self.target.group["VThresh"]
 
@@ -236,6 +279,7 @@ class StatsProbe(LayerProbe):
                          group=self.name, param="buffer")
 
     def compute(self):
+        """[Total, Min, Avg, Max, sigma, nnz] per batch element, reduced over the spatial ranks."""
         from mpi4py import MPI
 
         local = self.local_stats()
@@ -278,10 +322,12 @@ class RequireAllZeroActivityProbe(StatsProbe):
         ck.attrs(self.key, first_nonzero=-1.0 if self.first_nonzero is None else self.first_nonzero)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore when activity was first nonzero, so a continued run still fails."""
         v = rd.attr(self.key, "first_nonzero")
         self.first_nonzero = None if v < 0 else v
 
     def failure(self):
+        """The failure message if activity was ever nonzero and exitOnFailure is set, else None."""
         if self.first_nonzero is not None and self.group["exitOnFailure"]:
             return (f"layer '{self.target.name}' had nonzero activity (first at t = {self.first_nonzero:g})")
         return None
