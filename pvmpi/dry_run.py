@@ -68,6 +68,15 @@ def target_layout(model, args, world_size):
     return choose_layout((b or 1) * (r or 1) * (c or 1), batch_width=b, rows=r, columns=c)
 
 
+def check_sizes(model, layout):
+    """Every layer's batch, rows and columns divide over ``layout`` (the error a real run gives)."""
+    from .parallel.decomposition import tile
+
+    for g in model.layers:
+        nx, ny, _ = model.layer_size(g)
+        tile(model.column["nbatch"], ny, nx, layout, 0, name=g.name)
+
+
 def check_layout(column, layout):
     """Every layer divides over ``layout`` and its halo fits in its tile (the checks a real run makes)."""
     from .parallel.decomposition import tile
@@ -188,6 +197,7 @@ def report(args, world_size):
 
     model = load_model(args.config, args.set)
     layout = target_layout(model, args, world_size)
+    check_sizes(model, layout)  # before building the network, which opens its inputs
     if args.backend == "cuda":  # the same clear error as a real run without a GPU
         from .parallel.devices import select_device
 
