@@ -13,6 +13,7 @@ once.
 import numpy as np
 import numba
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
@@ -49,6 +50,23 @@ def _axpy(y, a, x):
     """y += a*x over a contiguous run; a 0-based loop lets LLVM vectorise it."""
     for q in range(y.shape[0]):
         y[q] += a * x[q]
+
+
+@njit(inline="always")
+def _copy(dst, src):
+    """dst[:] = src for a contiguous run.
+
+    A run of 8 (an 8-wide patch row of one feature, the common case) is
+    written out: LLVM's loop vectoriser leaves so short a loop scalar, its
+    straight-line (SLP) vectoriser makes one vector load and store of it
+    (im2col 1.5x faster).
+    """
+    if dst.shape[0] == 8:
+        s0, s1, s2, s3, s4, s5, s6, s7 = src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7]
+        dst[0], dst[1], dst[2], dst[3], dst[4], dst[5], dst[6], dst[7] = s0, s1, s2, s3, s4, s5, s6, s7
+        return
+    for q in range(dst.shape[0]):
+        dst[q] = src[q]
 
 
 @njit(**_JIT)
@@ -99,10 +117,32 @@ def _count_rows(A2, counts):
         counts[r + 1] = c
 
 
+@njit(inline="always")
+def _nonzero_bits(run):
+    """Bit q set where run[q] != 0 (len(run) <= 64): one vectorisable pass instead of a branch per value."""
+    m = np.uint64(0)
+    for q in range(run.shape[0]):
+        m |= np.uint64(run[q] != 0) << np.uint64(q)
+    return m
+
+
+@njit(inline="always")
+def _bit_range(lo, hi):
+    """Bits lo..hi-1 of a 64-bit word (0 <= lo <= hi <= 64)."""
+    if hi - lo >= 64:
+        return ~np.uint64(0)
+    return ((np.uint64(1) << np.uint64(hi - lo)) - np.uint64(1)) << np.uint64(lo)
+
+
 @njit(**_JIT)
 def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
-    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1)."""
+    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1).
+
+    Each run of 64 values becomes a bit mask of its nonzeros, then only the set
+    bits are visited (branching per value cost a misprediction per active neuron).
+    """
     rowlen = A2.shape[1]
+    one = np.uint64(1)
     for r in prange(A2.shape[0]):
         n = rowptr[r]
         base = (r % nye) * rowlen
@@ -114,13 +154,17 @@ def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
         nz = 0
         lo = np.inf
         hi = -np.inf
-        for j in range(rowlen):
-            v = A2[r, j]
-            if v != 0:
+        for k0 in range(0, rowlen, 64):
+            m = _nonzero_bits(A2[r, k0:min(rowlen, k0 + 64)])
+            keep = _bit_range(max(c0 - k0, 0), min(max(c1 - k0, 0), 64)) if inside and c0 - k0 < 64 else np.uint64(0)
+            while m:
+                q = trailing_zeros(m)
+                j = k0 + q
+                v = A2[r, j]
                 idx[n] = base + j
                 val[n] = v
                 n += 1
-                if inside and c0 <= j < c1:
+                if (keep >> np.uint64(q)) & one:
                     nz += 1
                     d = np.float64(v)
                     s += d
@@ -129,6 +173,7 @@ def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
                     cnt += abs(d) > 0.0
                     lo = min(lo, d)
                     hi = max(hi, d)
+                m &= m - one
         if inside:
             if nz < c1 - c0:  # the zeros count for min and max
                 lo = min(lo, 0.0)
@@ -318,10 +363,7 @@ def _im2col(A2, cols, b, ylo, x0, y0, sy, run, nf):
             row = cols[yy * nx + x]
             s0 = x0[x] * nf
             for jy in range(sy):
-                src = A2[b, ye0 + jy, s0:s0 + run]
-                dst = row[jy * run:(jy + 1) * run]
-                for q in range(run):
-                    dst[q] = src[q]
+                _copy(row[jy * run:(jy + 1) * run], A2[b, ye0 + jy, s0:s0 + run])
 
 
 _SCRATCH = {}
