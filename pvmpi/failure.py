@@ -24,6 +24,8 @@ USER_ERROR = 2
 INTERNAL_ERROR = 1
 #: how long a failing rank other than 0 waits before printing (seconds, scaled up to 2x by rank)
 GRACE_S = 1.0
+#: how long the failing rank waits after printing, before MPI_Abort, for the launcher to forward it
+FORWARD_S = 0.3
 
 
 def exit_code(exc):
@@ -63,6 +65,7 @@ def abort_job(exc, debug=False):
     if size == 1:
         MPI.Finalize()
         os._exit(code)
+    time.sleep(FORWARD_S)  # the launcher forwards our stderr asynchronously; Abort would cut it off
     _silence_stderr()  # MPICH adds its own "Abort(2) on node ..." line: the message stays one line
     world.Abort(code)
     os._exit(code)  # not reached

@@ -47,14 +47,16 @@ class Signals:
             signal.signal(sig, handler)
         self.previous = {}
 
-    def exchange(self, comms, clock_due):
-        """The OR over all ranks of the raised flags; clears them locally."""
-        from mpi4py import MPI
+    def take(self, clock_due):
+        """This rank's raised flags (and whether its checkpoint clock is due), cleared locally.
 
-        buf = self.flags.copy()
+        The column ORs them over all ranks in the step's one collective (see
+        :class:`~pvmpi.network.guard.NumericGuard`), so a signal to any rank
+        stops every rank at the same step.
+        """
+        buf = self.flags.astype(np.int64)
         buf[CLOCK_DUE] = int(clock_due)
         self.flags[:] = 0
-        comms.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         return buf
 
 

@@ -200,6 +200,7 @@ class Column:
         self.column_probes = [p for p in self.probes.values() if isinstance(p, (ColumnEnergyProbe, QuotientProbe))]
         self.plastic = [c for c in self.connections.values() if c.plastic]
         self.guard = NumericGuard(self)
+        self.local_flags = None  # run() sets it: this rank's signal/clock flags for the step's collective
 
     # ------------------------------------------------------------ start-up
     def initialize(self, resume=None):
@@ -323,6 +324,7 @@ class Column:
             self.resumed_from = resume
         signals = SIGNALS
         signals.install()
+        self.local_flags = lambda: signals.take(schedule.clock_due())
         try:
             self.initialize(reader)
             if reader is not None:
@@ -332,7 +334,7 @@ class Column:
                     self.write_checkpoint(schedule.path(self.step))
                     schedule.record(schedule.path(self.step), self.comms.is_root)
                 self.advance()
-                flags = signals.exchange(self.comms, schedule.clock_due())
+                flags = self.guard.flags
                 if flags[CLOCK_DUE]:
                     self.write_checkpoint(schedule.path(self.step))
                     schedule.record(schedule.path(self.step), self.comms.is_root)
@@ -348,6 +350,7 @@ class Column:
                 self.write_checkpoint(final)
         finally:
             signals.uninstall()
+            self.local_flags = None
             self.close()
         return self.failures()
 
@@ -385,8 +388,8 @@ class Column:
             updated += updating
         # A layer's output and probes see the state of its own phase, which later
         # phases do not change: they wait until the guard has passed the whole step.
-        with timers.time("guard"):
-            self.guard.check(updated)
+        with timers.time("guard"):  # the step's one collective: NaN verdict, signals, checkpoint clock
+            self.guard.check(updated, self.local_flags() if self.local_flags is not None else None)
         for p in self.phases:
             for layer in self.by_phase[p]:
                 timers.call("io:" + layer.name, layer.write_output, t)

@@ -8,10 +8,11 @@ when every value is, so a NaN or Inf anywhere is found. With
 ``errorOnNotANumber`` the membrane potentials are checked too: a
 thresholded layer turns a NaN in V into A = 0, which hides it from A's sums.
 
-All ranks decide together (one integer MIN all-reduce per step when there
-is more than one rank), so the error is raised on every rank alike: the
+All ranks decide together, so the error is raised on every rank alike: the
 outputs of the previous step are complete, and no checkpoint of the poisoned
-state is written.
+state is written. The decision travels in the step's only collective (one
+small MAX all-reduce when there is more than one rank), which also carries
+the run's signal and checkpoint-clock flags.
 """
 import numpy as np
 
@@ -29,14 +30,19 @@ class NumericGuard:
         self.layers = list(column.layers.values())
         self.index = {layer.name: i for i, layer in enumerate(self.layers)}
         self.nbatch = int(column.model.column["nbatch"])
+        self.flags = np.zeros(0, np.int64)  # the step's OR-ed flags (see check)
 
     def _sums(self, layer):
         yield 0, layer.activity_stats()[:, 0]
         if self.check_v and layer.has_v:
             yield 1, layer.membrane_sums()
 
-    def check(self, updated):
-        """Raise on every rank if any rank's updated layers hold a NaN or an Inf."""
+    def check(self, updated, flags=None):
+        """Raise on every rank if any rank's updated layers hold a NaN or an Inf.
+
+        ``flags`` (int64, optional): this rank's flags to OR over all ranks in
+        the same all-reduce; the result is left in ``self.flags``.
+        """
         code = _NONE
         for layer in updated:
             for what, sums in self._sums(layer):
@@ -45,13 +51,17 @@ class NumericGuard:
                     b = layer.tile.kb0 + int(bad[0])
                     code = min(code, (2 * self.index[layer.name] + what) * self.nbatch + b)
                     break
+        buf = np.empty(1 + (0 if flags is None else len(flags)), np.int64)
+        buf[0] = -code  # MAX of -code is the MIN of code
+        buf[1:] = 0 if flags is None else flags
         comms = self.column.comms
         if comms.size > 1:
             from mpi4py import MPI
 
-            code = comms.world.allreduce(code, op=MPI.MIN)
-        if code != _NONE:
-            self._raise(code)
+            comms.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        self.flags = buf[1:]
+        if -buf[0] != _NONE:
+            self._raise(int(-buf[0]))
 
     def _raise(self, code):
         col = self.column
