@@ -224,13 +224,13 @@ def active_list(A, lt, up, stats=None):
 
 
 @njit(**_JIT)
-def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx,
+def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xmul, xoff, xdiv, nkx,
                     ymul, yoff, ydiv, nky, lt, up, band):
-    nk, nyp, nxp, nfp = W.shape
+    nk, nxp, nyp, nfp = Wt.shape
+    col = nyp * nfp  # one patch column (py, o): contiguous in Wt and in the strip
+    W1 = Wt.reshape(nk, nxp * col)
     nb = offsets.shape[0] - 1
     ny, nx = G.shape[1], G.shape[2]
-    rw = nxp * nfp  # one patch row (px, o): contiguous in W and in G
-    W1 = W.reshape(nk, nyp * rw)
     G3 = G.reshape(nb, ny, nx * nfp)
     rowlen = nf * nxe
     nband = (ny + band - 1) // band
@@ -242,8 +242,7 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx,
         hi_b = offsets[b + 1]
         if lo_b == hi_b:
             continue
-        acc = np.empty(nyp * rw, np.float32)
-        one = np.float32(1)
+        S = np.zeros(nx * col, np.float32)  # the post rows one pre row reaches, as [x, py, o]
         entries = idx[lo_b:hi_b]
         first = lo_b
         for ye in range(idx[lo_b] // rowlen, idx[hi_b - 1] // rowlen + 1):
@@ -252,8 +251,14 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx,
             y0 = (ymul * i + yoff) // ydiv
             py0 = max(0, y_lo - y0)
             py1 = min(nyp, y_hi - y0)
+            if py0 >= py1 or first == last:
+                first = last
+                continue
+            kyo = nf * nkx * (i % nky)
+            s_lo = nx
+            s_hi = 0
             n = first
-            while py0 < py1 and n < last:
+            while n < last:
                 # one pre position (ye, xe): its active features are consecutive entries
                 xe = (idx[n] - ye * rowlen) // nf
                 end_e = ye * rowlen + (xe + 1) * nf
@@ -262,23 +267,23 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, W, G, xmul, xoff, xdiv, nkx,
                     m += 1
                 j = xe - lt
                 x0 = (xmul * j + xoff) // xdiv
-                lo = max(0, -x0) * nfp
-                hi = min(nxp, nx - x0) * nfp
+                lo = max(0, -x0)
+                hi = min(nxp, nx - x0)
                 if lo < hi:  # (slices with negative ends would wrap around)
-                    k0 = nf * (j % nkx + nkx * (i % nky)) - (ye * rowlen + xe * nf)  # kernel = k0 + idx
-                    g0 = x0 * nfp
-                    if m - n == 1:
-                        a = val[n]
-                        for py in range(py0, py1):
-                            _axpy(G3[b, y0 + py, g0 + lo:g0 + hi], a, W1[k0 + idx[n], py * rw + lo:py * rw + hi])
-                    else:  # sum the patches of this position first: one pass over G instead of m - n
-                        ac = acc[py0 * rw:py1 * rw]
-                        ac[:] = 0
-                        for e in range(n, m):
-                            _axpy(ac, val[e], W1[k0 + idx[e], py0 * rw:py1 * rw])
-                        for py in range(py0, py1):
-                            _axpy(G3[b, y0 + py, g0 + lo:g0 + hi], one, acc[py * rw + lo:py * rw + hi])
+                    k0 = nf * (j % nkx) + kyo - (ye * rowlen + xe * nf)  # kernel = k0 + idx
+                    dst = S[(x0 + lo) * col:(x0 + hi) * col]  # the clipped patch: one contiguous block
+                    for e in range(n, m):
+                        _axpy(dst, val[e], W1[k0 + idx[e], lo * col:hi * col])
+                    s_lo = min(s_lo, x0 + lo)
+                    s_hi = max(s_hi, x0 + hi)
                 n = m
+            for py in range(py0, py1):  # the strip's rows into G
+                Gr = G3[b, y0 + py]
+                for x in range(s_lo, s_hi):
+                    for o in range(nfp):
+                        Gr[x * nfp + o] += S[(x * nyp + py) * nfp + o]
+            if s_lo < s_hi:
+                S[s_lo * col:s_hi * col] = 0  # cleared for the next pre row
             first = last
 
 
@@ -286,19 +291,22 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
                    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
     """Convolve from an active list by scattering patches.
 
-    The active features of one pre position are consecutive in the list:
-    their patches are summed in a small buffer, then added to G once (one
-    read-modify-write of G per position, not per feature). Tasks are (batch
-    element, band of post rows) and write only their own rows, so threads
-    never share an output, and each post neuron receives its terms in list
-    order whatever the banding: sums do not depend on the thread count.
+    The patches of one pre row's active neurons are summed in a strip laid
+    out [x, py, o], where each (clipped) patch is one contiguous block once
+    the weights are transposed to [px, py, o]: one long vector run per
+    active neuron instead of a short run per patch row. The strip is then
+    added to the post rows it covers. Tasks are (batch element, band of post
+    rows) and write only their own rows, so threads never share an output,
+    and every post neuron gets the same sums whatever the banding: results
+    do not depend on the thread count.
     """
     _check_out("G", G)
     nb, ny = G.shape[0], G.shape[1]
     tasks_wanted = 4 * numba.get_num_threads()
     nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
     band = -(-ny // nband)
-    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), W, G,
+    Wt = np.ascontiguousarray(W.transpose(0, 2, 1, 3))  # [kernel, px, py, o]
+    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G,
                     *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, band))
 
 
