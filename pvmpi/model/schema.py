@@ -75,7 +75,9 @@ _cls("HyPerCol", "column", "The column: global size, batch, time step and run le
     P("randomSeed", "int", 0, "Seed of every random initialisation (>= 10000000); 0: from the clock. "
       "The -s/--seed option overrides it."),
     P("errorOnUnusedParam", "bool", False, "Unused parameters are errors instead of warnings."),
-    P("errorOnNotANumber", "bool", False, "Also check membrane potentials V for NaN/Inf each step (activity A is always checked: the run stops at the first non-finite step)."),
+    P("errorOnNotANumber", "bool", False,
+      "Also check membrane potentials V for NaN/Inf each step (activity A is always checked: "
+      "the run stops at the first non-finite step)."),
     P("outputPath", "str", "output", "Directory of all outputs; -o overrides it."),
     P("verifyWrites", "bool", True, "Read-back verification of writes (OpenPV); pvmpi writes through "
       "checked numpy I/O instead.", ignored=True),
