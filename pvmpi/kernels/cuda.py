@@ -60,6 +60,10 @@ bitwise reproducible from run to run, like the numba CPU backend)
   expanded into a dense pre buffer on the device (an O(n) scatter to unique
   positions) and the dense kernel runs; its zero tests are warp-broadcast
   loads, cheaper on a GPU than sorting the list by kernel.
+* ``pack_halo``/``unpack_halo``/``mirror_halo``: the halo strips of a
+  device-resident layer, for :class:`pvmpi.parallel.device_halo.DeviceHaloExchange`
+  (a 2-D grid over the strip's rows and its contiguous ``w*nf`` run; the
+  mirror x over all rows, then y over all columns, as on the host).
 * ``layer_stats``: a (row chunk, batch) grid of 128-thread blocks reduces
   the restricted window in float64 in shared memory; the host adds the
   per-block partials in a fixed order.
@@ -811,6 +815,99 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     a.done()
     if v_sums is not None:
         v_sums[:] = layer_stats(V, 0, 0, ny, nx, 0.0)[:, 0]
+
+
+# --------------------------------------------------------------------- halo strips
+
+@cuda.jit
+def _k_copy_block(A3, buf3, y0, x0, w, to_buf):
+    """Rows (b, i) of a [nb, h, w*nf] block at (y0, x0) of A: gather into buf or scatter from it."""
+    h = buf3.shape[1]
+    for r in range(cuda.blockIdx.y, buf3.shape[0] * h, cuda.gridDim.y):
+        b = r // h
+        i = r - b * h
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, w,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            if to_buf:
+                buf3[b, i, j] = A3[b, y0 + i, x0 + j]
+            else:
+                A3[b, y0 + i, x0 + j] = buf3[b, i, j]
+
+
+def _halo_block(A, buf, y0, x0, to_buf):
+    nb, h, w, nf = buf.shape
+    A3 = _as_dev(A).reshape(A.shape[0], A.shape[1], A.shape[2] * A.shape[3])
+    b3 = _as_dev(buf).reshape(nb, h, w * nf)
+    if nb * h and w * nf:
+        grid, block = _grid2(nb * h, w * nf)
+        _k_copy_block[grid, block](A3, b3, int(y0), int(x0) * nf, w * nf, to_buf)
+
+
+def pack_halo(A, buf, y0, x0):
+    """``buf[...] = A[:, y0:y0+h, x0:x0+w, :]`` on the device (A, buf device arrays; buf [nb, h, w, nf]).
+
+    A halo strip leaves the device as one contiguous message (staged through
+    host memory, or handed to a CUDA-aware MPI as it is).
+    """
+    _halo_block(A, buf, y0, x0, True)
+
+
+def unpack_halo(A, buf, y0, x0):
+    """``A[:, y0:y0+h, x0:x0+w, :] = buf`` on the device (the inverse of :func:`pack_halo`)."""
+    _halo_block(A, buf, y0, x0, False)
+
+
+@cuda.jit
+def _k_mirror_x(A3, nf, m, n, left, right):
+    """Every row (b, y) of A3 [nb, Y, X*nf]: the m margin columns each side copy the restricted ones, reversed."""
+    span = m * nf
+    for r in range(cuda.blockIdx.y, A3.shape[0] * A3.shape[1], cuda.gridDim.y):
+        b = r // A3.shape[1]
+        y = r - b * A3.shape[1]
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, 2 * span,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            high = j >= span
+            q = j - span if high else j
+            k = q // nf
+            f = q - k * nf
+            if high and right:
+                A3[b, y, (m + n + k) * nf + f] = A3[b, y, (m + n - 1 - k) * nf + f]
+            elif not high and left:
+                A3[b, y, k * nf + f] = A3[b, y, (2 * m - 1 - k) * nf + f]
+
+
+@cuda.jit
+def _k_mirror_y(A3, m, n, top, bottom):
+    """Every column of A3 [nb, Y, X*nf]: the m margin rows each side copy the restricted ones, reversed."""
+    for r in range(cuda.blockIdx.y, A3.shape[0] * 2 * m, cuda.gridDim.y):
+        b = r // (2 * m)
+        q = r - b * 2 * m
+        high = q >= m
+        k = q - m if high else q
+        if high and not bottom or not high and not top:
+            continue
+        dst = m + n + k if high else k
+        src = m + n - 1 - k if high else 2 * m - 1 - k
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, A3.shape[2],
+                       cuda.gridDim.x * cuda.blockDim.x):
+            A3[b, dst, j] = A3[b, src, j]
+
+
+def mirror_halo(A, mx, my, nx, ny, edges):
+    """OpenPV's mirror boundary on the device: x over all rows first, then y over all columns.
+
+    ``edges`` = (top, bottom, left, right): which sides are at the global edge
+    (the same order and result as :class:`pvmpi.parallel.halo.HaloExchange`).
+    """
+    top, bottom, left, right = (bool(e) for e in edges)
+    nb, Y, X, nf = A.shape
+    A3 = _as_dev(A).reshape(nb, Y, X * nf)
+    if mx and (left or right):
+        grid, block = _grid2(nb * Y, 2 * mx * nf)
+        _k_mirror_x[grid, block](A3, nf, int(mx), int(nx), left, right)
+    if my and (top or bottom):
+        grid, block = _grid2(nb * 2 * my, X * nf)
+        _k_mirror_y[grid, block](A3, int(my), int(ny), top, bottom)
 
 
 # --------------------------------------------------------------------- learning

@@ -436,3 +436,65 @@ def test_select_device_on_one_rank():
     assert select_device(MPI.COMM_SELF, "2", n_gpus=3, activate=False) == 2
     with pytest.raises(PvmpiError):
         select_device(MPI.COMM_SELF, None, n_gpus=0, activate=False)
+
+
+# --------------------------------------------------------------------- halo strips on the device
+
+@inner
+@pytest.mark.parametrize("mx, my", [(2, 1), (3, 0), (0, 2)])
+def test_pack_unpack_halo_strips(cu, mx, my):
+    """A strip packed on the device equals numpy's slice; unpacking writes exactly that window."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((2, 7 + 2 * my, 9 + 2 * mx, 3)).astype(np.float32)
+    dA = cu.to_device(A)
+    for y0, x0, h, w in ((0, 0, max(my, 1), 4), (my, mx, 3, 5), (A.shape[1] - 2, A.shape[2] - 3, 2, 3)):
+        buf = cu.cuda.device_array((2, h, w, 3), np.float32)
+        cu.pack_halo(dA, buf, y0, x0)
+        np.testing.assert_array_equal(buf.copy_to_host(), A[:, y0:y0 + h, x0:x0 + w])
+        new = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+        cu.unpack_halo(dA, cu.to_device(new), y0, x0)
+        A[:, y0:y0 + h, x0:x0 + w] = new
+        np.testing.assert_array_equal(dA.copy_to_host(), A)
+
+
+@inner
+@pytest.mark.parametrize("edges", [(True, True, True, True), (True, False, False, True), (False, True, True, False)])
+def test_mirror_halo_equals_the_host_exchange(cu, edges):
+    """The device mirror (x over all rows, then y over all columns) equals HaloExchange's numpy mirror."""
+    from pvmpi.parallel.halo import HaloExchange
+
+    mx, my, ny, nx, nf = 2, 3, 5, 6, 2
+    A = np.random.default_rng(3).standard_normal((2, ny + 2 * my, nx + 2 * mx, nf)).astype(np.float32)
+    want = A.copy()
+    halo = HaloExchange.__new__(HaloExchange)  # only its mirror step: edges and sizes, no communicator
+    halo.mx, halo.my, halo._edges = mx, my, edges
+    halo.tile = type("T", (), {"nx": nx, "ny": ny})()
+    halo._mirror(want)
+    dA = cu.to_device(A)
+    cu.mirror_halo(dA, mx, my, nx, ny, edges)
+    np.testing.assert_array_equal(dA.copy_to_host(), want)
+
+
+@inner
+@pytest.mark.parametrize("mirror", [True, False])
+def test_device_halo_exchange_on_one_rank(cu, mirror):
+    """One rank: no messages, the boundary rule only; the device result equals the host exchange."""
+    from mpi4py import MPI
+
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+    from pvmpi.parallel.device_halo import DeviceHaloExchange
+    from pvmpi.parallel.halo import HaloExchange
+
+    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+        t = comms.tile(2, 6, 7, name="L")
+        A = np.random.default_rng(5).standard_normal(t.extended_shape(3, 2, 1)).astype(np.float32)
+        host = HaloExchange(comms, t, 3, 2, 1, mirror)
+        dev = DeviceHaloExchange(comms, t, 3, 2, 1, mirror, cu, cuda_aware=False)
+        want = host.exchange(A.copy())
+        got = dev.exchange(cu.to_device(A)).copy_to_host()
+        np.testing.assert_array_equal(got, want)
+        with pytest.raises(ValueError, match="device halo exchange needs"):
+            dev.exchange(A)  # a host array is refused, not silently exchanged
+        host.free()
+        dev.free()
