@@ -57,22 +57,13 @@ class DeviceHaloExchange(HaloExchange):
                 reqs.append(comm.Isend(sbuf, dest=peer, tag=stag))
         self._requests = reqs
 
-    def wait(self):
-        """Complete the messages, unpack the strips on the device, apply the boundary rule; returns A."""
-        from mpi4py import MPI
-
-        A = self._pending
-        if A is None:
-            raise RuntimeError(f"{self.tile.name}: wait() without start()")
-        if self._requests:
-            MPI.Request.Waitall(self._requests)
-        self._requests = []
+    def _unpack(self, A):
+        """The received strips into A's halo, on the device."""
         for (peer, stag, rtag, sidx, ridx, sbuf, rbuf), (dsend, drecv) in zip(self._peers,
                                                                                self._device_buffers):
             if not self.cuda_aware:
                 drecv.copy_to_device(rbuf)
             self.kernels.unpack_halo(A, drecv, ridx[1].start, ridx[2].start)
-        if self.mirror:
-            self.kernels.mirror_halo(A, self.mx, self.my, self.tile.nx, self.tile.ny, self._edges)
-        self._pending = None
-        return A
+
+    def _mirror(self, A):
+        self.kernels.mirror_halo(A, self.mx, self.my, self.tile.nx, self.tile.ny, self._edges)

@@ -141,13 +141,16 @@ class HaloExchange:
         if self._requests:
             MPI.Request.Waitall(self._requests)
         self._requests = []
-        if self.method == "packed":
-            for peer, stag, rtag, sidx, ridx, sbuf, rbuf in self._peers:
-                A[ridx] = rbuf
+        self._unpack(A)
         if self.mirror:
             self._mirror(A)
         self._pending = None
         return A
+
+    def _unpack(self, A):
+        if self.method == "packed":
+            for peer, stag, rtag, sidx, ridx, sbuf, rbuf in self._peers:
+                A[ridx] = rbuf
 
     def exchange(self, A):
         """Fill the halo of ``A`` in place (start + wait); returns A."""
