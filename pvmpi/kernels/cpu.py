@@ -517,14 +517,16 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
 
     With ``v_sums`` ([nb] float64) ΣV per batch element comes out of the same
     pass, row by row while each row is in cache (the guard's check of V).
-    ``A_prev``: the previous activity when it is not in A (default A).
+    ``A_prev``: the previous activity when it is not in A (default: a copy of
+    A — reading and writing one buffer sends LLVM down its scalar path, 7x
+    slower; the engine always passes its data store's level 0).
     """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
     nb, ny = V.shape[0], V.shape[1]
     part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
-    _update_lca(V, A, A if A_prev is None else A_prev, G, e, _F32(self_interact), int(lt), int(up),
+    _update_lca(V, A, A.copy() if A_prev is None else A_prev, G, e, _F32(self_interact), int(lt), int(up),
                 *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
     if v_sums is not None:
         _sum_in_order(part, v_sums)
