@@ -17,7 +17,6 @@ import inspect
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,9 @@ import pytest
 from pvmpi.errors import PvmpiError
 from pvmpi.kernels import KERNELS, get_backend
 from pvmpi.kernels import numpy_ref as ref
-from pvmpi.network.geometry import axis_map, post_table
+from kernel_cases import close, make_case
+
+from pvmpi.network.geometry import post_table
 from pvmpi.parallel.devices import (
     binding_warning,
     choose_device,
@@ -88,43 +89,7 @@ def test_missing_gpu_is_a_clear_error():
     assert "numba" in line  # the hint names the CPU backend
 
 
-# --------------------------------------------------------------------- cases (as in test_kernels.py)
-
-@dataclass
-class Case:
-    xm: object
-    ym: object
-    A: np.ndarray
-    W: np.ndarray
-    G0: np.ndarray
-    A_post: np.ndarray
-    lt: int
-    up: int
-    lt_post: int = 1
-    up_post: int = 2
-
-    @property
-    def geo(self):
-        x, y = self.xm, self.ym
-        return (x.mul, x.off, x.div, x.n_kernels, y.mul, y.off, y.div, y.n_kernels)
-
-    @property
-    def nf(self):
-        return self.A.shape[3]
-
-
-def make_case(xargs, yargs, nf, nfp, nb, extra, density, seed=0):
-    rng = np.random.default_rng(seed)
-    xm, ym = axis_map(*xargs), axis_map(*yargs)
-    lt, up = xm.margin + extra, ym.margin + extra
-    shape = (nb, ym.n_pre + 2 * up, xm.n_pre + 2 * lt, nf)
-    A = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
-    W = rng.standard_normal((nf * xm.n_kernels * ym.n_kernels, ym.patch, xm.patch, nfp)).astype(np.float32)
-    G0 = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp)).astype(np.float32)
-    A_post = np.full((nb, ym.n_post + 4, xm.n_post + 2, nfp), 1e6, np.float32)
-    A_post[:, 2:-2, 1:-1] = rng.standard_normal((nb, ym.n_post, xm.n_post, nfp))
-    return Case(xm, ym, A, W, G0, A_post, lt, up)
-
+# --------------------------------------------------------------------- cases (kernel_cases.py; smaller for the simulator)
 
 # (x axis (n_pre, n_post, patch), y axis, nf_pre, nfp, nbatch, extra margin, density):
 # strides 1, 2 and 4 both ways, odd and even patches, nf 1-3 (8 for the LCA-like case), batch 1-3.
@@ -143,11 +108,6 @@ CASES = {
 @pytest.fixture(params=list(CASES), scope="module")
 def case(request):
     return make_case(*CASES[request.param])
-
-
-def close(actual, desired):
-    scale = max(float(np.abs(desired).max()), 1.0)
-    np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6 * scale)
 
 
 def deliver(be, c, how, A=None, lst=None):
