@@ -153,10 +153,6 @@ def run(args):
     column, comms = setup(model, args, world)
     if column is None:
         collective_exit(USER_ERROR)
-    if args.dry_run:
-        if comms.is_root:
-            print(summary(model, column))
-        return 0
     try:
         resume = resume_path(model, args, comms)
     except PvmpiError as e:  # decided alike on every rank

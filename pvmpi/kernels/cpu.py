@@ -387,15 +387,19 @@ def _scratch(role, shape):
 
 
 _GEMM_ROWS = 2048  # post positions per im2col block: cols + product stay in L2
-_POOL = None
+_POOL = None  # threads of deliver_im2col, made at the first use with more than one thread
+_BLAS_LIMITED = False
 
 
 def _blas_single_threaded():
     """BLAS runs one thread per call: its spinning workers would take the cores Numba's threads
     need (1 rank x 2 threads ran 15x slower); deliver_im2col threads over blocks instead."""
-    from threadpoolctl import threadpool_limits
+    global _BLAS_LIMITED
+    if not _BLAS_LIMITED:
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")
+        threadpool_limits(limits=1, user_api="blas")
+        _BLAS_LIMITED = True
 
 
 def _pool(threads):
@@ -403,9 +407,7 @@ def _pool(threads):
     if _POOL is None or _POOL._max_workers != threads:
         from concurrent.futures import ThreadPoolExecutor
 
-        if _POOL is None:
-            _blas_single_threaded()
-        else:
+        if _POOL is not None:
             _POOL.shutdown()
         _POOL = ThreadPoolExecutor(threads, thread_name_prefix="pvmpi-gemm")
     return _POOL
@@ -445,11 +447,11 @@ def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
                 np.matmul(cols, M, out=prod)
                 out += prod
 
-    pool = _pool(threads)  # also limits BLAS to one thread, once
+    _blas_single_threaded()
     if threads == 1:
         work(0)
     else:
-        list(pool.map(work, range(threads)))
+        list(_pool(threads).map(work, range(threads)))
 
 
 @njit(**_JIT)
