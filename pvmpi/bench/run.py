@@ -29,6 +29,7 @@ from .. import cli
 from ..errors import PvmpiError
 from . import machine
 
+WARM_STATE = "bench-warm-state"  # the checkpoint of the state after the warm-up, in the output directory
 GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "guard", "io", "probes")
 _GROUP_INDEX = {g: i for i, g in enumerate(GROUP_ORDER)}
 GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn (dW, weights)",
@@ -193,6 +194,24 @@ def prime(column):
             upd.accumulate()
 
 
+def restart(column, path):
+    """Put the network back in the state saved after the warm-up.
+
+    Every repeat times the same steps from the same state, so the repeats are
+    comparable, and the timed steps stay within the steps a config was made
+    for: a learning network run far past its stopTime can diverge (the
+    benchmark network's dictionary, learning at dWMax 1, makes V1 unstable
+    after its fifth update, t = 500, on every backend).
+    """
+    from ..io.checkpoint import CheckpointReader
+
+    reader = CheckpointReader(path, column.model.column["nbatch"])
+    try:
+        column.restore(reader)
+    finally:
+        reader.close()
+
+
 def _guarded(world, rank, debug, fn, *a):
     """Run fn; a failure on one rank ends the whole job, as a run does."""
     try:
@@ -245,6 +264,8 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
         prime(column)
         for _ in range(max(0, warmup - 1)):
             column.advance()
+        warm = os.path.join(output, WARM_STATE)
+        column.write_checkpoint(warm)  # every repeat starts from this state (see restart)
         column.timers.reset()
         counter = FlopCounter(column)
         counter.start()
@@ -256,6 +277,8 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
         last = _group_totals(column.timers) if trace else None
         i = 0
         for rep in range(repeat):
+            if rep:
+                restart(column, warm)
             # A block starts and ends with a barrier: its wall time is the job's throughput even when
             # ranks drift apart between collectives (per-step maxima of unsynchronised ranks are not).
             comms.barrier()
@@ -285,10 +308,13 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     mem = footprint(column)
     totals = dict(column.timers.totals)
     _guarded(world, rank, args.debug, column.close)
+    idle_barrier(world)
+    if rank == 0:
+        shutil.rmtree(os.path.join(output, WARM_STATE), ignore_errors=True)
     return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
             "flops_by": dict(counter.per_object), "totals": totals, "rss": rss, "mem": mem, "groups": groups,
             "blocks": blocks, "steps": steps,
-            "t_first": column.t - len(times) * column.dt, "dt": column.dt}
+            "t_first": column.t - steps * column.dt, "dt": column.dt}
 
 
 def _reduce(world, raw):
@@ -411,7 +437,8 @@ def _bench(args, model, world, output, config, t_entry, peak):
         result = {"config": args.config, "backend": args.backend, "ranks": comms.size, "threads": threads,
                   "layout": {"batchwidth": lay.batch_width, "rows": lay.rows, "columns": lay.columns},
                   "nbatch": model.column["nbatch"], "steps": steps_total, "repeat": args.repeat,
-                  "warmup": max(1, args.warmup), "t_end": column.t}
+                  "warmup": max(1, args.warmup), "t_end": column.t,
+                  "t_start": column.t - args.steps * column.dt}
         result.update(_summarise(step_max, block_step, per_rank, steps_total))
     comms.free()
 
@@ -476,7 +503,7 @@ def write_trace(path, world, raw):
         for i in range(len(raw["times"])):
             for r, rows in enumerate(every):
                 row = rows[i]
-                w.writerow([i, f"{raw['t_first'] + (i + 1) * raw['dt']:g}", r] + [f"{v:.4f}" for v in row]
+                w.writerow([i, f"{raw['t_first'] + (i % raw['steps'] + 1) * raw['dt']:g}", r] + [f"{v:.4f}" for v in row]
                            + [f"{row[0] - row[1:].sum():.4f}"])
 
 
@@ -492,7 +519,7 @@ def format_report(r):
         f"pvmpi bench {r['config']}",
         f"  backend {r['backend']}, {r['ranks']} rank(s) {_fmt_layout(r['layout'])}, {r['threads']} thread(s) "
         f"per rank, nbatch {r['nbatch']}; {r['repeat']} x {r['steps'] // r['repeat']} steps timed after "
-        f"{r['warmup']} warm-up (t = {r['t_end']:g} at the end)",
+        f"{r['warmup']} warm-up (each repeat from the state after it: t = {r['t_start']:g} to {r['t_end']:g})",
         f"  time per step: median {r['ms_per_step_median']:.3f} ms, min {r['ms_per_step_min']:.3f}, "
         f"max {r['ms_per_step_max']:.3f}, mean {step:.3f}"
         + (" (per step: the slowest rank)" if r["ranks"] > 1 else ""),

@@ -232,12 +232,7 @@ class Column:
             for layer in self.by_phase[p]:
                 layer.publish(0.0)
         if resume is not None:
-            self.t = float(resume.attr("column", "time"))
-            self.step = int(resume.attr("column", "step"))
-            for obj in self.stateful():
-                obj.read_checkpoint(resume)
-            for conn in self.conn_order:
-                conn.finalize()
+            self.restore(resume)
         continuing = resume
         if resume is not None and resume.saved_nbatch != self.model.column["nbatch"]:
             continuing = None  # frames per write change: the outputs start anew
@@ -253,6 +248,19 @@ class Column:
                 probe.output(0.0)
         for conn in self.connections.values():
             conn.write_output(0.0)
+
+    def restore(self, rd):
+        """Take the time, the step and every object's state from checkpoint reader ``rd``.
+
+        The output files are left as they are: ``initialize`` decides how they
+        continue; the bench uses this alone to time every repeat from one state.
+        """
+        self.t = float(rd.attr("column", "time"))
+        self.step = int(rd.attr("column", "step"))
+        for obj in self.stateful():
+            obj.read_checkpoint(rd)
+        for conn in self.conn_order:
+            conn.finalize()
 
     def stateful(self):
         """Every layer, connection and probe: the objects with checkpoint state and output files."""

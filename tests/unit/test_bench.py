@@ -44,14 +44,25 @@ def test_report_prints_every_field(small, tmp_path):
     for text in ("time per step: median", "min", "max", "throughput:", "ms per step wall-clock", "deliver:InputErrorToV1", "deliver:V1ToInputRecon",
                  "update:V1", "halo exchange", "allreduce (dW)", "io (output files)", "probes", "other",
                  "MFLOP per step", "GFLOP/s", "% of the machine's peak 50.0", "peak RSS", "MB per rank",
-                 "start-up to the first step: warm", "2 x 3 steps timed after 2 warm-up"):
+                 "start-up to the first step: warm", "2 x 3 steps timed after 2 warm-up (each repeat from the state after it: t = 2 to 5)"):
         assert text in out, text
     with open(trace) as f:
         rows = list(csv.DictReader(f))
-    assert [(r["step"], r["t"], r["rank"]) for r in rows] == [(str(i), str(i + 3), "0") for i in range(6)]
+    # each repeat runs t = 3..5 again from the state after the warm-up
+    assert [(r["step"], r["t"], r["rank"]) for r in rows] == [(str(i), str(i % 3 + 3), "0") for i in range(6)]
     for r in rows:  # the phase groups and 'other' add up to the step
         parts = sum(float(v) for k, v in r.items() if k.startswith("ms_"))
         assert parts == pytest.approx(float(r["ms"]), abs=1e-3)
+
+
+def test_every_repeat_runs_the_same_steps_from_the_same_state(small, tmp_path):
+    out = tmp_path / "out"
+    bench(DEMO, "--steps", 3, "--repeat", 3, "--warmup", 2, "--peak-gflops", 50, "-o", out, *small)
+    rows = (out / "energy_batchElement_1.txt").read_text().splitlines()[1:]
+    t = [float(r.split(",")[0]) for r in rows]
+    assert t == [1, 2] + [3, 4, 5] * 3
+    assert rows[2:5] == rows[5:8] == rows[8:11]  # the energies too: the same state each time
+    assert not (out / "bench-warm-state").exists()  # the saved state is removed with the bench
 
 
 def test_json_keys_and_sane_values(small, tmp_path):
