@@ -107,14 +107,18 @@ def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
     _deliver_pre(A, W, G, *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up))
 
 
+@njit(inline="always")
+def _count_run(row, k0, k1):
+    c = 0
+    for j in range(k0, k1):
+        c += row[j] != 0
+    return c
+
+
 @njit(**_JIT)
 def _count_rows(A2, counts):
     for r in prange(A2.shape[0]):
-        c = 0
-        for j in range(A2.shape[1]):
-            if A2[r, j] != 0:
-                c += 1
-        counts[r + 1] = c
+        counts[r + 1] = _count_run(A2[r], 0, A2.shape[1])
 
 
 @njit(inline="always")
@@ -127,104 +131,175 @@ def _nonzero_bits(run):
 
 
 @njit(inline="always")
-def _bit_range(lo, hi):
-    """Bits lo..hi-1 of a 64-bit word (0 <= lo <= hi <= 64)."""
-    if hi - lo >= 64:
-        return ~np.uint64(0)
-    return ((np.uint64(1) << np.uint64(hi - lo)) - np.uint64(1)) << np.uint64(lo)
+def _list_run(row, k0, k1, base, idx, val, n, stats):
+    """List row[k0:k1]'s nonzeros as (base + j, value) into idx/val from n on.
+
+    Each run of 64 values becomes a bit mask of its nonzeros, then only the set
+    bits are visited (a branch per value cost a misprediction per active
+    neuron). Returns the next n and, when ``stats``, the listed values'
+    [Σa, Σ|a|, Σa², #|a|>0, min, max] (accumulated in registers: through
+    memory they cost more than the listing).
+    """
+    one = np.uint64(1)
+    s = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    cnt = 0
+    lo = np.inf
+    hi = -np.inf
+    for c0 in range(k0, k1, 64):
+        m = _nonzero_bits(row[c0:min(k1, c0 + 64)])
+        while m:
+            j = c0 + trailing_zeros(m)
+            v = row[j]
+            idx[n] = base + j
+            val[n] = v
+            n += 1
+            if stats:
+                d = np.float64(v)
+                s += d
+                s1 += abs(d)
+                s2 += d * d
+                cnt += abs(d) > 0.0
+                lo = min(lo, d)
+                hi = max(hi, d)
+            m &= m - one
+    return n, s, s1, s2, cnt, lo, hi
+
+
+@njit(inline="always")
+def _list_stats_run(row, k0, k1, base, idx, val, n, out):
+    """_list_run, the stats of row[k0:k1] (its zeros counted in min and max) into out[:6]; returns n."""
+    m, s, s1, s2, cnt, lo, hi = _list_run(row, k0, k1, base, idx, val, n, True)
+    if m - n < k1 - k0:
+        lo = min(lo, 0.0)
+        hi = max(hi, 0.0)
+    out[0] = s
+    out[1] = s1
+    out[2] = s2
+    out[3] = cnt
+    out[4] = lo
+    out[5] = hi
+    return m
 
 
 @njit(**_JIT)
 def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
-    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1).
-
-    Each run of 64 values becomes a bit mask of its nonzeros, then only the set
-    bits are visited (branching per value cost a misprediction per active neuron).
-    """
+    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1)."""
     rowlen = A2.shape[1]
-    one = np.uint64(1)
     for r in prange(A2.shape[0]):
-        n = rowptr[r]
+        row = A2[r]
         base = (r % nye) * rowlen
-        inside = part.shape[0] > 0 and up <= r % nye < up + ny
-        s = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        cnt = 0
-        nz = 0
-        lo = np.inf
-        hi = -np.inf
-        for k0 in range(0, rowlen, 64):
-            m = _nonzero_bits(A2[r, k0:min(rowlen, k0 + 64)])
-            keep = _bit_range(max(c0 - k0, 0), min(max(c1 - k0, 0), 64)) if inside and c0 - k0 < 64 else np.uint64(0)
-            while m:
-                q = trailing_zeros(m)
-                j = k0 + q
-                v = A2[r, j]
-                idx[n] = base + j
-                val[n] = v
-                n += 1
-                if (keep >> np.uint64(q)) & one:
-                    nz += 1
-                    d = np.float64(v)
-                    s += d
-                    s1 += abs(d)
-                    s2 += d * d
-                    cnt += abs(d) > 0.0
-                    lo = min(lo, d)
-                    hi = max(hi, d)
-                m &= m - one
-        if inside:
-            if nz < c1 - c0:  # the zeros count for min and max
-                lo = min(lo, 0.0)
-                hi = max(hi, 0.0)
-            part[r, 0] = s
-            part[r, 1] = s1
-            part[r, 2] = s2
-            part[r, 3] = cnt
-            part[r, 4] = lo
-            part[r, 5] = hi
+        if part.shape[0] > 0 and up <= r % nye < up + ny:
+            n = _list_run(row, 0, c0, base, idx, val, rowptr[r], False)[0]
+            n = _list_stats_run(row, c0, c1, base, idx, val, n, part[r])
+            _list_run(row, c1, rowlen, base, idx, val, n, False)
+        else:
+            _list_run(row, 0, rowlen, base, idx, val, rowptr[r], False)
+
+
+@njit(**_JIT)
+def _count_fused(A2, nye, up, ny, c0, c1, count, counts):
+    """Entries per extended row when the update listed the restricted runs (their counts in ``count``)."""
+    rowlen = A2.shape[1]
+    for r in prange(A2.shape[0]):
+        ye = r % nye
+        if up <= ye < up + ny:
+            counts[r + 1] = (_count_run(A2[r], 0, c0) + count[(r // nye) * ny + ye - up]
+                             + _count_run(A2[r], c1, rowlen))
+        else:
+            counts[r + 1] = _count_run(A2[r], 0, rowlen)
+
+
+@njit(**_JIT)
+def _fill_fused(A2, rowptr, nye, up, ny, c0, c1, ridx, rval, count, idx, val):
+    """Each extended row's list: its halo runs listed here, its restricted run copied from the update's."""
+    rowlen = A2.shape[1]
+    for r in prange(A2.shape[0]):
+        row = A2[r]
+        ye = r % nye
+        base = ye * rowlen
+        if up <= ye < up + ny:
+            n = _list_run(row, 0, c0, base, idx, val, rowptr[r], False)[0]
+            s = (r // nye) * ny + ye - up
+            k = count[s]
+            idx[n:n + k] = ridx[s, :k]
+            val[n:n + k] = rval[s, :k]
+            _list_run(row, c1, rowlen, base, idx, val, n + k, False)
+        else:
+            _list_run(row, 0, rowlen, base, idx, val, rowptr[r], False)
 
 
 @njit(cache=True)
-def _restricted_stats(part, nye, up, ny, out):
-    """Per batch element, the restricted rows' stats added in row order."""
+def _restricted_stats(part, rows_per_b, first, ny, out):
+    """Per batch element, the stats of its restricted rows (part[b*rows_per_b + first + y]) in row order."""
     for b in range(out.shape[0]):
         out[b, :4] = 0.0
         out[b, 4] = np.inf
         out[b, 5] = -np.inf
         for y in range(ny):
-            p = part[b * nye + up + y]
+            p = part[b * rows_per_b + first + y]
             for c in range(4):
                 out[b, c] += p[c]
             out[b, 4] = min(out[b, 4], p[4])
             out[b, 5] = max(out[b, 5], p[5])
 
 
-def active_list(A, lt, up, stats=None):
+class ActiveRows:
+    """The restricted rows' active entries, listed by an LCA update while each row is in cache.
+
+    ``active_list(A, ..., rows=)`` then only scans the halo (filled after the
+    update) and copies these runs: one pass over V instead of a second full
+    pass over A. The arrays are sized for a fully active layer but only the
+    pages of listed entries are ever touched.
+    """
+
+    def __init__(self, restricted_shape):
+        nb, ny, nx, nf = restricted_shape
+        self.idx = np.empty((nb * ny, nx * nf), np.int32)
+        self.val = np.empty((nb * ny, nx * nf), np.float32)
+        self.count = np.zeros(nb * ny, np.int64)
+        self.part = np.empty((nb * ny, 6), np.float64)  # each row's stats (see _list_stats_run)
+
+
+_NO_ROWS = ActiveRows((0, 0, 0, 0))
+
+
+def active_list(A, lt, up, stats=None, rows=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list).
 
     With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
-    threshold 0 come from the same pass, summed over the nonzeros only.
+    threshold 0 come from the same pass, summed over the nonzeros only. With
+    ``rows`` (an :class:`ActiveRows` the update of this A filled) only the
+    halo is scanned.
     """
     nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)
+    ny, nx = nye - 2 * up, nxe - 2 * lt
+    c0, c1 = lt * nf, (lt + nx) * nf
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
-    _count_rows(A2, rowptr)
+    if rows is not None:
+        _count_fused(A2, *_ints(nye, up, ny, c0, c1), rows.count, rowptr)
+    else:
+        _count_rows(A2, rowptr)
     np.cumsum(rowptr, out=rowptr)
     n = int(rowptr[-1])
     idx = np.empty(n, dtype=np.int32)
     val = np.empty(n, dtype=np.float32)
-    ny, nx = nye - 2 * up, nxe - 2 * lt
-    part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
-    _fill_rows(A2, rowptr, nye, *_ints(up, ny, lt * nf, (lt + nx) * nf), idx, val, part)
-    if stats is not None:
-        _restricted_stats(part, nye, int(up), ny, stats)
+    if rows is not None:
+        _fill_fused(A2, rowptr, *_ints(nye, up, ny, c0, c1), rows.idx, rows.val, rows.count, idx, val)
+        if stats is not None:
+            _restricted_stats(rows.part, ny, 0, ny, stats)
+    else:
+        part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
+        _fill_rows(A2, rowptr, *_ints(nye, up, ny, c0, c1), idx, val, part)
+        if stats is not None:
+            _restricted_stats(part, nye, int(up), ny, stats)
     return np.ascontiguousarray(rowptr[::nye]), idx, val
 
 
 @njit(**_JIT)
-def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xmul, xoff, xdiv, nkx,
+def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
                     ymul, yoff, ydiv, nky, lt, up, band):
     nk, nxp, nyp, nfp = Wt.shape
     col = nyp * nfp  # one patch column (py, o): contiguous in Wt and in the strip
@@ -258,19 +333,22 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xmul, xoff, xdiv, nkx,
             s_lo = nx
             s_hi = 0
             n = first
+            xe = 0
+            end_e = ye * rowlen + nf  # where the entries of position xe end
             while n < last:
-                # one pre position (ye, xe): its active features are consecutive entries
-                xe = (idx[n] - ye * rowlen) // nf
-                end_e = ye * rowlen + (xe + 1) * nf
+                # one pre position (ye, xe): its active features are consecutive entries; positions
+                # only increase along the row, so xe advances without an integer division
+                while idx[n] >= end_e:
+                    xe += 1
+                    end_e += nf
                 m = n + 1
                 while m < last and idx[m] < end_e:
                     m += 1
-                j = xe - lt
-                x0 = (xmul * j + xoff) // xdiv
+                x0 = xstart[xe]
                 lo = max(0, -x0)
                 hi = min(nxp, nx - x0)
                 if lo < hi:  # (slices with negative ends would wrap around)
-                    k0 = nf * (j % nkx) + kyo - (ye * rowlen + xe * nf)  # kernel = k0 + idx
+                    k0 = nf * xkern[xe] + kyo - (end_e - nf)  # kernel = k0 + idx
                     dst = S[(x0 + lo) * col:(x0 + hi) * col]  # the clipped patch: one contiguous block
                     for e in range(n, m):
                         _axpy(dst, val[e], W1[k0 + idx[e], lo * col:hi * col])
@@ -306,8 +384,9 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
     nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
     band = -(-ny // nband)
     Wt = np.ascontiguousarray(W.transpose(0, 2, 1, 3))  # [kernel, px, py, o]
-    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G,
-                    *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, band))
+    xstart, xkern = _axis_starts(*_ints(nx_ext, lt, xmul, xoff, xdiv, nkx))
+    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G, xstart, xkern,
+                    *_ints(nkx, ymul, yoff, ydiv, nky, lt, up, band))
 
 
 @njit(**_JIT)
@@ -495,10 +574,13 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 
 
 @njit(**_JIT)
-def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
+def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part,
+                ridx, rval, rcount, rpart):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
     V3 = V.reshape(nb, ny, nx * nf)
+    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
+    rowlen = A3.shape[2]
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
@@ -511,25 +593,31 @@ def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift
                 A[b, y + up, x + lt, f] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
         if part.shape[0]:  # the row's ΣV while it is still in cache
             part[b, y] = _sum_of_run(V3[b, y])
+        if rcount.shape[0]:  # and the row's active entries (ActiveRows)
+            rcount[r] = _list_stats_run(A3[b, y + up], lt * nf, (lt + nx) * nf, (y + up) * rowlen,
+                                        ridx[r], rval[r], 0, rpart[r])
 
 
 def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
-               A_prev=None):
+               A_prev=None, rows=None):
     """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca.
 
     With ``v_sums`` ([nb] float64) ΣV per batch element comes out of the same
     pass, row by row while each row is in cache (the guard's check of V).
     ``A_prev``: the previous activity when it is not in A (default: a copy of
     A — reading and writing one buffer sends LLVM down its scalar path, 7x
-    slower; the engine always passes its data store's level 0).
+    slower; the engine always passes its data store's level 0). ``rows``
+    (:class:`ActiveRows`): list each row's active entries too, for
+    ``active_list(A, ..., rows=rows)`` after the halo exchange.
     """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
     nb, ny = V.shape[0], V.shape[1]
     part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
+    r = _NO_ROWS if rows is None else rows
     _update_lca(V, A, A.copy() if A_prev is None else A_prev, G, e, _F32(self_interact), int(lt), int(up),
-                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part, r.idx, r.val, r.count, r.part)
     if v_sums is not None:
         _sum_in_order(part, v_sums)
 
