@@ -6,7 +6,8 @@ layer's activity — the sums the layer's probes use anyway, so the check costs
 one vectorised pass at most. A float64 sum of float32 values is finite exactly
 when every value is, so a NaN or Inf anywhere is found. With
 ``errorOnNotANumber`` the membrane potentials are checked too: a
-thresholded layer turns a NaN in V into A = 0, which hides it from A's sums.
+thresholded layer turns a NaN in V into A = 0, which hides it from A's sums
+(a layer whose A is its V needs no second look).
 
 All ranks decide together, so the error is raised on every rank alike: the
 outputs of the previous step are complete, and no checkpoint of the poisoned
@@ -34,7 +35,7 @@ class NumericGuard:
 
     def _sums(self, layer):
         yield 0, layer.activity_stats()[:, 0]
-        if self.check_v and layer.has_v:
+        if self.check_v and layer.has_v and not layer.a_is_v:
             yield 1, layer.membrane_sums()
 
     def check(self, updated, flags=None):

@@ -265,6 +265,7 @@ class HyPerLayer(Layer):
     """V = Σ_ch c_ch GSyn_ch, A = V (facts §3.4, §3.5)."""
 
     has_v = True
+    a_is_v = True  # the transfer is the identity: A's sums check V as well (the guard)
 
     def allocate(self):
         """Also V and the channel coefficients: [1, -1] unless channelIndices/channelCoefficients say otherwise."""
@@ -351,6 +352,8 @@ class ConstantLayer(HyPerLayer):
 
 class ANNLayer(HyPerLayer):
     """V = G, A = transfer(V) with OpenPV's piecewise-linear transfer function (facts §3.6)."""
+
+    a_is_v = False
 
     def allocate(self):
         """Also the transfer function's parameters (facts §3.6), or its verticesV/verticesA form if given.
