@@ -152,8 +152,9 @@ def _list_run(row, k0, k1, base, idx, val, n, stats):
         while m:
             j = c0 + trailing_zeros(m)
             v = row[j]
-            idx[n] = base + j
-            val[n] = v
+            if n < idx.shape[0]:  # (a full ActiveRows slot counts on but stores no more)
+                idx[n] = base + j
+                val[n] = v
             n += 1
             if stats:
                 d = np.float64(v)
@@ -250,16 +251,24 @@ class ActiveRows:
 
     ``active_list(A, ..., rows=)`` then only scans the halo (filled after the
     update) and copies these runs: one pass over V instead of a second full
-    pass over A. The arrays are sized for a fully active layer but only the
-    pages of listed entries are ever touched.
+    pass over A. Each row has room for a quarter of its neurons (2 bytes per
+    neuron; a sparse code is a few percent active); when a row holds more,
+    :meth:`complete` is false and active_list lists A in full instead.
     """
+
+    FRACTION = 4  # room for 1/FRACTION of a row's neurons
 
     def __init__(self, restricted_shape):
         nb, ny, nx, nf = restricted_shape
-        self.idx = np.empty((nb * ny, nx * nf), np.int32)
-        self.val = np.empty((nb * ny, nx * nf), np.float32)
-        self.count = np.zeros(nb * ny, np.int64)
+        room = -(-nx * nf // self.FRACTION)
+        self.idx = np.empty((nb * ny, room), np.int32)
+        self.val = np.empty((nb * ny, room), np.float32)
+        self.count = np.zeros(nb * ny, np.int64)  # entries of each row, stored or not
         self.part = np.empty((nb * ny, 6), np.float64)  # each row's stats (see _list_stats_run)
+
+    def complete(self):
+        """Whether every row's entries fit in its room."""
+        return self.count.size == 0 or int(self.count.max()) <= self.idx.shape[1]
 
 
 _NO_ROWS = ActiveRows((0, 0, 0, 0))
@@ -278,6 +287,8 @@ def active_list(A, lt, up, stats=None, rows=None):
     ny, nx = nye - 2 * up, nxe - 2 * lt
     c0, c1 = lt * nf, (lt + nx) * nf
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
+    if rows is not None and not rows.complete():
+        rows = None  # an unusually active update: list A in full
     if rows is not None:
         _count_fused(A2, *_ints(nye, up, ny, c0, c1), rows.count, rowptr)
     else:

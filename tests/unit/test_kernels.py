@@ -459,10 +459,11 @@ def test_update_lca_v_sums():
         np.testing.assert_allclose(sums, Vb.reshape(2, -1).sum(axis=1, dtype=np.float64), rtol=1e-12)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_update_lca_lists_active_rows_for_active_list(threads):
+@pytest.mark.parametrize("threads,thresh", [(1, 0.8), (2, 0.8), (1, -10.0)])
+def test_update_lca_lists_active_rows_for_active_list(threads, thresh):
     """The fused path (update lists the restricted rows, active_list scans only the halo) gives the
-    list and stats of the two-pass path, whatever the halo holds and the thread count."""
+    list and stats of the two-pass path, whatever the halo holds and the thread count; rows too
+    active for their room (threshold -10: every neuron) fall back to the full pass."""
     import numba
 
     rng = np.random.default_rng(7)
@@ -472,7 +473,7 @@ def test_update_lca_lists_active_rows_for_active_list(threads):
     G = rng.standard_normal(shape).astype(np.float32)
     prev = np.zeros((nb, ny + 2 * up, nx + 2 * lt, nf), np.float32)
     e = np.full(nb, 0.9, np.float32)
-    params = (0.8, 0.0, FLT_MAX, 0.8, 0.0)
+    params = (thresh, 0.0, FLT_MAX, 0.0, 0.0)
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -481,11 +482,12 @@ def test_update_lca_lists_active_rows_for_active_list(threads):
         cpu.update_lca(V.copy(), A1, G, e, 1.0, lt, up, *params, A_prev=prev)
         cpu.update_lca(V.copy(), A2, G, e, 1.0, lt, up, *params, A_prev=prev, rows=rows)
         np.testing.assert_array_equal(A1, A2)
+        assert rows.complete() == (thresh > 0)
         halo = np.ones(A1.shape, bool)
         halo[:, up:up + ny, lt:lt + nx] = False
         A1[halo] = np.where(rng.random(halo.sum()) < 0.3, rng.standard_normal(halo.sum()), 0)  # the exchange
         A2[...] = A1
-        assert 0 < np.count_nonzero(A1[~halo]) < A1[~halo].size
+        assert 0 < np.count_nonzero(A1[~halo]) <= A1[~halo].size
         s1, s2 = np.empty((nb, 6)), np.empty((nb, 6))
         want = cpu.active_list(A1, lt, up, s1)
         got = cpu.active_list(A2, lt, up, s2, rows=rows)
