@@ -12,9 +12,31 @@ device arrays (numba ``DeviceNDArray``, or anything with
 ``__cuda_array_interface__``).  Numpy arguments are staged: copied to
 device buffers kept per argument role (so no allocation per call), the
 kernel runs, in-place outputs are copied back.  Device arguments are used
-where they are, and ``active_list`` of a device ``A`` returns device arrays:
-an engine that keeps its state on the device (see :func:`to_device`) pays no
-transfers at all.
+where they are, and ``active_list`` of a device ``A`` returns device arrays.
+
+The engine keeps its state here (``DEVICE_RESIDENT``)
+-----------------------------------------------------
+Layers, connections and learning make their buffers with :func:`zeros` and
+change them only through backend functions, so with this backend V, A and
+its delay levels, GSyn, the active lists, W, dW, the counts and the
+momentum state are device arrays for the whole run; the engine's own
+operations on them are small elementwise kernels here (:func:`fill_zero`,
+:func:`copy`, :func:`scale_into` for IdentConn, V = G, A = V and resets,
+:func:`gather_flat` for TransposeConn, :func:`update_momentum_lca`,
+:func:`apply_vertex_transfer`, :func:`momentum_weights`). What crosses:
+
+* every step, a few numbers per batch element: the LCA time constants and
+  channel coefficients in, ``layer_stats`` partials and the active-list
+  length out (guard and probes);
+* halo strips, through :class:`~pvmpi.parallel.device_halo.DeviceHaloExchange`
+  (none with a CUDA-aware MPI);
+* at a weight update, dW and its counts out for the all-reduce and the
+  reduced dW back in (staged by :func:`scale_into` / :func:`momentum_weights`),
+  and W both ways when it is normalised (OpenPV's sequential float32 sums
+  run on the host);
+* a new input frame in (:func:`host_buffer`, :func:`upload`); layers and
+  weights out when an output frame or a checkpoint is written
+  (:func:`to_host`), in when a checkpoint is read.
 
 Design (every kernel owns its outputs: no atomics on floats, so results are
 bitwise reproducible from run to run, like the numba CPU backend)
