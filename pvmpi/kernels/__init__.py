@@ -25,6 +25,19 @@ KERNELS = (
     "hebbian_shared",
     "hebbian_shared_sparse",
     "layer_stats",
+    # the engine's state: made, copied and combined where the backend keeps it (host or device)
+    "zeros",
+    "to_device",
+    "to_host",
+    "host_buffer",
+    "upload",
+    "fill_zero",
+    "copy",
+    "scale_into",
+    "gather_flat",
+    "update_momentum_lca",
+    "apply_vertex_transfer",
+    "momentum_weights",
 )
 
 

@@ -16,6 +16,10 @@ from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from pvmpi.kernels.transfer import transfer1, transfer_args
+# the engine's state operations: host arrays, so numpy's own (no duplicate, same speed as before)
+from pvmpi.kernels.numpy_ref import (DEVICE_RESIDENT, apply_vertex_transfer, copy, fill_zero,  # noqa: F401
+                                     gather_flat, host_buffer, momentum_weights, scale_into, to_device,
+                                     to_host, update_momentum_lca, upload, zeros)
 
 _F32 = np.float32
 GEMM_DELIVERY = True  # dense deliveries with a uniform pattern go through deliver_im2col (BLAS)

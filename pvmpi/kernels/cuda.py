@@ -12,9 +12,31 @@ device arrays (numba ``DeviceNDArray``, or anything with
 ``__cuda_array_interface__``).  Numpy arguments are staged: copied to
 device buffers kept per argument role (so no allocation per call), the
 kernel runs, in-place outputs are copied back.  Device arguments are used
-where they are, and ``active_list`` of a device ``A`` returns device arrays:
-an engine that keeps its state on the device (see :func:`to_device`) pays no
-transfers at all.
+where they are, and ``active_list`` of a device ``A`` returns device arrays.
+
+The engine keeps its state here (``DEVICE_RESIDENT``)
+-----------------------------------------------------
+Layers, connections and learning make their buffers with :func:`zeros` and
+change them only through backend functions, so with this backend V, A and
+its delay levels, GSyn, the active lists, W, dW, the counts and the
+momentum state are device arrays for the whole run; the engine's own
+operations on them are small elementwise kernels here (:func:`fill_zero`,
+:func:`copy`, :func:`scale_into` for IdentConn, V = G, A = V and resets,
+:func:`gather_flat` for TransposeConn, :func:`update_momentum_lca`,
+:func:`apply_vertex_transfer`, :func:`momentum_weights`). What crosses:
+
+* every step, a few numbers per batch element: the LCA time constants and
+  channel coefficients in, ``layer_stats`` partials and the active-list
+  length out (guard and probes);
+* halo strips, through :class:`~pvmpi.parallel.device_halo.DeviceHaloExchange`
+  (none with a CUDA-aware MPI);
+* at a weight update, dW and its counts out for the all-reduce and the
+  reduced dW back in (staged by :func:`scale_into` / :func:`momentum_weights`),
+  and W both ways when it is normalised (OpenPV's sequential float32 sums
+  run on the host);
+* a new input frame in (:func:`host_buffer`, :func:`upload`); layers and
+  weights out when an output frame or a checkpoint is written
+  (:func:`to_host`), in when a checkpoint is read.
 
 Design (every kernel owns its outputs: no atomics on floats, so results are
 bitwise reproducible from run to run, like the numba CPU backend)
@@ -1134,3 +1156,196 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     out[:, 4] = h[:, :, 4].min(axis=1) if nb else 0
     out[:, 5] = h[:, :, 5].max(axis=1) if nb else 0
     return out
+
+
+# --------------------------------------------------------------------- engine state (device-resident)
+
+DEVICE_RESIDENT = True  # the engine keeps V, A, GSyn, W, dW here; see the module docstring
+
+
+def zeros(shape):
+    """A float32 device buffer of zeros (allocated and cleared on the device: nothing crosses)."""
+    d = cuda.device_array(tuple(int(n) for n in np.atleast_1d(shape)), dtype=np.float32)
+    fill_zero(d)
+    return d
+
+
+def fill_zero(X):
+    """``X[...] = 0`` on the device (X a C-contiguous device array or view)."""
+    x = _as_dev(X)
+    if x.size:
+        x1 = x.reshape(x.size)
+        _k_zero_f32[_blocks(x.size, THREADS), THREADS](x1)
+
+
+_host_buffers = {}
+
+
+def host_buffer(a):
+    """A host array shaped like device buffer ``a`` (kept per shape) to compose a new value in
+    before :func:`upload` (input frames)."""
+    key = tuple(a.shape)
+    buf = _host_buffers.get(key)
+    if buf is None:
+        buf = _host_buffers[key] = np.zeros(key, np.dtype(a.dtype))
+    return buf
+
+
+def upload(dst, host):
+    """``dst[...] = host`` (host data, broadcast to dst's shape): one host-to-device copy."""
+    h = np.ascontiguousarray(host, dtype=np.dtype(dst.dtype))
+    if h.shape != tuple(dst.shape):  # a copy: broadcast views have zero strides the copy must not see
+        h = np.broadcast_to(h, dst.shape).copy()
+    if h.size:
+        _as_dev(dst).copy_to_device(h)
+
+
+def copy(dst, src):
+    """``dst[...] = src`` between device buffers of one shape (device to device)."""
+    if dst.size:
+        _as_dev(dst).copy_to_device(_as_dev(src))
+
+
+@cuda.jit
+def _k_scale_into(D3, S3, ny, dlt, dup, slt, sup, n, scale, add):
+    """Rows r = (b, y) of the windows: D[b, dup+y, dlt+j] (+)= scale * S[b, sup+y, slt+j]."""
+    for r in range(cuda.blockIdx.y, D3.shape[0] * ny, cuda.gridDim.y):
+        b = r // ny
+        y = r - b * ny
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            v = scale * S3[b, sup + y, slt + j]
+            if add:
+                D3[b, dup + y, dlt + j] += v
+            else:
+                D3[b, dup + y, dlt + j] = v
+
+
+def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
+    """``dst (+)= scale * src`` on restricted windows (see numpy_ref.scale_into); a host ``src``
+    (the reduced dW) is staged, so it crosses once."""
+    _check_out("dst", dst)
+    if len(dst.shape) != 4:  # weights [arbor, kernel, y, x, f]: one flat row per arbor
+        dst, src = _flat4(dst), _flat4(src)
+    nb, Y, X, nf = dst.shape
+    ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
+    d, s = _Arg("si.dst", dst, shape=(nb, Y, X * nf)), _Arg("si.src", src, shape=(src.shape[0], src.shape[1],
+                                                                                  src.shape[2] * src.shape[3]))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_scale_into[grid, block](d.dev, s.dev, ny, int(dst_lt) * nf, int(dst_up), int(src_lt) * nf,
+                                   int(src_up), nx * nf, _F32(scale), bool(add))
+    d.done()
+
+
+def _flat4(a):
+    """Any array as [1, 1, size, 1] (elementwise operations without windows)."""
+    return a.reshape(1, 1, int(np.prod(a.shape)), 1)
+
+
+@cuda.jit
+def _k_gather_flat(dst, src, index):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[index[i]]
+
+
+def gather_flat(dst, src, index):
+    """``dst.flat[i] = src.flat[index[i]]`` on the device (a TransposeConn following its original)."""
+    _check_out("dst", dst)
+    n = int(np.prod(dst.shape))
+    d, s = _Arg("gf.dst", dst, shape=(n,)), _Arg("gf.src", src, shape=(int(np.prod(src.shape)),))
+    i = _Arg("gf.index", index, dtype=np.int64)
+    if n:
+        _k_gather_flat[_blocks(n, THREADS), THREADS](d.dev, s.dev, i.dev)
+    d.done()
+
+
+@cuda.jit
+def _k_momentum_lca(V2, G2, P3, D2, e, s, rate, ny, lt, up):
+    n = V2.shape[1]
+    one = float32(1)
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        eb = e[b]
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            drive = (one - eb) * (G2[r, j] + s * P3[b, ya, lt + j])
+            V2[r, j] = eb * V2[r, j] + drive + rate * D2[r, j]
+            D2[r, j] = drive
+
+
+def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, lt, up):
+    """MomentumLCALayer's V and drive (see numpy_ref.update_momentum_lca), elementwise on the device."""
+    _check_out("V", V)
+    _check_out("prev_drive", prev_drive)
+    nb, ny, nx, nf = V.shape
+    shape2 = (nb * ny, nx * nf)
+    v, g, d = _Arg("mlca.V", V, shape=shape2), _Arg("mlca.G", G, shape=shape2), _Arg("mlca.D", prev_drive,
+                                                                                      shape=shape2)
+    p = _Arg("mlca.A", A_prev, shape=(A_prev.shape[0], A_prev.shape[1], A_prev.shape[2] * A_prev.shape[3]))
+    e = _Arg("mlca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(*shape2)
+        _k_momentum_lca[grid, block](v.dev, g.dev, p.dev, d.dev, e.dev, _F32(self_interact), _F32(rate), ny,
+                                     int(lt) * nf, int(up))
+    v.done()
+    d.done()
+
+
+@cuda.jit
+def _k_vertex_transfer(V2, A3, vv, va, sneg, spos, ny, lt, up):
+    n = V2.shape[1]
+    m = vv.shape[0]
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            v = V2[r, j]
+            i = -1  # the last vertex at or below v (searchsorted right, minus one)
+            for q in range(m):
+                if vv[q] <= v:
+                    i = q
+            if i < 0:
+                a = va[0] + sneg * (v - vv[0])
+            elif i >= m - 1:
+                a = va[m - 1] + spos * (v - vv[m - 1])
+            else:
+                a = va[i] + (va[i + 1] - va[i]) * (v - vv[i]) / (vv[i + 1] - vv[i])
+            A3[b, ya, lt + j] = a
+
+
+def apply_vertex_transfer(V, A, lt, up, vv, va, slope_neg, slope_pos):
+    """The verticesV/verticesA transfer of V into A's restricted region (see numpy_ref), on the device."""
+    _check_out("A", A)
+    nb, ny, nx, nf = V.shape
+    v = _Arg("vt.V", V, shape=(nb * ny, nx * nf))
+    a = _Arg("vt.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    x = _Arg("vt.vv", np.ascontiguousarray(vv, dtype=np.float32))
+    y = _Arg("vt.va", np.ascontiguousarray(va, dtype=np.float32))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_vertex_transfer[grid, block](v.dev, a.dev, x.dev, y.dev, _F32(slope_neg), _F32(slope_pos), ny,
+                                        int(lt) * nf, int(up))
+    a.done()
+
+
+@cuda.jit
+def _k_momentum_weights(W, dw, prev, a, f, c):
+    for i in range(cuda.grid(1), W.shape[0], cuda.gridsize(1)):
+        new = a * dw[i] + f * prev[i] - c * W[i]
+        prev[i] = new
+        W[i] += new
+
+
+def momentum_weights(W, dw, prev, a, f, c):
+    """MomentumConn's step on the device (see numpy_ref.momentum_weights); a host ``dw`` crosses once."""
+    _check_out("W", W)
+    _check_out("prev", prev)
+    n = int(np.prod(W.shape))
+    w, d, p = _Arg("mw.W", W, shape=(n,)), _Arg("mw.dw", dw, shape=(n,)), _Arg("mw.prev", prev, shape=(n,))
+    if n:
+        _k_momentum_weights[_blocks(n, THREADS), THREADS](w.dev, d.dev, p.dev, _F32(a), _F32(f), _F32(c))
+    w.done()
+    p.done()

@@ -264,3 +264,119 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     R = X[:, up:up + ny, lt:lt + nx, :].reshape(X.shape[0], -1).astype(np.float64)
     return np.stack([R.sum(axis=1), np.abs(R).sum(axis=1), (R * R).sum(axis=1),
                      (np.abs(R) > nnz_threshold).sum(axis=1), R.min(axis=1), R.max(axis=1)], axis=1)
+
+
+# ------------------------------------------------------------------- engine state
+#
+# The engine keeps its per-step state (V, A and the data store, GSyn, W, dW)
+# in buffers this backend makes and changes through these functions, so the
+# same engine code runs with host arrays here and with device arrays on the
+# cuda backend (DEVICE_RESIDENT there). On the host they are the numpy
+# operations the engine used to do itself.
+
+DEVICE_RESIDENT = False  # state lives in host memory: to_host/to_device are the identity
+
+
+def zeros(shape):
+    """A float32 buffer of zeros where this backend keeps state (host memory)."""
+    return np.zeros(shape, np.float32)
+
+
+def to_device(a):
+    """The array where kernels want it: host memory already, so ``a`` itself."""
+    return a
+
+
+def to_host(a):
+    """State as a numpy array for output and checkpoints: ``a`` itself on the host."""
+    return a
+
+
+def host_buffer(a):
+    """Where to compose a new value of buffer ``a`` on the host before :func:`upload`: ``a`` itself here."""
+    return a
+
+
+def upload(dst, host):
+    """``dst[...] = host`` from host data (broadcast); nothing when ``host`` is ``dst`` itself."""
+    if host is not dst:
+        dst[...] = host
+
+
+def fill_zero(X):
+    """``X[...] = 0`` (a GSyn channel nobody delivered into, dW before accumulating)."""
+    X.fill(0)
+
+
+def copy(dst, src):
+    """``dst[...] = src`` for buffers of one shape (a data-store level copied forward)."""
+    np.copyto(dst, src)
+
+
+def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
+    """``dst (+)= scale * src`` on the restricted windows of two ``[b, y, x, f]`` buffers.
+
+    Windows start at (up, lt) margins; their size is dst's shape less its
+    margins. ``add`` False overwrites. IdentConn, V = G, A = V, resets and
+    the weight update are all this one operation.
+    """
+    ny, nx = dst.shape[1] - 2 * dst_up, dst.shape[2] - 2 * dst_lt
+    d = dst[:, dst_up:dst_up + ny, dst_lt:dst_lt + nx] if dst_lt or dst_up else dst
+    s = src[:, src_up:src_up + ny, src_lt:src_lt + nx] if src_lt or src_up else src
+    scale = _F32(scale)
+    if not add and scale == 1:
+        np.copyto(d, s)
+    elif not add:
+        np.multiply(s, scale, out=d)
+    elif scale == 1:
+        d += s
+    else:
+        d += scale * s
+
+
+def gather_flat(dst, src, index):
+    """``dst.flat[i] = src.flat[index[i]]`` (a TransposeConn's weights: a fixed permutation of W)."""
+    np.take(src.reshape(-1), index, out=dst.reshape(-1))
+
+
+def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, lt, up):
+    """MomentumLCALayer's V: drive = (1-e)(G + s*A), V ← e*V + drive + rate*prev_drive, prev_drive ← drive.
+
+    ``A_prev`` is the previous extended activity (margins lt, up); A itself
+    is left to the transfer function.
+    """
+    ny, nx = V.shape[1], V.shape[2]
+    e = np.asarray(exp_tau, dtype=np.float32).reshape(-1, 1, 1, 1)
+    A = A_prev[:, up:up + ny, lt:lt + nx, :]
+    drive = (_F32(1) - e) * (G + _F32(self_interact) * A)
+    V[...] = e * V + drive + _F32(rate) * prev_drive
+    prev_drive[...] = drive
+
+
+def vertex_transfer(V, vv, va, slope_neg, slope_pos):
+    """Piecewise-linear transfer through (verticesV, verticesA), continuous from the right at jumps."""
+    i = np.searchsorted(vv, V, side="right") - 1
+    A = np.empty_like(V)
+    left = i < 0
+    right = i >= len(vv) - 1
+    mid = ~(left | right)
+    A[left] = va[0] + slope_neg * (V[left] - vv[0])
+    A[right] = va[-1] + slope_pos * (V[right] - vv[-1])
+    j = i[mid]
+    x0, x1, y0, y1 = vv[j], vv[j + 1], va[j], va[j + 1]
+    A[mid] = y0 + (y1 - y0) * (V[mid] - x0) / (x1 - x0)
+    return A
+
+
+def apply_vertex_transfer(V, A, lt, up, vv, va, slope_neg, slope_pos):
+    """Write :func:`vertex_transfer` of V into A's restricted region (verticesV/verticesA layers)."""
+    ny, nx = V.shape[1], V.shape[2]
+    A[:, up:up + ny, lt:lt + nx, :] = vertex_transfer(V, np.asarray(vv, np.float32), np.asarray(va, np.float32),
+                                                      _F32(slope_neg), _F32(slope_pos))
+
+
+def momentum_weights(W, dw, prev, a, f, c):
+    """MomentumConn's step: new = a*dw + f*prev - c*W; prev ← new; W += new (facts §4.6)."""
+    new = _F32(a) * dw + _F32(f) * prev - _F32(c) * W
+    prev[...] = new
+    W += new

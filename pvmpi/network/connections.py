@@ -104,15 +104,11 @@ class IdentConn(Connection):
         """
         if self.channel < 0:
             return
+        pre = self.pre
         for d in self.delays():
-            src = self.pre.restricted(self.pre.level(d))
             g, overwrite = self.post.gsyn_target(self.channel, True)
-            if overwrite:
-                np.multiply(src, F32(self.scale), out=g)
-            elif self.scale == 1.0:
-                g += src
-            else:
-                g += F32(self.scale) * src
+            self.run.kernels.scale_into(g, pre.level(d), F32(self.scale), not overwrite,
+                                        src_lt=pre.margin_x, src_up=pre.margin_y)
 
 
 class RescaleConn(IdentConn):
@@ -302,7 +298,7 @@ class HyPerConn(WeightedConnection):
 
     def initialize(self, seeds):
         """W at t = 0 from weightInitType (seeds in params-file order); a plastic connection allocates dW."""
-        self.W = self.run.initial_weights(self, seeds)
+        self.W = self.run.kernels.to_device(np.ascontiguousarray(self.run.initial_weights(self, seeds), dtype=F32))
         if self.plastic:
             self.updater.allocate()
 
@@ -320,7 +316,10 @@ class HyPerConn(WeightedConnection):
             return
         npre = self.pre.tile.nx_global * self.pre.tile.ny_global * self.pre.nf
         npost = self.post.tile.nx_global * self.post.tile.ny_global * self.post.nf
-        normalize(self.W, g["normalizeMethod"], g, num_pre=npre, num_post=npost)
+        k = self.run.kernels
+        W = k.to_host(self.W)  # OpenPV's sequential float32 sums: on the host (weights only, when they change)
+        normalize(W, g["normalizeMethod"], g, num_pre=npre, num_post=npost)
+        k.upload(self.W, W)
         self.version += 1
 
     def update_weights(self, t):
@@ -368,10 +367,11 @@ class HyPerConn(WeightedConnection):
         return out
 
     def write_checkpoint(self, ck):
+        W = self.run.kernels.to_host(self.W)
         if self.shared:
-            ck.shared(self.key + "/W", self.W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
+            ck.shared(self.key + "/W", W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
         else:
-            ck.tile_sum(self.key + "/W", self.global_nonshared(self.W),
+            ck.tile_sum(self.key + "/W", self.global_nonshared(W),
                         "non-shared weights [arbor, pre y, pre x, pre f (global extended), y, x, f]")
         ck.attrs(self.key, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
@@ -383,13 +383,14 @@ class HyPerConn(WeightedConnection):
 
         Non-shared weights are read from the global array, this tile's patches picked out.
         """
+        k = self.run.kernels
         if self.shared:
-            self.W[...] = rd.shared(self.key + "/W", self.W.shape)
+            k.upload(self.W, rd.shared(self.key + "/W", self.W.shape))
         else:
             t = self.pre.tile
             ye, xe, f = self.pre_of_kernel()
-            glob = rd.shared(self.key + "/W", self.global_nonshared(self.W).shape)
-            self.W[...] = glob[:, ye + t.ky0, xe + t.kx0, f]
+            glob = rd.shared(self.key + "/W", self.global_nonshared(k.to_host(self.W)).shape)
+            k.upload(self.W, np.ascontiguousarray(glob[:, ye + t.ky0, xe + t.kx0, f]))
         self.version += 1
         if not fresh_outputs:
             self.write_schedule.next = rd.attr(self.key, "next_write")
@@ -401,7 +402,8 @@ class HyPerConn(WeightedConnection):
         if self.group["writeStep"] < 0 or not self.write_schedule.due(t):
             return
         if self.writer is not None:
-            self.writer.write(t, self.W, self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf)
+            self.writer.write(t, self.run.kernels.to_host(self.W), self.xmap.n_kernels, self.ymap.n_kernels,
+                              self.pre.nf)
             if self.plastic:
                 self.updater.write_output(t)
 
@@ -484,6 +486,7 @@ class TransposeConn(WeightedConnection):
         self.maps = (axis_map(self.pre.tile.nx, self.post.tile.nx, o.xmap.patch_post),
                      axis_map(self.pre.tile.ny, self.post.tile.ny, o.ymap.patch_post))
         self.seen_version = -1
+        self.source_index = None
 
     @property
     def num_arbors(self):
@@ -494,9 +497,20 @@ class TransposeConn(WeightedConnection):
         return self.W
 
     def finalize(self):
+        """Follow the original's weights when they have changed: a fixed gather of its W.
+
+        The transpose only moves weights, so it is computed once on an index
+        array; every later change is one gather where the weights live.
+        """
         o = self.original
         if o.version != self.seen_version:
-            self.W = np.ascontiguousarray(transpose_weights(o.W, o.xmap, o.ymap, o.pre.nf), dtype=F32)
+            k = self.run.kernels
+            if self.source_index is None:
+                where = np.arange(o.W.size, dtype=np.int64).reshape(o.W.shape)
+                index = transpose_weights(where, o.xmap, o.ymap, o.pre.nf)
+                self.W = k.zeros(index.shape)
+                self.source_index = k.to_device(np.ascontiguousarray(index.reshape(-1)))
+            k.gather_flat(self.W, o.W, self.source_index)
             self.seen_version = o.version
             self.version += 1
 

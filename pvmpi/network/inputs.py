@@ -149,18 +149,23 @@ class InputLayer(Layer):
                 self.jitter.set_state(jitter)
 
     def load(self, time):
-        """Fill each local batch element's extended A from the frame it shows now (jitter drawn first)."""
-        t = self.tile
+        """Fill each local batch element's extended A from the frame it shows now (jitter drawn first).
+
+        The frames are made on the host and cross to the device (if A lives there) in one copy.
+        """
+        t, k = self.tile, self.run.kernels
         self.jitter.load(time, self.run.dt)
         frames = self.indexer.frames()
+        host = k.host_buffer(self.A)
         for b in range(t.nb):
             data = self.source.read(int(frames[t.kb0 + b]), self.nf)
             D, R = prepare_frame(data, nx_global=t.nx_global, ny_global=t.ny_global,
                                  margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline,
                                  **self.jitter.of(t.kb0 + b))
-            fill_extended(self.A[b], D, R, pad_value=self.group["padValue"], margin_x=self.margin_x,
+            fill_extended(host[b], D, R, pad_value=self.group["padValue"], margin_x=self.margin_x,
                           margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
                           x0=t.kx0, y0=t.ky0)
+        k.upload(self.A, host)
 
     def update(self, t):
         """Show the next frames: load them (each batch element's index logged first with

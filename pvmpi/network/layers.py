@@ -1,7 +1,10 @@
 """Layers at run time: this rank's batch slice and tile of V, A, GSyn and the data store.
 
 Buffers follow the fixed layout ``[batch, y, x, f]``: V and GSyn restricted,
-A extended by the layer's margins. Publishing copies A into level 0 of the
+A extended by the layer's margins. They live where the kernel backend keeps
+state (``kernels.zeros``: host memory, or the GPU for cuda) and change only
+through backend calls, so one engine serves every backend; they reach the
+host only for output frames and checkpoints (``kernels.to_host``). Publishing copies A into level 0 of the
 data store (a ring of delay levels) and fills its halo; connections deliver
 from the data store, never from A, so that a layer of the same or a later
 phase sees the previous step's activity (facts §3.2).
@@ -63,18 +66,19 @@ class Layer:
     # --- set-up
     def allocate(self):
         """A, the data-store levels, GSyn and the halo exchange, once margins, delays and channels are final."""
-        from ..parallel.halo import HaloExchange
+        from ..parallel.halo import halo_exchange
 
-        self.A = np.zeros(self.extended_shape, F32)
-        self.store = [np.zeros(self.extended_shape, F32) for _ in range(self.num_levels)]
+        k = self.run.kernels
+        self.A = k.zeros(self.extended_shape)
+        self.store = [k.zeros(self.extended_shape) for _ in range(self.num_levels)]
         self.spare = None  # the buffer the next update writes (see begin_update)
         self.active = [None] * self.num_levels
-        self.gsyn = np.zeros((self.channels,) + self.restricted_shape, F32)
+        self.gsyn = k.zeros((self.channels,) + self.restricted_shape)
         self.gsyn_stale = np.zeros(self.channels, bool)
         self.listed_rows = None  # set by an update that listed A's active rows (see publish)
         self.invalidate_stats()
-        self.halo = HaloExchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
-                                 bool(self.group["mirrorBCflag"]))
+        self.halo = halo_exchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
+                                  bool(self.group["mirrorBCflag"]), k)
 
     def link(self, layers):
         """Resolve references to other layers (triggers)."""
@@ -106,13 +110,13 @@ class Layer:
             return G, False
         self.gsyn_stale[channel] = False
         if not can_overwrite:
-            G.fill(0)
+            self.run.kernels.fill_zero(G)
         return G, can_overwrite
 
     def end_delivery(self):
         """Channels nobody delivered into this step are zero."""
         for ch in np.flatnonzero(self.gsyn_stale):
-            self.gsyn[ch].fill(0)
+            self.run.kernels.fill_zero(self.gsyn[ch])
         self.gsyn_stale[:] = False
 
     def begin_update(self):
@@ -142,7 +146,7 @@ class Layer:
         elif self.num_levels > 1:
             oldest = self.store.pop()
             with timers.time("publish:" + self.name):
-                np.copyto(oldest, self.store[0])
+                self.run.kernels.copy(oldest, self.store[0])
             self.store.insert(0, oldest)
             self.A = oldest
             self.active.insert(0, self.active.pop())
@@ -218,11 +222,11 @@ class Layer:
 
         Global arrays let a run with any MPI layout read the checkpoint (facts §6.3).
         """
-        t = self.tile
-        ck.extended(self.key + "/A", self.A, t, self.margin_x, self.margin_y,
+        t, host = self.tile, self.run.kernels.to_host
+        ck.extended(self.key + "/A", host(self.A), t, self.margin_x, self.margin_y,
                     "activity A, global extended [batch, y, x, f] (halo included)")
         for level, buf in enumerate(self.store):
-            ck.extended(f"{self.key}/Delays{level}", buf, t, self.margin_x, self.margin_y,
+            ck.extended(f"{self.key}/Delays{level}", host(buf), t, self.margin_x, self.margin_y,
                         f"published activity {level} steps ago, global extended")
         ck.attrs(self.key, last_update=self.controller.last_update, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
@@ -233,13 +237,13 @@ class Layer:
         The last update time and the write schedule are restored too, unless fresh_outputs
         (initializeFromCheckpointDir: the run starts at t = 0).
         """
-        t = self.tile
+        t, k = self.tile, self.run.kernels
         self.invalidate_stats()
-        self.A[...] = rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y)
+        k.upload(self.A, rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y))
         for level, buf in enumerate(self.store):
-            buf[...] = rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y)
+            k.upload(buf, rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y))
             if self.wants_active_list:
-                self.active[level] = self.run.kernels.active_list(buf, self.margin_x, self.margin_y)
+                self.active[level] = k.active_list(buf, self.margin_x, self.margin_y)
         if not fresh_outputs:
             self.controller.last_update = rd.attr(self.key, "last_update")
             self.write_schedule.next = rd.attr(self.key, "next_write")
@@ -250,7 +254,8 @@ class Layer:
             return
         if not self.write_schedule.due(t):
             return
-        frames = self.run.comms.gather_layer(np.ascontiguousarray(self.restricted(self.A)), self.tile)
+        A = self.run.kernels.to_host(self.A)
+        frames = self.run.comms.gather_layer(np.ascontiguousarray(self.restricted(A)), self.tile)
         if self.writer is not None:
             self.writer.write(t, frames)
 
@@ -270,7 +275,8 @@ class HyPerLayer(Layer):
     def allocate(self):
         """Also V and the channel coefficients: [1, -1] unless channelIndices/channelCoefficients say otherwise."""
         super().allocate()
-        self.V = np.zeros(self.restricted_shape, F32)
+        k = self.run.kernels
+        self.V = k.zeros(self.restricted_shape)
         coeffs = np.zeros(self.channels, F32)
         coeffs[0] = 1.0
         if self.channels > 1:
@@ -285,7 +291,7 @@ class HyPerLayer(Layer):
                 coeffs[int(i)] = c
         self.coefficients = coeffs
         # the sum of the channels needs its own buffer unless it is channel 0 itself
-        self.G = None if self.channels == 1 and coeffs[0] == 1 else np.zeros(self.restricted_shape, F32)
+        self.G = None if self.channels == 1 and coeffs[0] == 1 else k.zeros(self.restricted_shape)
 
     def link(self, layers):
         g = self.group
@@ -302,18 +308,19 @@ class HyPerLayer(Layer):
                 self.reset_layer = layers[g["triggerResetLayerName"] or trig]
 
     def initialize(self, seeds):
-        self.V[...] = self.run.initial_v(self, seeds)
+        self.run.kernels.upload(self.V, self.run.initial_v(self, seeds))
         self.transfer()
 
     def write_checkpoint(self, ck):
         """Also V, as a global restricted array."""
         super().write_checkpoint(ck)
-        ck.restricted(self.key + "/V", self.V, self.tile, "membrane potential V, global [batch, y, x, f]")
+        ck.restricted(self.key + "/V", self.run.kernels.to_host(self.V), self.tile,
+                      "membrane potential V, global [batch, y, x, f]")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Also V."""
         super().read_checkpoint(rd, fresh_outputs)
-        self.V[...] = rd.restricted(self.key + "/V", self.tile, self.nf)
+        self.run.kernels.upload(self.V, rd.restricted(self.key + "/V", self.tile, self.nf))
 
     def accumulate(self):
         """G = Σ_ch c_ch GSyn_ch; with one channel of coefficient 1, GSyn itself (no copy)."""
@@ -329,17 +336,20 @@ class HyPerLayer(Layer):
         """
         if self.reset_layer is not None and self.trigger_controller.due(t):
             src = self.reset_layer
-            self.V[...] = src.V if src.has_v else src.restricted(src.A)
+            if src.has_v:
+                self.run.kernels.scale_into(self.V, src.V, 1.0, False)
+            else:
+                self.run.kernels.scale_into(self.V, src.A, 1.0, False, src_lt=src.margin_x, src_up=src.margin_y)
 
     def update(self, t):
         """After any trigger reset, V = G (the coefficient-weighted channels); then transfer() sets A."""
         self.reset_state(t)
-        self.V[...] = self.accumulate()
+        self.run.kernels.scale_into(self.V, self.accumulate(), 1.0, False)
         self.transfer()
 
     def transfer(self):
         """A = V on the restricted region (the halo of A is never written)."""
-        self.restricted(self.A)[...] = self.V
+        self.run.kernels.scale_into(self.A, self.V, 1.0, False, dst_lt=self.margin_x, dst_up=self.margin_y)
 
 
 class ConstantLayer(HyPerLayer):
@@ -380,22 +390,11 @@ class ANNLayer(HyPerLayer):
             self.run.kernels.apply_transfer(self.V, self.A, self.margin_x, self.margin_y,
                                             *self.transfer_params)
         else:
-            self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+            self.vertex_transfer()
 
-
-def vertex_transfer(V, vv, va, slope_neg, slope_pos):
-    """Piecewise-linear transfer through (verticesV, verticesA), continuous from the right at jumps."""
-    i = np.searchsorted(vv, V, side="right") - 1
-    A = np.empty_like(V)
-    left = i < 0
-    right = i >= len(vv) - 1
-    mid = ~(left | right)
-    A[left] = va[0] + slope_neg * (V[left] - vv[0])
-    A[right] = va[-1] + slope_pos * (V[right] - vv[-1])
-    j = i[mid]
-    x0, x1, y0, y1 = vv[j], vv[j + 1], va[j], va[j + 1]
-    A[mid] = y0 + (y1 - y0) * (V[mid] - x0) / (x1 - x0)
-    return A
+    def vertex_transfer(self):
+        """A = the verticesV/verticesA transfer of V on the restricted region."""
+        self.run.kernels.apply_vertex_transfer(self.V, self.A, self.margin_x, self.margin_y, *self.vertices)
 
 
 class ANNErrorLayer(ANNLayer):
@@ -404,7 +403,7 @@ class ANNErrorLayer(ANNLayer):
     def update(self, t):
         """V = errScale · G after any trigger reset, then the transfer function."""
         self.reset_state(t)
-        np.multiply(self.accumulate(), F32(self.group["errScale"]), out=self.V)
+        self.run.kernels.scale_into(self.V, self.accumulate(), F32(self.group["errScale"]), False)
         self.transfer()
 
 
@@ -447,7 +446,7 @@ class HyPerLCALayer(ANNLayer):
         self._v_sums = v_sums
         self.listed_rows = rows
         if self.vertices is not None:
-            self.restricted(self.A)[...] = vertex_transfer(self.V, *self.vertices)
+            self.vertex_transfer()
 
     def active_rows(self):
         """Where the backend can (numba: ActiveRows), the update lists A's active entries row by row
@@ -466,28 +465,27 @@ class MomentumLCALayer(HyPerLCALayer):
     def allocate(self):
         """Also the previous drive, zero at the start."""
         super().allocate()
-        self.prev_drive = np.zeros(self.restricted_shape, F32)
+        self.prev_drive = self.run.kernels.zeros(self.restricted_shape)
 
     def update(self, t):
         """The momentum LCA step (class docstring); this drive is kept for the next update."""
         self.reset_state(t)
         g = self.group
-        e = self.exp_tau()[:, None, None, None]
-        A = self.restricted(self.previous_activity())
-        drive = (F32(1) - e) * (self.accumulate() + F32(1.0 if g["selfInteract"] else 0.0) * A)
-        self.V[...] = e * self.V + drive + F32(g["LCAMomentumRate"]) * self.prev_drive
-        self.prev_drive[...] = drive
+        self.run.kernels.update_momentum_lca(self.V, self.accumulate(), self.previous_activity(), self.prev_drive,
+                                             self.exp_tau(), F32(1.0 if g["selfInteract"] else 0.0),
+                                             F32(g["LCAMomentumRate"]), self.margin_x, self.margin_y)
         self.transfer()
 
     def write_checkpoint(self, ck):
         """Also the previous drive (prevDrive), so a continued run keeps its momentum."""
         super().write_checkpoint(ck)
-        ck.restricted(self.key + "/prevDrive", self.prev_drive, self.tile, "previous LCA drive (momentum)")
+        ck.restricted(self.key + "/prevDrive", self.run.kernels.to_host(self.prev_drive), self.tile,
+                      "previous LCA drive (momentum)")
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Also the previous drive."""
         super().read_checkpoint(rd, fresh_outputs)
-        self.prev_drive[...] = rd.restricted(self.key + "/prevDrive", self.tile, self.nf)
+        self.run.kernels.upload(self.prev_drive, rd.restricted(self.key + "/prevDrive", self.tile, self.nf))
 
 
 class LeakyIntegrator(ANNLayer):
@@ -497,8 +495,9 @@ class LeakyIntegrator(ANNLayer):
         """V ← V·exp(−dt/integrationTime) + G after any trigger reset, then the transfer function."""
         self.reset_state(t)
         decay = F32(np.exp(-np.float32(self.run.dt) / np.float32(self.group["integrationTime"])))
-        self.V *= decay
-        self.V += self.accumulate()
+        k = self.run.kernels
+        k.scale_into(self.V, self.V, decay, False)
+        k.scale_into(self.V, self.accumulate(), 1.0, True)
         self.transfer()
 
 

@@ -40,8 +40,8 @@ class HebbianUpdater:
         """dW and the normalizeDw counts (float32, shaped like W) and the float64 buffer that
         all-reduces them."""
         shape = self.conn.shape
-        self.dW = np.zeros(shape, F32)
-        self.counts = np.zeros(shape, F32)
+        self.dW = self.run.kernels.zeros(shape)
+        self.counts = self.run.kernels.zeros(shape)
         self.reduce_buf = np.zeros((2,) + shape, np.float64)
 
     def due(self, t):
@@ -75,8 +75,8 @@ class HebbianUpdater:
         """This rank's dW and counts, over its batch elements and tile, into the reduction buffer."""
         conn, k = self.conn, self.run.kernels
         pre, post = conn.pre, conn.post
-        self.dW.fill(0)
-        self.counts.fill(0)
+        k.fill_zero(self.dW)
+        k.fill_zero(self.counts)
         args = conn.map_args()
         for arbor, d in enumerate(conn.delays()):
             if pre.group["sparseLayer"]:
@@ -88,8 +88,8 @@ class HebbianUpdater:
                 k.hebbian_shared(pre.level(d), post.level(0), self.dW[arbor], self.counts[arbor],
                                  F32(self.dw_max), *args, pre.margin_x, pre.margin_y,
                                  post.margin_x, post.margin_y)
-        self.reduce_buf[0] = self.dW
-        self.reduce_buf[1] = self.counts
+        self.reduce_buf[0] = k.to_host(self.dW)  # dW crosses to the host for the all-reduce
+        self.reduce_buf[1] = k.to_host(self.counts)
 
     def finish_reduction(self):
         """Wait for the dW all-reduce in flight (timed as all-reduce); the reduced dW."""
@@ -110,16 +110,16 @@ class HebbianUpdater:
         return out.astype(F32)
 
     def apply(self, dw):
-        """Add dW (through :meth:`momentum`) to W; every dWMaxDecayInterval updates, dWMax
-        shrinks by dWMaxDecayFactor."""
-        self.conn.W += self.momentum(dw)
+        """Add the reduced dW to W (through momentum in a MomentumConn); every dWMaxDecayInterval
+        updates, dWMax shrinks by dWMaxDecayFactor."""
+        self.add_to_weights(dw)
         self.num_updates += 1
         if self.decay_interval > 0 and self.num_updates % self.decay_interval == 0:
             self.dw_max *= 1 - self.decay_factor
 
-    def momentum(self, dw):
-        """The change added to W: dW as it is (MomentumConn mixes in prev_dW)."""
-        return dw
+    def add_to_weights(self, dw):
+        """W += dw (the reduced dW, host float32: it crosses back where W lives)."""
+        self.run.kernels.scale_into(self.conn.W, dw, 1.0, True)
 
     def write_checkpoint(self, ck, key):
         """Schedules, the decayed dWMax, and a reduced dW still waiting to be applied."""
@@ -179,32 +179,29 @@ class MomentumUpdater(HebbianUpdater):
         """Also prev_dW: zero, or read from initPrev_dWFile (frame prev_dWFrameNumber)."""
         super().allocate()
         g = self.conn.group
-        self.prev_dW = np.zeros(self.conn.shape, F32)
+        k = self.run.kernels
+        self.prev_dW = k.zeros(self.conn.shape)
         if g["initPrev_dWFile"]:
-            self.prev_dW[...] = self.run.read_weights(g["initPrev_dWFile"], g["prev_dWFrameNumber"],
-                                                      self.conn, "initPrev_dWFile")
+            k.upload(self.prev_dW, self.run.read_weights(g["initPrev_dWFile"], g["prev_dWFrameNumber"],
+                                                         self.conn, "initPrev_dWFile"))
 
-    def momentum(self, dw):
-        """(1−f)·dW + f·prev_dW − c·W (no 1−f with the deprecated momentumTau), c = momentumDecay
-        (times dWMax for 'alex'); kept as the next prev_dW."""
+    def add_to_weights(self, dw):
+        """W += (1−f)·dW + f·prev_dW − c·W (no 1−f with the deprecated momentumTau), c = momentumDecay
+        (times dWMax for 'alex'); the change is kept as the next prev_dW."""
         c = F32(self.decay * self.dw_max if self.method == "alex" else self.decay)
-        W = self.conn.W
-        if self.deprecated:
-            new = dw + self.f * self.prev_dW - c * W
-        else:
-            new = (F32(1) - self.f) * dw + self.f * self.prev_dW - c * W
-        self.prev_dW[...] = new
-        return new
+        a = F32(1) if self.deprecated else F32(1) - self.f
+        self.run.kernels.momentum_weights(self.conn.W, dw, self.prev_dW, a, self.f, c)
 
     def write_checkpoint(self, ck, key):
         super().write_checkpoint(ck, key)
-        ck.shared(key + "/prev_dW", self.prev_dW, "momentum state: the previous dW [arbor, kernel, y, x, f]")
+        ck.shared(key + "/prev_dW", self.run.kernels.to_host(self.prev_dW),
+                  "momentum state: the previous dW [arbor, kernel, y, x, f]")
         ck.attrs(key, prev_delta_frames=self.writer.num_frames if self.writer is not None else -1)
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
         """Also restore prev_dW."""
         super().read_checkpoint(rd, key, fresh_outputs)
-        self.prev_dW[...] = rd.shared(key + "/prev_dW", self.prev_dW.shape)
+        self.run.kernels.upload(self.prev_dW, rd.shared(key + "/prev_dW", self.prev_dW.shape))
 
     def open_output(self, resume=None):
         """Open <conn>.prevDelta.pvp for prev_dW, cut back to its checkpointed frames on resume."""
@@ -221,7 +218,8 @@ class MomentumUpdater(HebbianUpdater):
         """Append prev_dW at time t to <conn>.prevDelta.pvp."""
         if self.writer is not None:
             c = self.conn
-            self.writer.write(t, self.prev_dW, c.xmap.n_kernels, c.ymap.n_kernels, c.pre.nf)
+            self.writer.write(t, self.run.kernels.to_host(self.prev_dW), c.xmap.n_kernels, c.ymap.n_kernels,
+                              c.pre.nf)
 
     def close(self):
         """Also close the prevDelta file."""

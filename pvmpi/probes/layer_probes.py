@@ -161,10 +161,10 @@ class LayerProbe(Probe):
         t = self.target.tile
         if self.mask is None and X is self.target.A:  # shared with the layer's other probes and the guard
             return self.target.activity_stats(self.nnz_threshold)
-        if self.mask is not None:
-            m = self.mask
-            keep = m.restricted(m.A) != 0
-            X = np.where(keep, X[:, up:up + t.ny, lt:lt + t.nx, :], np.float32(0))
+        if self.mask is not None:  # masked sums on the host (whole layers cross: a rare probe)
+            m, host = self.mask, self.run.kernels.to_host
+            keep = m.restricted(host(m.A)) != 0
+            X = np.where(keep, host(X)[:, up:up + t.ny, lt:lt + t.nx, :], np.float32(0))
             lt = up = 0
         return self.run.kernels.layer_stats(X, lt, up, t.ny, t.nx, self.nnz_threshold)
 
@@ -238,10 +238,10 @@ class FirmThresholdCostFnProbe(LayerProbe):
 
         Summed in float64 over this tile (only where the mask is nonzero), then over the spatial ranks.
         """
-        layer = self.target
-        x = np.abs(layer.restricted(layer.A).astype(np.float64))
+        layer, host = self.target, self.run.kernels.to_host  # on the host (the layer crosses: a rare probe)
+        x = np.abs(layer.restricted(host(layer.A)).astype(np.float64))
         if self.mask is not None:
-            x = np.where(self.mask.restricted(self.mask.A) != 0, x, 0.0)
+            x = np.where(self.mask.restricted(host(self.mask.A)) != 0, x, 0.0)
         w = self.group["VThresh"] + self.group["VWidth"]
         cost = np.where(x < w, x * (1 - x / (2 * w)) if w > 0 else 0.0, w / 2)
         sums = np.ascontiguousarray(cost.reshape(layer.nb, -1).sum(axis=1)[:, None])

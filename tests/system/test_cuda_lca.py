@@ -4,9 +4,10 @@ Without a GPU (CI) the cuda run uses Numba's CUDA simulator in a child
 process (the simulator must be on before numba is imported). The simulator
 runs every CUDA thread as a Python thread, so it runs LCATest cut to 16x8
 pixels (V1 8x4x24, the 18x18 patches and their transpose unchanged) for 3
-steps and must give the numba backend's outputs on the same cut network. On
-a GPU machine (``PVMPI_CUDA_TESTS=gpu``) the whole LCATest runs its 40 steps
-on the device and must reproduce OpenPV's certified Reconstruction.
+steps and must give the numba backend's outputs on the same cut network,
+its state on the device the whole run. On a GPU machine
+(``PVMPI_CUDA_TESTS=gpu``) the whole LCATest runs its 40 steps on the
+device and must reproduce OpenPV's certified Reconstruction.
 
 The command line does not offer ``--backend cuda`` yet, so the runs go
 through :class:`pvmpi.network.column.Column` with ``get_backend(name)``.
@@ -41,6 +42,7 @@ with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
     column = Column(model, comms, get_backend(backend), output_path=out)
     failures = column.run()
 print("FAILURES", failures)
+print("STATE", *sorted({type(b).__name__ for la in column.layers.values() for b in (la.A, la.gsyn, *la.store)}))
 """
 
 CUT = ["column.nx=16", "column.ny=8", "column.stopTime=3",
@@ -68,7 +70,8 @@ def lcatest(openpv_tests, tmp_path):
 @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed (pip install -e '.[test]')")
 def test_cut_lcatest_cuda_equals_numba(lcatest):
     run(lcatest, "numba", "out_numba", CUT, simulator=False)
-    run(lcatest, "cuda", "out_cuda", CUT, simulator=MODE != "gpu")
+    state = run(lcatest, "cuda", "out_cuda", CUT, simulator=MODE != "gpu").split("STATE", 1)[1].split()
+    assert "ndarray" not in state, state  # the layers' state lived on the device
     for name in ("Reconstruction", "V1"):  # written every step
         want = pvp.read(lcatest / "out_numba" / f"{name}.pvp")
         got = pvp.read(lcatest / "out_cuda" / f"{name}.pvp")

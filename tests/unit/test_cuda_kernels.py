@@ -458,3 +458,74 @@ def test_device_halo_exchange_on_one_rank(cu, mirror):
             dev.exchange(A)  # a host array is refused, not silently exchanged
         host.free()
         dev.free()
+
+
+# --------------------------------------------------------------------- the engine's state operations
+
+@inner
+@pytest.mark.parametrize("margins", [(0, 0, 0, 0), (1, 2, 0, 0), (0, 0, 2, 1)])
+def test_scale_into_equals_the_reference(cu, margins):
+    """IdentConn, V = G, A = V and resets: dst (+)= scale*src on windows, device and staged arguments."""
+    dl, du, sl, su = margins
+    rng = np.random.default_rng(7)
+    D = rng.standard_normal((2, 4 + 2 * du, 5 + 2 * dl, 3)).astype(np.float32)
+    S = rng.standard_normal((2, 4 + 2 * su, 5 + 2 * sl, 3)).astype(np.float32)
+    for add in (False, True):
+        for scale in (1.0, 0.5):
+            want = D.copy()
+            ref.scale_into(want, S, scale, add, dl, du, sl, su)
+            d = cu.to_device(D)
+            cu.scale_into(d, cu.to_device(S), scale, add, dl, du, sl, su)
+            np.testing.assert_array_equal(d.copy_to_host(), want)
+            h = D.copy()
+            cu.scale_into(h, S, scale, add, dl, du, sl, su)
+            np.testing.assert_array_equal(h, want)
+
+
+@inner
+def test_buffers_zero_fill_copy_upload(cu):
+    G = cu.zeros((3, 2, 4, 5, 2))
+    assert np.dtype(G.dtype) == np.float32 and not G.copy_to_host().any()
+    cu.upload(G, np.float32(2))
+    cu.fill_zero(G[1])  # a channel: a view of the buffer
+    h = G.copy_to_host()
+    assert not h[1].any() and (h[0] == 2).all() and (h[2] == 2).all()
+    C = cu.zeros((3, 2, 4, 5, 2))
+    cu.copy(C, G)
+    np.testing.assert_array_equal(C.copy_to_host(), h)
+    assert cu.host_buffer(C).shape == (3, 2, 4, 5, 2) and isinstance(cu.to_host(C), np.ndarray)
+
+
+@inner
+def test_learning_and_layer_ops_equal_the_reference(cu):
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((2, 3, 2, 2, 4)).astype(np.float32)
+    dw, P = (rng.standard_normal(W.shape).astype(np.float32) for _ in range(2))
+    w1, p1 = W.copy(), P.copy()
+    ref.momentum_weights(w1, dw, p1, 0.3, 0.7, 0.01)
+    wd, pd = cu.to_device(W), cu.to_device(P)
+    cu.momentum_weights(wd, dw, pd, 0.3, 0.7, 0.01)  # dw from the host, as after the all-reduce
+    close(wd.copy_to_host(), w1)
+    close(pd.copy_to_host(), p1)
+    index = rng.permutation(W.size)
+    want = np.zeros(W.size, np.float32)
+    ref.gather_flat(want, W, index)
+    got = cu.zeros(W.size)
+    cu.gather_flat(got, cu.to_device(W), cu.to_device(index))
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    V = (2 * rng.standard_normal((2, 4, 5, 3))).astype(np.float32)
+    G, drive = (rng.standard_normal(V.shape).astype(np.float32) for _ in range(2))
+    A = rng.standard_normal((2, 6, 7, 3)).astype(np.float32)
+    e = np.array([0.9, 0.8], np.float32)
+    v1, d1 = V.copy(), drive.copy()
+    ref.update_momentum_lca(v1, G, A, d1, e, 1.0, 0.5, 1, 1)
+    vd, dd = cu.to_device(V), cu.to_device(drive)
+    cu.update_momentum_lca(vd, cu.to_device(G), cu.to_device(A), dd, e, 1.0, 0.5, 1, 1)
+    close(vd.copy_to_host(), v1)
+    close(dd.copy_to_host(), d1)
+    vv, va = np.array([-1, 0, 0, 1], np.float32), np.array([0, 0, 1, 2], np.float32)  # a jump at 0
+    a1 = A.copy()
+    ref.apply_vertex_transfer(V, a1, 1, 1, vv, va, 0.1, 2.0)
+    ad = cu.to_device(A)
+    cu.apply_vertex_transfer(cu.to_device(V), ad, 1, 1, vv, va, 0.1, 2.0)
+    close(ad.copy_to_host(), a1)

@@ -1,0 +1,82 @@
+"""The cuda backend, state on the device, gives a 1-rank run's outputs under a row split and a batch split.
+
+Runs only inside a CUDA test process: ``tests/system/test_cuda_resident.py``
+starts ``mpiexec -n 2 ... pytest --with-mpi`` on this file with Numba's CUDA
+simulator in the ranks (``PVMPI_CUDA_TESTS=sim``); on a GPU machine
+``PVMPI_CUDA_TESTS=gpu mpiexec -n 2 python -m mpi4py -m pytest --with-mpi tests/mpi``
+runs it on the devices. The halo strips go through
+:class:`~pvmpi.parallel.device_halo.DeviceHaloExchange`, dW through the host.
+"""
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .test_layouts import demo_model
+
+MODE = os.environ.get("PVMPI_CUDA_TESTS")  # "sim" (the simulator is on in every rank) or "gpu"
+OUTPUTS = ("V1ToInputError.pvp", "V1ToInputError.prevDelta.pvp", "InputRecon.pvp", "V1.pvp", "InputError.pvp")
+
+
+def tiny_model(images, out, **overrides):
+    """The demo network cut for the simulator: 16x16 images, V1 8x8x4, 4x4 patches, nbatch 2,
+    a display period of 4 steps (learning at its last step), everything written every 4 steps."""
+    sets = {"column.nx": 16, "column.ny": 16, "column.nbatch": 2, "column.stopTime": 8,
+            "Input.displayPeriod": 4, "V1.nf": 4, "V1ToInputError.nxp": 4, "V1ToInputError.nyp": 4,
+            "V1ToInputError.writeStep": 4, "column.checkpointWriteDir": f"{out}/checkpoints",
+            "column.checkpointWriteStepInterval": 4}
+    for layer in ("Input", "InputError", "V1", "InputRecon"):
+        sets[f"{layer}.writeStep"] = sets[f"{layer}.initialWriteTime"] = 4
+    sets.update(overrides)
+    return demo_model(images, **sets)
+
+
+def assert_same_outputs(ref, other, atol=2e-6):
+    """Every pvp output of ``other`` equals ``ref``'s to float32 round-off (``atol`` times its scale)."""
+    from pvmpi.io import pvp
+
+    for name in OUTPUTS:
+        a, b = pvp.read(ref / name), pvp.read(other / name)
+        np.testing.assert_array_equal(a.times, b.times)
+        scale = max(1.0, float(np.abs(a.values).max()))
+        np.testing.assert_allclose(b.values, a.values, rtol=0, atol=atol * scale, err_msg=name)
+
+
+@pytest.mark.skipif(MODE not in ("sim", "gpu"), reason="runs in a CUDA test process (see test_cuda_resident.py)")
+@pytest.mark.mpi(min_size=2)
+def test_cuda_row_and_batch_splits_equal_one_rank():
+    from mpi4py import MPI
+
+    from pvmpi.data.dead_leaves import make_image_set
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+
+    sys.setswitchinterval(1e-4)  # the simulator's block manager polls its threads
+    world = MPI.COMM_WORLD
+    root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-cuda-layouts-") if world.rank == 0 else None))
+    if world.rank == 0:
+        make_image_set(root / "images", count=4, size=16, seed=5)
+    world.Barrier()
+    model = tiny_model(root / "images" / "images.txt", root, **{"column.stopTime": 4})  # learns at t = 3
+    if world.rank == 0:
+        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+            simulate(model, comms, "cuda", output_path=str(root / "one"))
+    for lay in (Layout(1, 2, 1), Layout(2, 1, 1)):  # rows split (halos cross ranks), batch split
+        if world.size != lay.size:
+            continue
+        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
+        with Comms(lay, world) as comms:
+            column = simulate(model, comms, "cuda", output_path=str(out))
+            W = column.kernels.to_host(column.connections["V1ToInputError"].W)
+            W0 = comms.world.bcast(W if comms.is_root else None)
+            assert np.array_equal(W, W0), "shared weights differ between ranks"
+        if world.rank == 0:
+            assert_same_outputs(root / "one", out)
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(root)
