@@ -156,9 +156,8 @@ def _list_run(row, k0, k1, base, idx, val, n, stats):
         while m:
             j = c0 + trailing_zeros(m)
             v = row[j]
-            if n < idx.shape[0]:  # (a full ActiveRows slot counts on but stores no more)
-                idx[n] = base + j
-                val[n] = v
+            idx[n] = base + j
+            val[n] = v
             n += 1
             if stats:
                 d = np.float64(v)
@@ -203,113 +202,40 @@ def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
             _list_run(row, 0, rowlen, base, idx, val, rowptr[r], False)
 
 
-@njit(**_JIT)
-def _count_fused(A2, nye, up, ny, c0, c1, count, counts):
-    """Entries per extended row when the update listed the restricted runs (their counts in ``count``)."""
-    rowlen = A2.shape[1]
-    for r in prange(A2.shape[0]):
-        ye = r % nye
-        if up <= ye < up + ny:
-            counts[r + 1] = (_count_run(A2[r], 0, c0) + count[(r // nye) * ny + ye - up]
-                             + _count_run(A2[r], c1, rowlen))
-        else:
-            counts[r + 1] = _count_run(A2[r], 0, rowlen)
-
-
-@njit(**_JIT)
-def _fill_fused(A2, rowptr, nye, up, ny, c0, c1, ridx, rval, count, idx, val):
-    """Each extended row's list: its halo runs listed here, its restricted run copied from the update's."""
-    rowlen = A2.shape[1]
-    for r in prange(A2.shape[0]):
-        row = A2[r]
-        ye = r % nye
-        base = ye * rowlen
-        if up <= ye < up + ny:
-            n = _list_run(row, 0, c0, base, idx, val, rowptr[r], False)[0]
-            s = (r // nye) * ny + ye - up
-            k = count[s]
-            idx[n:n + k] = ridx[s, :k]
-            val[n:n + k] = rval[s, :k]
-            _list_run(row, c1, rowlen, base, idx, val, n + k, False)
-        else:
-            _list_run(row, 0, rowlen, base, idx, val, rowptr[r], False)
-
-
 @njit(cache=True)
-def _restricted_stats(part, rows_per_b, first, ny, out):
-    """Per batch element, the stats of its restricted rows (part[b*rows_per_b + first + y]) in row order."""
+def _restricted_stats(part, nye, up, ny, out):
+    """Per batch element, the restricted rows' stats added in row order."""
     for b in range(out.shape[0]):
         out[b, :4] = 0.0
         out[b, 4] = np.inf
         out[b, 5] = -np.inf
         for y in range(ny):
-            p = part[b * rows_per_b + first + y]
+            p = part[b * nye + up + y]
             for c in range(4):
                 out[b, c] += p[c]
             out[b, 4] = min(out[b, 4], p[4])
             out[b, 5] = max(out[b, 5], p[5])
 
 
-class ActiveRows:
-    """The restricted rows' active entries, listed by an LCA update while each row is in cache.
-
-    ``active_list(A, ..., rows=)`` then only scans the halo (filled after the
-    update) and copies these runs: one pass over V instead of a second full
-    pass over A. Each row has room for a quarter of its neurons (2 bytes per
-    neuron; a sparse code is a few percent active); when a row holds more,
-    :meth:`complete` is false and active_list lists A in full instead.
-    """
-
-    FRACTION = 4  # room for 1/FRACTION of a row's neurons
-
-    def __init__(self, restricted_shape):
-        nb, ny, nx, nf = restricted_shape
-        room = -(-nx * nf // self.FRACTION)
-        self.idx = np.empty((nb * ny, room), np.int32)
-        self.val = np.empty((nb * ny, room), np.float32)
-        self.count = np.zeros(nb * ny, np.int64)  # entries of each row, stored or not
-        self.part = np.empty((nb * ny, 6), np.float64)  # each row's stats (see _list_stats_run)
-
-    def complete(self):
-        """Whether every row's entries fit in its room."""
-        return self.count.size == 0 or int(self.count.max()) <= self.idx.shape[1]
-
-
-_NO_ROWS = ActiveRows((0, 0, 0, 0))
-
-
-def active_list(A, lt, up, stats=None, rows=None):
+def active_list(A, lt, up, stats=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list).
 
     With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
-    threshold 0 come from the same pass, summed over the nonzeros only. With
-    ``rows`` (an :class:`ActiveRows` the update of this A filled) only the
-    halo is scanned.
+    threshold 0 come from the same pass, summed over the nonzeros only.
     """
     nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)
     ny, nx = nye - 2 * up, nxe - 2 * lt
-    c0, c1 = lt * nf, (lt + nx) * nf
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
-    if rows is not None and not rows.complete():
-        rows = None  # an unusually active update: list A in full
-    if rows is not None:
-        _count_fused(A2, *_ints(nye, up, ny, c0, c1), rows.count, rowptr)
-    else:
-        _count_rows(A2, rowptr)
+    _count_rows(A2, rowptr)
     np.cumsum(rowptr, out=rowptr)
     n = int(rowptr[-1])
     idx = np.empty(n, dtype=np.int32)
     val = np.empty(n, dtype=np.float32)
-    if rows is not None:
-        _fill_fused(A2, rowptr, *_ints(nye, up, ny, c0, c1), rows.idx, rows.val, rows.count, idx, val)
-        if stats is not None:
-            _restricted_stats(rows.part, ny, 0, ny, stats)
-    else:
-        part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
-        _fill_rows(A2, rowptr, *_ints(nye, up, ny, c0, c1), idx, val, part)
-        if stats is not None:
-            _restricted_stats(part, nye, int(up), ny, stats)
+    part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
+    _fill_rows(A2, rowptr, *_ints(nye, up, ny, lt * nf, (lt + nx) * nf), idx, val, part)
+    if stats is not None:
+        _restricted_stats(part, nye, int(up), ny, stats)
     return np.ascontiguousarray(rowptr[::nye]), idx, val
 
 
@@ -589,13 +515,10 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
 
 
 @njit(**_JIT)
-def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part,
-                ridx, rval, rcount, rpart):
+def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
     V3 = V.reshape(nb, ny, nx * nf)
-    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
-    rowlen = A3.shape[2]
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
@@ -608,31 +531,25 @@ def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift
                 A[b, y + up, x + lt, f] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
         if part.shape[0]:  # the row's ΣV while it is still in cache
             part[b, y] = _sum_of_run(V3[b, y])
-        if rcount.shape[0]:  # and the row's active entries (ActiveRows)
-            rcount[r] = _list_stats_run(A3[b, y + up], lt * nf, (lt + nx) * nf, (y + up) * rowlen,
-                                        ridx[r], rval[r], 0, rpart[r])
 
 
 def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
-               A_prev=None, rows=None):
+               A_prev=None):
     """HyPerLCALayer step (facts 3.7), float32 in the order of numpy_ref.update_lca.
 
     With ``v_sums`` ([nb] float64) ΣV per batch element comes out of the same
     pass, row by row while each row is in cache (the guard's check of V).
     ``A_prev``: the previous activity when it is not in A (default: a copy of
     A — reading and writing one buffer sends LLVM down its scalar path, 7x
-    slower; the engine always passes its data store's level 0). ``rows``
-    (:class:`ActiveRows`): list each row's active entries too, for
-    ``active_list(A, ..., rows=rows)`` after the halo exchange.
+    slower; the engine always passes its data store's level 0).
     """
     _check_out("V", V)
     _check_out("A", A)
     e = np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1)
     nb, ny = V.shape[0], V.shape[1]
     part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
-    r = _NO_ROWS if rows is None else rows
     _update_lca(V, A, A.copy() if A_prev is None else A_prev, G, e, _F32(self_interact), int(lt), int(up),
-                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part, r.idx, r.val, r.count, r.part)
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
     if v_sums is not None:
         _sum_in_order(part, v_sums)
 

@@ -75,7 +75,6 @@ class Layer:
         self.active = [None] * self.num_levels
         self.gsyn = k.zeros((self.channels,) + self.restricted_shape)
         self.gsyn_stale = np.zeros(self.channels, bool)
-        self.listed_rows = None  # set by an update that listed A's active rows (see publish)
         self.invalidate_stats()
         self.halo = halo_exchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
                                   bool(self.group["mirrorBCflag"]), k)
@@ -150,14 +149,12 @@ class Layer:
             self.store.insert(0, oldest)
             self.A = oldest
             self.active.insert(0, self.active.pop())
-        listed, self.listed_rows = self.listed_rows, None
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:  # the list's pass also gives A's stats (guard, probes)
             stats = np.empty((self.nb, 6), np.float64)
-            rows = {} if listed is None else {"rows": listed}  # the update listed the restricted rows
             with timers.time("publish:" + self.name):
                 self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y,
-                                                              stats, **rows)
+                                                              stats)
             self._stats[0.0] = stats
 
     def invalidate_stats(self):
@@ -415,11 +412,6 @@ class HyPerLCALayer(ANNLayer):
         super().link(layers)
         self.time_scale_probe = None
 
-    def allocate(self):
-        """Also the update's row lists of A, made at the first update that uses them."""
-        super().allocate()
-        self._active_rows = None
-
     def exp_tau(self):
         """e_b = exp(−Δ_b / (τ/dt)) per batch element, in double then rounded (facts §3.7)."""
         dt = self.run.dt
@@ -438,25 +430,12 @@ class HyPerLCALayer(ANNLayer):
         g = self.group
         exp_tau = self.exp_tau()
         v_sums = np.empty(self.nb, np.float64)  # ΣV comes with the update (the guard's check of V)
-        rows = self.active_rows()
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
-                                    *self.transfer_params, v_sums=v_sums, A_prev=self.previous_activity(),
-                                    **({} if rows is None else {"rows": rows}))
+                                    *self.transfer_params, v_sums=v_sums, A_prev=self.previous_activity())
         self._v_sums = v_sums
-        self.listed_rows = rows
         if self.vertices is not None:
             self.vertex_transfer()
-
-    def active_rows(self):
-        """Where the backend can (numba: ActiveRows), the update lists A's active entries row by row
-        while each row is in cache, and publish only scans the halo: one pass over the layer, not two."""
-        make = getattr(self.run.kernels, "ActiveRows", None)
-        if make is None or not self.wants_active_list or self.vertices is not None:
-            return None
-        if self._active_rows is None:
-            self._active_rows = make(self.restricted_shape)
-        return self._active_rows
 
 
 class MomentumLCALayer(HyPerLCALayer):
