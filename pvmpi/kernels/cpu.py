@@ -172,18 +172,24 @@ def _list_run(row, k0, k1, base, idx, val, n, stats):
 
 
 @njit(inline="always")
-def _list_stats_run(row, k0, k1, base, idx, val, n, out):
-    """_list_run, the stats of row[k0:k1] (its zeros counted in min and max) into out[:6]; returns n."""
-    m, s, s1, s2, cnt, lo, hi = _list_run(row, k0, k1, base, idx, val, n, True)
-    if m - n < k1 - k0:
-        lo = min(lo, 0.0)
-        hi = max(hi, 0.0)
+def _put_stats(out, s, s1, s2, cnt, lo, hi):
+    """out[:6] = [Σa, Σ|a|, Σa², count, min, max] (the layout of layer_stats)."""
     out[0] = s
     out[1] = s1
     out[2] = s2
     out[3] = cnt
     out[4] = lo
     out[5] = hi
+
+
+@njit(inline="always")
+def _list_stats_run(row, k0, k1, base, idx, val, n, out):
+    """_list_run, the stats of row[k0:k1] (its zeros counted in min and max) into out[:6]; returns n."""
+    m, s, s1, s2, cnt, lo, hi = _list_run(row, k0, k1, base, idx, val, n, True)
+    if m - n < k1 - k0:
+        lo = min(lo, 0.0)
+        hi = max(hi, 0.0)
+    _put_stats(out, s, s1, s2, cnt, lo, hi)
     return m
 
 
@@ -708,12 +714,7 @@ def _stats_of_run(row, irow, thr, out):
         key = iv ^ ((iv >> 31) & m)
         lo = min(lo, key)
         hi = max(hi, key)
-    out[0] = s
-    out[1] = s1
-    out[2] = s2
-    out[3] = cnt
-    out[4] = lo
-    out[5] = hi
+    _put_stats(out, s, s1, s2, cnt, lo, hi)
 
 
 @njit(cache=True, fastmath={"reassoc"})
