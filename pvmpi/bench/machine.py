@@ -4,6 +4,9 @@
   a fresh process (so this process's thread settings and an MPI job's busy
   ranks cannot skew it) and cached per host, because a bench run divides by
   it every time and measuring costs a second or two.
+* A GPU's peak (:func:`gpu_peak`): float32 GFLOP/s and memory GB/s from the
+  device's attributes (SMs, FP32 cores per SM of its compute capability,
+  clocks, bus width), nothing measured.
 * Peak resident memory of this process.
 * Where the shared benchmark folder is, and a writable copy of it as the
   working directory (its params use relative paths; /work/shared is
@@ -119,6 +122,72 @@ def peak_gflops(remeasure=False):
     except OSError:
         pass
     return result
+
+
+# ------------------------------------------------------------------ GPU
+# FP32 cores (float32 FMA lanes) per SM by compute capability: the CUDA C Programming Guide's
+# table of arithmetic throughput (32-bit floating-point add, multiply, multiply-add per clock per SM).
+FP32_CORES_PER_SM = {
+    (5, 0): 128, (5, 2): 128, (5, 3): 128,
+    (6, 0): 64, (6, 1): 128, (6, 2): 128,
+    (7, 0): 64, (7, 2): 64, (7, 5): 64,
+    (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128,
+    (9, 0): 128,
+}
+
+
+def cuda_simulated():
+    """Whether numba.cuda runs in its simulator (no real device: no device peak)."""
+    try:
+        from numba.cuda.core import config as cuda_config
+    except ImportError:  # older numba-cuda, or numba's own cuda target
+        from numba import config as cuda_config
+    return bool(getattr(cuda_config, "ENABLE_CUDASIM", 0))
+
+
+def _attr(device, name):
+    """An integer device attribute, 0 when the driver cannot report it."""
+    try:
+        return int(getattr(device, name))
+    except Exception:  # noqa: BLE001 -- a driver without the attribute: unknown
+        return 0
+
+
+def gpu_peak(device):
+    """The float32 peak and memory bandwidth of a Numba CUDA device, from its attributes.
+
+    ``gflops`` = MULTIPROCESSOR_COUNT x FP32 cores per SM (by compute capability,
+    :data:`FP32_CORES_PER_SM`) x 2 (a multiply-add) x CLOCK_RATE; ``gbs`` =
+    2 (double data rate) x MEMORY_CLOCK_RATE x GLOBAL_MEMORY_BUS_WIDTH / 8. A
+    figure the attributes cannot give (a capability not in the table, a clock
+    the driver does not report) is None, with ``why``. ``device`` is
+    ``numba.cuda.get_current_device()`` or anything with those attributes.
+    """
+    name = getattr(device, "name", "GPU")
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    cc = tuple(int(v) for v in device.compute_capability)
+    sms = _attr(device, "MULTIPROCESSOR_COUNT")
+    clock_khz = _attr(device, "CLOCK_RATE")
+    mem_khz = _attr(device, "MEMORY_CLOCK_RATE")
+    bus_bits = _attr(device, "GLOBAL_MEMORY_BUS_WIDTH")
+    cores = FP32_CORES_PER_SM.get(cc)
+    ccs = f"{cc[0]}.{cc[1]}"
+    out = {"name": str(name), "compute_capability": ccs, "sms": sms, "fp32_cores_per_sm": cores,
+           "clock_mhz": clock_khz / 1e3, "memory_clock_mhz": mem_khz / 1e3, "bus_bits": bus_bits,
+           "uuid": getattr(device, "uuid", None), "gflops": None, "gbs": None, "why": None}
+    if cores is None:
+        out["why"] = f"no FP32 cores-per-SM entry for compute capability {ccs}"
+    elif sms <= 0 or clock_khz <= 0:
+        out["why"] = "the driver does not report the SM count or the clock"
+    else:
+        out["gflops"] = sms * cores * 2 * clock_khz * 1e3 / 1e9
+        out["how"] = (f"{name}, from {sms} SMs x {cores} FP32 cores (cc {ccs}) x 2 flops x "
+                      f"{clock_khz / 1e6:.3f} GHz")
+    if mem_khz > 0 and bus_bits > 0:
+        out["gbs"] = 2 * mem_khz * 1e3 * bus_bits / 8 / 1e9
+        out["how_gbs"] = f"{name}, from 2 x {mem_khz / 1e3:.0f} MHz x {bus_bits} bits / 8"
+    return out
 
 
 # ------------------------------------------------------------------ working directory

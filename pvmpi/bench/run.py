@@ -6,7 +6,11 @@ pvmpi``), so what is timed is what a user runs. After W warm-up steps, N
 steps are timed R times with ``perf_counter`` around ``Column.advance()``;
 under MPI a step lasts until its slowest rank is done, so per-step times are
 reduced with MAX over ranks. The column's exclusive phase timers give the
-split; :mod:`pvmpi.bench.flops` gives the arithmetic; rank 0 prints.
+split; :mod:`pvmpi.bench.flops` gives the arithmetic and the compulsory
+memory traffic; rank 0 prints. The peak they are compared with is the
+machine's (a float32 GEMM measured once and cached) or, with ``--backend
+cuda`` on a real GPU, the device's (from its attributes:
+:func:`pvmpi.bench.machine.gpu_peak`).
 
 Numba compiles (or loads from its cache) a kernel on its first call. The
 Hebbian kernels are first called at the first weight update, which may fall
@@ -42,8 +46,8 @@ def build_parser():
     """The argument parser of ``python -m pvmpi bench``."""
     p = argparse.ArgumentParser(
         prog="python -m pvmpi bench",
-        description="Time steps of a network: ms per step, split by phase, GFLOP/s against the machine's "
-                    "peak, peak memory, start-up time. Under mpiexec every rank runs; rank 0 prints. "
+        description="Time steps of a network: ms per step, split by phase, GFLOP/s and GB/s against the "
+                    "machine's (or the GPU's) peak, peak memory, start-up time. Under mpiexec every rank runs; rank 0 prints. "
                     "'python -m pvmpi bench scaling --help' sweeps MPI layouts.")
     p.add_argument("config", help="YAML config")
     p.add_argument("--steps", type=int, default=100, help="timed steps per repeat (default 100)")
@@ -77,7 +81,8 @@ def build_parser():
     p.add_argument("--cold", action="store_true",
                    help="also measure start-up with an empty Numba cache (a subprocess; ~30 s)")
     p.add_argument("--peak-gflops", type=float,
-                   help="the machine's peak GFLOP/s (default: float32 GEMM measured once and cached)")
+                   help="the machine's peak GFLOP/s (default: float32 GEMM measured once and cached; with "
+                        "--backend cuda on a GPU, the device's peak from its attributes)")
     p.add_argument("--remeasure-peak", action="store_true", help="measure the peak again, ignoring the cache")
     p.add_argument("--startup-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
@@ -165,9 +170,14 @@ def main(argv):
 
 
 def _peak(args):
-    """The machine's peak, measured before this process runs any kernel (rank 0; the others sleep)."""
+    """The machine's peak, measured before this process runs any kernel (rank 0; the others sleep).
+
+    None on a real GPU (``--backend cuda`` outside the simulator): the device's peak replaces it.
+    """
     if args.peak_gflops:
         return {"gflops": args.peak_gflops, "gflops_1thread": None, "how": "given by --peak-gflops"}
+    if args.backend == "cuda" and not machine.cuda_simulated():
+        return None
     try:
         return machine.peak_gflops(remeasure=args.remeasure_peak)
     except (subprocess.SubprocessError, OSError, ValueError) as e:
@@ -236,6 +246,44 @@ def _device_sync(backend):
     return lambda: None
 
 
+def _device_peak(backend):
+    """This rank's GPU peak (:func:`machine.gpu_peak`) with the cuda backend on a real device, else None."""
+    if backend != "cuda" or machine.cuda_simulated():
+        return None
+    from numba import cuda
+
+    try:
+        return machine.gpu_peak(cuda.get_current_device())
+    except Exception as e:  # noqa: BLE001 -- the figures are a report's extra, never a failure
+        note(f"could not read the device's attributes: {e}")
+        return None
+
+
+def _device_peaks(per_rank):
+    """The devices the ranks ran on, each counted once: rank 0's device with the peaks summed, or None."""
+    seen, devs = set(), []
+    for r in per_rank:
+        d = r.get("gpu")
+        if d is None:
+            continue
+        key = d.get("uuid") or id(d)
+        if key not in seen:
+            seen.add(key)
+            devs.append(d)
+    if not devs:
+        return None
+    out = dict(devs[0])
+    out["count"] = len(devs)
+    for k in ("gflops", "gbs"):
+        vals = [d[k] for d in devs]
+        out[k] = sum(vals) if all(v is not None for v in vals) else None
+    if len(devs) > 1:
+        for k in ("how", "how_gbs"):
+            if out.get(k):
+                out[k] = f"{len(devs)} devices, each {out[k]}"
+    return out
+
+
 def _group_totals(timers):
     out = np.zeros(len(GROUP_ORDER))
     for name, s in timers.totals.items():
@@ -256,6 +304,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
         raise SystemExit(1)
     rank = comms.rank
     sync = _device_sync(backend)
+    gpu = _device_peak(backend)
 
     def body():
         column.initialize()
@@ -312,7 +361,8 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     if rank == 0:
         shutil.rmtree(os.path.join(output, WARM_STATE), ignore_errors=True)
     return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
-            "flops_by": dict(counter.per_object), "totals": totals, "rss": rss, "mem": mem, "groups": groups,
+            "flops_by": dict(counter.per_object), "bytes_by": dict(counter.bytes_per_object),
+            "bytes": float(counter.total_bytes), "gpu": gpu, "totals": totals, "rss": rss, "mem": mem, "groups": groups,
             "blocks": blocks, "steps": steps,
             "t_first": column.t - steps * column.dt, "dt": column.dt}
 
@@ -326,8 +376,8 @@ def _reduce(world, raw):
     block_max = np.empty_like(raw["blocks"])
     world.Allreduce(raw["blocks"], block_max, op=MPI.MAX)
     mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "mem": raw["mem"],
-            "flops": float(raw["flops"].sum()), "time_sum": float(raw["times"].sum()),
-            "startup": raw["startup"]}
+            "flops": float(raw["flops"].sum()), "bytes_by": raw["bytes_by"], "bytes": raw["bytes"],
+            "gpu": raw["gpu"], "time_sum": float(raw["times"].sum()), "startup": raw["startup"]}
     return step_max, block_max / raw["steps"], world.gather(mine, root=0)
 
 
@@ -350,15 +400,20 @@ def _summarise(step_max, block_step, per_rank, steps_total):
     groups["other"] = float(np.mean(other))
     wall = float(block_step.sum() * steps_total / len(block_step))
     flops = sum(r["flops"] for r in per_rank)
-    flops_by = {}
-    for r in per_rank:
-        for n, f in r["flops_by"].items():
-            flops_by[n] = flops_by.get(n, 0) + f
-    gflops_by = {}
-    for n, f in flops_by.items():
-        t = phases.get(n, 0.0) * steps_total / 1e3  # mean seconds over ranks in that phase
-        if t > 0:
-            gflops_by[n] = f / t / 1e9
+    nbytes = sum(r["bytes"] for r in per_rank)
+
+    def rates(key):
+        """Per phase: the count summed over ranks / the mean seconds over ranks in that phase, in G/s."""
+        summed = {}
+        for r in per_rank:
+            for n, f in r[key].items():
+                summed[n] = summed.get(n, 0) + f
+        out = {}
+        for n, f in summed.items():
+            t = phases.get(n, 0.0) * steps_total / 1e3
+            if t > 0:
+                out[n] = f / t / 1e9
+        return out
     return {
         "ms_per_step_median": float(np.median(ms)),
         "ms_per_step_min": float(ms.min()),
@@ -372,7 +427,10 @@ def _summarise(step_max, block_step, per_rank, steps_total):
         "other_ms_per_step": float(np.mean(other)),
         "gflop_per_step": flops / steps_total / 1e9,
         "gflops": flops / wall / 1e9 if wall > 0 else 0.0,
-        "gflops_by_phase": gflops_by,
+        "gflops_by_phase": rates("flops_by"),
+        "mb_per_step": nbytes / steps_total / 1e6,
+        "gbs": nbytes / wall / 1e9 if wall > 0 else 0.0,
+        "gbs_by_phase": rates("bytes_by"),
         "peak_rss_mb": float(max(r["rss"] for r in per_rank)),
         "peak_rss_mb_per_rank": [float(r["rss"]) for r in per_rank],
         "memory": _memory(per_rank),
@@ -459,7 +517,17 @@ def _bench(args, model, world, output, config, t_entry, peak):
 
     # Rank 0's extra measurements run while the other ranks sleep, so the cores are its own.
     if rank == 0:
-        if peak is not None:
+        dev = _device_peaks(per_rank)
+        result["device"] = dev
+        result["peak_gbs"] = dev["gbs"] if dev is not None else None
+        result["peak_gbs_fraction"] = result["gbs"] / dev["gbs"] if dev is not None and dev["gbs"] else None
+        if dev is not None and not args.peak_gflops:
+            result["peak_kind"] = "device"
+            result["peak_gflops"] = dev["gflops"]
+            result["peak_how"] = dev.get("how") or dev["why"]
+            result["peak_fraction"] = result["gflops"] / dev["gflops"] if dev["gflops"] else None
+        elif peak is not None:
+            result["peak_kind"] = "machine"
             result["peak_gflops"] = peak["gflops"]
             result["peak_gflops_1thread"] = peak.get("gflops_1thread")
             result["peak_how"] = peak["how"]
@@ -468,6 +536,7 @@ def _bench(args, model, world, output, config, t_entry, peak):
             if peak.get("gflops_1thread"):
                 result["peak_fraction_used_cores"] = result["gflops"] / (peak["gflops_1thread"] * cores)
         else:
+            result["peak_kind"] = None
             result["peak_gflops"] = result["peak_fraction"] = None
         result["startup_cold_s"] = None
         if args.cold:
@@ -532,7 +601,7 @@ def format_report(r):
     head = f"  {'phase':<36} {'ms/step':>9} {'%':>6}"
     if multi:
         head += f" {'max/rank':>9}"
-    head += f" {'GFLOP/s':>9}"
+    head += f" {'GFLOP/s':>9} {'GB/s':>8}"
     lines.append(head + ("   (mean over ranks)" if multi else ""))
     groups = r["phase_groups"]
     for g in GROUP_ORDER + ("other",):
@@ -544,24 +613,39 @@ def format_report(r):
         members = sorted((n for n in r["phases"] if n.split(":", 1)[0] == g), key=lambda n: -r["phases"][n])
         for n in members:
             v = r["phases"][n]
-            if v < 0.0005 and n not in r["gflops_by_phase"]:
+            gb = r.get("gbs_by_phase", {}).get(n)
+            gf = r["gflops_by_phase"].get(n)
+            if v < 0.0005 and gf is None and gb is None:
                 continue
             row = f"    {n:<34.34} {v:9.3f} {100 * v / step:6.1f}"
             if multi:
                 row += f" {r['phases_max'][n]:9.3f}"
-            gf = r["gflops_by_phase"].get(n)
-            row += f" {gf:9.2f}" if gf is not None else ""
+            if gf is not None or gb is not None:
+                row += f" {gf:9.2f}" if gf is not None else " " * 10
+                row += f" {gb:8.2f}" if gb is not None else ""
             lines.append(row)
     lines.append("")
     peak = r.get("peak_gflops")
+    device = r.get("peak_kind") == "device"
     text = f"  compute: {r['gflop_per_step'] * 1e3:.1f} MFLOP per step, {r['gflops']:.2f} GFLOP/s"
-    if peak:
+    if device:
+        if peak:
+            text += f" = {100 * r['peak_fraction']:.2f} % of the device's peak {peak:.1f} GFLOP/s ({r['peak_how']})"
+        else:
+            text += f" (the device's peak is unknown: {r['peak_how']})"
+    elif peak:
         text += f" = {100 * r['peak_fraction']:.2f} % of the machine's peak {peak:.1f} GFLOP/s"
         if r.get("peak_fraction_used_cores") is not None:
             text += f" ({100 * r['peak_fraction_used_cores']:.2f} % of the cores used)"
     lines.append(text)
-    if peak:
+    if peak and not device:
         lines.append(f"    peak: {r['peak_how']}")
+    if "mb_per_step" in r:
+        text = f"  memory: {r['mb_per_step']:.2f} MB per step (compulsory traffic), {r['gbs']:.2f} GB/s"
+        if r.get("peak_gbs"):
+            text += (f" = {100 * r['peak_gbs_fraction']:.2f} % of the device's peak {r['peak_gbs']:.1f} GB/s "
+                     f"({r['device']['how_gbs']})")
+        lines.append(text)
     lines.append(f"  peak RSS: {r['peak_rss_mb']:.1f} MB per rank (max over ranks"
                  + (", all: " + ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_per_rank"]) if multi else "")
                  + ")")
