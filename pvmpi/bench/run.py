@@ -259,7 +259,7 @@ def _device_peak(backend):
         return None
 
 
-def _device_peaks(per_rank):
+def device_peaks(per_rank):
     """The devices the ranks ran on, each counted once: rank 0's device with the peaks summed, or None."""
     seen, devs = set(), []
     for r in per_rank:
@@ -517,27 +517,8 @@ def _bench(args, model, world, output, config, t_entry, peak):
 
     # Rank 0's extra measurements run while the other ranks sleep, so the cores are its own.
     if rank == 0:
-        dev = _device_peaks(per_rank)
-        result["device"] = dev
-        result["peak_gbs"] = dev["gbs"] if dev is not None else None
-        result["peak_gbs_fraction"] = result["gbs"] / dev["gbs"] if dev is not None and dev["gbs"] else None
-        if dev is not None and not args.peak_gflops:
-            result["peak_kind"] = "device"
-            result["peak_gflops"] = dev["gflops"]
-            result["peak_how"] = dev.get("how") or dev["why"]
-            result["peak_fraction"] = result["gflops"] / dev["gflops"] if dev["gflops"] else None
-        elif peak is not None:
-            result["peak_kind"] = "machine"
-            result["peak_gflops"] = peak["gflops"]
-            result["peak_gflops_1thread"] = peak.get("gflops_1thread")
-            result["peak_how"] = peak["how"]
-            result["peak_fraction"] = result["gflops"] / peak["gflops"]
-            cores = min(comms.size * threads, machine.cpu_count())
-            if peak.get("gflops_1thread"):
-                result["peak_fraction_used_cores"] = result["gflops"] / (peak["gflops_1thread"] * cores)
-        else:
-            result["peak_kind"] = None
-            result["peak_gflops"] = result["peak_fraction"] = None
+        set_peaks(result, device_peaks(per_rank), peak, given=bool(args.peak_gflops),
+                  cores=min(comms.size * threads, machine.cpu_count()))
         result["startup_cold_s"] = None
         if args.cold:
             cache = tempfile.mkdtemp(prefix="pvmpi-numba-cold-")
@@ -556,6 +537,35 @@ def _bench(args, model, world, output, config, t_entry, peak):
         else:
             print(format_report(result), flush=True)
     return 0
+
+
+def set_peaks(result, dev, peak, given=False, cores=1):
+    """Put the peaks and the fractions of them into ``result`` (rank 0, after :func:`_summarise`).
+
+    ``dev``: the GPUs' peaks (:func:`device_peaks`) or None; ``peak``: the machine's
+    (:func:`_peak`) or None. The device's float32 peak is the one compared with unless
+    ``given`` (``--peak-gflops``); its bandwidth is compared with the traffic either way.
+    ``cores``: the cores the ranks used (for the fraction of the cores used).
+    """
+    result["device"] = dev
+    result["peak_gbs"] = dev["gbs"] if dev is not None else None
+    result["peak_gbs_fraction"] = result["gbs"] / dev["gbs"] if dev is not None and dev["gbs"] else None
+    if dev is not None and not given:
+        result["peak_kind"] = "device"
+        result["peak_gflops"] = dev["gflops"]
+        result["peak_how"] = dev.get("how") or dev["why"]
+        result["peak_fraction"] = result["gflops"] / dev["gflops"] if dev["gflops"] else None
+    elif peak is not None:
+        result["peak_kind"] = "machine"
+        result["peak_gflops"] = peak["gflops"]
+        result["peak_gflops_1thread"] = peak.get("gflops_1thread")
+        result["peak_how"] = peak["how"]
+        result["peak_fraction"] = result["gflops"] / peak["gflops"]
+        if peak.get("gflops_1thread"):
+            result["peak_fraction_used_cores"] = result["gflops"] / (peak["gflops_1thread"] * cores)
+    else:
+        result["peak_kind"] = None
+        result["peak_gflops"] = result["peak_fraction"] = None
 
 
 def write_trace(path, world, raw):

@@ -44,6 +44,7 @@ def test_report_prints_every_field(small, tmp_path):
     for text in ("time per step: median", "min", "max", "throughput:", "ms per step wall-clock", "deliver:InputErrorToV1", "deliver:V1ToInputRecon",
                  "update:V1", "halo exchange", "allreduce (dW)", "io (output files)", "probes", "other",
                  "MFLOP per step", "GFLOP/s", "% of the machine's peak 50.0", "peak RSS", "MB per rank",
+                 "GB/s", "memory: ", "MB per step (compulsory traffic)",
                  "start-up to the first step: warm", "2 x 3 steps timed after 2 warm-up (each repeat from the state after it: t = 2 to 5)"):
         assert text in out, text
     with open(trace) as f:
@@ -65,16 +66,25 @@ def test_every_repeat_runs_the_same_steps_from_the_same_state(small, tmp_path):
     assert not (out / "bench-warm-state").exists()  # the saved state is removed with the bench
 
 
-def test_json_keys_and_sane_values(small, tmp_path):
-    # no --peak-gflops: the peak is measured (and cached in a private cache directory)
+@pytest.fixture(scope="module")
+def json_run(small, tmp_path_factory):
+    """One --json bench of the shrunk demo; no --peak-gflops: the peak is measured (and cached in a
+    private cache directory). Returns the process and that cache directory."""
+    cache = tmp_path_factory.mktemp("cache")
     proc = bench(DEMO, "--json", "--steps", 5, "--repeat", 2, "--warmup", 2, *small,
-                 env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+                 env={"XDG_CACHE_HOME": str(cache)})
+    return proc, cache
+
+
+def test_json_keys_and_sane_values(json_run):
+    proc, cache = json_run
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     r = json.loads(lines[0])
     for key in ("ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "ms_per_step_wall", "steps", "ranks", "threads",
                 "backend", "peak_rss_mb", "phases", "layout", "gflops", "peak_gflops", "peak_fraction",
-                "startup_warm_s", "phase_groups", "gflop_per_step"):
+                "startup_warm_s", "phase_groups", "gflop_per_step", "mb_per_step", "gbs", "gbs_by_phase",
+                "peak_gbs", "peak_kind", "device"):
         assert key in r, key
     assert r["steps"] == 10 and r["ranks"] == 1 and r["backend"] == "numba" and r["threads"] >= 1
     assert r["layout"] == {"batchwidth": 1, "rows": 1, "columns": 1}
@@ -82,13 +92,67 @@ def test_json_keys_and_sane_values(small, tmp_path):
     assert r["ms_per_step_wall"] >= 0.9 * r["ms_per_step_min"]
     assert r["peak_rss_mb"] > 10 and r["gflops"] > 0 and r["peak_gflops"] > 0
     assert 0 < r["peak_fraction"] < 1 and r["startup_warm_s"] > 0
-    assert (tmp_path / "cache" / "pvmpi" / "peak_gflops.json").is_file()
+    assert (cache / "pvmpi" / "peak_gflops.json").is_file()
     assert all(v >= 0 for v in r["phases"].values())
     assert {"deliver:InputErrorToV1", "update:V1", "probes"} <= set(r["phases"])
     # the exclusive phase timers account for the step (what they miss is reported as 'other')
     total = sum(r["phases"].values())
     assert 0.8 * r["ms_per_step_mean"] <= total <= 1.05 * r["ms_per_step_mean"], (total, r["ms_per_step_mean"])
     assert r["phase_groups"]["other"] == pytest.approx(r["ms_per_step_mean"] - total, abs=1e-6)
+    # compulsory traffic: at least V1's update (5 words per neuron: 0.33 MB), and well under 10 MB
+    assert 0.33 < r["mb_per_step"] < 10 and r["gbs"] > 0
+    assert r["gbs"] == pytest.approx(r["mb_per_step"] / r["ms_per_step_wall"], rel=0.5)  # MB/ms = GB/s
+    assert {"deliver:InputErrorToV1", "update:V1"} <= set(r["gbs_by_phase"])
+    assert all(v > 0 for v in r["gbs_by_phase"].values())
+    assert r["peak_kind"] == "machine" and r["device"] is None and r["peak_gbs"] is None  # a CPU backend
+
+
+def _fake_h100(**over):
+    """A stand-in for numba.cuda's device object with an H100 SXM's attributes."""
+    from types import SimpleNamespace
+
+    attrs = dict(name=b"NVIDIA H100 80GB HBM3", compute_capability=(9, 0), MULTIPROCESSOR_COUNT=132,
+                 CLOCK_RATE=1980000, MEMORY_CLOCK_RATE=2619000, GLOBAL_MEMORY_BUS_WIDTH=5120, uuid="GPU-1")
+    attrs.update(over)
+    return SimpleNamespace(**attrs)
+
+
+def test_gpu_peak_from_device_attributes():
+    from pvmpi.bench.machine import gpu_peak
+    from pvmpi.bench.run import device_peaks
+
+    p = gpu_peak(_fake_h100())
+    assert p["name"] == "NVIDIA H100 80GB HBM3" and p["compute_capability"] == "9.0"
+    assert p["gflops"] == pytest.approx(132 * 128 * 2 * 1.98e9 / 1e9)  # 66.9 TFLOP/s
+    assert p["gbs"] == pytest.approx(2 * 2619e6 * 5120 / 8 / 1e9)  # 3352 GB/s
+    assert "132 SMs x 128 FP32 cores" in p["how"] and "5120 bits" in p["how_gbs"]
+    a100 = gpu_peak(_fake_h100(compute_capability=(8, 0), MULTIPROCESSOR_COUNT=108, CLOCK_RATE=1410000))
+    assert a100["gflops"] == pytest.approx(108 * 64 * 2 * 1.41)  # 19.5 TFLOP/s
+    unknown = gpu_peak(_fake_h100(compute_capability=(42, 1)))
+    assert unknown["gflops"] is None and "42.1" in unknown["why"]
+    assert unknown["gbs"] == pytest.approx(p["gbs"])  # the bandwidth does not need the table
+    # ranks on one device count it once; ranks on two devices add up
+    two = device_peaks([{"gpu": p}, {"gpu": dict(p)}, {"gpu": gpu_peak(_fake_h100(uuid="GPU-2"))}])
+    assert two["count"] == 2 and two["gflops"] == pytest.approx(2 * p["gflops"])
+    assert device_peaks([{"gpu": None}]) is None
+
+
+def test_report_with_a_device_peak(json_run):
+    """With a GPU the compute and memory lines compare with the device's peaks, not the CPU's."""
+    from pvmpi.bench.machine import gpu_peak
+    from pvmpi.bench.run import format_report, set_peaks
+
+    r = json.loads(json_run[0].stdout)
+    dev = gpu_peak(_fake_h100())
+    set_peaks(r, dict(dev, count=1), {"gflops": 50.0, "how": "cpu"})
+    assert r["peak_kind"] == "device" and r["peak_fraction"] == pytest.approx(r["gflops"] / dev["gflops"])
+    assert r["peak_gbs_fraction"] == pytest.approx(r["gbs"] / dev["gbs"])
+    out = format_report(r)
+    assert "of the device's peak 66908.2 GFLOP/s (NVIDIA H100 80GB HBM3, from 132 SMs x 128 FP32 cores" in out
+    assert "of the device's peak 3352.3 GB/s (NVIDIA H100 80GB HBM3, from 2 x 2619 MHz x 5120 bits / 8)" in out
+    assert "machine's peak" not in out
+    set_peaks(r, dict(gpu_peak(_fake_h100(compute_capability=(42, 1))), count=1), None)
+    assert r["peak_fraction"] is None and "the device's peak is unknown" in format_report(r)
 
 
 def test_compare_numpy_prints_a_ratio(small):
@@ -100,9 +164,10 @@ def test_compare_numpy_prints_a_ratio(small):
     assert r["compare"]["backend"] == "numpy" and r["compare"]["steps"] == 2 and r["compare"]["ratio"] > 0
 
 
-def test_flop_counts_follow_geometry_and_activity(small, tmp_path):
-    """Dense Φᵀe is charged nb·ny·nx·(8·8)·nf·2 per step; the sparse reconstruction and the Hebbian
-    update 2·64 per nonzero V1 activity (counted here from V1's published buffer, not its active list)."""
+@pytest.fixture(scope="module")
+def counted(small, tmp_path_factory):
+    """The shrunk demo run 9 steps (numpy) under a FlopCounter, with what it needs to check the counts:
+    V1's nonzero activities summed over all steps and over the steps the dictionary learned."""
     from mpi4py import MPI
 
     from pvmpi.bench.flops import FlopCounter
@@ -114,13 +179,13 @@ def test_flop_counts_follow_geometry_and_activity(small, tmp_path):
 
     model = load_model(DEMO, [s for s in small if s != "--set"] + ["Input.displayPeriod=4"])
     with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-        column = Column(model, comms, get_backend("numpy"), output_path=str(tmp_path / "out"))
+        column = Column(model, comms, get_backend("numpy"), output_path=str(tmp_path_factory.mktemp("out")))
         column.initialize()
         counter = FlopCounter(column)
         counter.start()
         v1 = column.layers["V1"]
         conn = column.connections["V1ToInputError"]
-        nnz, learned = 0, 0
+        nnz, learned, learn_steps = 0, 0, 0
         for _ in range(9):
             w = conn.W.copy()
             column.advance()
@@ -129,14 +194,49 @@ def test_flop_counts_follow_geometry_and_activity(small, tmp_path):
             nnz += active
             if not np.array_equal(w, conn.W):
                 learned += active
+                learn_steps += 1
+        weights = {name: int(np.prod(c.weights.shape[1:])) for name, c in column.connections.items()
+                   if c.has_weights}
         column.close()
     assert learned > 0
-    by = counter.per_object
+    return {"counter": counter, "nnz": nnz, "learned": learned, "learn_steps": learn_steps, "weights": weights}
+
+
+def test_flop_counts_follow_geometry_and_activity(counted):
+    """Dense Φᵀe is charged nb·ny·nx·(8·8)·nf·2 per step; the sparse reconstruction and the Hebbian
+    update 2·64 per nonzero V1 activity (counted here from V1's published buffer, not its active list)."""
+    nnz, learned = counted["nnz"], counted["learned"]
+    by = counted["counter"].per_object
     assert by["deliver:InputErrorToV1"] == 9 * 2 * 32 * 32 * 64 * 8 * 2
     assert by["deliver:V1ToInputRecon"] == 2 * 64 * nnz
     assert by["learn:V1ToInputError"] == 2 * 64 * learned
     assert by["deliver:InputToInputError"] == 9 * 2 * 64 * 64
     assert "deliver:V1ToInputError" not in by  # channel -1: learning only
+
+
+def test_byte_counts_follow_geometry_and_activity(counted):
+    """Compulsory traffic, float32: nb 2, Input/InputError/InputRecon 64x64x1, V1 32x32x8, one arbor;
+    the dictionary (and its transpose and clone) holds 8 kernels of 8x8x1 = 512 weights."""
+    c = counted["counter"]
+    by = c.bytes_per_object
+    nnz, learned, learn_steps = counted["nnz"], counted["learned"], counted["learn_steps"]
+    assert counted["weights"] == {"V1ToInputError": 512, "InputErrorToV1": 512, "V1ToInputRecon": 512}
+    img, v1 = 2 * 64 * 64, 2 * 32 * 32 * 8  # restricted neurons on the rank
+    # dense transpose: read the error once, the weights once; read and write V1's GSyn
+    assert by["deliver:InputErrorToV1"] == 9 * (4 * img + 4 * 512 + 8 * v1)
+    # sparse reconstruction: 8 bytes per active entry, the weights; read and write the recon's GSyn
+    assert by["deliver:V1ToInputRecon"] == 8 * nnz + 9 * (4 * 512 + 8 * img)
+    # IdentConn: read the input, read and write the error's channel 0
+    assert by["deliver:InputToInputError"] == 9 * (4 * img + 8 * img)
+    # LCA: read GSyn, read and write V, write A, read the previous A: 5 words per neuron
+    assert by["update:V1"] == 9 * 20 * v1
+    # HyPerLayer with two channels: read both, write V, write A
+    assert by["update:InputError"] == 9 * 16 * img
+    # learning, on the steps it ran: V1's active entries, the error's activity, dW read and written
+    assert learn_steps > 0
+    assert by["learn:V1ToInputError"] == 8 * learned + learn_steps * (4 * img + 8 * 512)
+    assert "deliver:V1ToInputError" not in by
+    assert c.total_bytes == sum(by.values())
 
 
 def test_lca_bench_yaml_is_the_params_file():
