@@ -89,10 +89,15 @@ def _restricted(layer):
     return t.nb * t.ny * t.nx * layer.nf
 
 
+def _wshape(conn):
+    """The weights' shape [arbor, kernel, nyp, nxp, nfp] as a tuple (a simulated device array's
+    shape object takes no negative index or slice)."""
+    return tuple(int(n) for n in conn.weights.shape)
+
+
 def _arbor_weights(conn):
     """Weights of one arbor (all kernels, shared or not)."""
-    W = conn.weights
-    return int(np.prod(W.shape[1:]))
+    return int(np.prod(_wshape(conn)[1:]))
 
 
 def delivery_bytes(conn, entries=None):
@@ -123,13 +128,13 @@ def _dense_count(conn):
     """Multiply-adds of a dense delivery of a weighted connection, per step, on this rank."""
     post, pre = conn.post, conn.pre
     t = post.tile
-    nfp = conn.weights.shape[-1]
+    nfp = _wshape(conn)[-1]
     return t.nb * t.ny * t.nx * conn.ymap.patch_post * conn.xmap.patch_post * pre.nf * nfp
 
 
 def _patch_count(conn):
-    W = conn.weights
-    return W.shape[2] * W.shape[3] * W.shape[4]  # nyp * nxp * nfp
+    shape = _wshape(conn)
+    return shape[2] * shape[3] * shape[4]  # nyp * nxp * nfp
 
 
 class FlopCounter:
