@@ -7,6 +7,7 @@ Every job runs configs/lca_demo.yaml shrunk through the scripts' variables
 ranks (batch split 2x1x1) of 1 thread. About a minute in all on 2 cores.
 """
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -182,8 +183,10 @@ def test_requeue_script_checkpoints_on_the_signal_and_continues(slurm, cpu_job, 
     assert "requeueing job" in log and "piece 1" in log, log
     assert log.count("-r: no complete checkpoint") == 1, log  # only the first piece starts fresh
     steps = sorted(int(p.name[10:]) for p in checkpoints.iterdir())
-    stopped = [s for s in steps if s % 40]
-    assert len(stopped) == 1 and 40 <= stopped[0] < STOP, steps  # the checkpoint written on the signal
+    # the checkpoint written on the signal (it may fall on a multiple of 40 like the scheduled ones)
+    stopped = int(re.search(r"stopped by a signal at t = \S+ \(step (\d+)\)", log).group(1))
+    assert 40 <= stopped < STOP and stopped in steps, (stopped, steps)
+    assert set(steps) == {s for s in range(0, STOP + 1, 40)} | {stopped}, steps
     assert steps[-1] == STOP, steps
     # continued from the checkpoint to the end: the outputs of the uninterrupted run
     assert_same_outputs(reference, tmp_path / f"{name}-{job}")
