@@ -4,8 +4,9 @@ Buffers follow the fixed layout ``[batch, y, x, f]``: V and GSyn restricted,
 A extended by the layer's margins. They live where the kernel backend keeps
 state (``kernels.zeros``: host memory, or the GPU for cuda) and change only
 through backend calls, so one engine serves every backend; they reach the
-host only for output frames and checkpoints (``kernels.to_host``). Publishing copies A into level 0 of the
-data store (a ring of delay levels) and fills its halo; connections deliver
+host only for output frames and checkpoints (``kernels.to_host``).
+Publishing makes A level 0 of the data store (a ring of delay levels; the
+buffers swap, nothing is copied) and fills its halo; connections deliver
 from the data store, never from A, so that a layer of the same or a later
 phase sees the previous step's activity (facts §3.2).
 """
