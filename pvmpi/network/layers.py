@@ -288,8 +288,10 @@ class HyPerLayer(Layer):
             if 0 <= int(i) < self.channels:
                 coeffs[int(i)] = c
         self.coefficients = coeffs
-        # the sum of the channels needs its own buffer unless it is channel 0 itself
-        self.G = None if self.channels == 1 and coeffs[0] == 1 else k.zeros(self.restricted_shape)
+        # the sum of the channels is channel 0 itself, or a buffer of its own made at the first
+        # accumulate() (a plain HyPerLayer sums straight into V and never needs one)
+        self.g_is_gsyn = self.channels == 1 and coeffs[0] == 1
+        self.G = None
 
     def link(self, layers):
         g = self.group
@@ -322,10 +324,19 @@ class HyPerLayer(Layer):
 
     def accumulate(self):
         """G = Σ_ch c_ch GSyn_ch; with one channel of coefficient 1, GSyn itself (no copy)."""
-        if self.G is None:
+        if self.g_is_gsyn:
             return self.gsyn[0]
+        if self.G is None:
+            self.G = self.run.kernels.zeros(self.restricted_shape)
         self.run.kernels.accumulate_input(self.gsyn, self.coefficients, self.G)
         return self.G
+
+    def accumulate_into(self, out):
+        """out = Σ_ch c_ch GSyn_ch in one pass (V = G without G in between)."""
+        if self.g_is_gsyn:
+            self.run.kernels.scale_into(out, self.gsyn[0], 1.0, False)
+        else:
+            self.run.kernels.accumulate_input(self.gsyn, self.coefficients, out)
 
     def reset_state(self, t):
         """resetStateOnTrigger: when the trigger fires at t, copy triggerResetLayerName's V into V.
@@ -342,7 +353,7 @@ class HyPerLayer(Layer):
     def update(self, t):
         """After any trigger reset, V = G (the coefficient-weighted channels); then transfer() sets A."""
         self.reset_state(t)
-        self.run.kernels.scale_into(self.V, self.accumulate(), 1.0, False)
+        self.accumulate_into(self.V)
         self.transfer()
 
     def transfer(self):
