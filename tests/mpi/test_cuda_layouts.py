@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .test_layouts import demo_model
+from .test_layouts import demo_model, run_layout
 
 MODE = os.environ.get("PVMPI_CUDA_TESTS")  # "sim" (the simulator is on in every rank) or "gpu"
 OUTPUTS = ("V1ToInputError.pvp", "V1ToInputError.prevDelta.pvp", "InputRecon.pvp", "V1.pvp", "InputError.pvp")
@@ -67,16 +67,8 @@ def test_cuda_row_and_batch_splits_equal_one_rank():
         with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
             simulate(model, comms, "cuda", output_path=str(root / "one"))
     for lay in (Layout(1, 2, 1), Layout(2, 1, 1)):  # rows split (halos cross ranks), batch split
-        if world.size != lay.size:
-            continue
-        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
-        with Comms(lay, world) as comms:
-            column = simulate(model, comms, "cuda", output_path=str(out))
-            W = column.kernels.to_host(column.connections["V1ToInputError"].W)
-            W0 = comms.world.bcast(W if comms.is_root else None)
-            assert np.array_equal(W, W0), "shared weights differ between ranks"
-        if world.rank == 0:
-            assert_same_outputs(root / "one", out)
+        if world.size == lay.size:
+            run_layout(model, lay, world, root, root / "one", assert_same_outputs, backend="cuda")
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)

@@ -53,6 +53,22 @@ def compare_outputs(ref, other):
         np.testing.assert_allclose(eb, ea, rtol=1e-5)
 
 
+def run_layout(model, lay, world, root, reference, compare, backend="numba"):
+    """Run ``model`` on layout ``lay``: its shared weights must agree on every rank, and rank 0
+    compares its outputs with the directory ``reference`` by ``compare``."""
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+
+    out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
+    with Comms(lay, world) as comms:
+        column = simulate(model, comms, backend, output_path=str(out))
+        W = column.kernels.to_host(column.connections["V1ToInputError"].W)
+        W0 = comms.world.bcast(W if comms.is_root else None)
+        assert np.array_equal(W, W0), "shared weights differ between ranks"
+    if world.rank == 0:
+        compare(reference, out)
+
+
 @pytest.mark.mpi(min_size=1)
 def test_demo_network_is_independent_of_layout():
     from mpi4py import MPI
@@ -74,14 +90,7 @@ def test_demo_network_is_independent_of_layout():
     layouts = fitting_layouts(world.size, model)
     assert layouts, "no layout fits"
     for lay in layouts:
-        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
-        with Comms(lay, world) as comms:
-            column = simulate(model, comms, output_path=str(out))
-            W = column.connections["V1ToInputError"].W
-            W0 = comms.world.bcast(W if comms.is_root else None)
-            assert np.array_equal(W, W0), "shared weights differ between ranks"
-        if world.rank == 0:
-            compare_outputs(root / "serial", out)
+        run_layout(model, lay, world, root, root / "serial", compare_outputs)
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)
