@@ -157,6 +157,10 @@ from numba import float32, float64, int32, int64  # (after the device check)
 THREADS = 32 if SIMULATOR else 256  # gather and elementwise blocks (simulated threads are Python threads)
 ACTIVE_K = 8         # elements per thread in one active-list chunk (a chunk is SCAN*ACTIVE_K elements)
 SCAN = 32 if SIMULATOR else 128  # block size of the prefix-sum / reduction kernels (shared arrays of this size)
+# Every shared array is dynamic (``cuda.shared.array(0, ...)``, its bytes given at launch): Numba's CUDA
+# simulator makes a static one at each thread's first call without a lock, so under load two threads of
+# a block can get different arrays and a block scan goes wrong (seen once in ~250 launches on 2 busy
+# cores, and as an unsorted active list in a CI run); the dynamic buffer is made once per launch.
 TILE_FLOATS = 6144   # shared-memory weight tile of the gathers: 24 KiB, several blocks per SM
 _BUSY_PER_SM = 2048  # threads per SM the learning kernels aim for
 
@@ -301,7 +305,7 @@ def _block_scan(flag, buf, tid):
 @cuda.jit
 def _k_scan(counts, ptr):
     """ptr = [0, cumsum(counts)] with one block: a serial run per thread, one block scan of the runs."""
-    buf = cuda.shared.array(SCAN, int64)
+    buf = cuda.shared.array(0, int64)  # SCAN values
     tid = cuda.threadIdx.x
     n = counts.shape[0]
     seg = (n + SCAN - 1) // SCAN
@@ -539,7 +543,7 @@ def _chunk_range(c, nchunk, N, K):
 @cuda.jit
 def _k_count_chunks(A1, N, K, nchunk, counts):
     """counts[c] = nonzeros of chunk c (SCAN*K elements; K consecutive per thread, one block reduction)."""
-    buf = cuda.shared.array(SCAN, int32)
+    buf = cuda.shared.array(0, int32)  # SCAN values
     tid = cuda.threadIdx.x
     for c in range(cuda.blockIdx.x, counts.shape[0], cuda.gridDim.x):
         _, lo, hi = _chunk_range(c, nchunk, N, K)
@@ -555,7 +559,7 @@ def _k_count_chunks(A1, N, K, nchunk, counts):
 @cuda.jit
 def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
     """Compact each chunk's nonzeros in order at ptr[c]: thread prefix from one block scan."""
-    buf = cuda.shared.array(SCAN, int32)
+    buf = cuda.shared.array(0, int32)  # SCAN values
     tid = cuda.threadIdx.x
     for c in range(cuda.blockIdx.x, ptr.shape[0] - 1, cuda.gridDim.x):
         b, lo, hi = _chunk_range(c, nchunk, N, K)
@@ -602,8 +606,8 @@ def active_list(A, lt, up, stats=None):
     counts = _scratch("active.counts", (nc,), np.int64)
     ptr = _scratch("active.ptr", (nc + 1,), np.int64)
     if nc and N:
-        _k_count_chunks[_blocks(nc, 1), SCAN](a.dev, N, K, nchunk, counts)
-        _k_scan[1, SCAN](counts, ptr)
+        _k_count_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, counts)
+        _k_scan[1, SCAN, 0, SCAN * 8](counts, ptr)
         n = int(ptr[nc:nc + 1].copy_to_host()[0])
     else:
         n = 0
@@ -611,7 +615,7 @@ def active_list(A, lt, up, stats=None):
     idx = cuda.device_array(max(n, 1), dtype=np.int32)
     val = cuda.device_array(max(n, 1), dtype=np.float32)
     if n:
-        _k_fill_chunks[_blocks(nc, 1), SCAN](a.dev, N, K, nchunk, ptr, idx, val)
+        _k_fill_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, ptr, idx, val)
     if a.host is None:
         offsets = cuda.device_array(nb + 1, dtype=np.int64)
         _k_every[_blocks(nb + 1, 32), 32](ptr, nchunk, offsets)
@@ -1100,7 +1104,7 @@ def _k_zero_i64(a):
 @cuda.jit
 def _k_layer_stats(X3, lt, up, ny, rowlen, thr, part):
     """part[b, p] = [Σa, Σ|a|, Σa², #|a|>thr, min, max] over rows p, p+P, ... of batch b's window."""
-    acc = cuda.shared.array((6, SCAN), float64)
+    acc = cuda.shared.array(0, float64)  # [6, SCAN], row-major
     tid = cuda.threadIdx.x
     b = cuda.blockIdx.y
     p = cuda.blockIdx.x
@@ -1121,24 +1125,24 @@ def _k_layer_stats(X3, lt, up, ny, rowlen, thr, part):
                 cnt += 1.0
             lo = min(lo, v)
             hi = max(hi, v)
-    acc[0, tid] = s0
-    acc[1, tid] = s1
-    acc[2, tid] = s2
-    acc[3, tid] = cnt
-    acc[4, tid] = lo
-    acc[5, tid] = hi
+    acc[tid] = s0
+    acc[1 * SCAN + tid] = s1
+    acc[2 * SCAN + tid] = s2
+    acc[3 * SCAN + tid] = cnt
+    acc[4 * SCAN + tid] = lo
+    acc[5 * SCAN + tid] = hi
     cuda.syncthreads()
     half = SCAN // 2
     while half > 0:
         if tid < half:
             for c in range(4):
-                acc[c, tid] += acc[c, tid + half]
-            acc[4, tid] = min(acc[4, tid], acc[4, tid + half])
-            acc[5, tid] = max(acc[5, tid], acc[5, tid + half])
+                acc[c * SCAN + tid] += acc[c * SCAN + tid + half]
+            acc[4 * SCAN + tid] = min(acc[4 * SCAN + tid], acc[4 * SCAN + tid + half])
+            acc[5 * SCAN + tid] = max(acc[5 * SCAN + tid], acc[5 * SCAN + tid + half])
         cuda.syncthreads()
         half //= 2
     if tid < 6:
-        part[b, p, tid] = acc[tid, 0]
+        part[b, p, tid] = acc[tid * SCAN]
 
 
 def layer_stats(X, lt, up, ny, nx, nnz_threshold):
@@ -1149,7 +1153,7 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     P = max(1, min(ny, 64 if not SIMULATOR else 1))
     part = _scratch("st.part", (nb, P, 6), np.float64)
     if nb:
-        _k_layer_stats[(P, nb), SCAN](x.dev, lt * nf, up, ny, nx * nf, float(nnz_threshold), part)
+        _k_layer_stats[(P, nb), SCAN, 0, 6 * SCAN * 8](x.dev, lt * nf, up, ny, nx * nf, float(nnz_threshold), part)
     h = part.copy_to_host() if nb else np.zeros((0, P, 6))
     out = np.empty((nb, 6), np.float64)
     out[:, :4] = h[:, :, :4].sum(axis=1)

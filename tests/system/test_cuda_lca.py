@@ -1,4 +1,4 @@
-"""OpenPV's LCATest network on the cuda backend.
+"""OpenPV's LCATest and GPULCATest networks on the cuda backend.
 
 Without a GPU (CI) the cuda run uses Numba's CUDA simulator in a child
 process (the simulator must be on before numba is imported). The simulator
@@ -36,8 +36,8 @@ from pvmpi.network.column import Column
 from pvmpi.parallel.comm import Comms
 from pvmpi.parallel.decomposition import Layout
 
-backend, out, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
-model = load_model("input/LCATest.params", ["column.checkpointWrite=false", *sets])
+params, backend, out, sets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+model = load_model(params, ["column.checkpointWrite=false", *sets])
 with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
     column = Column(model, comms, get_backend(backend), output_path=out)
     failures = column.run()
@@ -50,11 +50,11 @@ CUT = ["column.nx=16", "column.ny=8", "column.stopTime=3",
        "ComparisonTest.nnzThreshold=1e30"]
 
 
-def run(work, backend, out, sets, simulator):
+def run(work, backend, out, sets, simulator, params="input/LCATest.params"):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     if simulator:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
-    proc = subprocess.run([sys.executable, "-c", RUN, backend, out, *sets], cwd=work, env=env,
+    proc = subprocess.run([sys.executable, "-c", RUN, params, backend, out, *sets], cwd=work, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
@@ -84,6 +84,28 @@ def test_cut_lcatest_cuda_equals_numba(lcatest):
               ("out_numba", "out_cuda")]
     e_numba, e_cuda = (np.array([float(l.split(",")[2]) for l in lines[1:]]) for lines in energy)
     np.testing.assert_allclose(e_cuda, e_numba, rtol=1e-5)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed (pip install -e '.[test]')")
+def test_cut_gpulcatest_on_cuda(openpv_tests, tmp_path):
+    """GPULCATest on the cuda backend: its updateGpu/receiveGpu column and its CPU column give the same
+    Reconstruction (its own RequireAllZeroActivityProbe passes), and both equal the numba run's."""
+    work = tmp_path / "GPULCATest"
+    shutil.copytree(openpv_tests / "GPULCATest", work)
+    params = "input/GPULCATest.params"
+    # the saved V1 does not fit the cut layers: a constant V above threshold makes V1 active at once
+    cut = ["column.nx=16", "column.ny=8", "column.stopTime=3",
+           "V1CPU.InitVType=ConstantV", "V1CPU.valueV=0.05", "V1GPU.InitVType=ConstantV", "V1GPU.valueV=0.05"]
+    run(work, "numba", "out_numba", cut, simulator=False, params=params)
+    out = run(work, "cuda", "out_cuda", cut, simulator=MODE != "gpu", params=params)
+    assert "FAILURES []" in out, out
+    assert "ndarray" not in out.split("STATE", 1)[1].split()
+    want = pvp.read(work / "out_numba" / "ReconstructionCPU.pvp")
+    for name in ("ReconstructionCPU", "ReconstructionGPU"):
+        got = pvp.read(work / "out_cuda" / f"{name}.pvp")
+        assert got.values.shape == (3, 1, 8, 16, 1) and np.abs(got.values).max() > 0
+        scale = float(np.abs(want.values).max())
+        np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-5 * scale, err_msg=name)
 
 
 @pytest.mark.skipif(MODE != "gpu", reason="needs a GPU (PVMPI_CUDA_TESTS=gpu)")

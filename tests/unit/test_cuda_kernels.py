@@ -178,6 +178,32 @@ def test_active_list_several_chunks(cu, monkeypatch):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.skipif(MODE != "sim", reason="the simulator's shared-array allocation")
+def test_block_scans_survive_the_simulators_shared_array_race(cu, monkeypatch):
+    """The simulator allocates a static shared array at each thread's first call, unlocked: under load two
+    threads of a block can get different arrays (a CI run once built an unsorted active list that way).
+    With every static allocation private to its thread (the race at its worst) the block scans and
+    reductions must still be right: the kernels use dynamic shared memory, made once per launch."""
+    from numba.cuda.simulator import kernelapi
+
+    real = kernelapi.FakeCUDAShared.array
+
+    def private(self, shape, dtype, alignment=None):
+        if shape == 0:
+            return real(self, shape, dtype, alignment)
+        return np.full(shape, -7, dtype=kernelapi.numpy_support.as_dtype(dtype)
+                       if isinstance(dtype, kernelapi.types.Type) else dtype)
+
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", private)
+    rng = np.random.default_rng(5)
+    A = (rng.standard_normal((2, 7, 9, 4)) * (rng.random((2, 7, 9, 4)) < 0.3)).astype(np.float32)
+    monkeypatch.setattr(cu, "ACTIVE_K", 1)  # many chunks, so the scan of the chunk counts matters
+    for g, w in zip(cu.active_list(A, 1, 1), ref.active_list(A, 1, 1)):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_allclose(cu.layer_stats(A, 1, 1, 5, 7, 0.1), ref.layer_stats(A, 1, 1, 5, 7, 0.1),
+                               rtol=1e-12)
+
+
 @inner
 @pytest.mark.parametrize("how", ["pre", "sparse", "post"])
 def test_deliver_equals_numpy(cu, case, how):
