@@ -10,6 +10,8 @@ current for numba.cuda in this process.
 
 Importing this module imports neither mpi4py nor numba.
 """
+import os
+
 from pvmpi.errors import PvmpiError
 
 __all__ = ["binding_warning", "choose_device", "cuda_aware_mpi", "gpu_count", "parse_device_ids",
@@ -120,14 +122,25 @@ def select_device(comms, device_ids=None, *, n_gpus=None, activate=True):
     return dev
 
 
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False}
+
+
 def cuda_aware_mpi(comm=None):
     """True if the MPI library can take device pointers; else False (the default: host staging).
 
-    Asks MPI 4.1's memory allocation kinds (``mpi_memory_alloc_kinds`` of the
-    communicator's info lists ``cuda``), then the ``MPIX_Query_cuda_support``
-    extension where mpi4py exposes it. pvmpi stages halos and dW through host
-    memory unless this is True.
+    ``PVMPI_CUDA_AWARE_MPI=1`` (or ``0``) decides it for MPIs that are CUDA-aware
+    but do not say so (or that say so wrongly). Otherwise asks MPI 4.1's memory
+    allocation kinds (``mpi_memory_alloc_kinds`` of the communicator's info
+    lists ``cuda``), then the ``MPIX_Query_cuda_support`` extension where
+    mpi4py exposes it. pvmpi stages halo strips through host memory unless
+    this is True.
     """
+    forced = os.environ.get("PVMPI_CUDA_AWARE_MPI", "").strip().lower()
+    if forced:
+        if forced not in _SWITCH:
+            raise PvmpiError(f"PVMPI_CUDA_AWARE_MPI={forced!r}: expected 1 or 0 (true/false, yes/no)")
+        return _SWITCH[forced]
     try:
         from mpi4py import MPI
     except ImportError:

@@ -5,7 +5,8 @@ starts ``mpiexec -n 2 ... pytest --with-mpi`` on this file with Numba's CUDA
 simulator in the ranks (``PVMPI_CUDA_TESTS=sim``); on a GPU machine
 ``PVMPI_CUDA_TESTS=gpu mpiexec -n 2 python -m mpi4py -m pytest --with-mpi tests/mpi``
 runs it on the devices. The halo strips go through
-:class:`~pvmpi.parallel.device_halo.DeviceHaloExchange`, dW through the host.
+:class:`~pvmpi.parallel.device_halo.DeviceHaloExchange` (staged through the host, and once handed
+to MPI on the device as with a CUDA-aware MPI), dW through the host.
 """
 import os
 import shutil
@@ -69,6 +70,26 @@ def test_cuda_row_and_batch_splits_equal_one_rank():
     for lay in (Layout(1, 2, 1), Layout(2, 1, 1)):  # rows split (halos cross ranks), batch split
         if world.size == lay.size:
             run_layout(model, lay, world, root, root / "one", assert_same_outputs, backend="cuda")
+    if world.size == 2:
+        # the CUDA-aware path: device strips handed to MPI as they are (the simulator's device
+        # arrays are host memory, so any MPI takes them)
+        from pvmpi.parallel.device_halo import DeviceHaloExchange
+
+        aware, start = [], DeviceHaloExchange.start
+
+        def start_counted(self, A):
+            aware.append(self.cuda_aware)
+            return start(self, A)
+
+        os.environ["PVMPI_CUDA_AWARE_MPI"] = "1"
+        DeviceHaloExchange.start = start_counted
+        try:
+            run_layout(model, Layout(1, 2, 1), world, root / "aware", root / "one", assert_same_outputs,
+                       backend="cuda")
+        finally:
+            del os.environ["PVMPI_CUDA_AWARE_MPI"]
+            DeviceHaloExchange.start = start
+        assert aware and all(aware)
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)

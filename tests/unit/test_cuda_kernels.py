@@ -31,6 +31,7 @@ from pvmpi.network.geometry import post_table
 from pvmpi.parallel.devices import (
     binding_warning,
     choose_device,
+    cuda_aware_mpi,
     parse_device_ids,
     select_device,
 )
@@ -397,6 +398,21 @@ def test_device_rule_errors_are_clear():
     with pytest.raises(PvmpiError, match="GPU id 4 does not exist: this node has 2 GPU"):
         choose_device(0, 2, [4], 0, 1)
     assert choose_device(3, None, [7], 3, 4) == 7  # unknown GPU count: ids not checked
+
+
+def test_cuda_aware_mpi_can_be_decided_by_the_user(monkeypatch):
+    """PVMPI_CUDA_AWARE_MPI overrides the detection both ways (MPIs that are CUDA-aware but do not say
+    so); a wrong value is an error naming the variable; unset, pip's MPICH (this CI) is not CUDA-aware."""
+    from mpi4py import MPI
+
+    monkeypatch.delenv("PVMPI_CUDA_AWARE_MPI", raising=False)
+    assert cuda_aware_mpi(MPI.COMM_SELF) is False
+    for value, want in (("1", True), ("yes", True), ("0", False), ("False", False)):
+        monkeypatch.setenv("PVMPI_CUDA_AWARE_MPI", value)
+        assert cuda_aware_mpi(MPI.COMM_SELF) is want
+    monkeypatch.setenv("PVMPI_CUDA_AWARE_MPI", "maybe")
+    with pytest.raises(PvmpiError, match="PVMPI_CUDA_AWARE_MPI='maybe': expected 1 or 0"):
+        cuda_aware_mpi(MPI.COMM_SELF)
 
 
 def test_parse_device_ids():
