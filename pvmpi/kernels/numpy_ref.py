@@ -9,6 +9,8 @@ of restricted pre index ``i`` is ``(mul*i + off) // div`` (see
 Outputs are updated in place; functions return None (``active_list``
 excepted).  Loops run over kernels and patch offsets, never over neurons.
 """
+import mmap
+
 import numpy as np
 
 FLT_MAX = 3.4028234663852886e38
@@ -277,9 +279,29 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
 DEVICE_RESIDENT = False  # state lives in host memory: to_host/to_device are the identity
 
 
+HUGE_PAGE = 2 << 20  # bytes of a transparent huge page (x86-64, arm64 with 4 KiB pages)
+
+
 def zeros(shape):
-    """A float32 buffer of zeros where this backend keeps state (host memory)."""
-    return np.zeros(shape, np.float32)
+    """A float32 buffer of zeros where this backend keeps state (host memory).
+
+    A buffer of a huge page or more starts on a huge-page boundary in an
+    anonymous mapping advised ``MADV_HUGEPAGE``: a step streams every layer
+    buffer, and with 4 KiB pages its TLB misses cost measurably (the
+    benchmark's V1 update: 0.95 -> 0.84 ms, its step about 2 % faster, in
+    interleaved runs). Linux's default THP mode (``madvise``) honours the
+    advice; elsewhere it is plain zeroed memory.
+    """
+    nbytes = int(np.prod(shape, dtype=np.int64)) * 4
+    if nbytes < HUGE_PAGE:
+        return np.zeros(shape, np.float32)
+    # private (a shared anonymous mapping is shmem, which THP leaves alone), zero-filled, page-aligned
+    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        region.madvise(mmap.MADV_HUGEPAGE)
+    raw = np.frombuffer(region, np.uint8)  # keeps the mapping alive
+    start = -raw.ctypes.data % HUGE_PAGE
+    return raw[start:start + nbytes].view(np.float32).reshape(shape)
 
 
 def to_device(a):

@@ -448,3 +448,18 @@ def test_update_lca_v_sums():
         be.update_lca(Vb, Ab, G, np.full(2, 0.9, np.float32), 1.0, 1, 1, 0.1, 0.0, FLT_MAX, 0.0, 0.0,
                       v_sums=sums)
         np.testing.assert_allclose(sums, Vb.reshape(2, -1).sum(axis=1, dtype=np.float64), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (4, 36, 36, 64)])
+def test_host_state_buffers_are_zeroed_float32_and_large_ones_huge_page_aligned(shape):
+    """zeros(): C-contiguous writeable float32 zeros; a buffer of 2 MiB or more starts on a huge page
+    (the layer buffers a step streams: fewer TLB misses), and two buffers never share memory."""
+    a, b = ref.zeros(shape), ref.zeros(shape)
+    for x in (a, b):
+        assert x.shape == shape and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
+        assert not x.any()
+        if x.nbytes >= ref.HUGE_PAGE:
+            assert x.ctypes.data % ref.HUGE_PAGE == 0
+    a += 1
+    assert not b.any() and not np.shares_memory(a, b)
+    assert get_backend("numba").zeros is ref.zeros
