@@ -25,6 +25,7 @@ KERNELS = (
     "hebbian_shared",
     "hebbian_shared_sparse",
     "layer_stats",
+    "firm_threshold_cost",
     # the engine's state: made, copied and combined where the backend keeps it (host or device)
     "zeros",
     "to_device",

@@ -771,3 +771,34 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     out = np.empty((X.shape[0], 6), np.float64)
     _layer_stats(np.ascontiguousarray(X), *_ints(lt, up, ny, nx), float(nnz_threshold), part, out)
     return out
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _firm_cost_of_run(row, w):
+    """Σ c(a) over a run in float64 (reassociated: the vectoriser may split the sum)."""
+    half = 0.5 * w
+    inv = 0.5 / w if w > 0 else 0.0
+    s = 0.0
+    for q in range(row.shape[0]):
+        x = abs(np.float64(row[q]))
+        s += x * (1.0 - x * inv) if x < w else half
+    return s
+
+
+@njit(**_JIT)
+def _firm_threshold_cost(X, lt, up, ny, nx, w, part, out):
+    nb, nf = X.shape[0], X.shape[3]
+    X3 = X.reshape(nb, X.shape[1], X.shape[2] * nf)
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        part[b, y] = _firm_cost_of_run(X3[b, up + y, lt * nf:(lt + nx) * nf], w)
+    _sum_in_order(part, out)
+
+
+def firm_threshold_cost(X, lt, up, ny, nx, w):
+    """Σ c(a) per batch element (see numpy_ref.firm_threshold_cost): rows in parallel, added in order."""
+    part = np.empty((X.shape[0], int(ny)), np.float64)
+    out = np.empty(X.shape[0], np.float64)
+    _firm_threshold_cost(np.ascontiguousarray(X), *_ints(lt, up, ny, nx), float(w), part, out)
+    return out

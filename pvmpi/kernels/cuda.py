@@ -1162,6 +1162,46 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     return out
 
 
+@cuda.jit
+def _k_firm_cost(X3, lt, up, ny, rowlen, w, part):
+    """part[b, p] = Σ c(a) over rows p, p+P, ... of batch b's window (facts §5.2), a block tree sum."""
+    acc = cuda.shared.array(0, float64)  # SCAN values
+    tid = cuda.threadIdx.x
+    b = cuda.blockIdx.y
+    p = cuda.blockIdx.x
+    half = 0.5 * w
+    inv = 0.5 / w if w > 0 else 0.0
+    s = 0.0
+    for y in range(p, ny, cuda.gridDim.x):
+        for j in range(tid, rowlen, SCAN):
+            x = abs(float64(X3[b, up + y, lt + j]))
+            s += x * (1.0 - x * inv) if x < w else half
+    acc[tid] = s
+    cuda.syncthreads()
+    step = SCAN // 2
+    while step > 0:
+        if tid < step:
+            acc[tid] += acc[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    if tid == 0:
+        part[b, p] = acc[0]
+
+
+def firm_threshold_cost(X, lt, up, ny, nx, w):
+    """Σ c(a) per batch element in float64 (see numpy_ref.firm_threshold_cost): only [nb, P] partial
+    sums cross to the host."""
+    lt, up, ny, nx = _ints(lt, up, ny, nx)
+    nb, nf = X.shape[0], X.shape[3]
+    x = _Arg("fc.X", X, shape=(nb, X.shape[1], X.shape[2] * nf))
+    P = max(1, min(ny, 64 if not SIMULATOR else 1))
+    part = _scratch("fc.part", (nb, P), np.float64)
+    if nb:
+        _k_firm_cost[(P, nb), SCAN, 0, SCAN * 8](x.dev, lt * nf, up, ny, nx * nf, float(w), part)
+        return part.copy_to_host().sum(axis=1)
+    return np.zeros(0, np.float64)
+
+
 # --------------------------------------------------------------------- engine state (device-resident)
 
 DEVICE_RESIDENT = True  # the engine keeps V, A, GSyn, W, dW here; see the module docstring

@@ -268,6 +268,16 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
                      (np.abs(R) > nnz_threshold).sum(axis=1), R.min(axis=1), R.max(axis=1)], axis=1)
 
 
+
+def firm_threshold_cost(X, lt, up, ny, nx, w):
+    """Per batch element of the restricted window of X: Σ c(a) in float64, where
+    c(a) = |a|(1 − |a|/(2w)) if |a| < w, else w/2, with w = VThresh + VWidth (facts §5.2)."""
+    x = np.abs(X[:, up:up + ny, lt:lt + nx, :].reshape(X.shape[0], -1).astype(np.float64))
+    w = float(w)
+    inside = x * (1 - x / (2 * w)) if w > 0 else np.zeros_like(x)
+    return np.where(x < w, inside, w / 2).sum(axis=1)
+
+
 # ------------------------------------------------------------------- engine state
 #
 # The engine keeps its per-step state (V, A and the data store, GSyn, W, dW)

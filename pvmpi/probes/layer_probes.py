@@ -236,15 +236,17 @@ class FirmThresholdCostFnProbe(LayerProbe):
     def compute(self):
         """c(a) = |a|(1 − |a|/(2w)) where |a| < w = VThresh + VWidth, else w/2.
 
-        Summed in float64 over this tile (only where the mask is nonzero), then over the spatial ranks.
+        Summed in float64 over this tile by the backend's kernel where the layer lives (only where
+        the mask is nonzero: then the masked copy is made on the host), then over the spatial ranks.
         """
-        layer, host = self.target, self.run.kernels.to_host  # on the host (the layer crosses: a rare probe)
-        x = np.abs(layer.restricted(host(layer.A)).astype(np.float64))
-        if self.mask is not None:
-            x = np.where(self.mask.restricted(host(self.mask.A)) != 0, x, 0.0)
+        layer, k = self.target, self.run.kernels
         w = self.group["VThresh"] + self.group["VWidth"]
-        cost = np.where(x < w, x * (1 - x / (2 * w)) if w > 0 else 0.0, w / 2)
-        sums = np.ascontiguousarray(cost.reshape(layer.nb, -1).sum(axis=1)[:, None])
+        X, lt, up = layer.A, layer.margin_x, layer.margin_y
+        if self.mask is not None:  # (the layers cross to the host: a rare probe)
+            keep = self.mask.restricted(k.to_host(self.mask.A)) != 0
+            X, lt, up = np.where(keep, layer.restricted(k.to_host(X)), np.float32(0)), 0, 0
+        sums = k.firm_threshold_cost(X, lt, up, layer.tile.ny, layer.tile.nx, w)
+        sums = np.ascontiguousarray(sums[:, None])
         self.run.comms.spatial_sum(sums)
         return sums[:, 0]
 

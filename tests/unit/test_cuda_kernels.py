@@ -353,6 +353,18 @@ def test_layer_stats(cu, nb, margin, thr):
                                ref.layer_stats(X, margin, margin, 5, 6, thr), rtol=1e-12)
 
 
+@inner
+@pytest.mark.parametrize("nb, margin, w", [(1, 0, 0.3), (3, 2, 0.05)])
+def test_firm_threshold_cost(cu, nb, margin, w):
+    rng = np.random.default_rng(8)
+    X = (rng.standard_normal((nb, 5 + 2 * margin, 6 + 2 * margin, 3)) * 0.2).astype(np.float32)
+    X[rng.random(X.shape) < 0.5] = 0
+    want = ref.firm_threshold_cost(X, margin, margin, 5, 6, w)
+    np.testing.assert_allclose(cu.firm_threshold_cost(X, margin, margin, 5, 6, w), want, rtol=1e-12)
+    np.testing.assert_allclose(cu.firm_threshold_cost(cu.to_device(X), margin, margin, 5, 6, w), want,
+                               rtol=1e-12)
+
+
 # --------------------------------------------------------------------- device-resident use
 
 @inner

@@ -408,6 +408,27 @@ def test_sparse_delivery_bands_and_thread_counts_give_identical_sums():
     close(outs[0], deliver(ref, c, "pre"))
 
 
+def test_firm_threshold_cost_hand_numbers():
+    """c(a) = |a|(1 - |a|/(2w)) below w = VThresh + VWidth, w/2 above (facts §5.2), margins excluded."""
+    X = np.full((2, 3, 4, 1), 9.0, np.float32)  # the margin holds 9s: never counted
+    X[0, 1, 1:3, 0] = [0.5, -1.5]
+    X[1, 1, 1:3, 0] = [-0.25, 0.0]
+    w = 1.0
+    want = [0.5 * (1 - 0.5 / 2) + w / 2, 0.25 * (1 - 0.25 / 2)]
+    for k in (ref, get_backend("numba")):
+        np.testing.assert_allclose(k.firm_threshold_cost(X, 1, 1, 1, 2, w), want, rtol=1e-15)
+        np.testing.assert_array_equal(k.firm_threshold_cost(X, 1, 1, 1, 2, 0.0), [0.0, 0.0])
+
+
+@pytest.mark.parametrize("nb, margin, w", [(1, 0, 0.3), (3, 2, 0.05), (2, 1, 0.0)])
+def test_firm_threshold_cost_numba_equals_numpy(nb, margin, w):
+    rng = np.random.default_rng(11)
+    X = (rng.standard_normal((nb, 6 + 2 * margin, 7 + 2 * margin, 4)) * 0.2).astype(np.float32)
+    X[rng.random(X.shape) < 0.6] = 0
+    np.testing.assert_allclose(get_backend("numba").firm_threshold_cost(X, margin, margin, 6, 7, w),
+                               ref.firm_threshold_cost(X, margin, margin, 6, 7, w), rtol=1e-12)
+
+
 def test_layer_stats_min_max_signs_and_non_finite():
     """Min/max over integer keys of the float bits: negative, -0.0 and NaN handled like numpy."""
     X = np.array([[[[-0.0, 2.5, -3.25, 0.0]]]], np.float32)
