@@ -31,19 +31,21 @@ def _owner(a):
 
 
 def footprint(column):
-    """{'layer_bytes', 'neurons', 'bytes_per_neuron', 'connection_bytes', 'weights', 'bytes_per_weight'}."""
-    seen = set()
+    """{'layer_bytes', 'neurons', 'bytes_per_neuron', 'connection_bytes', 'weights', 'bytes_per_weight'}.
+
+    A memory block counts the bytes of the largest array seen in it, not the
+    block's own size (a huge-page-aligned buffer's padding is never touched).
+    """
+    seen = {}
 
     def total(objs):
-        n = 0
+        before = sum(seen.values())
         for obj in objs:
             for v in vars(obj).values():
                 for a in _arrays(v):
-                    o = _owner(a)
-                    if id(o) not in seen:
-                        seen.add(id(o))
-                        n += o.nbytes
-        return n
+                    o = id(_owner(a))
+                    seen[o] = max(seen.get(o, 0), a.nbytes)
+        return sum(seen.values()) - before
 
     layer_bytes = total(column.layers.values())
     neurons = sum(la.tile.nb * la.tile.ny * la.tile.nx * la.nf for la in column.layers.values())

@@ -35,6 +35,7 @@ class Layer:
         self.margin_y = 0
         self.num_levels = 1
         self.wants_active_list = False
+        self.in_place = False  # the update may overwrite the published A (set by the column; see begin_update)
         self.channels = 1
         self.controller = UpdateController(run.dt, run.dt)
         self.writer = None
@@ -70,8 +71,8 @@ class Layer:
         from ..parallel.halo import halo_exchange
 
         k = self.run.kernels
-        self.A = k.zeros(self.extended_shape)
         self.store = [k.zeros(self.extended_shape) for _ in range(self.num_levels)]
+        self.A = self.store[0] if self.in_place else k.zeros(self.extended_shape)
         self.spare = None  # the buffer the next update writes (see begin_update)
         self.active = [None] * self.num_levels
         self.gsyn = k.zeros((self.channels,) + self.restricted_shape)
@@ -121,10 +122,12 @@ class Layer:
 
     def begin_update(self):
         """Before an update: A gets a buffer of its own, so level 0 of the data store keeps the
-        last published activity (connections of this phase still read it) until :meth:`publish`.
+        last published activity (connections of this phase still read it) until :meth:`publish`;
+        unless ``in_place``: no delays and no other layer of this phase reads A, so the update
+        overwrites level 0 itself (each value after the update read it: one buffer streamed, not two).
         Read the previous activity through :meth:`previous_activity`, never through A."""
         self.invalidate_stats()
-        if self.A is self.store[0]:
+        if self.A is self.store[0] and not self.in_place:
             self.A = self.spare
 
     def previous_activity(self):

@@ -22,8 +22,13 @@ def run(tmp_path, text, frames=6):
     text = textwrap.dedent(text).replace("IN_PVP", str(tmp_path / "in.pvp"))
     model = build_model(parse_yaml(text, "net.yaml"))
     with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-        simulate(model, comms, "numba", output_path=str(tmp_path / "out"))
-    return lambda name: pvp.read(tmp_path / "out" / f"{name}.pvp")
+        column = simulate(model, comms, "numba", output_path=str(tmp_path / "out"))
+
+    def read(name):
+        return pvp.read(tmp_path / "out" / f"{name}.pvp")
+
+    read.column = column
+    return read
 
 
 HEAD = """
@@ -55,6 +60,27 @@ def test_phases_decide_same_step_or_previous_step(tmp_path):
     inp, late, early = pixel(out("Input")), pixel(out("Late")), pixel(out("Early"))
     np.testing.assert_array_equal(late[1:], inp[1:])        # a later phase sees this step's input
     np.testing.assert_array_equal(early[2:], late[1:-1])    # the same or an earlier phase sees the last step's
+
+
+def test_a_layer_read_within_its_phase_keeps_its_published_activity(tmp_path):
+    """Same phase: Second's delivery runs after First's update and must see First's published A (the
+    last step's), so First keeps a second buffer; a layer no one of its phase reads updates in place."""
+    out = run(tmp_path, HEAD + textwrap.dedent("""
+    First: {class: HyPerLayer, phase: 1, InitVType: ZeroV}
+    Second: {class: HyPerLayer, phase: 1, InitVType: ZeroV}
+    Third: {class: HyPerLCALayer, phase: 2, InitVType: ZeroV, timeConstantTau: 2, VThresh: 0.5}
+    InputToFirst: {class: IdentConn, channelCode: 0}
+    FirstToSecond: {class: IdentConn, channelCode: 0}
+    SecondToThird: {class: IdentConn, channelCode: 0}
+    """))
+    first, second = pixel(out("First")), pixel(out("Second"))
+    np.testing.assert_array_equal(first[1:], pixel(out("Input"))[1:])
+    np.testing.assert_array_equal(second[2:], first[1:-1])
+    layers = out.column.layers
+    assert not layers["First"].in_place
+    assert layers["Second"].in_place and layers["Third"].in_place and layers["Input"].in_place
+    third = layers["Third"]
+    assert third.A is third.store[0] and len(third.store) == 1
 
 
 def test_delays_rescale_and_inhibition(tmp_path):
