@@ -13,6 +13,7 @@ phase sees the previous step's activity (facts §3.2).
 import numpy as np
 
 from ..errors import PvmpiError
+from ..kernels.transfer import transfer_args
 from .schedule import UpdateController, WriteSchedule
 
 F32 = np.float32
@@ -392,6 +393,9 @@ class ANNLayer(HyPerLayer):
         if g["verticesV"] is not None:
             self.vertices = (np.asarray(g["verticesV"], F32), np.asarray(g["verticesA"], F32),
                              F32(g["slopeNegInf"]), F32(g["slopePosInf"]))
+        thresholded, _, _, clipped, *_ = transfer_args(*self.transfer_params)
+        # no threshold, no cap (VThresh = -infinity, AMax = infinity): A is V, so the guard checks V through A
+        self.a_is_v = self.vertices is None and not thresholded and not clipped
 
     @property
     def VThresh(self):

@@ -112,3 +112,20 @@ def test_trigger_updates_only_when_the_trigger_layer_does(tmp_path):
 def test_write_step_and_initial_write_time(tmp_path):
     out = run(tmp_path, HEAD.replace("phase: 0}", "phase: 0, writeStep: 2, initialWriteTime: 1}"))
     np.testing.assert_array_equal(out("Input").times, [1, 3, 5])
+
+
+def test_the_guard_reads_v_through_a_only_where_the_transfer_is_the_identity(tmp_path):
+    """ANNLayer's defaults (no threshold, no cap) make A = V: the guard's sums of A check V too."""
+    out = run(tmp_path, HEAD + textwrap.dedent("""
+    Plain: {class: ANNLayer, phase: 1, InitVType: ZeroV}
+    Capped: {class: ANNLayer, phase: 1, InitVType: ZeroV, AMax: 2}
+    Thresholded: {class: ANNLayer, phase: 1, InitVType: ZeroV, VThresh: 1.5}
+    InputToPlain: {class: IdentConn, channelCode: 0}
+    InputToCapped: {class: IdentConn, channelCode: 0}
+    InputToThresholded: {class: IdentConn, channelCode: 0}
+    """))
+    inp = pixel(out("Input"))
+    np.testing.assert_array_equal(pixel(out("Plain"))[1:], inp[1:])
+    np.testing.assert_array_equal(pixel(out("Capped"))[1:], np.minimum(inp[1:], 2))
+    layers = out.column.layers
+    assert layers["Plain"].a_is_v and not layers["Capped"].a_is_v and not layers["Thresholded"].a_is_v
