@@ -327,7 +327,10 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
     """
     _check_out("G", G)
     nb, ny = G.shape[0], G.shape[1]
-    tasks_wanted = 4 * numba.get_num_threads()
+    threads = numba.get_num_threads()
+    # several tasks per thread balance the threads; one thread takes whole batch elements (a band
+    # boundary costs the pre rows whose patches cross it twice)
+    tasks_wanted = 4 * threads if threads > 1 else 1
     nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
     band = -(-ny // nband)
     Wt = np.ascontiguousarray(W.transpose(0, 2, 1, 3))  # [kernel, px, py, o]
