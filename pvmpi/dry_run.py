@@ -117,7 +117,8 @@ def check_inputs(column):
 
 def array_bytes(obj):
     """Bytes of the numpy arrays an object holds (in its attributes, their lists, dicts and
-    attribute objects one level down), each memory block counted once."""
+    attribute objects one level down), each memory block counted once, as its largest array (not
+    the padding of a huge-page-aligned block)."""
     seen = {}
 
     def visit(value, depth):
@@ -125,7 +126,7 @@ def array_bytes(obj):
             base = value
             while isinstance(base.base, np.ndarray):
                 base = base.base
-            seen[id(base)] = base.nbytes
+            seen[id(base)] = max(seen.get(id(base), 0), value.nbytes)
         elif isinstance(value, (list, tuple)):
             for v in value:
                 visit(v, depth)

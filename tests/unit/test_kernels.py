@@ -484,3 +484,20 @@ def test_host_state_buffers_are_zeroed_float32_and_large_ones_huge_page_aligned(
     a += 1
     assert not b.any() and not np.shares_memory(a, b)
     assert get_backend("numba").zeros is ref.zeros
+
+
+def test_array_accounting_counts_arrays_not_huge_page_padding():
+    """The bench's footprint and the dry run's estimate count a layer buffer's own bytes: a 2 MiB-aligned
+    buffer's mapping is up to 2 MiB larger, and an in-place layer's A and data-store level are one buffer."""
+    from types import SimpleNamespace
+
+    from pvmpi.bench.memory import footprint
+    from pvmpi.dry_run import array_bytes
+
+    big = ref.zeros((4, 68, 68, 64))  # 4.7 MB in a mapping 2 MiB larger
+    layer = SimpleNamespace(A=big, store=[big], V=ref.zeros((4, 32, 32, 64)),
+                            tile=SimpleNamespace(nb=4, ny=32, nx=32), nf=64)
+    want = big.nbytes + layer.V.nbytes
+    assert array_bytes(layer) == want
+    column = SimpleNamespace(layers={"L": layer}, connections={})
+    assert footprint(column)["layer_bytes"] == want
