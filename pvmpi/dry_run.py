@@ -117,29 +117,10 @@ def check_inputs(column):
 
 def array_bytes(obj):
     """Bytes of the numpy arrays an object holds (in its attributes, their lists, dicts and
-    attribute objects one level down), each memory block counted once, as its largest array (not
-    the padding of a huge-page-aligned block)."""
-    seen = {}
+    attribute objects one level down), each memory block counted once (see bench.memory)."""
+    from .bench.memory import count_blocks
 
-    def visit(value, depth):
-        if isinstance(value, np.ndarray):
-            base = value
-            while isinstance(base.base, np.ndarray):
-                base = base.base
-            seen[id(base)] = max(seen.get(id(base), 0), value.nbytes)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v, depth)
-        elif isinstance(value, dict):
-            for v in value.values():
-                visit(v, depth)
-        elif depth < 2 and hasattr(value, "__dict__") and not isinstance(value, type):
-            for v in vars(value).values():
-                visit(v, depth + 1)
-
-    for v in vars(obj).values():
-        visit(v, 1)
-    return sum(seen.values())
+    return sum(count_blocks(obj, {}).values())
 
 
 def weight_count(conn):

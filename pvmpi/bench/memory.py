@@ -19,7 +19,7 @@ def _arrays(obj, depth=0):
     elif isinstance(obj, dict):
         for v in obj.values():
             yield from _arrays(v, depth)
-    elif depth == 0 and hasattr(obj, "__dict__"):
+    elif depth == 0 and hasattr(obj, "__dict__") and not isinstance(obj, type):
         for v in vars(obj).values():
             yield from _arrays(v, depth + 1)
 
@@ -30,21 +30,27 @@ def _owner(a):
     return a
 
 
-def footprint(column):
-    """{'layer_bytes', 'neurons', 'bytes_per_neuron', 'connection_bytes', 'weights', 'bytes_per_weight'}.
+def count_blocks(obj, seen):
+    """Add the arrays ``obj`` holds to ``seen`` ({id of a memory block: bytes}) and return it.
 
-    A memory block counts the bytes of the largest array seen in it, not the
-    block's own size (a huge-page-aligned buffer's padding is never touched).
+    A block counts as its largest array, not its own size: a huge-page-aligned
+    buffer's padding is never touched, and an array and its views are one block.
     """
+    for v in vars(obj).values():
+        for a in _arrays(v):
+            o = id(_owner(a))
+            seen[o] = max(seen.get(o, 0), a.nbytes)
+    return seen
+
+
+def footprint(column):
+    """{'layer_bytes', 'neurons', 'bytes_per_neuron', 'connection_bytes', 'weights', 'bytes_per_weight'}."""
     seen = {}
 
     def total(objs):
         before = sum(seen.values())
         for obj in objs:
-            for v in vars(obj).values():
-                for a in _arrays(v):
-                    o = id(_owner(a))
-                    seen[o] = max(seen.get(o, 0), a.nbytes)
+            count_blocks(obj, seen)
         return sum(seen.values()) - before
 
     layer_bytes = total(column.layers.values())
