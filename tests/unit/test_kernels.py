@@ -24,6 +24,8 @@ CASES = {
     "1to1-odd": ((6, 6, 3), (5, 5, 5), 2, 3, 1, 0, 1.0),
     "1to1-p1-sparse": ((6, 6, 1), (6, 6, 3), 3, 2, 3, 1, 0.1),
     "1to2-p8-lca": ((4, 8, 8), (4, 8, 8), 8, 1, 3, 1, 0.1),
+    # one post feature, a strip wider than 8 columns with a remainder, patch rows != 8 (sparse's transposed add)
+    "1to2-p6x4-gray": ((10, 20, 6), (6, 12, 4), 3, 1, 2, 1, 0.3),
     "1to2-p2-dense": ((4, 8, 2), (3, 6, 6), 2, 2, 1, 0, 1.0),
     "1to4-p4": ((2, 8, 4), (2, 8, 8), 3, 2, 3, 2, 0.3),
     "2to1-p4-lcaT": ((8, 4, 4), (8, 4, 4), 1, 8, 3, 0, 1.0),
@@ -389,9 +391,10 @@ def test_im2col_uses_blocks_larger_than_one_gemm():
         cpu_mod._GEMM_ROWS = old
 
 
-def test_sparse_delivery_bands_and_thread_counts_give_identical_sums():
+@pytest.mark.parametrize("name", ["1to2-p8-lca", "1to2-p6x4-gray"])
+def test_sparse_delivery_bands_and_thread_counts_give_identical_sums(name):
     """Tasks are (batch, band of post rows); every post neuron sums its terms in list order regardless."""
-    c = make_case(*CASES["1to2-p8-lca"], seed=11)
+    c = make_case(*CASES[name], seed=11)
     offsets, idx, val = cpu.active_list(c.A, c.lt, c.up)
     outs = []
     old = nb_.get_num_threads()
