@@ -297,6 +297,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     With ``trace`` it also keeps every step's time per phase group (outside the timed region).
     """
 
+    from ..network.column import set_up_frozen
     from .flops import FlopCounter
 
     column, comms = cli.setup(model, _namespace(args, backend, output), world)
@@ -308,6 +309,10 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
 
     def body():
         column.initialize()
+        with set_up_frozen():  # as Column.run steps
+            return stepped()
+
+    def stepped():
         column.advance()
         startup = time.perf_counter() - t_entry if t_entry is not None else None
         prime(column)

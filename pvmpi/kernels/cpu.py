@@ -10,6 +10,8 @@ so LLVM vectorises them; index arithmetic with divisions is hoisted out
 types (int64 scalars, float32 arrays) so each jitted function compiles
 once.
 """
+import math
+
 import numpy as np
 import numba
 from numba import njit, prange
@@ -435,7 +437,7 @@ _SCRATCH = {}
 
 def _scratch(role, shape):
     """A float32 work array kept between calls (no allocation per step)."""
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     buf = _SCRATCH.get(role)
     if buf is None or buf.size < n:
         buf = _SCRATCH[role] = np.empty(n, np.float32)

@@ -129,3 +129,24 @@ def test_the_guard_reads_v_through_a_only_where_the_transfer_is_the_identity(tmp
     np.testing.assert_array_equal(pixel(out("Capped"))[1:], np.minimum(inp[1:], 2))
     layers = out.column.layers
     assert layers["Plain"].a_is_v and not layers["Capped"].a_is_v and not layers["Thresholded"].a_is_v
+
+
+def test_stepping_freezes_the_set_up_heap_and_leaves_it_unfrozen(tmp_path, monkeypatch):
+    """The collector skips set-up objects while stepping (no full scans of numba's ~10^5 objects
+    mid-run), and a finished run unfreezes them so a process building many networks frees them."""
+    import gc
+
+    from pvmpi.network.column import Column
+
+    seen = []
+    advance = Column.advance
+
+    def counting(self):
+        seen.append(gc.get_freeze_count())
+        advance(self)
+
+    monkeypatch.setattr(Column, "advance", counting)
+    before = gc.get_freeze_count()
+    run(tmp_path, HEAD)
+    assert len(seen) == 6 and min(seen) > before + 1000
+    assert gc.get_freeze_count() == before
