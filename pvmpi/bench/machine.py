@@ -63,6 +63,29 @@ def peak_rss_mb():
     return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6
 
 
+def resident_split_mb():
+    """This process's resident memory now as (anonymous, file-backed) MB, or None off Linux.
+
+    Anonymous pages are the process's own (heap, arrays, JIT-compiled code);
+    file-backed ones are mostly the code of shared libraries (LLVM's alone is
+    40-70 MB), which the page cache shares between the ranks of a node. Peak
+    RSS counts both, so it overstates what each extra rank costs.
+    """
+    kb = {}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:  # "Name:   123 kB" (the first line names the address range)
+                name, _, rest = line.partition(":")
+                value = rest.split()
+                if len(value) == 2 and value[1] == "kB" and value[0].isdigit():
+                    kb[name] = int(value[0])
+    except OSError:
+        return None
+    if "Rss" not in kb or "Anonymous" not in kb:
+        return None
+    return kb["Anonymous"] * 1024 / 1e6, (kb["Rss"] - kb["Anonymous"]) * 1024 / 1e6
+
+
 def cpu_count():
     """Cores this process may run on (its affinity mask where the OS has one), not all of the node's."""
     try:

@@ -357,6 +357,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
 
     startup, times, flops, counter, groups, blocks = _guarded(world, rank, args.debug, body)
     rss = machine.peak_rss_mb()
+    split = machine.resident_split_mb()
     from .memory import footprint
 
     mem = footprint(column)
@@ -367,7 +368,8 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
         shutil.rmtree(os.path.join(output, WARM_STATE), ignore_errors=True)
     return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
             "flops_by": dict(counter.per_object), "bytes_by": dict(counter.bytes_per_object),
-            "bytes": float(counter.total_bytes), "gpu": gpu, "totals": totals, "rss": rss, "mem": mem, "groups": groups,
+            "bytes": float(counter.total_bytes), "gpu": gpu, "totals": totals, "rss": rss, "split": split, "mem": mem,
+            "groups": groups,
             "blocks": blocks, "steps": steps,
             "t_first": column.t - steps * column.dt, "dt": column.dt}
 
@@ -380,7 +382,8 @@ def _reduce(world, raw):
     world.Allreduce(raw["times"], step_max, op=MPI.MAX)
     block_max = np.empty_like(raw["blocks"])
     world.Allreduce(raw["blocks"], block_max, op=MPI.MAX)
-    mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "mem": raw["mem"],
+    mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "split": raw["split"],
+            "mem": raw["mem"],
             "flops": float(raw["flops"].sum()), "bytes_by": raw["bytes_by"], "bytes": raw["bytes"],
             "gpu": raw["gpu"], "time_sum": float(raw["times"].sum()), "startup": raw["startup"]}
     return step_max, block_max / raw["steps"], world.gather(mine, root=0)
@@ -438,6 +441,11 @@ def _summarise(step_max, block_step, per_rank, steps_total):
         "gbs_by_phase": rates("bytes_by"),
         "peak_rss_mb": float(max(r["rss"] for r in per_rank)),
         "peak_rss_mb_per_rank": [float(r["rss"]) for r in per_rank],
+        # resident at the end, max over ranks: the process's own pages and the shared libraries' files
+        "rss_anonymous_mb": (float(max(r["split"][0] for r in per_rank))
+                             if all(r["split"] for r in per_rank) else None),
+        "rss_file_mb": (float(max(r["split"][1] for r in per_rank))
+                        if all(r["split"] for r in per_rank) else None),
         "memory": _memory(per_rank),
         "startup_warm_s": (float(max(r["startup"] for r in per_rank))
                            if per_rank[0]["startup"] is not None else None),
@@ -664,6 +672,10 @@ def format_report(r):
     lines.append(f"  peak RSS: {r['peak_rss_mb']:.1f} MB per rank (max over ranks"
                  + (", all: " + ", ".join(f"{v:.0f}" for v in r["peak_rss_mb_per_rank"]) if multi else "")
                  + ")")
+    if r.get("rss_anonymous_mb") is not None:
+        lines.append(f"    resident at the end: {r['rss_anonymous_mb']:.1f} MB anonymous (heap, arrays, "
+                     f"compiled kernels: each rank's own) + {r['rss_file_mb']:.1f} MB file-backed (library code, "
+                     f"shared by a node's ranks through the page cache)")
     m = r["memory"]
     lines.append(f"  network arrays: layers {m['layer_mb']:.2f} MB = {m['bytes_per_neuron']:.1f} bytes per neuron "
                  f"({m['neurons']} neurons); connections {m['connection_mb']:.3f} MB = "

@@ -91,6 +91,9 @@ def test_json_keys_and_sane_values(json_run):
     assert 0 < r["ms_per_step_min"] <= r["ms_per_step_median"] <= r["ms_per_step_max"]
     assert r["ms_per_step_wall"] >= 0.9 * r["ms_per_step_min"]
     assert r["peak_rss_mb"] > 10 and r["gflops"] > 0 and r["peak_gflops"] > 0
+    # the end's resident pages split into the process's own and the libraries' files; both under the peak
+    assert 10 < r["rss_anonymous_mb"] and 10 < r["rss_file_mb"]
+    assert r["rss_anonymous_mb"] + r["rss_file_mb"] <= r["peak_rss_mb"] * 1.01
     assert 0 < r["peak_fraction"] < 1 and r["startup_warm_s"] > 0
     assert (cache / "pvmpi" / "peak_gflops.json").is_file()
     assert all(v >= 0 for v in r["phases"].values())
@@ -396,3 +399,14 @@ def test_collect_scaling_uses_the_cpus_each_task_was_allocated(tmp_path, capsys)
         rows = list(csv.DictReader(f))
     assert [(r["ranks"], r["cores"]) for r in rows] == [("1", "1"), ("4", "4")]
     assert float(rows[1]["efficiency"]) == pytest.approx(1.0)
+
+
+def test_resident_split_sees_touched_anonymous_pages():
+    """64 MB written by the process show up as anonymous resident memory, not as file-backed."""
+    from pvmpi.bench import machine
+
+    anon0, file0 = machine.resident_split_mb()
+    block = np.ones(16 * 2**20, np.float32)  # 64 MiB, every page touched
+    anon1, file1 = machine.resident_split_mb()
+    assert 60 < anon1 - anon0 < 75 and abs(file1 - file0) < 5
+    del block
