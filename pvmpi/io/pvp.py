@@ -556,6 +556,14 @@ class SparseWriter(_ActivityWriter):
         """Append one frame per (indices, values) pair, all at `time`."""
         self._write_lists(time, [_clean_active(i, v, self.num_neurons) for i, v in active])
 
+    def write_sorted(self, time, active):
+        """Append one frame per (indices, values) pair already in file order, all at `time`.
+
+        For lists a kernel made (increasing unique indices in range, no zero
+        values): appended as they are, without write_sparse's sort and checks.
+        """
+        self._write_lists(time, active)
+
     def _write_lists(self, time, active):
         chunks, sizes = [], []
         for idx, val in active:

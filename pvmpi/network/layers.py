@@ -257,8 +257,15 @@ class Layer:
         if not self.write_schedule.due(t):
             return
         A = self.run.kernels.to_host(self.A)
-        frames = self.run.comms.gather_layer(np.ascontiguousarray(self.restricted(A)), self.tile)
-        if self.writer is not None:
+        frames = self.run.comms.gather_layer(self.restricted(A), self.tile)
+        if self.writer is None:
+            return
+        if self.group["sparseLayer"]:  # the CPU lister: 4 frames of 64x64x64 in 0.3 ms, numpy's nonzero 3 ms
+            from ..kernels import get_backend
+
+            offsets, idx, val = get_backend("numba").active_list(np.ascontiguousarray(frames), 0, 0)
+            self.writer.write_sorted(t, [(idx[a:b], val[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
+        else:
             self.writer.write(t, frames)
 
     def close(self):

@@ -94,7 +94,9 @@ class Comms:
         elsewhere).
 
         All tiles have the same shape, so one Gather in rank order yields
-        ``[B, R, C, nb, ny, nx, nf]``; one transpose puts it in global order.
+        ``[B, R, C, nb, ny, nx, nf]``; one transpose puts it in global order
+        (none when each batch slice is one tile). On a single rank the result
+        is ``local`` itself: callers consume it before the layer changes.
         """
         local = np.ascontiguousarray(local)
         if local.ndim != 4 or local.shape[:3] != (tile.nb, tile.ny, tile.nx):
@@ -102,12 +104,16 @@ class Comms:
                              f"tile {(tile.nb, tile.ny, tile.nx)} of {tile.name}")
         nf = local.shape[3]
         lay = self.layout
+        if self.size == 1:
+            return local
         recv = None
         if self.is_root:
             recv = np.empty((lay.batch_width, lay.rows, lay.columns) + local.shape, local.dtype)
         self.world.Gather(local, recv, root=0)
         if recv is None:
             return None
+        if lay.rows == lay.columns == 1:  # batch slices in rank order are the global batch
+            return recv.reshape(tile.nbatch_global, tile.ny_global, tile.nx_global, nf)
         out = np.empty((tile.nbatch_global, tile.ny_global, tile.nx_global, nf), local.dtype)
         out.reshape(lay.batch_width, tile.nb, lay.rows, tile.ny, lay.columns, tile.nx, nf)[...] = \
             recv.transpose(0, 3, 1, 4, 2, 5, 6)
