@@ -616,19 +616,38 @@ def _sum_in_order(part, out):
 
 @njit(inline="always")
 def _hebb_patch(dWk, cntk, P, da, y0, x0, nyp, nxp, nfp, ny, nx, lt_post, up_post, one):
-    """Add one pre neuron's clipped patch of post activity to its kernel's dW and counts."""
+    """Add one pre neuron's clipped patch of post activity to its kernel's dW and counts.
+
+    Returns True, counting nothing, when the patch lies wholly inside the post
+    tile: the caller adds such patches' count to every weight at once (counts
+    are whole numbers, exact in any order), which halves the work per entry.
+    """
     lo = max(0, -x0) * nfp
     hi = min(nxp, nx - x0) * nfp
     if lo >= hi:  # patch outside the post tile (and slices with negative ends would wrap)
-        return
+        return False
     p0 = (x0 + lt_post) * nfp
-    for py in range(max(0, -y0), min(nyp, ny - y0)):
+    py0, py1 = max(0, -y0), min(nyp, ny - y0)
+    whole = py0 == 0 and py1 == nyp and lo == 0 and hi == nxp * nfp
+    for py in range(py0, py1):
         dr = dWk[py, lo:hi]
-        cr = cntk[py, lo:hi]
         Pr = P[y0 + py + up_post, p0 + lo:p0 + hi]
         for q in range(dr.shape[0]):
             dr[q] += da * Pr[q]
-            cr[q] += one
+        if not whole:
+            cr = cntk[py, lo:hi]
+            for q in range(cr.shape[0]):
+                cr[q] += one
+    return whole
+
+
+@njit(inline="always")
+def _add_count(cntk, n):
+    """Every weight of one kernel counted n more times (the patches _hebb_patch left uncounted)."""
+    c = cntk.reshape(-1)
+    add = np.float32(n)
+    for q in range(c.shape[0]):
+        c[q] += add
 
 
 @njit(**_JIT)
@@ -649,6 +668,7 @@ def _hebbian_dense(A_pre, A_post, dW, counts, dw_max,
         f = k % nf
         kx = (k // nf) % nkx
         ky = k // (nf * nkx)
+        whole = 0
         for b in range(nb):
             for ye in range((up_pre + ky) % nky, nye, nky):
                 y0 = ys[ye]
@@ -656,8 +676,9 @@ def _hebbian_dense(A_pre, A_post, dW, counts, dw_max,
                     a = A_pre[b, ye, xe, f]
                     if a == 0:
                         continue
-                    _hebb_patch(dW3[k], cnt3[k], P3[b], dw_max * a, y0, xs[xe],
-                                nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
+                    whole += _hebb_patch(dW3[k], cnt3[k], P3[b], dw_max * a, y0, xs[xe],
+                                         nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
+        _add_count(cnt3[k], whole)
 
 
 def hebbian_shared(A_pre, A_post, dW, counts, dw_max,
@@ -708,14 +729,16 @@ def _hebbian_sparse(order, ptr, batch, idx, val, nf, nxe, A_post, dW, counts, dw
     P3 = A_post.reshape(nb, A_post.shape[1], A_post.shape[2] * nfp)
     one = np.float32(1)
     for k in prange(nk):
+        whole = 0
         for m in range(ptr[k], ptr[k + 1]):
             e = order[m]
             xe = (idx[e] // nf) % nxe
             ye = idx[e] // (nf * nxe)
             y0 = (ymul * (ye - up_pre) + yoff) // ydiv
             x0 = (xmul * (xe - lt_pre) + xoff) // xdiv
-            _hebb_patch(dW3[k], cnt3[k], P3[batch[e]], dw_max * val[e], y0, x0,
-                        nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
+            whole += _hebb_patch(dW3[k], cnt3[k], P3[batch[e]], dw_max * val[e], y0, x0,
+                                 nyp, nxp, nfp, ny, nx, lt_post, up_post, one)
+        _add_count(cnt3[k], whole)
 
 
 def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts, dw_max,
