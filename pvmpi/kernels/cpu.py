@@ -63,9 +63,10 @@ def _copy(dst, src):
     """dst[:] = src for a contiguous run.
 
     A run of 8 (an 8-wide patch row of one feature, the common case) is
-    written out: LLVM's loop vectoriser leaves so short a loop scalar, its
-    straight-line (SLP) vectoriser makes one vector load and store of it
-    (im2col 1.5x faster).
+    written out: the loop form pays the loop vectoriser's checks and scalar
+    remainder on every run (im2col 1.5x faster written out). The moves stay
+    scalar: Numba leaves LLVM's straight-line (SLP) vectoriser off
+    (NUMBA_SLP_VECTORIZE, off since a miscompilation), and pvmpi keeps it so.
     """
     if dst.shape[0] == 8:
         s0, s1, s2, s3, s4, s5, s6, s7 = src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7]
