@@ -34,7 +34,6 @@ def _make(table, group, run, what):
     return cls(group, run)
 
 
-
 @contextmanager
 def set_up_frozen():
     """While stepping, the collector leaves alone the objects that exist at set-up.
@@ -50,6 +49,7 @@ def set_up_frozen():
         yield
     finally:
         gc.unfreeze()
+
 
 class Column:
     """One rank's share of the network and the time loop that advances it."""
