@@ -362,10 +362,21 @@ def im2col_deliver(backend, c, overwrite=False):
 UNIFORM = ["1to1-odd", "1to1-p1-sparse", "2to1-p4-lcaT", "2to1-p3-sparse", "4to1-p3"]
 
 
+@pytest.fixture(params=["numpy", "numba", "numba-matmul"])
+def gemm_backend(request, monkeypatch):
+    """The reference; numba with its blocks calling BLAS on Numba's threads; numba on NumPy's matmul
+    (what a BLAS without a usable cblas_sgemm gets)."""
+    if request.param == "numba-matmul":
+        from pvmpi.kernels import blas
+
+        monkeypatch.setattr(blas, "sgemm", lambda: None)
+    return ref if request.param == "numpy" else cpu
+
+
 @pytest.mark.parametrize("name", UNIFORM)
-@pytest.mark.parametrize("backend", [ref, cpu], ids=["numpy", "numba"])
-def test_im2col_delivery_equals_pre_perspective(name, backend):
+def test_im2col_delivery_equals_pre_perspective(name, gemm_backend):
     """Stride-1 and many-to-one connections (e.g. an LCA's transpose) have one pattern for all post neurons."""
+    backend = gemm_backend
     c = make_case(*CASES[name], seed=3)
     close(im2col_deliver(backend, c), deliver(ref, c, "pre"))
     c0 = Case(c.xm, c.ym, c.A, c.W, np.zeros_like(c.G0), c.A_post, c.lt, c.up)
@@ -378,17 +389,47 @@ def test_im2col_plan_refuses_one_to_many(name):
     assert im2col_deliver(ref, make_case(*CASES[name])) is None
 
 
-def test_im2col_uses_blocks_larger_than_one_gemm():
-    """More post positions than one im2col block (the block loop and its last partial block)."""
+def test_im2col_uses_blocks_larger_than_one_gemm(gemm_backend, monkeypatch):
+    """More post positions than one im2col block (the block loop and its last partial block), adding
+    into G and overwriting it, on one thread and on all of them."""
     import pvmpi.kernels.cpu as cpu_mod
 
     c = make_case((40, 20, 4), (50, 25, 4), 1, 8, 2, 0, 1.0, seed=5)
-    old = cpu_mod._GEMM_ROWS
+    c0 = Case(c.xm, c.ym, c.A, c.W, np.zeros_like(c.G0), c.A_post, c.lt, c.up)
+    monkeypatch.setattr(cpu_mod, "_GEMM_ROWS", 60)  # 3 rows of 20 post columns per block; 25 rows -> 9 blocks
+    old = nb_.get_num_threads()
     try:
-        cpu_mod._GEMM_ROWS = 60  # 3 rows of 20 post columns per block; 25 rows -> 9 blocks, the last short
-        close(im2col_deliver(cpu, c), deliver(ref, c, "pre"))
+        for n in sorted({1, nb_.config.NUMBA_NUM_THREADS}):
+            nb_.set_num_threads(n)
+            close(im2col_deliver(gemm_backend, c), deliver(ref, c, "pre"))
+            close(im2col_deliver(gemm_backend, c, overwrite=True), deliver(ref, c0, "pre"))
     finally:
-        cpu_mod._GEMM_ROWS = old
+        nb_.set_num_threads(old)
+
+
+def test_blas_binding_is_numpys_sgemm_or_none(monkeypatch):
+    """The cblas_sgemm found next to NumPy computes alpha A B + beta C with leading dimensions; a BLAS
+    that does not load gives None (deliver_im2col then keeps NumPy's matmul)."""
+    from threadpoolctl import threadpool_info
+
+    from pvmpi.kernels import blas
+
+    if not any(i.get("internal_api") == "openblas" for i in threadpool_info()):
+        pytest.skip("NumPy's BLAS here is not OpenBLAS")
+    fn = blas.sgemm()
+    assert fn is not None and blas._works(fn)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.ones((3, 2), np.float32)
+    c = np.full((2, 2), 10, np.float32)
+    fn(blas.ROW_MAJOR, blas.NO_TRANS, blas.NO_TRANS, 2, 2, 3, 1.0, a.ctypes.data, 3, b.ctypes.data, 2, 0.5,
+       c.ctypes.data, 2)
+    np.testing.assert_array_equal(c, [[8, 8], [17, 17]])
+    import threadpoolctl
+
+    monkeypatch.setattr(blas, "_FOUND", [])
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [
+        {"user_api": "blas", "internal_api": "openblas", "filepath": "/nonexistent/libscipy_openblas64_.so"}])
+    assert blas.sgemm() is None
 
 
 @pytest.mark.parametrize("name", ["1to2-p8-lca", "1to2-p6x4-gray"])
