@@ -39,13 +39,21 @@ class Im2colPlan:
         return cls(x0, y0, xslots, yslots)
 
     def matrix(self, W, nf, nkx):
-        """M[(jy, jx, f), o] = W[f + nf*(kx + nkx*ky), py, px, o] for one arbor's weights."""
-        px, kx = self.xslots[:, 0], self.xslots[:, 1]
-        py, ky = self.yslots[:, 0], self.yslots[:, 1]
-        f = np.arange(nf)
-        k = f[None, None, :] + nf * (kx[None, :, None] + nkx * ky[:, None, None])
-        M = W[k, py[:, None, None], px[None, :, None], :]  # [sy, sx, nf, nfp]
-        return np.ascontiguousarray(M.reshape(-1, W.shape[3]), dtype=np.float32)
+        """M[(jy, jx, f), o] = W[f + nf*(kx + nkx*ky), py, px, o] for one arbor's weights.
+
+        A gather of whole weight rows through an index made once per weight
+        shape (every step asks: the fancy indexing cost ~20 us per call).
+        """
+        key = (W.shape, nf, nkx)
+        if getattr(self, "_rows_for", None) != key:
+            px, kx = self.xslots[:, 0], self.xslots[:, 1]
+            py, ky = self.yslots[:, 0], self.yslots[:, 1]
+            _, nyp, nxp, _ = W.shape
+            f = np.arange(nf)
+            k = f[None, None, :] + nf * (kx[None, :, None] + nkx * ky[:, None, None])
+            self._rows = ((k * nyp + py[:, None, None]) * nxp + px[None, :, None]).reshape(-1)  # [sy*sx*nf]
+            self._rows_for = key
+        return np.take(W.reshape(-1, W.shape[3]), self._rows, axis=0).astype(np.float32, copy=False)
 
 
 def worth_gemm(plan, nf, nfp):
