@@ -98,9 +98,12 @@ def test_json_keys_and_sane_values(json_run):
     assert (cache / "pvmpi" / "peak_gflops.json").is_file()
     assert all(v >= 0 for v in r["phases"].values())
     assert {"deliver:InputErrorToV1", "update:V1", "probes"} <= set(r["phases"])
-    # the exclusive phase timers account for the step (what they miss is reported as 'other')
+    # the exclusive phase timers account for the step (what they miss is reported as 'other'): at most
+    # the mean step, and most of a typical one. (Not most of the mean: on this 0.5 ms network one slow
+    # step per repeat, its excess outside the timers, moves the 10-step mean by 10-40 %.)
     total = sum(r["phases"].values())
-    assert 0.8 * r["ms_per_step_mean"] <= total <= 1.05 * r["ms_per_step_mean"], (total, r["ms_per_step_mean"])
+    assert 0.8 * r["ms_per_step_median"] <= total <= 1.05 * r["ms_per_step_mean"], (
+        total, r["ms_per_step_median"], r["ms_per_step_mean"])
     assert r["phase_groups"]["other"] == pytest.approx(r["ms_per_step_mean"] - total, abs=1e-6)
     # compulsory traffic: at least V1's update (5 words per neuron: 0.33 MB), and well under 10 MB
     assert 0.33 < r["mb_per_step"] < 10 and r["gbs"] > 0
