@@ -59,21 +59,22 @@ def _works(fn):
     return np.allclose(c, want, rtol=1e-5, atol=1e-5)
 
 
+def _find():
+    """The first candidate of a loaded BLAS that binds and computes right, or None."""
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        for symbol, integer in _candidates(info):
+            fn = _bind(info["filepath"], symbol, integer)
+            if fn is not None and _works(fn):
+                return fn
+    return None
+
+
 def sgemm():
     """The verified cblas_sgemm of NumPy's BLAS, or None (see the module's docstring)."""
     if not _FOUND:
-        from threadpoolctl import threadpool_info
-
-        fn = None
-        for info in threadpool_info():
-            if info.get("user_api") != "blas":
-                continue
-            for symbol, integer in _candidates(info):
-                fn = _bind(info["filepath"], symbol, integer)
-                if fn is not None and _works(fn):
-                    break
-                fn = None
-            if fn is not None:
-                break
-        _FOUND.append(fn)
+        _FOUND.append(_find())
     return _FOUND[0]
