@@ -139,7 +139,7 @@ class Progress:
                                                t.ny, t.nx, 0.0)
             buf[2], buf[3] = float(stats[:, 3].sum()), float(t.nb * t.ny * t.nx * layer.nf)
         if energy_probe is not None or self.sparse_layer is not None:
-            self.comms.allreduce_sum(buf)
+            buf = self.comms.allreduce_sum(buf)
         energy = buf[0] / buf[1] if buf[1] else None
         active = buf[2] / buf[3] if buf[3] else None
         return energy, active

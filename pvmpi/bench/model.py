@@ -127,7 +127,7 @@ def network(model, activity=None):
             net.work["learn:" + g.name] = (act[pre] * scatter1 if is_sparse else dense) / period
             if is_sparse:
                 net.sparse_work1["learn:" + g.name] = (pre, scatter1 / period)
-            net.dw.append((16.0 * weights, period))  # dW and counts, float64 (plasticity.reduce_buf)
+            net.dw.append((16.0 * weights, period))  # dW and counts, float64 (plasticity.local_buf)
     return net
 
 

@@ -57,9 +57,7 @@ class NumericGuard:
         buf[1:] = 0 if flags is None else flags
         comms = self.column.comms
         if comms.size > 1:
-            from mpi4py import MPI
-
-            comms.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+            buf = comms.allreduce_max(buf)
         self.flags = buf[1:]
         if -buf[0] != _NONE:
             self._raise(int(-buf[0]))

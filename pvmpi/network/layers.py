@@ -19,6 +19,13 @@ from .schedule import UpdateController, WriteSchedule
 F32 = np.float32
 
 
+def _read_only(stats):
+    """A layer's cached per-step statistics, shared by the guard and every probe: their
+    readers reduce copies, never the cache itself."""
+    stats.flags.writeable = False
+    return stats
+
+
 class Layer:
     """Base of all layers: geometry, A, the data store, publishing and output."""
 
@@ -160,7 +167,7 @@ class Layer:
             with timers.time("publish:" + self.name):
                 self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y,
                                                               stats)
-            self._stats[0.0] = stats
+            self._stats[0.0] = _read_only(stats)
 
     def invalidate_stats(self):
         """A is about to change (update, checkpoint read): forget the sums of the old state."""
@@ -173,7 +180,7 @@ class Layer:
             return None
         if self._v_sums is None:
             t = self.tile
-            self._v_sums = self.run.kernels.layer_stats(self.V, 0, 0, t.ny, t.nx, 0.0)[:, 0]
+            self._v_sums = _read_only(self.run.kernels.layer_stats(self.V, 0, 0, t.ny, t.nx, 0.0)[:, 0])
         return self._v_sums
 
     def activity_stats(self, nnz_threshold=0.0):
@@ -185,8 +192,8 @@ class Layer:
         stats = self._stats.get(nnz_threshold)
         if stats is None:
             t = self.tile
-            stats = self._stats[nnz_threshold] = self.run.kernels.layer_stats(
-                self.A, self.margin_x, self.margin_y, t.ny, t.nx, nnz_threshold)
+            stats = self._stats[nnz_threshold] = _read_only(self.run.kernels.layer_stats(
+                self.A, self.margin_x, self.margin_y, t.ny, t.nx, nnz_threshold))
         return stats
 
     def level(self, delay_steps):

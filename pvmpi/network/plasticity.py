@@ -37,11 +37,12 @@ class HebbianUpdater:
         self.waiting = False  # a reduced dW (restored from a checkpoint) waits to be applied
 
     def allocate(self):
-        """dW and the normalizeDw counts (float32, shaped like W) and the float64 buffer that
-        all-reduces them."""
+        """dW and the normalizeDw counts (float32, shaped like W), this rank's [dW, counts] in
+        float64 and the buffer their all-reduced sum lands in."""
         shape = self.conn.shape
         self.dW = self.run.kernels.zeros(shape)
         self.counts = self.run.kernels.zeros(shape)
+        self.local_buf = np.zeros((2,) + shape, np.float64)
         self.reduce_buf = np.zeros((2,) + shape, np.float64)
 
     def due(self, t):
@@ -65,10 +66,11 @@ class HebbianUpdater:
         # shared weights: every rank's dW adds up; non-shared: only the batch copies of this tile
         if self.immediate:
             reduce = comms.allreduce_sum if self.conn.shared else comms.batch_sum
-            self.run.timers.call("allreduce:" + self.conn.name, reduce, self.reduce_buf)
+            self.run.timers.call("allreduce:" + self.conn.name, reduce, self.local_buf, self.reduce_buf)
             self.apply(self.reduced_dw())
             return True
-        self.pending = (comms.iallreduce_sum if self.conn.shared else comms.ibatch_sum)(self.reduce_buf)
+        start = comms.iallreduce_sum if self.conn.shared else comms.ibatch_sum
+        self.pending = start(self.local_buf, self.reduce_buf)
         return changed
 
     def accumulate(self):
@@ -88,8 +90,8 @@ class HebbianUpdater:
                 k.hebbian_shared(pre.level(d), post.level(0), self.dW[arbor], self.counts[arbor],
                                  F32(self.dw_max), *args, pre.margin_x, pre.margin_y,
                                  post.margin_x, post.margin_y)
-        self.reduce_buf[0] = k.to_host(self.dW)  # dW crosses to the host for the all-reduce
-        self.reduce_buf[1] = k.to_host(self.counts)
+        self.local_buf[0] = k.to_host(self.dW)  # dW crosses to the host for the all-reduce
+        self.local_buf[1] = k.to_host(self.counts)
 
     def finish_reduction(self):
         """Wait for the dW all-reduce in flight (timed as all-reduce); the reduced dW."""

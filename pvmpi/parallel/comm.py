@@ -19,6 +19,18 @@ def _contiguous(arr, what):
     return arr
 
 
+def _output(src, out, what):
+    """``out`` checked to receive a reduction of ``src`` (a new array if None)."""
+    if out is None:
+        return np.empty_like(src)
+    _contiguous(out, what)
+    if out.shape != src.shape or out.dtype != src.dtype:
+        raise ValueError(f"{what}: out {out.shape} {out.dtype} does not match {src.shape} {src.dtype}")
+    if np.shares_memory(out, src):
+        raise ValueError(f"{what}: out overlaps the input (reductions never work in place)")
+    return out
+
+
 class Comms:
     """World, spatial (R x C Cartesian, one per batch slice) and batch
     (B ranks sharing a tile) communicators for ``layout``.
@@ -50,42 +62,60 @@ class Comms:
         return _tile(nbatch_global, ny_global, nx_global, self.layout, self.rank, name=name)
 
     # ---- reductions -------------------------------------------------------
-    def allreduce_sum(self, arr):
-        """Sum ``arr`` in place over all ranks (shared-weight dW, counts)."""
-        self.world.Allreduce(MPI.IN_PLACE, _contiguous(arr, "allreduce_sum"), op=MPI.SUM)
-        return arr
+    # No reduction writes into the array it is given: each returns a new array, or fills an
+    # explicit ``out`` that must not overlap the input. A probe's cached statistics, a
+    # layer's sums or a dW buffer therefore never turn into already-reduced numbers.
+    def _reduce(self, comm, arr, op, out, what):
+        src = _contiguous(arr, what)
+        out = _output(src, out, what)
+        comm.Allreduce(src, out, op=op)
+        return out
 
-    def iallreduce_sum(self, arr):
-        """Start an in-place world sum of ``arr``; returns an MPI request.
+    def _ireduce(self, comm, arr, out, what):
+        src = _contiguous(arr, what)
+        return comm.Iallreduce(src, _output(src, out, what), op=MPI.SUM)
 
-        ``arr`` must not be read or written until ``request.Wait()`` returns;
-        this lets dW travel while the next step computes
-        (immediateWeightUpdate = false).
+    def allreduce_sum(self, arr, out=None):
+        """Sum of ``arr`` over all ranks (shared-weight dW, counts), as a new array or in ``out``."""
+        return self._reduce(self.world, arr, MPI.SUM, out, "allreduce_sum")
+
+    def allreduce_max(self, arr, out=None):
+        """Element-wise maximum of ``arr`` over all ranks (the guard's verdict and flags)."""
+        return self._reduce(self.world, arr, MPI.MAX, out, "allreduce_max")
+
+    def iallreduce_sum(self, arr, out):
+        """Start the world sum of ``arr`` into ``out``; returns an MPI request.
+
+        Neither array may be touched until ``request.Wait()`` returns; this
+        lets dW travel while the next step computes (immediateWeightUpdate = false).
         """
-        return self.world.Iallreduce(MPI.IN_PLACE, _contiguous(arr, "iallreduce_sum"),
-                                     op=MPI.SUM)
+        return self._ireduce(self.world, arr, out, "iallreduce_sum")
 
-    def batch_sum(self, arr):
-        """Sum ``arr`` in place over the B ranks holding the same tile (non-shared dW)."""
-        self.batch.Allreduce(MPI.IN_PLACE, _contiguous(arr, "batch_sum"), op=MPI.SUM)
-        return arr
+    def batch_sum(self, arr, out=None):
+        """Sum of ``arr`` over the B ranks holding the same tile (non-shared dW)."""
+        return self._reduce(self.batch, arr, MPI.SUM, out, "batch_sum")
 
-    def ibatch_sum(self, arr):
-        """Non-blocking :meth:`batch_sum`; returns an MPI request."""
-        return self.batch.Iallreduce(MPI.IN_PLACE, _contiguous(arr, "ibatch_sum"), op=MPI.SUM)
+    def ibatch_sum(self, arr, out):
+        """Non-blocking :meth:`batch_sum` into ``out``; returns an MPI request."""
+        return self._ireduce(self.batch, arr, out, "ibatch_sum")
 
-    def spatial_sum(self, arr):
-        """Sum ``arr`` in place over this batch slice's R x C ranks (per-batch-
-        element probe sums, e.g. ``[nb, k]`` float64)."""
-        self.spatial.Allreduce(MPI.IN_PLACE, _contiguous(arr, "spatial_sum"), op=MPI.SUM)
-        return arr
+    def spatial_sum(self, arr, out=None):
+        """Sum of ``arr`` over this batch slice's R x C ranks (per-batch-element probe sums,
+        e.g. ``[nb, k]`` float64)."""
+        return self._reduce(self.spatial, arr, MPI.SUM, out, "spatial_sum")
+
+    def spatial_min(self, arr, out=None):
+        """Element-wise minimum of ``arr`` over this batch slice's ranks (StatsProbe's Min)."""
+        return self._reduce(self.spatial, arr, MPI.MIN, out, "spatial_min")
+
+    def spatial_max(self, arr, out=None):
+        """Element-wise maximum of ``arr`` over this batch slice's ranks (StatsProbe's Max)."""
+        return self._reduce(self.spatial, arr, MPI.MAX, out, "spatial_max")
 
     def any_error(self, flag):
         """True on every rank if ``flag`` is true on any: one shared decision
         about a failure, so no rank waits for a rank that gave up."""
-        buf = np.array([1 if flag else 0], dtype=np.int32)
-        self.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-        return bool(buf[0])
+        return bool(self.allreduce_max(np.array([1 if flag else 0], dtype=np.int32))[0])
 
     # ---- gathers to world rank 0 -------------------------------------------
     def gather_layer(self, local, tile):

@@ -170,8 +170,7 @@ class LayerProbe(Probe):
 
     def compute(self):
         """Add this tile's [Σa, Σ|a|, Σa², nnz] over the spatial ranks; :meth:`finish` makes the value."""
-        sums = np.ascontiguousarray(self.local_stats()[:, :4])
-        self.run.comms.spatial_sum(sums)
+        sums = self.run.comms.spatial_sum(np.ascontiguousarray(self.local_stats()[:, :4]))
         return self.finish(sums)
 
     def finish(self, sums):
@@ -246,9 +245,7 @@ class FirmThresholdCostFnProbe(LayerProbe):
             keep = self.mask.restricted(k.to_host(self.mask.A)) != 0
             X, lt, up = np.where(keep, layer.restricted(k.to_host(X)), np.float32(0)), 0, 0
         sums = k.firm_threshold_cost(X, lt, up, layer.tile.ny, layer.tile.nx, w)
-        sums = np.ascontiguousarray(sums[:, None])
-        self.run.comms.spatial_sum(sums)
-        return sums[:, 0]
+        return self.run.comms.spatial_sum(np.ascontiguousarray(sums))
 
 
 class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
@@ -282,15 +279,10 @@ class StatsProbe(LayerProbe):
 
     def compute(self):
         """[Total, Min, Avg, Max, sigma, nnz] per batch element, reduced over the spatial ranks."""
-        from mpi4py import MPI
-
-        local = self.local_stats()
-        sums = np.ascontiguousarray(local[:, :4])
-        mins, maxs = np.ascontiguousarray(local[:, 4]), np.ascontiguousarray(local[:, 5])
-        comm = self.run.comms.spatial
-        self.run.comms.spatial_sum(sums)
-        comm.Allreduce(MPI.IN_PLACE, mins, op=MPI.MIN)
-        comm.Allreduce(MPI.IN_PLACE, maxs, op=MPI.MAX)
+        local, comms = self.local_stats(), self.run.comms
+        sums = comms.spatial_sum(np.ascontiguousarray(local[:, :4]))
+        mins = comms.spatial_min(np.ascontiguousarray(local[:, 4]))
+        maxs = comms.spatial_max(np.ascontiguousarray(local[:, 5]))
         n = self.num_neurons
         avg = sums[:, 0] / n
         sigma = np.sqrt(np.maximum(sums[:, 2] / n - avg * avg, 0.0))

@@ -44,35 +44,81 @@ def test_allreduce_sum_identical_everywhere(comms_for, world_layouts):
         contributions = [np.random.default_rng(r).standard_normal((5, 7)).astype(np.float32)
                          for r in range(c.size)]
         arr = contributions[c.rank].copy()
-        assert c.allreduce_sum(arr) is arr
-        np.testing.assert_allclose(arr, np.sum(contributions, axis=0, dtype=np.float64),
+        total = c.allreduce_sum(arr)
+        assert total is not arr
+        np.testing.assert_allclose(total, np.sum(contributions, axis=0, dtype=np.float64),
                                    rtol=1e-5, atol=1e-5)
-        everyone = world.allgather(arr.tobytes())
+        everyone = world.allgather(total.tobytes())
         assert all(b == everyone[0] for b in everyone)
 
-        arr2 = contributions[c.rank].copy()
-        req = c.iallreduce_sum(arr2)
+        out = np.empty_like(arr)
+        req = c.iallreduce_sum(arr, out)
         req.Wait()
-        assert arr2.tobytes() == arr.tobytes()
+        assert out.tobytes() == total.tobytes()
 
-        counts = np.full(3, c.rank + 1, np.float32)
-        c.allreduce_sum(counts)
+        counts = c.allreduce_sum(np.full(3, c.rank + 1, np.float32))
         assert (counts == c.size * (c.size + 1) / 2).all()
 
 
 @pytest.mark.mpi(min_size=1)
-def test_spatial_sum_per_batch_slice(comms_for, world_layouts):
+def test_spatial_sum_min_max_per_batch_slice(comms_for, world_layouts):
+    from pvmpi.parallel.decomposition import rank_of
+
     for lay in world_layouts:
         c = comms_for(lay)
         nb, k = 2, 4
         arr = np.full((nb, k), float(c.rank), np.float64)
         arr[:, 0] = 1.0
-        c.spatial_sum(arr)
-        from pvmpi.parallel.decomposition import rank_of
-        expected = sum(rank_of(c.batch_index, r, col, lay)
-                       for r in range(lay.rows) for col in range(lay.columns))
-        assert (arr[:, 1:] == expected).all()
-        assert (arr[:, 0] == lay.rows * lay.columns).all()
+        total = c.spatial_sum(arr)
+        members = [rank_of(c.batch_index, r, col, lay)
+                   for r in range(lay.rows) for col in range(lay.columns)]
+        assert (total[:, 1:] == sum(members)).all()
+        assert (total[:, 0] == lay.rows * lay.columns).all()
+        assert (c.spatial_min(arr[:, 1].copy()) == min(members)).all()
+        assert (c.spatial_max(arr[:, 1].copy()) == max(members)).all()
+
+
+REDUCTIONS = ["allreduce_sum", "allreduce_max", "batch_sum", "spatial_sum", "spatial_min",
+              "spatial_max"]
+
+
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("name", REDUCTIONS + ["iallreduce_sum", "ibatch_sum"])
+def test_no_reduction_changes_its_input(comms_for, world_layouts, name):
+    """The bug class of one batch element per rank: a reduction that wrote its result into
+    the array it was given turned a layer's cached statistics into global sums, which the
+    layer's next probe summed again. Every reduction leaves its input as it was."""
+    for lay in world_layouts:
+        c = comms_for(lay)
+        arr = np.random.default_rng(c.rank).standard_normal((3, 4))
+        before = arr.copy()
+        arr.flags.writeable = False  # as a layer's cached statistics are
+        out = _reduce(c, name, arr)
+        assert not np.shares_memory(out, arr)
+        np.testing.assert_array_equal(arr, before)
+        given = np.empty_like(arr)
+        assert _reduce(c, name, arr, given) is given
+        np.testing.assert_array_equal(given, out)
+        with pytest.raises(ValueError, match="in place"):
+            _reduce(c, name, before, before)
+
+
+def _reduce(c, name, arr, out=None):
+    """Comms.<name> of arr (into out if given), completed."""
+    if name.startswith("i"):  # non-blocking: the output buffer is required
+        out = np.empty_like(arr) if out is None else out
+        getattr(c, name)(arr, out).Wait()
+        return out
+    return getattr(c, name)(arr, out=out)
+
+
+def test_every_reduction_is_checked():
+    """A reduction added to Comms joins the list above, or this fails."""
+    from pvmpi.parallel.comm import Comms
+
+    found = {n for n in vars(Comms) if not n.startswith("_")
+             and any(w in n for w in ("sum", "_min", "_max"))}
+    assert found == set(REDUCTIONS) | {"iallreduce_sum", "ibatch_sum"}
 
 
 @pytest.mark.mpi(min_size=1)
@@ -151,7 +197,6 @@ def test_given_communicator_is_used_and_freed():
     with Comms(Layout(1, 1, 1), comm=MPI.COMM_SELF) as c:
         assert c.size == 1 and c.is_root
         arr = np.ones(4, np.float32)
-        c.allreduce_sum(arr)
-        assert (arr == 1).all()
+        assert (c.allreduce_sum(arr) == 1).all()
     assert c.world is None and c.spatial is None and c.batch is None
     c.free()  # idempotent
