@@ -140,8 +140,7 @@ class Column:
                                    init_weights_file=g["initWeightsFile"])
         base = seeds.allocate(n) if n else None
         if base is not None and not conn.shared:
-            ye, xe, f = conn.pre_of_kernel()
-            patch_seeds = (base + ((ye + pre.tile.ky0) * nxe + xe + pre.tile.kx0) * pre.nf + f) & 0xFFFFFFFF
+            patch_seeds = (base + conn.global_patch_numbers()) & 0xFFFFFFFF
             base = None
         geometry = self.gauss2d_geometry(conn) if g["weightInitType"] == "Gauss2DWeight" else None
         return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base, patch_seeds=patch_seeds,

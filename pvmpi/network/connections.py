@@ -171,6 +171,13 @@ class WeightedConnection(Connection):
         f, kx, ky = k % self.pre.nf, (k // self.pre.nf) % self.kernels_x, k // (self.pre.nf * self.kernels_x)
         return (ky + self.pre.margin_y) % self.kernels_y, (kx + self.pre.margin_x) % self.kernels_x, f
 
+    def global_patch_numbers(self):
+        """Non-shared weights: each kernel's global extended pre neuron index, OpenPV's patch order."""
+        t, nf = self.pre.tile, self.pre.nf
+        ye, xe, f = self.pre_of_kernel()
+        nxe = t.nx_global + 2 * self.pre.margin_x
+        return ((ye + t.ky0) * nxe + xe + t.kx0) * nf + f
+
     def margins(self):
         return self.xmap.margin, self.ymap.margin
 
@@ -318,7 +325,12 @@ class HyPerConn(WeightedConnection):
         npost = self.post.tile.nx_global * self.post.tile.ny_global * self.post.nf
         k = self.run.kernels
         W = k.to_host(self.W)  # OpenPV's sequential float32 sums: on the host (weights only, when they change)
-        normalize(W, g["normalizeMethod"], g, num_pre=npre, num_post=npost)
+        order = first_of_all = None
+        if not self.shared:  # patches in OpenPV's global order; the first failing one over all tiles
+            order = self.global_patch_numbers()
+            first_of_all = lambda n: int(self.run.comms.spatial_min(np.array([n]))[0])  # noqa: E731
+        normalize(W, g["normalizeMethod"], g, num_pre=npre, num_post=npost, order=order,
+                  first_of_all=first_of_all)
         k.upload(self.W, W)
         self.version += 1
 

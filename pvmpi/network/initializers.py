@@ -86,10 +86,11 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
            read_pvp_frame=None, pvp_frame_count=None, group=None) -> np.ndarray:
     """Initial membrane potential of one rank's tile, float32 ``[nb, ny, nx, nf]``.
 
-    Random types draw from one RNG per restricted (x, y) of *local batch
-    element 0* (seed ``seed_base + kb0*nxG*nyG + yG*nxG + xG``); local batch
-    element b, feature f takes draw ``b*nf + f + 1``.  So splitting space
-    over ranks never changes V, but splitting the batch does (as in OpenPV).
+    Random types draw from one RNG per restricted (x, y) of global batch
+    element 0 (seed ``seed_base + yG*nxG + xG``); global batch element g,
+    feature f takes draw ``g*nf + f + 1``: OpenPV's values in one process.
+    So no layout changes V (OpenPV's batch processes would seed from their
+    own first element instead; facts §3.11(d)); a rank skips ``kb0*nf`` draws.
 
     InitVFromFile: ``read_pvp_frame(path, frame)`` returns the global frame
     ``[ny_global, nx_global, nf]`` of a dense pvp file.  Global batch element
@@ -119,7 +120,7 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
         raise ValueError(f"{init_type} needs seed_base")
 
     bank = bank_for_tile(seed_base, ny_global=ny_global, nx_global=nx_global,
-                         kb0=kb0, ky0=ky0, kx0=kx0, nb=1, ny=ny, nx=nx)
+                         kb0=0, ky0=ky0, kx0=kx0, nb=1, ny=ny, nx=nx)
     if init_type == "UniformRandomV":
         lo = _f32(params, "minV", 0.0)
         hi = _f32(params, "maxV", lo + np.float32(1))
@@ -145,6 +146,8 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
             j = np.floor(p * bank.uint().astype(np.float64))
             return (lo_d + dv * j).astype(np.float32)
 
+    for _ in range(kb0 * nf):  # the draws of the global batch elements before this rank's
+        draw()
     v = np.empty(shape, np.float32)
     for b in range(nb):
         for f in range(nf):

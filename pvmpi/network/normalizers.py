@@ -12,8 +12,10 @@ OpenPV quirks kept on purpose:
 
 * normalizeL2 with arbors together *stops* at the first patch whose sum of
   squares is <= ``minL2NormTolerated``: that patch and all later patches stay
-  unnormalised (a ``break`` in OpenPV).  Every other case skips only the
-  offending patch.
+  unnormalised (a ``break`` in OpenPV).  "Later" is OpenPV's patch order in
+  one process; for non-shared weights on a tile the caller passes each
+  patch's global number and the reduction that finds the global first.
+  Every other case skips only the offending patch.
 * normalizeL2 and normalizeMax first apply ``rMinX``/``rMinY``,
   ``nonnegativeConstraintFlag`` and ``normalize_cutoff``; normalizeSum does
   not.
@@ -38,6 +40,7 @@ from pvmpi.errors import PvmpiError
 __all__ = ["NORMALIZE_METHODS", "normalize"]
 
 NORMALIZE_METHODS = ("normalizeL2", "normalizeSum", "normalizeMax", "none")
+_NONE = np.iinfo(np.int64).max  # no failing patch
 
 
 def _seq_sum(x):
@@ -47,13 +50,17 @@ def _seq_sum(x):
     return np.cumsum(x, axis=-1, dtype=np.float32)[..., -1]
 
 
-def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None, warn=None):
-    """Normalise shared weights ``W`` (float32 ``[arbors, nk, nyp, nxp, nfp]``) in place.
+def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None, warn=None,
+              order=None, first_of_all=None):
+    """Normalise weights ``W`` (float32 ``[arbors, nk, nyp, nxp, nfp]``) in place.
 
     ``num_pre``/``num_post`` (neuron counts of the pre and post layers) are
     needed only with ``normalizeFromPostPerspective``, which multiplies the
     target by ``num_post/num_pre``.  ``warn`` receives each warning text
-    (default: :func:`warnings.warn`).  Returns ``W``.
+    (default: :func:`warnings.warn`).  ``order`` (int64 ``[nk]``, default
+    0..nk-1) numbers the patches in OpenPV's order, and ``first_of_all`` maps
+    this tile's first failing number to the first over all tiles (collective;
+    default: the tile is everything). Returns ``W``.
     """
     params = params or {}
     if method in (None, "", "none", "NULL"):
@@ -105,12 +112,16 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
             with np.errstate(divide="ignore"):
                 mult = scale / peak
         apply = ~bad
-        if method == "normalizeL2" and not individually and bad.any():
-            first = int(np.argmax(bad))
-            apply[first:] = False
-            warn(f"{label}: sum of squares of weights in patch {first} is within "
-                 f"minL2NormTolerated={float(tol)} of zero; that patch and all later "
-                 f"patches are left unnormalized (OpenPV behaviour)")
+        if method == "normalizeL2" and not individually:
+            numbers = np.arange(nk, dtype=np.int64) if order is None else order
+            first = int(numbers[bad].min()) if bad.any() else _NONE
+            if first_of_all is not None:
+                first = first_of_all(first)
+            apply &= numbers < first
+            if bad.any():
+                warn(f"{label}: sum of squares of weights in patch {first} is within "
+                     f"minL2NormTolerated={float(tol)} of zero; that patch and all later "
+                     f"patches are left unnormalized (OpenPV behaviour)")
         else:
             for k in np.flatnonzero(bad):
                 warn(f"{label}: {method} of patch {k}{where} is within tolerance "

@@ -1,0 +1,1 @@
+"""Hypothesis strategies that draw whole pvmpi networks, and the comparison of their outputs."""

@@ -1,0 +1,160 @@
+"""Every output file of two runs of one network, compared within float32 summation order.
+
+Two layouts of one network compute the same sums over the same numbers,
+grouped differently: a tile adds its part, the spatial ranks add the parts,
+a BLAS call blocks its products by the tile's size. Float32 addition is not
+associative, so a layout may change each sum by a few units in the last
+place (~1e-7 relative), and a few steps of dynamics carry that along. The
+tolerance is therefore RTOL = 1e-5 of the largest magnitude in each file (or
+1, if larger), far below any real difference (a wrong halo, a missing batch
+element or a twice-reduced sum move values by 1e-2 and more); everything
+that is not a computed float — file names, frame counts, timestamps, batch
+indices, neuron counts, headers, the text around numbers — must be identical.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+
+RTOL = 1e-5
+IGNORED = {"timers.txt"}  # wall-clock timings, not results
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|(?<![A-Za-z])[-+]?(?:nan|inf)(?![A-Za-z])")
+
+
+class Differences:
+    """What differs between two output folders, and the worst relative difference per kind."""
+
+    def __init__(self):
+        self.problems = []
+        self.worst = {}
+
+    def note(self, kind, rel):
+        self.worst[kind] = max(self.worst.get(kind, 0.0), float(rel))
+
+    def values(self, kind, where, ref, other):
+        """Compare float arrays within RTOL of the largest magnitude in ``ref``."""
+        ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
+        if ref.shape != other.shape:
+            self.problems.append(f"{where}: shape {other.shape} != {ref.shape}")
+            return
+        if not np.array_equal(np.isfinite(ref), np.isfinite(other)) or \
+                not np.array_equal(ref[~np.isfinite(ref)], other[~np.isfinite(other)], equal_nan=True):
+            self.problems.append(f"{where}: non-finite values differ")
+            return
+        fin = np.isfinite(ref)
+        if not fin.any():
+            return
+        scale = max(1.0, float(np.abs(ref[fin]).max()))
+        diff = np.abs(ref[fin] - other[fin])
+        rel = float(diff.max()) / scale
+        self.note(kind, rel)
+        if rel > RTOL:
+            k = int(np.argmax(diff))
+            self.problems.append(f"{where}: differs by {rel:.3g} of its scale {scale:.4g} "
+                                 f"(value {k}: {other[fin][k]!r} instead of {ref[fin][k]!r})")
+
+
+def output_files(root):
+    """Relative paths of a run's output files (timings left out)."""
+    root = Path(root)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.name not in IGNORED)
+
+
+def compare_runs(ref, other):
+    """:class:`Differences` between the output folders ``ref`` and ``other``."""
+    ref, other = Path(ref), Path(other)
+    d = Differences()
+    a, b = output_files(ref), output_files(other)
+    if a != b:
+        d.problems.append(f"files only in the reference: {sorted(set(a) - set(b))}; "
+                          f"only in the other run: {sorted(set(b) - set(a))}")
+    for rel in sorted(set(a) & set(b)):
+        fa, fb = ref / rel, other / rel
+        if rel.endswith(".pvp"):
+            _compare_pvp(d, rel, fa, fb)
+        elif rel.endswith(".h5"):
+            _compare_h5(d, rel, fa, fb, (ref, other))
+        else:
+            try:
+                ta, tb = fa.read_text(), fb.read_text()
+            except UnicodeDecodeError:
+                if fa.read_bytes() != fb.read_bytes():
+                    d.problems.append(f"{rel}: bytes differ")
+                continue
+            _compare_text(d, rel, ta.replace(str(ref), "<out>"), tb.replace(str(other), "<out>"))
+    return d
+
+
+def _compare_pvp(d, rel, fa, fb):
+    from pvmpi.io import pvp
+
+    ha, hb = pvp.read_header(fa), pvp.read_header(fb)
+    if ha != hb:
+        d.problems.append(f"{rel}: headers differ: {hb} instead of {ha}")
+        return
+    ra, rb = pvp.read(fa), pvp.read(fb)
+    if not np.array_equal(ra.times, rb.times):
+        d.problems.append(f"{rel}: timestamps {list(rb.times)} instead of {list(ra.times)}")
+        return
+    d.values("pvp", rel, ra.values, rb.values)
+
+
+def _compare_h5(d, rel, fa, fb, roots):
+    """Every dataset and attribute; the writer's layout is metadata, not a result."""
+    import h5py
+
+    with h5py.File(fa, "r") as ha, h5py.File(fb, "r") as hb:
+        names_a, names_b = [], []
+        ha.visit(names_a.append)
+        hb.visit(names_b.append)
+        if names_a != names_b:
+            d.problems.append(f"{rel}: entries differ: {sorted(set(names_a) ^ set(names_b))}")
+        for name in ["/"] + [n for n in names_a if n in set(names_b)]:
+            oa, ob = ha[name], hb[name]
+            attrs_a, attrs_b = (_attrs(o, root) for o, root in ((oa, roots[0]), (ob, roots[1])))
+            if attrs_a != attrs_b:
+                keys = sorted(k for k in set(attrs_a) | set(attrs_b) if attrs_a.get(k) != attrs_b.get(k))
+                d.problems.append(f"{rel}:{name}: attributes {keys} differ: "
+                                  f"{[attrs_b.get(k) for k in keys]} instead of {[attrs_a.get(k) for k in keys]}")
+            if isinstance(oa, h5py.Dataset):
+                va, vb = oa[()], ob[()]
+                if np.issubdtype(np.asarray(va).dtype, np.floating):
+                    d.values("checkpoint", f"{rel}:{name}", va, vb)
+                elif not np.array_equal(va, vb):
+                    d.problems.append(f"{rel}:{name}: {vb!r} instead of {va!r}")
+
+
+IGNORED_ATTRS = {"layout"}  # the layout that wrote a checkpoint: metadata, not state
+
+
+def _attrs(obj, root):
+    """An HDF5 object's attributes as comparable values, the run's own folder as <out>."""
+    out = {}
+    for k, v in obj.attrs.items():
+        if k in IGNORED_ATTRS:
+            continue
+        if isinstance(v, bytes):
+            v = v.decode()
+        out[k] = v.replace(str(root), "<out>") if isinstance(v, str) else np.asarray(v).tolist()
+    return out
+
+
+def _compare_text(d, rel, ta, tb):
+    """Numbers within RTOL of the file's largest magnitude; every other character identical."""
+    words_a, words_b = _NUMBER.split(ta), _NUMBER.split(tb)
+    if words_a != words_b:
+        la, lb = ta.splitlines(), tb.splitlines()
+        k = next((i for i, (x, y) in enumerate(zip(la, lb)) if _NUMBER.split(x) != _NUMBER.split(y)),
+                 min(len(la), len(lb)))
+        d.problems.append(f"{rel}: line {k + 1} differs beyond its numbers: "
+                          f"{lb[k] if k < len(lb) else '<end>'!r} instead of "
+                          f"{la[k] if k < len(la) else '<end>'!r}")
+        return
+    na, nb = _NUMBER.findall(ta), _NUMBER.findall(tb)
+    exact = [k for k, s in enumerate(na) if re.fullmatch(r"[-+]?\d+", s)]
+    if [na[k] for k in exact] != [nb[k] for k in exact]:
+        d.problems.append(f"{rel}: integers (indices, counts) differ")
+        return
+    kind = "timestamps" if rel.startswith("timestamps") else "probe text"
+    d.values(kind, rel, [float(s) for s in na], [float(s) for s in nb])

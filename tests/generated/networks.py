@@ -1,0 +1,289 @@
+"""Random small networks drawn from what pvmpi supports, as YAML configs with their input files.
+
+:func:`networks` is a hypothesis strategy. Every drawn network is an LCA
+core (an input, an error layer, an LCA layer with its dictionary, transpose
+and clone, a reconstruction) with drawn classes, sizes, thresholds,
+learning rules, triggers, delays, phases, sparse or dense outputs, plus an
+optional side branch (a fixed or learning HyPerConn, shared or not, one or
+two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
+of probes (norm probes with and without triggers, inside and outside an
+energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
+are multiples of 4 so that several layouts of 2 and 4 ranks fit. Later
+issues add their classes here.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+
+INF = "infinity"
+
+
+@dataclass
+class Inputs:
+    """The input frames of a drawn network: `kind` png or pvp, [frames, ny, nx, nf] from `seed`."""
+
+    kind: str
+    frames: int
+    ny: int
+    nx: int
+    nf: int
+    seed: int
+
+    def write(self, folder):
+        """Write the frames into ``folder``; returns the inputPath (an image list or a .pvp file)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(self.seed)
+        data = rng.integers(0, 256, (self.frames, self.ny, self.nx, self.nf), dtype=np.uint8)
+        if self.kind == "pvp":
+            from pvmpi.io import pvp
+
+            path = folder / "frames.pvp"
+            with pvp.DenseWriter(path, self.nx, self.ny, self.nf) as w:
+                for k, frame in enumerate(data):
+                    w.write(float(k), (frame / 255.0).astype(np.float32))
+            return str(path)
+        from PIL import Image
+
+        names = []
+        for k, frame in enumerate(data):
+            names.append(str(folder / f"frame{k}.png"))
+            Image.fromarray(frame[..., 0] if self.nf == 1 else frame).save(names[-1])
+        (folder / "images.txt").write_text("\n".join(names) + "\n")
+        return str(folder / "images.txt")
+
+
+@dataclass
+class Network:
+    """A drawn network: its groups (name -> parameters, the column first) and its input frames."""
+
+    groups: dict
+    inputs: Inputs
+    probe_files: list = field(default_factory=list)
+
+    def yaml(self, input_path, output_path):
+        """The config as YAML text, reading ``input_path`` and writing into ``output_path``."""
+        import yaml
+
+        groups = {name: dict(params) for name, params in self.groups.items()}
+        groups["column"]["outputPath"] = str(output_path)
+        if groups["column"].get("checkpointWrite"):
+            groups["column"]["checkpointWriteDir"] = str(Path(output_path) / "Checkpoints")
+        else:
+            groups["column"]["lastCheckpointDir"] = str(Path(output_path) / "Last")
+        groups["Input"]["inputPath"] = str(input_path)
+        return yaml.safe_dump(groups, sort_keys=False)
+
+    @property
+    def nbatch(self):
+        return self.groups["column"]["nbatch"]
+
+
+def _maybe(draw, value, p=st.booleans()):
+    return value if draw(p) else None
+
+
+@st.composite
+def _input_layer(draw, nbatch, ny, nx):
+    kind = draw(st.sampled_from(["png", "pvp"]))
+    nf = draw(st.sampled_from([1, 3])) if kind == "png" else draw(st.integers(1, 3))
+    frames = draw(st.integers(2, 5))
+    display = draw(st.integers(1, 3))
+    g = {"class": "ImageLayer" if kind == "png" else "PvpLayer", "nf": nf, "phase": 0,
+         "displayPeriod": display,
+         "batchMethod": draw(st.sampled_from(["byFile", "byList", "bySpecified", "random"])),
+         "normalizeLuminanceFlag": draw(st.booleans()), "normalizeStdDev": draw(st.booleans()),
+         "writeStep": draw(st.sampled_from([1, display])), "initialWriteTime": 0}
+    if g["batchMethod"] == "bySpecified":
+        g["start_frame_index"] = draw(st.lists(st.integers(0, frames - 1), min_size=nbatch,
+                                               max_size=nbatch))
+        g["skip_frame_index"] = draw(st.lists(st.integers(1, 2), min_size=nbatch, max_size=nbatch))
+    inputs = Inputs(kind, frames, ny, nx, nf, draw(st.integers(0, 2**31)))
+    return g, inputs
+
+
+@st.composite
+def _lca_layer(draw):
+    thresh = draw(st.sampled_from([0.05, 0.1, 0.2]))
+    g = {"class": draw(st.sampled_from(["HyPerLCALayer", "MomentumLCALayer"])),
+         "nxScale": 0, "nyScale": 0,  # set by the caller
+         "nf": draw(st.integers(2, 4)), "VThresh": thresh, "AMin": 0,
+         "AMax": draw(st.sampled_from([INF, 1.0])),
+         "AShift": draw(st.sampled_from([thresh, 0.0])),  # soft or hard threshold
+         "VWidth": draw(st.sampled_from([0.0, 0.05])),
+         "timeConstantTau": draw(st.sampled_from([2.0, 5.0, 10.0])),
+         "selfInteract": draw(st.booleans()), "sparseLayer": draw(st.booleans()),
+         "mirrorBCflag": draw(st.booleans()), "writeStep": 1, "initialWriteTime": 0}
+    if g["class"] == "MomentumLCALayer":
+        g["LCAMomentumRate"] = draw(st.sampled_from([0.1, 0.5]))
+    if draw(st.booleans()):
+        g.update(InitVType="ConstantV", valueV=thresh)
+    else:
+        g.update(InitVType="UniformRandomV", minV=0.0, maxV=3 * thresh)
+    return g
+
+
+@st.composite
+def _learning(draw, plastic_default=True):
+    """Plasticity parameters: a trigger (with an offset) or a period, a rate, the reduction mode."""
+    if not draw(st.booleans()) and not plastic_default:
+        return {"plasticityFlag": False}
+    g = {"plasticityFlag": True, "dWMax": draw(st.sampled_from([0.05, 0.5])),
+         "immediateWeightUpdate": draw(st.booleans()), "normalizeDw": draw(st.booleans())}
+    if draw(st.booleans()):
+        g.update(triggerLayerName="Input", triggerOffset=draw(st.sampled_from([0, 1])))
+    else:
+        g.update(weightUpdatePeriod=draw(st.sampled_from([1, 2])), initialWeightUpdateTime=0)
+    return g
+
+
+@st.composite
+def _weights(draw):
+    kind = draw(st.sampled_from(["UniformRandomWeight", "GaussianRandomWeight"]))
+    if kind == "UniformRandomWeight":
+        return {"weightInitType": kind, "wMinInit": -1.0, "wMaxInit": 1.0,
+                "sparseFraction": draw(st.sampled_from([0.0, 0.5]))}
+    return {"weightInitType": kind, "wGaussMean": 0.0, "wGaussStdev": 0.5}
+
+
+@st.composite
+def _side_branch(draw):
+    """Input -> Side through a HyPerConn with margins: shared or not, 1 or 2 arbors with delays."""
+    arbors = draw(st.integers(1, 2))
+    patch = draw(st.sampled_from([1, 3, 5]))
+    side = {"class": draw(st.sampled_from(["ANNLayer", "LeakyIntegrator"])),
+            "nf": draw(st.integers(1, 2)), "InitVType": "ZeroV",
+            "sparseLayer": draw(st.booleans()), "mirrorBCflag": draw(st.booleans()),
+            "writeStep": 1, "initialWriteTime": 0}
+    if side["class"] == "LeakyIntegrator":
+        side["integrationTime"] = draw(st.sampled_from([2.0, 10.0]))
+    else:
+        side.update(VThresh=draw(st.sampled_from(["-infinity", 0.1])), AMin=0.0)
+    conn = {"class": "HyPerConn", "preLayerName": "Input", "postLayerName": "Side",
+            "channelCode": 0, "nxp": patch, "nyp": patch,
+            "sharedWeights": draw(st.booleans()), "numAxonalArbors": arbors,
+            "delay": [0] if arbors == 1 else draw(st.sampled_from([[0, 1], [1, 2]])),
+            "updateGSynFromPostPerspective": draw(st.booleans()),
+            "normalizeMethod": draw(st.sampled_from(["normalizeL2", "normalizeSum", "none"])),
+            "strength": 1.0, "writeStep": draw(st.sampled_from([-1, 1, 2])), "initialWriteTime": 0}
+    if not conn["sharedWeights"]:
+        conn["writeStep"] = -1  # pvmpi does not write non-shared weights yet (issue 23)
+    conn.update(draw(_weights()))
+    conn.update(draw(_learning(plastic_default=False)))
+    return side, conn
+
+
+_NORM_PROBES = ["L2NormProbe", "L1NormProbe", "L0NormProbe", "L1NormLCAProbe", "L0NormLCAProbe",
+                "FirmThresholdCostFnProbe", "FirmThresholdCostFnLCAProbe", "StatsProbe"]
+
+
+@st.composite
+def _probe(draw, name, layers, energy):
+    cls = draw(st.sampled_from(_NORM_PROBES))
+    lca_only = cls in ("L1NormLCAProbe", "L0NormLCAProbe", "FirmThresholdCostFnLCAProbe")
+    target = "V1" if lca_only else draw(st.sampled_from(layers))
+    g = {"class": cls, "targetLayer": target, "probeOutputFile": f"{name}.txt"}
+    if draw(st.booleans()):
+        g.update(triggerLayerName="Input", triggerOffset=draw(st.sampled_from([0, 1])))
+    if cls == "L2NormProbe":
+        g["exponent"] = draw(st.sampled_from([1.0, 2.0]))
+    if cls in ("L0NormProbe", "StatsProbe"):
+        g["nnzThreshold"] = draw(st.sampled_from([0.0, 0.05]))
+    if cls == "StatsProbe":
+        g["buffer"] = draw(st.sampled_from(["Activity", "MembranePotential"]))
+    if cls.startswith("FirmThreshold") and target != "V1":
+        g.update(VThresh=0.1, VWidth=0.05)
+    if energy and cls != "StatsProbe" and draw(st.booleans()):
+        g.update(energyProbe="Energy", coefficient=draw(st.sampled_from([0.5, 1.0])))
+    return g
+
+
+@st.composite
+def networks(draw):
+    """A drawn :class:`Network` (see the module's docstring)."""
+    nbatch = draw(st.sampled_from([1, 1, 2, 2, 3, 4]))
+    ny, nx = draw(st.sampled_from([8, 16])), draw(st.sampled_from([8, 16]))
+    col = {"class": "HyPerCol", "nx": nx, "ny": ny, "nbatch": nbatch, "dt": 1,
+           "stopTime": draw(st.integers(3, 8)), "progressInterval": 100,
+           "randomSeed": draw(st.integers(10_000_000, 2**31 - 1)),
+           "errorOnNotANumber": True, "checkpointWrite": draw(st.booleans())}
+    if col["checkpointWrite"]:
+        col["checkpointWriteStepInterval"] = draw(st.integers(1, 3))
+    inp, inputs = draw(_input_layer(nbatch, ny, nx))
+    scale = draw(st.sampled_from([0.5, 1.0]))
+    v1 = draw(_lca_layer())
+    v1["nxScale"] = v1["nyScale"] = scale
+    p_err, p_v1, p_rec = draw(st.sampled_from([(1, 2, 3), (1, 1, 1), (2, 1, 3), (1, 2, 1)]))
+    v1["phase"] = p_v1
+    err_class = draw(st.sampled_from(["HyPerLayer", "ANNErrorLayer"]))
+    err = {"class": err_class, "nf": inp["nf"], "phase": p_err, "InitVType": "ZeroV",
+           "sparseLayer": False, "mirrorBCflag": draw(st.booleans()),
+           "writeStep": 1, "initialWriteTime": 0}
+    if err_class == "ANNErrorLayer":
+        err["errScale"] = draw(st.sampled_from([1.0, 0.5]))
+    recon = {"class": "HyPerLayer", "nf": inp["nf"], "phase": p_rec, "InitVType": "ZeroV",
+             "writeStep": draw(st.sampled_from([1, 2])), "initialWriteTime": 0}
+    many = int(round(1 / scale))
+    patch = draw(st.sampled_from([2, 4, 6] if many == 2 else [1, 3, 5]))
+    dictionary = {"class": draw(st.sampled_from(["HyPerConn", "MomentumConn"])),
+                  "preLayerName": "V1", "postLayerName": "Error", "channelCode": -1,
+                  "nxp": patch, "nyp": patch, "sharedWeights": True,
+                  "normalizeMethod": draw(st.sampled_from(["normalizeL2", "none"])), "strength": 1.0,
+                  "writeStep": draw(st.sampled_from([1, 2, -1])), "initialWriteTime": 0}
+    dictionary.update(draw(_weights()))
+    dictionary.update(draw(_learning()))
+    if dictionary["class"] == "MomentumConn":
+        dictionary["momentumMethod"] = draw(st.sampled_from(["viscosity", "simple", "alex"]))
+        dictionary["timeConstantTau"] = {"viscosity": 5.0, "simple": 0.25, "alex": 0.9}[
+            dictionary["momentumMethod"]]
+    groups = {"column": col, "Input": inp, "Error": err, "V1": v1, "Recon": recon,
+              "InputToError": {"class": "IdentConn", "channelCode": 0,
+                               "delay": [draw(st.sampled_from([0, 0, 1]))]},
+              "V1ToError": dictionary,
+              "ErrorToV1": {"class": "TransposeConn", "channelCode": 0,
+                            "originalConnName": "V1ToError",
+                            "updateGSynFromPostPerspective": draw(st.booleans()), "writeStep": -1},
+              "V1ToRecon": {"class": "CloneConn", "channelCode": 0, "originalConnName": "V1ToError",
+                            "writeStep": -1}}
+    if draw(st.booleans()):
+        groups["ReconToError"] = {"class": "IdentConn", "channelCode": 1}
+    else:
+        groups["ReconToError"] = {"class": "RescaleConn", "channelCode": 1,
+                                  "scale": draw(st.sampled_from([0.5, 1.0]))}
+    layers = ["Error", "V1", "Recon"]
+    if draw(st.booleans()):
+        side, conn = draw(_side_branch())
+        side["phase"] = draw(st.integers(1, 3))
+        groups["Side"], groups["InputToSide"] = side, conn
+        layers.append("Side")
+    energy = draw(st.booleans())
+    if energy:  # the LCA energy: half the error's squared norm, plus whatever probes join it
+        groups["Energy"] = {"class": "ColumnEnergyProbe", "probeOutputFile": "Energy.txt"}
+        groups["ErrorL2"] = {"class": "L2NormProbe", "targetLayer": "Error", "exponent": 2.0,
+                             "coefficient": 0.5, "energyProbe": "Energy",
+                             "probeOutputFile": "ErrorL2.txt"}
+        if draw(st.booleans()):
+            groups["ErrorL2"].update(triggerLayerName="Input", triggerOffset=0)
+    names = [f"Probe{k}" for k in range(draw(st.integers(0, 5)))]
+    for name in names:
+        groups[name] = draw(_probe(name, layers, energy))
+    if energy:
+        if draw(st.booleans()):
+            ts = {"class": draw(st.sampled_from(["AdaptiveTimeScaleProbe", "KneeTimeScaleProbe"])),
+                  "targetName": "Energy", "probeOutputFile": "TimeScale.txt",
+                  "baseMax": draw(st.sampled_from([0.1, 1.0])), "baseMin": 0.05,
+                  "tauFactor": draw(st.sampled_from([0.03, 0.1])), "growthFactor": 1.01}
+            if ts["class"] == "KneeTimeScaleProbe":
+                ts.update(kneeThresh=0.5, kneeSlope=0.1)
+            if draw(st.booleans()):
+                ts.update(triggerLayerName="Input", triggerOffset=0)
+            groups["TimeScale"] = ts
+            v1["adaptiveTimeScaleProbe"] = "TimeScale"
+    scalar = [n for n in names if groups[n]["class"] != "StatsProbe"]
+    if len(scalar) >= 2 and draw(st.booleans()):
+        groups["Quotient"] = {"class": "QuotientProbe", "numerator": scalar[0],
+                              "denominator": scalar[1], "probeOutputFile": "Quotient.txt"}
+    files = [g["probeOutputFile"] for g in groups.values() if "probeOutputFile" in g]
+    return Network(groups, inputs, files)

@@ -1,0 +1,161 @@
+"""Layout independence, generatively: drawn networks give the same outputs on every layout.
+
+Each example is a network drawn by :func:`generated.networks.networks`. Rank
+0 runs it alone (COMM_SELF) as the reference; then every layout of the
+world's ranks that fits it runs it (under ``mpiexec -n 2`` and ``-n 4``:
+batch splits, rows, columns, and — for nbatch 1 and 2 — one batch element
+per rank with the rows or columns split). Every output file is compared
+with the reference (:mod:`generated.compare`: .pvp values, frame counts and
+timestamps, probe text, timestamps files, checkpoint arrays) within float32
+summation order. A failing example leaves its folder and prints its config,
+which ``python -m pvmpi <folder>/config.yaml`` reruns on one rank.
+
+CI draws a fixed number of examples from a fixed seed (derandomized). A
+longer local profile: ``PVMPI_LAYOUT_EXAMPLES=300 PVMPI_LAYOUT_SEED=7
+PVMPI_LAYOUT_REPORT=report.json mpiexec -n 4 python -m mpi4py -m pytest
+--with-mpi tests/mpi/test_layout_property.py``.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from generated.compare import compare_runs
+from generated.networks import networks
+
+EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))
+SEED = os.environ.get("PVMPI_LAYOUT_SEED")
+REPORT = os.environ.get("PVMPI_LAYOUT_REPORT")
+# CI: examples per world size (a few minutes each, oversubscribed on 2 cores)
+CI_EXAMPLES = {2: 30, 4: 12}
+TALLY = {"examples": 0, "runs": 0, "one_element_spatial": 0, "worst": {}, "seconds": 0.0}
+
+
+def _world():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def _examples():
+    return EXAMPLES or CI_EXAMPLES.get(_world().Get_size(), 10)
+
+
+def _wait_for_rank0(world):
+    """A barrier that sleeps instead of spinning: the other ranks must not steal rank 0's core
+    while it runs the reference alone (MPICH busy-polls)."""
+    req = world.Ibarrier()
+    while not req.Test():
+        time.sleep(0.005)
+
+
+def _fitting_layouts(model, size):
+    from pvmpi.launch import layout_problems, network_shape
+    from pvmpi.parallel.decomposition import layouts
+
+    shape = network_shape(model)
+    return [lay for lay in layouts(size)
+            if not layout_problems(shape, lay.batch_width, lay.rows, lay.columns)]
+
+
+def _model(net, input_path, out):
+    from pvmpi.model.config import parse_yaml
+    from pvmpi.model.network_model import build_model
+
+    return build_model(parse_yaml(net.yaml(input_path, out), "generated.yaml"))
+
+
+def _run(net, input_path, out, comm, layout):
+    """Run the network into ``out``; the error message if it failed (on every rank of comm)."""
+    from pvmpi.errors import PvmpiError
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+
+    try:
+        with Comms(layout, comm) as comms:
+            simulate(_model(net, input_path, out), comms, "numba", output_path=str(out))
+    except PvmpiError as e:
+        return str(e)
+    return None
+
+
+def check_layout_independence(net):
+    """Run ``net`` on one rank and on every fitting layout; raise AssertionError on every rank
+    with the differences, the layouts and the config if any output differs."""
+    from mpi4py import MPI
+
+    from pvmpi.parallel.decomposition import Layout
+
+    world = _world()
+    digest = hashlib.sha1(repr((net.groups, net.inputs)).encode()).hexdigest()
+    if len(set(world.allgather(digest))) != 1:
+        raise AssertionError("the ranks drew different networks: hypothesis is not deterministic here")
+    t0 = time.perf_counter()
+    root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-generated-") if world.rank == 0 else None))
+    problems, input_path = [], None
+    if world.rank == 0:
+        input_path = net.inputs.write(root / "inputs")
+        error = _run(net, input_path, root / "serial", MPI.COMM_SELF, Layout(1, 1, 1))
+        if error:
+            problems.append(f"1 rank: {error}")
+    _wait_for_rank0(world)
+    input_path = world.bcast(input_path)
+    problems = world.bcast(problems)
+    layouts = [] if problems else _fitting_layouts(_model(net, input_path, root / "x"), world.size)
+    for lay in layouts:
+        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
+        error = _run(net, input_path, out, world, lay)
+        if world.rank == 0:
+            if error:
+                problems.append(f"{lay}: {error}")
+                break
+            diff = compare_runs(root / "serial", out)
+            problems += [f"{lay}: {p}" for p in diff.problems]
+            for kind, rel in diff.worst.items():
+                TALLY["worst"][kind] = max(TALLY["worst"].get(kind, 0.0), rel)
+        TALLY["runs"] += 1
+        nb_local = net.nbatch // lay.batch_width
+        TALLY["one_element_spatial"] += nb_local == 1 and lay.rows * lay.columns > 1
+        if world.bcast(bool(problems)):
+            break
+    problems = world.bcast(problems)
+    TALLY["examples"] += 1
+    TALLY["seconds"] += time.perf_counter() - t0
+    if problems:
+        if world.rank == 0:
+            (root / "config.yaml").write_text(net.yaml(input_path, root / "rerun"))
+        config = (root / "config.yaml").read_text() if world.rank == 0 else ""
+        raise AssertionError(
+            f"a drawn network failed or its outputs depend on the layout (folder {root}; rerun "
+            f"with python -m pvmpi "
+            f"{root}/config.yaml):\n  " + "\n  ".join(problems[:20]) + "\n" + config)
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(root)
+
+
+def _profile(test):
+    kw = dict(max_examples=_examples(), database=None, deadline=None, print_blob=False,
+              suppress_health_check=list(HealthCheck), derandomize=SEED is None,
+              phases=(Phase.explicit, Phase.generate))  # no shrinking: each retry runs every layout
+    test = settings(**kw)(test)
+    return seed(int(SEED))(test) if SEED is not None else test
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    if REPORT and _world().rank == 0:
+        Path(REPORT).write_text(json.dumps(dict(TALLY, ranks=_world().size), indent=1))
+
+
+@pytest.mark.mpi(min_size=2)
+@_profile
+@given(net=networks())
+def test_generated_networks_are_layout_independent(net):
+    check_layout_independence(net)
