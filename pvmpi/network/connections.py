@@ -326,7 +326,10 @@ class HyPerConn(WeightedConnection):
         k = self.run.kernels
         W = k.to_host(self.W)  # OpenPV's sequential float32 sums: on the host (weights only, when they change)
         order = first_of_all = None
-        if not self.shared:  # patches in OpenPV's global order; the first failing one over all tiles
+        if not self.shared:  # whole patches, in OpenPV's global order; the first failing one of all tiles
+            lay = self.run.comms.layout
+            if lay.rows * lay.columns > 1:
+                W = self.whole_patches(W)
             order = self.global_patch_numbers()
             first_of_all = lambda n: int(self.run.comms.spatial_min(np.array([n]))[0])  # noqa: E731
         normalize(W, g["normalizeMethod"], g, num_pre=npre, num_post=npost, order=order,
@@ -363,28 +366,59 @@ class HyPerConn(WeightedConnection):
         """This tile's part of global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp].
 
         A patch element belongs to the rank owning its post neuron: only that
-        rank's copy is up to date (the others never deliver through it).
+        rank's copy is up to date (the others never deliver through it). An
+        element past the post layer's edge (never updated) belongs to the tile at that edge.
         """
-        pre, t = self.pre, self.pre.tile
+        pre, t, pt = self.pre, self.pre.tile, self.post.tile
         ye, xe, f = self.pre_of_kernel()
         xm, ym = self.xmap, self.ymap
         px = (xm.mul * (xe - pre.margin_x) + xm.off) // xm.div
         py = (ym.mul * (ye - pre.margin_y) + ym.off) // ym.div
         px = px[:, None] + np.arange(W.shape[3])
         py = py[:, None] + np.arange(W.shape[2])
-        owned = ((py >= 0) & (py < self.post.tile.ny))[:, :, None] & ((px >= 0) & (px < self.post.tile.nx))[:, None, :]
+        in_x = ((px >= 0) | (pt.kx0 == 0)) & ((px < pt.nx) | (pt.kx0 + pt.nx == pt.nx_global))
+        in_y = ((py >= 0) | (pt.ky0 == 0)) & ((py < pt.ny) | (pt.ky0 + pt.ny == pt.ny_global))
+        owned = in_y[:, :, None] & in_x[:, None, :]
         out = np.zeros((W.shape[0], t.ny_global + 2 * pre.margin_y, t.nx_global + 2 * pre.margin_x, pre.nf)
                        + W.shape[2:], W.dtype)
         out[:, ye + t.ky0, xe + t.kx0, f] = W * owned[None, :, :, :, None]
         return out
 
-    def write_checkpoint(self, ck):
-        W = self.run.kernels.to_host(self.W)
+    def checkpoint_weights(self, ck, name, W, doc):
+        """Write weights-shaped data ``[..., kernel, nyp, nxp, nfp]`` (W, dW, prev_dW) as a global
+        array: as it is for shared weights, as [..., pre y, pre x, pre f (global extended),
+        nyp, nxp, nfp] for non-shared ones, so that no layout shows in a checkpoint."""
         if self.shared:
-            ck.shared(self.key + "/W", W, "weights [arbor, kernel, y, x, f] (PVP type-5 order)")
-        else:
-            ck.tile_sum(self.key + "/W", self.global_nonshared(W),
-                        "non-shared weights [arbor, pre y, pre x, pre f (global extended), y, x, f]")
+            ck.shared(name, W, doc)
+            return
+        lead = W.shape[:-4]
+        glob = self.global_nonshared(W.reshape((-1,) + W.shape[-4:]))
+        ck.tile_sum(name, glob.reshape(lead + glob.shape[1:]), doc)
+
+    def restore_weights(self, rd, name, like):
+        """The data :meth:`checkpoint_weights` wrote under ``name``, shaped like ``like`` (this
+        tile's patches of non-shared weights)."""
+        if self.shared:
+            return rd.shared(name, like.shape)
+        t = self.pre.tile
+        ye, xe, f = self.pre_of_kernel()
+        lead = like.shape[:-4]
+        glob = rd.shared(name, lead + (t.ny_global + 2 * self.pre.margin_y,
+                                       t.nx_global + 2 * self.pre.margin_x, self.pre.nf) + like.shape[-3:])
+        return np.ascontiguousarray(glob[..., ye + t.ky0, xe + t.kx0, f, :, :, :])
+
+    def whole_patches(self, W):
+        """Non-shared W with every patch complete: a patch that straddles tiles takes each element
+        from the rank owning its post neuron (the others' copies are stale). Collective (spatial)."""
+        t = self.pre.tile
+        ye, xe, f = self.pre_of_kernel()
+        glob = self.run.comms.spatial_sum(self.global_nonshared(W))
+        return np.ascontiguousarray(glob[:, ye + t.ky0, xe + t.kx0, f])
+
+    def write_checkpoint(self, ck):
+        self.checkpoint_weights(ck, self.key + "/W", self.run.kernels.to_host(self.W),
+                                "weights [arbor, kernel, y, x, f] (PVP type-5 order); non-shared: "
+                                "[arbor, pre y, pre x, pre f (global extended), y, x, f]")
         ck.attrs(self.key, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
         if self.plastic:
@@ -396,13 +430,7 @@ class HyPerConn(WeightedConnection):
         Non-shared weights are read from the global array, this tile's patches picked out.
         """
         k = self.run.kernels
-        if self.shared:
-            k.upload(self.W, rd.shared(self.key + "/W", self.W.shape))
-        else:
-            t = self.pre.tile
-            ye, xe, f = self.pre_of_kernel()
-            glob = rd.shared(self.key + "/W", self.global_nonshared(k.to_host(self.W)).shape)
-            k.upload(self.W, np.ascontiguousarray(glob[:, ye + t.ky0, xe + t.kx0, f]))
+        k.upload(self.W, self.restore_weights(rd, self.key + "/W", k.to_host(self.W)))
         self.version += 1
         if not fresh_outputs:
             self.write_schedule.next = rd.attr(self.key, "next_write")

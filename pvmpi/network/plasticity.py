@@ -134,8 +134,9 @@ class HebbianUpdater:
         ck.attrs(key, last_update=self.last_update, num_updates=self.num_updates, dw_max=self.dw_max,
                  pending_dw=waiting)
         if waiting:
-            ck.shared(key + "/dW", self.reduce_buf, "reduced [dW, counts] not yet applied "
-                      "(immediateWeightUpdate = false), float64")
+            self.conn.checkpoint_weights(ck, key + "/dW", self.reduce_buf,
+                                         "reduced [dW, counts] not yet applied "
+                                         "(immediateWeightUpdate = false), float64")
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
         """Restore dWMax, the update schedule (unless ``fresh_outputs``: initialising from
@@ -146,7 +147,7 @@ class HebbianUpdater:
             self.num_updates = rd.attr(key, "num_updates")
         self.waiting = bool(rd.attr(key, "pending_dw"))
         if self.waiting:
-            self.reduce_buf[...] = rd.shared(key + "/dW", self.reduce_buf.shape)
+            self.reduce_buf[...] = self.conn.restore_weights(rd, key + "/dW", self.reduce_buf)
 
     def open_output(self, resume=None):
         """No output of its own (MomentumConn writes prev_dW)."""
@@ -196,14 +197,15 @@ class MomentumUpdater(HebbianUpdater):
 
     def write_checkpoint(self, ck, key):
         super().write_checkpoint(ck, key)
-        ck.shared(key + "/prev_dW", self.run.kernels.to_host(self.prev_dW),
-                  "momentum state: the previous dW [arbor, kernel, y, x, f]")
+        self.conn.checkpoint_weights(ck, key + "/prev_dW", self.run.kernels.to_host(self.prev_dW),
+                                     "momentum state: the previous dW, shaped as W")
         ck.attrs(key, prev_delta_frames=self.writer.num_frames if self.writer is not None else -1)
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
         """Also restore prev_dW."""
         super().read_checkpoint(rd, key, fresh_outputs)
-        self.run.kernels.upload(self.prev_dW, rd.shared(key + "/prev_dW", self.prev_dW.shape))
+        k = self.run.kernels
+        k.upload(self.prev_dW, self.conn.restore_weights(rd, key + "/prev_dW", k.to_host(self.prev_dW)))
 
     def open_output(self, resume=None):
         """Open <conn>.prevDelta.pvp for prev_dW, cut back to its checkpointed frames on resume."""

@@ -11,7 +11,7 @@ energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
 are multiples of 4 so that several layouts of 2 and 4 ranks fit. Later
 issues add their classes here.
 """
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,15 @@ class Network:
 
     groups: dict
     inputs: Inputs
-    probe_files: list = field(default_factory=list)
+
+    def spec(self):
+        """The network as plain data (a regression example in tests/generated/regressions)."""
+        return {"inputs": asdict(self.inputs), "groups": self.groups}
+
+    @classmethod
+    def from_spec(cls, spec):
+        """The network :meth:`spec` described."""
+        return cls(spec["groups"], Inputs(**spec["inputs"]))
 
     def yaml(self, input_path, output_path):
         """The config as YAML text, reading ``input_path`` and writing into ``output_path``."""
@@ -285,5 +293,4 @@ def networks(draw):
     if len(scalar) >= 2 and draw(st.booleans()):
         groups["Quotient"] = {"class": "QuotientProbe", "numerator": scalar[0],
                               "denominator": scalar[1], "probeOutputFile": "Quotient.txt"}
-    files = [g["probeOutputFile"] for g in groups.values() if "probeOutputFile" in g]
-    return Network(groups, inputs, files)
+    return Network(groups, inputs)

@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from generated.compare import compare_runs
-from generated.networks import networks
+from generated.networks import Network, networks
 
 EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))
 SEED = os.environ.get("PVMPI_LAYOUT_SEED")
@@ -129,11 +130,12 @@ def check_layout_independence(net):
     if problems:
         if world.rank == 0:
             (root / "config.yaml").write_text(net.yaml(input_path, root / "rerun"))
+            (root / "network.yaml").write_text(yaml.safe_dump(net.spec(), sort_keys=False))
         config = (root / "config.yaml").read_text() if world.rank == 0 else ""
         raise AssertionError(
             f"a drawn network failed or its outputs depend on the layout (folder {root}; rerun "
-            f"with python -m pvmpi "
-            f"{root}/config.yaml):\n  " + "\n  ".join(problems[:20]) + "\n" + config)
+            f"with python -m pvmpi {root}/config.yaml; network.yaml there is a regression "
+            f"example for tests/generated/regressions):\n  " + "\n  ".join(problems[:20]) + "\n" + config)
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)
@@ -159,3 +161,13 @@ def report():
 @given(net=networks())
 def test_generated_networks_are_layout_independent(net):
     check_layout_independence(net)
+
+
+REGRESSIONS = sorted((Path(__file__).parents[1] / "generated" / "regressions").glob("*.yaml"))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])
+def test_regression_networks_are_layout_independent(path):
+    """Networks the property test once found failing (each file names its bug), on every layout."""
+    check_layout_independence(Network.from_spec(yaml.safe_load(path.read_text())))
