@@ -94,3 +94,43 @@ def test_demo_network_is_independent_of_layout():
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("nbatch", [1, 2])
+def test_demo_at_one_batch_element_per_rank(nbatch):
+    """The demo's probes (an L1 and an L0 probe of V1, an energy) at one batch element per rank
+    with rows or columns split: once, a second probe of a layer summed the first probe's
+    already-reduced statistics (13581 / 27162 / 54324 on 1 / 2 / 4 ranks). Every output file
+    of every fitting layout equals the 1-rank run (generated.compare)."""
+    from mpi4py import MPI
+
+    from generated.compare import compare_runs
+    from pvmpi.data.dead_leaves import make_image_set
+    from pvmpi.network.column import simulate
+    from pvmpi.parallel.comm import Comms
+    from pvmpi.parallel.decomposition import Layout
+
+    def compare(ref, out):
+        diff = compare_runs(ref, out)
+        assert not diff.problems, "\n".join(diff.problems[:10])
+
+    world = MPI.COMM_WORLD
+    if world.size < 2 * nbatch:
+        pytest.skip(f"one batch element per rank with a spatial split needs {2 * nbatch} ranks")
+    root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-nb1-") if world.rank == 0 else None))
+    if world.rank == 0:
+        make_image_set(root / "images", count=4, size=64, seed=1)
+    world.Barrier()
+    model = demo_model(root / "images" / "images.txt", **{"column.nbatch": nbatch,
+                                                         "column.stopTime": 6})
+    if world.rank == 0:
+        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
+            simulate(model, comms, output_path=str(root / "serial"))
+    layouts = [lay for lay in fitting_layouts(world.size, model) if nbatch // lay.batch_width == 1]
+    assert any(lay.rows * lay.columns > 1 for lay in layouts)
+    for lay in layouts:
+        run_layout(model, lay, world, root, root / "serial", compare)
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(root)
