@@ -134,9 +134,10 @@ def _lca_layer(draw):
 
 
 @st.composite
-def _learning(draw, plastic_default=True):
-    """Plasticity parameters: a trigger (with an offset) or a period, a rate, the reduction mode."""
-    if not draw(st.booleans()) and not plastic_default:
+def _learning(draw):
+    """Plasticity parameters: none, or a trigger (with an offset) or a period, a rate, the
+    reduction mode."""
+    if not draw(st.booleans()):
         return {"plasticityFlag": False}
     g = {"plasticityFlag": True, "dWMax": draw(st.sampled_from([0.05, 0.5])),
          "immediateWeightUpdate": draw(st.booleans()), "normalizeDw": draw(st.booleans())}
@@ -148,8 +149,12 @@ def _learning(draw, plastic_default=True):
 
 
 @st.composite
-def _weights(draw):
-    kind = draw(st.sampled_from(["UniformRandomWeight", "GaussianRandomWeight"]))
+def _weights(draw, gauss2d=False):
+    kinds = ["UniformRandomWeight", "GaussianRandomWeight"] + (["Gauss2DWeight"] if gauss2d else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "Gauss2DWeight":
+        return {"weightInitType": kind, "sigma": draw(st.sampled_from([0.8, 2.0])),
+                "rMax": draw(st.sampled_from([1.4, 3.0])), "aspect": draw(st.sampled_from([1.0, 2.0]))}
     if kind == "UniformRandomWeight":
         return {"weightInitType": kind, "wMinInit": -1.0, "wMaxInit": 1.0,
                 "sparseFraction": draw(st.sampled_from([0.0, 0.5]))}
@@ -174,17 +179,31 @@ def _side_branch(draw):
             "sharedWeights": draw(st.booleans()), "numAxonalArbors": arbors,
             "delay": [0] if arbors == 1 else draw(st.sampled_from([[0, 1], [1, 2]])),
             "updateGSynFromPostPerspective": draw(st.booleans()),
-            "normalizeMethod": draw(st.sampled_from(["normalizeL2", "normalizeSum", "none"])),
             "strength": 1.0, "writeStep": draw(st.sampled_from([-1, 1, 2])), "initialWriteTime": 0}
     if not conn["sharedWeights"]:
         conn["writeStep"] = -1  # pvmpi does not write non-shared weights yet (issue 23)
-    conn.update(draw(_weights()))
-    conn.update(draw(_learning(plastic_default=False)))
+    conn.update(draw(_weights(gauss2d=True)))
+    conn.update(draw(_learning()))
+    conn["normalizeMethod"] = draw(_normalization(conn))
     return side, conn
 
 
+@st.composite
+def _normalization(draw, conn):
+    """normalizeMethod for a connection: learning weights are always normalised (by L2, or by
+    their sum when they are nonnegative), as learning networks are: an unnormalised learning
+    connection grows without bound and turns float32 round-off into any difference."""
+    nonnegative = conn["weightInitType"] == "Gauss2DWeight"
+    methods = ["normalizeL2"] + (["normalizeSum"] if nonnegative else [])
+    if not conn["plasticityFlag"]:
+        methods += ["none"] + ([] if nonnegative else ["normalizeSum"])
+    return draw(st.sampled_from(methods))
+
+
 _NORM_PROBES = ["L2NormProbe", "L1NormProbe", "L0NormProbe", "L1NormLCAProbe", "L0NormLCAProbe",
-                "FirmThresholdCostFnProbe", "FirmThresholdCostFnLCAProbe", "StatsProbe"]
+                "FirmThresholdCostFnProbe", "FirmThresholdCostFnLCAProbe", "StatsProbe",
+                "RequireAllZeroActivityProbe"]
+_VECTOR_PROBES = ("StatsProbe", "RequireAllZeroActivityProbe")  # no single value: no energy term
 
 
 @st.composite
@@ -197,13 +216,15 @@ def _probe(draw, name, layers, energy):
         g.update(triggerLayerName="Input", triggerOffset=draw(st.sampled_from([0, 1])))
     if cls == "L2NormProbe":
         g["exponent"] = draw(st.sampled_from([1.0, 2.0]))
-    if cls in ("L0NormProbe", "StatsProbe"):
+    if cls in ("L0NormProbe",) + _VECTOR_PROBES:
         g["nnzThreshold"] = draw(st.sampled_from([0.0, 0.05]))
     if cls == "StatsProbe":
         g["buffer"] = draw(st.sampled_from(["Activity", "MembranePotential"]))
+    if cls == "RequireAllZeroActivityProbe":  # records, does not stop the run
+        g.update(exitOnFailure=False, immediateExitOnFailure=False)
     if cls.startswith("FirmThreshold") and target != "V1":
         g.update(VThresh=0.1, VWidth=0.05)
-    if energy and cls != "StatsProbe" and draw(st.booleans()):
+    if energy and cls not in _VECTOR_PROBES and draw(st.booleans()):
         g.update(energyProbe="Energy", coefficient=draw(st.sampled_from([0.5, 1.0])))
     return g
 
@@ -237,11 +258,11 @@ def networks(draw):
     patch = draw(st.sampled_from([2, 4, 6] if many == 2 else [1, 3, 5]))
     dictionary = {"class": draw(st.sampled_from(["HyPerConn", "MomentumConn"])),
                   "preLayerName": "V1", "postLayerName": "Error", "channelCode": -1,
-                  "nxp": patch, "nyp": patch, "sharedWeights": True,
-                  "normalizeMethod": draw(st.sampled_from(["normalizeL2", "none"])), "strength": 1.0,
+                  "nxp": patch, "nyp": patch, "sharedWeights": True, "strength": 1.0,
                   "writeStep": draw(st.sampled_from([1, 2, -1])), "initialWriteTime": 0}
     dictionary.update(draw(_weights()))
     dictionary.update(draw(_learning()))
+    dictionary["normalizeMethod"] = draw(_normalization(dictionary))
     if dictionary["class"] == "MomentumConn":
         dictionary["momentumMethod"] = draw(st.sampled_from(["viscosity", "simple", "alex"]))
         dictionary["timeConstantTau"] = {"viscosity": 5.0, "simple": 0.25, "alex": 0.9}[
@@ -289,7 +310,7 @@ def networks(draw):
                 ts.update(triggerLayerName="Input", triggerOffset=0)
             groups["TimeScale"] = ts
             v1["adaptiveTimeScaleProbe"] = "TimeScale"
-    scalar = [n for n in names if groups[n]["class"] != "StatsProbe"]
+    scalar = [n for n in names if groups[n]["class"] not in _VECTOR_PROBES]
     if len(scalar) >= 2 and draw(st.booleans()):
         groups["Quotient"] = {"class": "QuotientProbe", "numerator": scalar[0],
                               "denominator": scalar[1], "probeOutputFile": "Quotient.txt"}

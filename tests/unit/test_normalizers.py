@@ -220,3 +220,22 @@ def test_params_may_be_a_group_without_get():
     W = random_weights((1, 3, 2, 2, 1), seed=9)
     assert np.array_equal(normalize(W.copy(), "normalizeL2", G()),
                           normalize(W.copy(), "normalizeL2", {"strength": 2.0}))
+
+
+def test_l2_break_follows_the_global_patch_order_over_tiles():
+    """Non-shared weights on two tiles: each tile holds some patches, numbered in OpenPV's global
+    order, and the stop at the first failing patch is the global first, so the tiles together
+    equal the whole layer normalised in one piece (a tile alone would stop at its own first)."""
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((1, 10, 2, 2, 1)).astype(np.float32)
+    W[:, 6] = 0  # the first failing patch: 6 and every later one stay as they are
+    whole = normalize(W.copy(), "normalizeL2", {}, warn=lambda m: None)
+    tiles = [np.array([7, 8, 0, 1, 2]), np.array([3, 4, 5, 6, 9])]  # out of order, as on a tile
+    firsts = [int(t[np.flatnonzero((W[0, t] ** 2).sum(axis=(1, 2, 3)) == 0)].min(initial=2**62))
+              for t in tiles]
+    for order in tiles:
+        part = normalize(W[:, order].copy(), "normalizeL2", {}, warn=lambda m: None, order=order,
+                         first_of_all=lambda n: min(firsts))
+        np.testing.assert_array_equal(part, whole[:, order])
+    alone = normalize(W[:, tiles[0]].copy(), "normalizeL2", {}, warn=lambda m: None)
+    assert not np.array_equal(alone, whole[:, tiles[0]])  # patches 7, 8 must stay unnormalised
