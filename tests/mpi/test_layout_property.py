@@ -34,7 +34,7 @@ EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))
 SEED = os.environ.get("PVMPI_LAYOUT_SEED")
 REPORT = os.environ.get("PVMPI_LAYOUT_REPORT")
 # CI: examples per world size (a few minutes each, oversubscribed on 2 cores)
-CI_EXAMPLES = {2: 30, 4: 12}
+CI_EXAMPLES = {2: 100, 4: 50}
 TALLY = {"examples": 0, "runs": 0, "one_element_spatial": 0, "ended_in_error": 0, "worst": {},
          "seconds": 0.0}
 
