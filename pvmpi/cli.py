@@ -80,6 +80,7 @@ def fail(message, code=USER_ERROR):
 
 SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
+    "conformance": "pvmpi.conformance.suite",
     "convert": "pvmpi.model.convert",
     "describe": "pvmpi.model.reference",
     "pvp": "pvmpi.io.pvp_tools",

@@ -8,7 +8,7 @@ kind                      line                                                  
 ========================  =====================================================  ==========================
 ``norm`` (L0/L1/L2, cost)  ``[message:] t, b, N, value``                           time, batch, neurons, value
 ``energy``                header ``time,index,energy``, then ``t, b, E``          time, batch, energy, value
-``stats`` (StatsProbe)     ``msg:t==t b==b N==n Total==.. Min==.. Avg==.. Max==..   time, batch, N, Total, Min,
+``stats`` (StatsProbe)     ``[msg:]t==t b==b N==n Total==.. Min==.. Avg==.. Max==..   time, batch, N, Total, Min,
                           sigma==.. nnz==..``                                    Avg, Max, sigma, nnz
 ``timescale``             ``t, b, timeScale, timeScaleTrue, timeScaleMax`` or the  time, batch, timeScale,
                           field-name form ``sim_time = t`` / ``batch = b, ...``    timeScaleTrue, timeScaleMax
@@ -43,9 +43,9 @@ _ENERGY = re.compile(rf'^(?:"(?P<msg>[^"]*)"\s*,)?\s*(?P<time>{_NUM}){_SEP}(?P<b
                      rf"(?P<energy>{_NUM})\s*$", re.I)
 _TIMESCALE = re.compile(rf"^\s*(?P<time>{_NUM}){_SEP}(?P<batch>{_INT}){_SEP}(?P<timeScale>{_NUM})"
                         rf"{_SEP}(?P<timeScaleTrue>{_NUM}){_SEP}(?P<timeScaleMax>{_NUM})\s*$", re.I)
-_STATS = re.compile(rf"^(?P<msg>.*?):\s*t==\s*(?P<time>{_NUM})\s+b==\s*(?P<batch>{_INT})\s+"
+_STATS = re.compile(rf"^(?:(?P<msg>.*?):)?\s*t==\s*(?P<time>{_NUM})\s+b==\s*(?P<batch>{_INT})\s+"
                     rf"N==\s*(?P<N>{_INT})\s+Total==\s*(?P<Total>{_NUM})\s+Min==\s*(?P<Min>{_NUM})\s+"
-                    rf"Avg==\s*(?P<Avg>{_NUM})\s+Max==\s*(?P<Max>{_NUM})\s+sigma==\s*(?P<sigma>{_NUM})"
+                    rf"Avg==\s*(?P<Avg>{_NUM})(?:\s+Hz \(/dt ms\))?\s+Max==\s*(?P<Max>{_NUM})\s+sigma==\s*(?P<sigma>{_NUM})"
                     rf"\s+nnz==\s*(?P<nnz>{_INT})\s*$", re.I)
 _SIM_TIME = re.compile(rf"^\s*sim_time\s*=\s*(?P<time>{_NUM})\s*$", re.I)
 _TS_FIELDS = re.compile(rf"^\s*batch\s*=\s*(?P<batch>{_INT})\s*,\s*timeScale\s*=\s*(?P<timeScale>{_NUM})"

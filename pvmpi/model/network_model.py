@@ -334,7 +334,7 @@ def _check_references(model, raw, kinds, err_for):
                 _ref(model, g, "triggerLayerName", "layer", raw, err_for)
             if "nfp" in g.params:
                 nfp = g["nfp"]
-                if isinstance(nfp, From):
+                if isinstance(nfp, From) or nfp < 0:  # OpenPV: a negative nfp is the post layer's nf
                     nfp = post["nf"]
                     _set(g, "nfp", nfp)
                 if nfp != post["nf"]:

@@ -234,7 +234,7 @@ _cls("BaseConnection", "connection", "Parameters every connection has.", [
 _WEIGHTS = [
     P("nxp", "int", 1, "Patch width.", unit="post pixels"),
     P("nyp", "int", 1, "Patch height.", unit="post pixels"),
-    P("nfp", "int", From("post.nf"), "Patch features (must equal the post layer's nf)."),
+    P("nfp", "int", From("post.nf"), "Patch features: the post layer's nf (a value < 0 means it)."),
     P("sharedWeights", "bool", True, "Convolutional (shared) weights."),
     P("numAxonalArbors", "int", 1, "Number of arbors."),
     P("weightInitType", "str", doc="Weight initialisation.",

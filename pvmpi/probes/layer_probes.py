@@ -289,10 +289,14 @@ class StatsProbe(LayerProbe):
         return np.stack([sums[:, 0], mins, avg, maxs, sigma, sums[:, 3]], axis=1)
 
     def line(self, t, b, v):
+        """OpenPV's stats line; the activity of a sparse layer is a spike rate: its average is
+        printed per second (x 1000, dt in ms) and marked so."""
         g = self.target.tile.kb0 + b
-        msg = self.group["message"] or ""
-        return (f"{msg}:t=={t:6.1f} b=={g} N=={self.num_neurons} Total=={v[0]:f} Min=={v[1]:f} "
-                f"Avg=={v[2]:f} Max=={v[3]:f} sigma=={v[4]:f} nnz=={int(v[5])}\n")
+        msg = f"{self.group['message']}:" if self.group["message"] else ""  # OpenPV: no message, no colon
+        hertz = self.buffer()[0] is self.target.A and self.target.group["sparseLayer"]
+        avg = f"{v[2] * 1000.0:f} Hz (/dt ms)" if hertz else f"{v[2]:f}"
+        return (f"{msg}t=={t:6.1f} b=={g} N=={self.num_neurons} Total=={v[0]:f} Min=={v[1]:f} "
+                f"Avg=={avg} Max=={v[3]:f} sigma=={v[4]:f} nnz=={int(v[5])}\n")
 
 
 class RequireAllZeroActivityProbe(StatsProbe):

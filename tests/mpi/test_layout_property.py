@@ -5,7 +5,7 @@ Each example is a network drawn by :func:`generated.networks.networks`. Rank
 world's ranks that fits it runs it (under ``mpiexec -n 2`` and ``-n 4``:
 batch splits, rows, columns, and — for nbatch 1 and 2 — one batch element
 per rank with the rows or columns split). Every output file is compared
-with the reference (:mod:`generated.compare`: .pvp values, frame counts and
+with the reference (:mod:`pvmpi.conformance.compare`: .pvp values, frame counts and
 timestamps, probe text, timestamps files, checkpoint arrays) within float32
 summation order. A failing example leaves its folder and prints its config,
 which ``python -m pvmpi <folder>/config.yaml`` reruns on one rank.
@@ -27,7 +27,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from generated.compare import compare_runs
+from pvmpi.conformance.compare import compare_runs
 from generated.networks import Network, networks
 
 EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))

@@ -102,10 +102,10 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
     """The demo's probes (an L1 and an L0 probe of V1, an energy) at one batch element per rank
     with rows or columns split: once, a second probe of a layer summed the first probe's
     already-reduced statistics (13581 / 27162 / 54324 on 1 / 2 / 4 ranks). Every output file
-    of every fitting layout equals the 1-rank run (generated.compare)."""
+    of every fitting layout equals the 1-rank run (pvmpi.conformance.compare)."""
     from mpi4py import MPI
 
-    from generated.compare import compare_runs
+    from pvmpi.conformance.compare import compare_runs
     from pvmpi.data.dead_leaves import make_image_set
     from pvmpi.network.column import simulate
     from pvmpi.parallel.comm import Comms

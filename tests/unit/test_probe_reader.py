@@ -53,10 +53,15 @@ def test_stats_lines(tmp_path):
     np.testing.assert_array_equal(table["Total"], TIMES * 10)
     np.testing.assert_array_equal(table["nnz"], TIMES.astype(int))
     assert table["nnz"].dtype == np.int64
-    # pvmpi writes ":t==" when the probe has no message
-    table = probes.read(write(tmp_path / "s2.txt", line.format(m="", t=1, b=0, n=4, tot=1, mn=0,
-                                                               avg=0.25, mx=1, sd=0.4, nnz=1)))
-    assert table.message is None and table["Avg"][0] == 0.25
+    # without a message OpenPV writes no colon; files of older pvmpi versions have ":t=="
+    for m in ("", ":"):
+        table = probes.read(write(tmp_path / "s2.txt", m + line.format(m="", t=1, b=0, n=4, tot=1, mn=0,
+                                                                       avg=0.25, mx=1, sd=0.4, nnz=1)[1:]))
+        assert table.message is None and table["Avg"][0] == 0.25
+    # a sparse layer's activity: the average as a rate (OpenPV multiplies it by 1000)
+    hz = line.format(m="S", t=1, b=0, n=4, tot=1, mn=0, avg=250, mx=1, sd=0.4, nnz=1)
+    table = probes.read(write(tmp_path / "s3.txt", hz.replace("Avg==250.000000", "Avg==250.000000 Hz (/dt ms)")))
+    assert table["Avg"][0] == 250 and table["nnz"][0] == 1
 
 
 def test_adaptive_time_scale_both_forms(tmp_path):

@@ -1,22 +1,22 @@
-"""Every output file of two runs of one network, compared within float32 summation order.
+"""Every output file of two runs, compared number by number within a relative tolerance.
 
-Two layouts of one network compute the same sums over the same numbers,
-grouped differently: a tile adds its part, the spatial ranks add the parts,
-a BLAS call blocks its products by the tile's size. Float32 addition is not
-associative, so a layout may change each sum by a few units in the last
-place (~1e-7 relative), and a few steps of dynamics carry that along. The
-tolerance is therefore RTOL = 1e-5 of the largest magnitude in each file (or
-1, if larger), far below any real difference (a wrong halo, a missing batch
-element or a twice-reduced sum move values by 1e-2 and more); everything
-that is not a computed float — file names, frame counts, timestamps, batch
-indices, neuron counts, headers, the text around numbers — must be identical.
+Floats in ``.pvp`` files, probe text and checkpoint arrays agree within
+``rtol`` of the largest magnitude in their file (or 1, if larger);
+everything that is not a computed float — file names, frame counts,
+timestamps, batch indices, neuron counts, headers, the text around numbers —
+must be identical. Two layouts of one network differ only by float32
+summation order (a tile adds its part, the spatial ranks add the parts, a
+BLAS call blocks its products by the tile's size): ~1e-7 relative, which a
+few steps of dynamics carry along, hence LAYOUT_RTOL = 1e-5, far below any
+real difference (a wrong halo, a missing batch element or a twice-reduced
+sum move values by 1e-2 and more).
 """
 import re
 from pathlib import Path
 
 import numpy as np
 
-RTOL = 1e-5
+LAYOUT_RTOL = 1e-5
 IGNORED = {"timers.txt"}  # wall-clock timings, not results
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|(?<![A-Za-z])[-+]?(?:nan|inf)(?![A-Za-z])")
 
@@ -24,15 +24,17 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|(?<![A-Za-z]
 class Differences:
     """What differs between two output folders, and the worst relative difference per kind."""
 
-    def __init__(self):
+    def __init__(self, rtol=LAYOUT_RTOL):
+        self.rtol = rtol
         self.problems = []
         self.worst = {}
 
     def note(self, kind, rel):
+        """Keep the worst relative difference seen for a kind of output."""
         self.worst[kind] = max(self.worst.get(kind, 0.0), float(rel))
 
     def values(self, kind, where, ref, other):
-        """Compare float arrays within RTOL of the largest magnitude in ``ref``."""
+        """Compare float arrays within ``rtol`` of the largest magnitude in ``ref``."""
         ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
         if ref.shape != other.shape:
             self.problems.append(f"{where}: shape {other.shape} != {ref.shape}")
@@ -48,7 +50,7 @@ class Differences:
         diff = np.abs(ref[fin] - other[fin])
         rel = float(diff.max()) / scale
         self.note(kind, rel)
-        if rel > RTOL:
+        if rel > self.rtol:
             k = int(np.argmax(diff))
             self.problems.append(f"{where}: differs by {rel:.3g} of its scale {scale:.4g} "
                                  f"(value {k}: {other[fin][k]!r} instead of {ref[fin][k]!r})")
@@ -61,14 +63,20 @@ def output_files(root):
                   if p.is_file() and p.name not in IGNORED)
 
 
-def compare_runs(ref, other):
-    """:class:`Differences` between the output folders ``ref`` and ``other``."""
+def compare_runs(ref, other, rtol=LAYOUT_RTOL, files=None):
+    """:class:`Differences` between the output folders ``ref`` and ``other``: of ``files``
+    (relative paths; default every file, and then both folders must hold the same files)."""
     ref, other = Path(ref).resolve(), Path(other).resolve()
-    d = Differences()
+    d = Differences(rtol)
     a, b = output_files(ref), output_files(other)
-    if a != b:
+    if files is None and a != b:
         d.problems.append(f"files only in the reference: {sorted(set(a) - set(b))}; "
                           f"only in the other run: {sorted(set(b) - set(a))}")
+    elif files is not None:
+        missing = sorted(set(files) - set(b))
+        if missing:
+            d.problems.append(f"files missing: {missing}")
+        a = [f for f in a if f in set(files)]
     for rel in sorted(set(a) & set(b)):
         fa, fb = ref / rel, other / rel
         if rel.endswith(".pvp"):

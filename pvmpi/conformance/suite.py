@@ -1,0 +1,171 @@
+"""``python -m pvmpi conformance DIR``: every OpenPV params file under DIR through OpenPV and pvmpi.
+
+Each params file in an ``input/`` folder (OpenPV's tests and tutorials are
+laid out so) is run as OpenPV's own test runs it, once through OpenPV and
+once through pvmpi, and classified:
+
+* ``agrees``: every output OpenPV writes (layer and weight ``.pvp`` files,
+  probe files, timestamps; not its checkpoints) matches pvmpi's within
+  ORACLE_RTOL of the largest magnitude in its file, all else identical;
+* ``differs``: which file, by how much;
+* ``refused``: pvmpi stops with a clear error (an unsupported class or
+  parameter, named); ``test-only class``: the file needs a C++ class that
+  the test defines in its own ``src/``; ``OpenPV fails``: OpenPV itself
+  does not run it; ``pvmpi fails``: anything else.
+"""
+import argparse
+import csv
+import re
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compare import compare_runs
+from .oracle import Case, openpv_binary, run_openpv, run_pvmpi
+
+ORACLE_RTOL = 2e-4  # iterated dynamics and learning in float32 against OpenPV's order of sums
+STATUSES = ("agrees", "differs", "refused", "test-only class", "OpenPV fails", "pvmpi fails")
+_REFUSAL = re.compile(r"unknown class|not implemented|not supported|unsupported|cannot hold|"
+                      r"is not one of|Lua params", re.I)
+
+
+@dataclass
+class Verdict:
+    """The outcome of one case: a status of STATUSES, a one-line detail, the worst difference."""
+
+    case: Case
+    status: str
+    detail: str = ""
+    worst: float = None
+
+
+def find_cases(root):
+    """Every ``*.params`` in an ``input/`` folder under root, as a :class:`Case` of its parent."""
+    return [Case(p.parent.parent, f"input/{p.name}") for p in sorted(Path(root).rglob("input/*.params"))]
+
+
+def _test_only_classes(case, classes):
+    """Classes of the file that pvmpi does not know and the case's own C++ sources define."""
+    from ..model.schema import CLASSES
+
+    unknown = [c for c in classes if c not in CLASSES]
+    sources = " ".join(p.read_text(errors="replace") for p in case.folder.glob("src/*.hpp"))
+    return [c for c in unknown if re.search(rf"\bclass\s+{re.escape(c)}\b", sources)]
+
+
+def _outputs(case, folder):
+    """The outputs a run of ``case`` wrote under ``folder``: files in the column's outputPath,
+    less checkpoints, the params echo and timers (relative to the outputPath); and that path."""
+    from ..model.params import load_params
+
+    column = load_params(case.folder / case.params).groups[0].values
+    out = folder / str(column.get("outputPath", "output"))
+    skip = {Path(str(column[k])).name for k in ("checkpointWriteDir", "lastCheckpointDir")
+            if column.get(k)}
+    echo = str(column.get("printParamsFilename", "pv.params"))
+    files = []
+    for p in sorted(out.rglob("*")) if out.is_dir() else []:
+        rel = p.relative_to(out)
+        if p.is_file() and not (set(rel.parts[:-1]) & skip) and not any(
+                part.startswith("Checkpoint") for part in rel.parts[:-1]) \
+                and not p.name.startswith((echo, "pv.params", "timers")) \
+                and p.suffix not in (".lua", ".log"):
+            files.append(str(rel))
+    return out, files
+
+
+def classify(case, binary, where):
+    """Run ``case`` through OpenPV and pvmpi under ``where``; its :class:`Verdict`."""
+    from ..errors import PvmpiError
+    from ..model.params import load_params
+
+    try:
+        classes = [g.cls for g in load_params(case.folder / case.params).groups]
+    except PvmpiError as e:
+        return Verdict(case, "refused", str(e))
+    own = _test_only_classes(case, classes)
+    if own:
+        return Verdict(case, "test-only class", ", ".join(sorted(set(own))))
+    ref = run_openpv(binary, case, where)
+    if ref.returncode != 0:
+        return Verdict(case, "OpenPV fails", ref.error[:200])
+    mine = run_pvmpi(case, where)
+    if mine.returncode != 0:
+        status = "refused" if _REFUSAL.search(mine.error) else "pvmpi fails"
+        return Verdict(case, status, mine.error[:200])
+    ref_out, files = _outputs(case, ref.folder)
+    if not files:
+        return Verdict(case, "agrees", "OpenPV wrote no output files to compare", 0.0)
+    mine_out, _ = _outputs(case, mine.folder)
+    diff = compare_runs(ref_out, mine_out, rtol=ORACLE_RTOL, files=files)
+    worst = max(diff.worst.values(), default=0.0)
+    if diff.problems:
+        return Verdict(case, "differs", diff.problems[0][:300], worst)
+    return Verdict(case, "agrees", f"{len(files)} files", worst)
+
+
+def run_suite(root, binary, jobs=2, progress=None):
+    """Classify every case under ``root``; the verdicts in file order."""
+    cases = find_cases(root)
+    with tempfile.TemporaryDirectory(prefix="pvmpi-conformance-") as where:
+        def one(item):
+            k, case = item
+            verdict = classify(case, binary, Path(where) / str(k))
+            if progress:
+                progress(verdict)
+            return verdict
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(one, enumerate(cases)))
+
+
+def write_csv(verdicts, path):
+    """The table as CSV: case, status, worst relative difference, detail."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case", "status", "worst", "detail"])
+        for v in verdicts:
+            w.writerow([v.case.name, v.status, "" if v.worst is None else f"{v.worst:.3g}", v.detail])
+
+
+def summary(verdicts):
+    """``{status: count}`` in STATUSES order."""
+    return {s: sum(v.status == s for v in verdicts) for s in STATUSES}
+
+
+def main(argv):
+    """``conformance DIR [--csv FILE] [-j N]``: print one line per case and the counts."""
+    from ..cli import fail
+    from ..errors import PvmpiError
+
+    parser = argparse.ArgumentParser(prog="python -m pvmpi conformance",
+                                     description="Run every OpenPV params file under DIR through "
+                                                 "OpenPV (PVMPI_OPENPV) and pvmpi; compare.")
+    parser.add_argument("dir", help="folder of OpenPV cases (params files in input/ folders)")
+    parser.add_argument("--csv", help="write the table as CSV here")
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="cases run at once (default 2)")
+    args = parser.parse_args(argv)
+    try:
+        binary = openpv_binary()
+        if binary is None:
+            raise PvmpiError("PVMPI_OPENPV is not set", hint="set it to the path of OpenPV's pvrun")
+        if not Path(args.dir).is_dir():
+            raise PvmpiError("not a folder", file=args.dir)
+    except PvmpiError as e:
+        return fail(e)
+
+    def show(v):
+        worst = "" if v.worst is None else f" (worst {v.worst:.2g})"
+        print(f"{v.status:15s} {v.case.name}{worst}  {v.detail}", flush=True)
+
+    verdicts = run_suite(args.dir, binary, args.jobs, show)
+    if args.csv:
+        write_csv(verdicts, args.csv)
+    print("  ".join(f"{s}: {n}" for s, n in summary(verdicts).items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
