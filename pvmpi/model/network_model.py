@@ -289,6 +289,9 @@ def _conditional(g, values, err_for):
                 raise err_for(g, p)("must be >= 0")
         if values["batchMethod"] != "bySpecified" and "skip_frame_index" in g.values:
             warnings.warn(f"{g.name}: skip_frame_index is only read for batchMethod bySpecified")
+    if schema.is_a(cls, "AdaptiveTimeScaleProbe") and values["triggerLayerName"] is None:
+        warnings.warn(f"{g.name}: without triggerLayerName the time scale never adapts, as in OpenPV "
+                      f"(it stays at baseMin; name the input layer as the trigger to adapt)")
 
 
 def _ref(model, g, pname, kind, raw, err_for, cls=None):

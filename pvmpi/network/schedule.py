@@ -47,10 +47,10 @@ class WriteSchedule:
 
     def due(self, t):
         """Whether to write at t; advances the next write time, so ask once per step (writeStep 0:
-        once; < 0: never)."""
+        every step from initialWriteTime on, as in OpenPV; < 0: never)."""
         if self.step < 0:
             return False
         if t >= self.next - self.slack:
-            self.next += self.step if self.step > 0 else float("inf")
+            self.next += self.step
             return True
         return False

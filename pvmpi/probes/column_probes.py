@@ -155,8 +155,10 @@ class AdaptiveTimeScaleProbe(Probe):
 
     def trigger_fires(self, t):
         """Whether the trigger layer updates at t + triggerOffset; then every time
-        scale restarts from baseMin and baseMax."""
-        return self.trigger is not None and self.trigger.due(t + self.group["triggerOffset"])
+        scale restarts from baseMin and baseMax. Without a trigger layer OpenPV's trigger
+        reports an update at every step, so the time scale never adapts (a deliberate match,
+        docs/openpv-migration.md)."""
+        return self.trigger is None or self.trigger.due(t + self.group["triggerOffset"])
 
     def time_scales(self):
         """Δ_b per local batch element, used by HyPerLCALayer's exp_tau in place of dt."""
