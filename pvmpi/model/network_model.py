@@ -86,6 +86,9 @@ def _scaled(model, g, axis):
 
 
 # ---------------------------------------------------------------- coercion
+_ANY_CASE = ("jitterChangeIntervalUnit", "interpolationMethod")  # enumerations OpenPV lower-cases
+
+
 class UnusedParameterWarning(UserWarning):
     """A params-file parameter pvmpi does not know (OpenPV warns about unused ones too)."""
 
@@ -201,7 +204,7 @@ def _fill(g, column, raw, kinds, err_for):
             values[pname] = _coerce(g.values[pname], p, err)
             if pname == "pvpatchAccumulateType" and values[pname]:
                 values[pname] = values[pname].lower()  # OpenPV compares it case-insensitively
-            if pname == "jitterChangeIntervalUnit" and values[pname]:  # OpenPV lower-cases it
+            if pname in _ANY_CASE and values[pname]:  # OpenPV lower-cases these before use
                 values[pname] = {c.lower(): c for c in p.choices}.get(values[pname].lower(), values[pname])
             if p.choices and values[pname] is not None and values[pname] not in p.choices:
                 raise err(f"'{values[pname]}' is not one of: {', '.join(p.choices)}",

@@ -142,3 +142,12 @@ def test_model_accepts_jitter_and_checks_it():
         model(", jitterChangeInterval: 1, maxShiftY: -1")
     with pytest.raises(PvmpiError, match="jitterChangeIntervalUnit"):
         model(", jitterChangeInterval: 1, jitterChangeIntervalUnit: frames")
+
+
+def test_interpolation_method_in_any_case():
+    """OpenPV lower-cases interpolationMethod before use ("nearestneighbor" in its own tests)."""
+    for given in ("nearestneighbor", "NearestNeighbor", "nearestNeighbor"):
+        g = model(f", autoResizeFlag: true, interpolationMethod: {given}").group("Input")
+        assert g["interpolationMethod"] == "nearestNeighbor"
+    with pytest.raises(PvmpiError, match="interpolationMethod"):
+        model(", autoResizeFlag: true, interpolationMethod: bilinear")
