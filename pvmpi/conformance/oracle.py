@@ -6,6 +6,7 @@ copy of the case folder, so a test's own files stay untouched and the two
 runs cannot see each other's outputs.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,14 +58,47 @@ class Run:
         return (errors[-1][len("pvmpi: error:"):].strip() if errors else lines[-1] if lines else "")
 
 
+_GROUP = re.compile(r'\b([A-Za-z_]\w*)(\s+"[^"]*"\s*=\s*\{)([^{}]*)(\}\s*;)')
+_WRITE_STEP = re.compile(r"\bwriteStep\s*=\s*[^;]*;")
+_COMMENT = re.compile(r'"[^"\n]*"|/[^\n]*')
+
+
+def every_layer_written(text):
+    """Params text in which every layer group writes its output at every step (writeStep = 1).
+
+    Many OpenPV tests check a layer only in C++ and never write it; the comparison sees what
+    both programs write, so the scratch copies of both runs write every layer. Comments (any
+    ``/`` outside quotes) are left as they are."""
+    from ..model.schema import CLASSES, is_a
+
+    masked = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else " " * len(m.group()), text)
+    out, last = [], 0
+    for m in _GROUP.finditer(masked):
+        cls, body = m.group(1), m.group(3)
+        if cls not in CLASSES or not is_a(cls, "BaseLayer") or "#include" in body:
+            continue
+        start = m.start(3)
+        step = _WRITE_STEP.search(body)
+        if step:
+            out += [text[last:start + step.start()], "writeStep = 1;"]
+            last = start + step.end()
+        else:
+            out += [text[last:start], "\n    writeStep = 1;"]
+            last = start
+    return "".join(out) + text[last:]
+
+
 def scratch(case, where, label):
-    """A fresh copy of the case folder under ``where`` (writable), named by ``label``."""
+    """A fresh copy of the case folder under ``where`` (writable), named by ``label``, whose params
+    file writes every layer (:func:`every_layer_written`)."""
     dest = Path(where) / label / case.folder.name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(case.folder, dest, ignore=shutil.ignore_patterns("output*", "Checkpoints"))
     for p in [dest, *dest.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o200)
+    params = dest / case.params
+    params.write_text(every_layer_written(params.read_text(errors="replace")))
     return dest
 
 

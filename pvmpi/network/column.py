@@ -169,12 +169,26 @@ class Column:
                                nf_pre=pre.nf, nf_post=conn.post.nf, self_connection=pre is conn.post)
 
     def read_weights(self, path, frame, conn, param):
-        """One frame's weights from a PVP weights file (initWeightsFile); a missing file is an error on `param`."""
+        """One frame's weights from a PVP weights file (initWeightsFile) for this rank's kernels,
+        ``[arbor, kernel, nyp, nxp, nfp]``; a missing file is an error on `param`.
+
+        A non-shared file holds one patch per neuron of the global extended pre layer, in
+        OpenPV's order; this tile's patches are picked by their global numbers."""
         from ..io.pvp import read_weights
 
         if not os.path.exists(path):
             raise PvmpiError("weights file not found", file=path, group=conn.name, param=param)
-        return read_weights(path, frame)[1]
+        W = read_weights(path, frame)[1]
+        if conn.shared:
+            return W
+        t, pre = conn.pre.tile, conn.pre
+        patches = (t.ny_global + 2 * pre.margin_y) * (t.nx_global + 2 * pre.margin_x) * pre.nf
+        if W.shape[1] != patches:
+            raise PvmpiError(f"the file holds {W.shape[1]} patches; the non-shared weights of "
+                             f"{conn.name} need {patches}, one per neuron of the extended "
+                             f"{t.ny_global + 2 * pre.margin_y}x{t.nx_global + 2 * pre.margin_x}x"
+                             f"{pre.nf} pre layer", file=path, group=conn.name, param=param)
+        return W[:, conn.global_patch_numbers()]
 
     # ------------------------------------------------------------ building
     def _build(self):

@@ -1,0 +1,107 @@
+"""The conformance harness itself, with stand-ins for OpenPV (no OpenPV binary needed)."""
+import os
+import stat
+import sys
+
+import numpy as np
+import pytest
+
+from pvmpi.conformance.oracle import Case
+from pvmpi.conformance.suite import classify, find_cases, run_suite, summary, write_markdown
+
+PARAMS = """
+HyPerCol "column" = { nx = 8; ny = 8; dt = 1; stopTime = 3; outputPath = "output";
+                      randomSeed = 1234567890; checkpointWrite = false; };
+ConstantLayer "Input" = { nf = 1; InitVType = "ConstantV"; valueV = 1; writeStep = 1; };
+%s "Output" = { nf = 1; InitVType = "ZeroV"; writeStep = 1; phase = 1; };
+IdentConn "InputToOutput" = { channelCode = 0; };
+"""
+
+
+def case(tmp_path, name, output_class="HyPerLayer", source=None):
+    folder = tmp_path / "suite" / name
+    (folder / "input").mkdir(parents=True)
+    (folder / "input" / f"{name}.params").write_text(PARAMS % output_class)
+    if source:
+        (folder / "src").mkdir()
+        (folder / "src" / f"{output_class}.hpp").write_text(source)
+    return Case(folder, f"input/{name}.params")
+
+
+def stand_in(tmp_path, body):
+    """A 'pvrun' that runs pvmpi itself (then ``body``, a shell line), in place of OpenPV."""
+    path = tmp_path / "pvrun"
+    path.write_text(f'#!/bin/sh\n"{sys.executable}" -m pvmpi -q "$@" || exit $?\n{body}\n')
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+PERTURB = (f'"{sys.executable}" -c "import numpy as np; from pvmpi.io import pvp; '
+           f"d = pvp.read('output/Output.pvp').values; "
+           f"w = pvp.DenseWriter('output/Output.pvp', 8, 8, 1); "
+           f"[w.write(float(t), d[t] + 0.01) for t in range(len(d))]; w.close()\"")
+
+
+def test_classification(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    same = stand_in(tmp_path, "")
+    where = tmp_path / "work"
+    v = classify(case(tmp_path, "Same"), same, where)
+    assert v.status == "agrees" and v.worst == 0, v.detail
+    v = classify(case(tmp_path, "Perturbed"), stand_in(tmp_path, PERTURB), where / "p")
+    assert v.status == "differs" and "Output.pvp" in v.detail and v.worst > 1e-3
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\necho 'ERROR <HyPerCol.cpp:1>: no' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    v = classify(case(tmp_path, "OpenPVFails"), str(failing), where / "f")
+    assert v.status == "OpenPV fails" and "HyPerCol.cpp" in v.detail
+    v = classify(case(tmp_path, "Unknown", "NoSuchLayer"), same, where / "u")
+    assert v.status == "refused" and "NoSuchLayer" in v.detail
+    v = classify(case(tmp_path, "Own", "OwnTestLayer", "class OwnTestLayer : public HyPerLayer {};"),
+                 same, where / "o")
+    assert v.status == "test-only class" and v.detail == "OwnTestLayer"
+
+
+def test_suite_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    for name in ("A", "B"):
+        case(tmp_path, name)
+    case(tmp_path, "C", "NoSuchLayer")
+    assert [c.params for c in find_cases(tmp_path / "suite")] == ["input/A.params", "input/B.params",
+                                                                  "input/C.params"]
+    verdicts = run_suite(tmp_path / "suite", stand_in(tmp_path, ""), jobs=2)
+    assert summary(verdicts) == {"agrees": 2, "differs": 0, "refused": 1, "test-only class": 0,
+                                 "OpenPV fails": 0, "pvmpi fails": 0}
+    write_markdown(verdicts, tmp_path / "table.md", "suite")
+    text = (tmp_path / "table.md").read_text()
+    assert "| 2 | 0 | 1 | 0 | 0 | 0 |" in text and "| C/input/C.params | refused |" in text
+
+
+def test_conformance_command_needs_openpv(monkeypatch, capsys):
+    from pvmpi.cli import main
+
+    monkeypatch.delenv("PVMPI_OPENPV", raising=False)
+    assert main(["conformance", "."]) != 0
+    assert "PVMPI_OPENPV" in capsys.readouterr().err
+
+
+def test_every_layer_written():
+    """The scratch copies write every layer at every step; comments, connections and classes pvmpi
+    does not know stay as they are."""
+    from pvmpi.conformance.oracle import every_layer_written
+    from pvmpi.model.params import parse_params
+
+    text = """HyPerCol "column" = { nx = 8; ny = 8; dt = 1; stopTime = 2; };
+// HyPerLayer "Commented" = { writeStep = -1; };
+HyPerLayer "Silent" = { nf = 1; writeStep = -1; // writeStep = -1; in a comment
+};
+ANNLayer "Default" = { nf = 1; };
+HyPerConn "SilentToDefault" = { writeStep = -1; channelCode = 0; };
+TestOnlyLayer "Own" = { writeStep = -1; };
+"""
+    out = every_layer_written(text)
+    groups = {g.name: g.values for g in parse_params(out).groups}
+    assert groups["Silent"]["writeStep"] == 1 and groups["Default"]["writeStep"] == 1
+    assert groups["SilentToDefault"]["writeStep"] == -1 and groups["Own"]["writeStep"] == -1
+    assert '// HyPerLayer "Commented" = { writeStep = -1; };' in out
+    assert "// writeStep = -1; in a comment" in out
