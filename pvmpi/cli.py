@@ -71,6 +71,29 @@ def load_model(path, assignments=()):
     return build_model(raw)
 
 
+def load_models(path, assignments=(), output_path=None):
+    """The runs a config defines: its one model, or one per index of a params file's
+    ParameterSweep, as OpenPV runs them in sequence (``output_path``, -o, is then the base of
+    the sweep's ``paramsweep_<i>/`` folders). Raises PvmpiError."""
+    from .model.config import apply_overrides
+    from .model.network_model import build_model
+
+    if not str(path).endswith(".params"):
+        return [load_model(path, assignments)]
+    from .model.params import load_params
+
+    pf = load_params(path)
+    if not pf.sweeps:
+        return [load_model(path, assignments)]
+    if output_path is not None:
+        pf.groups[0].values["outputPath"] = str(output_path)
+    models = []
+    for raw in pf.sweep_configs():
+        apply_overrides(raw, assignments)
+        models.append(build_model(raw))
+    return models
+
+
 def fail(message, code=USER_ERROR):
     """Print ``pvmpi: error: <message>`` on stderr (stdout flushed first); returns the exit status ``code``."""
     sys.stdout.flush()
@@ -144,13 +167,23 @@ def run(args):
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
     try:
-        model = load_model(args.config, args.set)
+        models = load_models(args.config, args.set, args.output_path)
     except PvmpiError as e:  # every rank read the same file: same error everywhere
         if args.debug and rank == 0:
             raise
         if rank == 0:
             fail(e)
         collective_exit(USER_ERROR)
+    if len(models) > 1:  # a ParameterSweep: each run writes to its own outputPath
+        args.output_path = None
+    status = 0
+    for model in models:
+        status = max(status, run_model(model, args, world))
+    return status
+
+
+def run_model(model, args, world):
+    """Run one model to stopTime (one member of a sweep); collective. Returns the exit status."""
     column, comms = setup(model, args, world)
     if column is None:
         collective_exit(USER_ERROR)
@@ -164,7 +197,7 @@ def run(args):
 
     progress = None if args.quiet else Progress(column)
     column.progress = progress
-    install_fault(column, rank)
+    install_fault(column, world.Get_rank())
     t0 = time.perf_counter()
     try:
         failures = column.run(resume)

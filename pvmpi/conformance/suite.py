@@ -61,37 +61,39 @@ def _refusal(case):
     """pvmpi's message when it refuses the file (an unsupported class, parameter or feature), else None."""
     import warnings
 
-    from ..cli import load_model
+    from ..cli import load_models
     from ..errors import PvmpiError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unused parameters of the test files
-            load_model(case.folder / case.params)
+            load_models(case.folder / case.params)
     except PvmpiError as e:
         return str(e) if _REFUSAL.search(str(e)) else None
     return None
 
 
 def _outputs(case, folder):
-    """The outputs a run of ``case`` wrote under ``folder``: files in the column's outputPath,
-    less checkpoints, the params echo and timers (relative to the outputPath); and that path."""
+    """The outputs each run of ``case`` (one, or one per ParameterSweep index) wrote under
+    ``folder``: ``{relative path: path under folder}`` of the files in its outputPath, less
+    checkpoints, the params echo and timers."""
     from ..model.params import load_params
 
-    column = load_params(case.folder / case.params).groups[0].values
-    out = folder / str(column.get("outputPath", "output"))
-    skip = {Path(str(column[k])).name for k in ("checkpointWriteDir", "lastCheckpointDir")
-            if column.get(k)}
-    echo = str(column.get("printParamsFilename", "pv.params"))
-    files = []
-    for p in sorted(out.rglob("*")) if out.is_dir() else []:
-        rel = p.relative_to(out)
-        if p.is_file() and not (set(rel.parts[:-1]) & skip) and not any(
-                part.startswith("Checkpoint") for part in rel.parts[:-1]) \
-                and not p.name.startswith((echo, "pv.params", "timers")) \
-                and p.suffix not in (".lua", ".log"):
-            files.append(str(rel))
-    return out, files
+    found = {}
+    for raw in load_params(case.folder / case.params).sweep_configs():
+        column = raw.groups[0].values
+        out = folder / str(column.get("outputPath", "output"))
+        skip = {Path(str(column[k])).name for k in ("checkpointWriteDir", "lastCheckpointDir")
+                if column.get(k)}
+        echo = str(column.get("printParamsFilename", "pv.params"))
+        for p in sorted(out.rglob("*")) if out.is_dir() else []:
+            rel = p.relative_to(out)
+            if p.is_file() and not (set(rel.parts[:-1]) & skip) and not any(
+                    part.startswith(("Checkpoint", "paramsweep_")) for part in rel.parts[:-1]) \
+                    and not p.name.startswith((echo, "pv.params", "timers")) \
+                    and p.suffix not in (".lua", ".log"):
+                found[str(p.relative_to(folder))] = p
+    return found
 
 
 def classify(case, binary, where):
@@ -116,11 +118,10 @@ def classify(case, binary, where):
     if mine.returncode != 0:
         status = "refused" if _REFUSAL.search(mine.error) else "pvmpi fails"
         return Verdict(case, status, mine.error[:200])
-    ref_out, files = _outputs(case, ref.folder)
+    files = sorted(_outputs(case, ref.folder))
     if not files:
         return Verdict(case, "agrees", "OpenPV wrote no output files to compare", 0.0)
-    mine_out, _ = _outputs(case, mine.folder)
-    diff = compare_runs(ref_out, mine_out, rtol=ORACLE_RTOL, files=files)
+    diff = compare_runs(ref.folder, mine.folder, rtol=ORACLE_RTOL, files=files)
     worst = max(diff.worst.values(), default=0.0)
     if diff.problems:
         return Verdict(case, "differs", diff.problems[0][:300], worst)

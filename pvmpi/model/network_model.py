@@ -87,6 +87,7 @@ def _scaled(model, g, axis):
 
 # ---------------------------------------------------------------- coercion
 _ANY_CASE = ("jitterChangeIntervalUnit", "interpolationMethod")  # enumerations OpenPV lower-cases
+_ALIASES = (("targetName", "targetLayer"),)  # (deprecated, current): a layer probe's target
 
 
 class UnusedParameterWarning(UserWarning):
@@ -189,6 +190,11 @@ def _fill(g, column, raw, kinds, err_for):
     spec = schema.params_of(g.cls)
     strict = raw.strict or (column is not None and column["errorOnUnusedParam"]) \
         or (column is None and g.values.get("errorOnUnusedParam"))
+    for old, new in _ALIASES:  # deprecated spellings OpenPV still reads
+        if old in g.values and old not in spec and new in spec and new not in g.values:
+            warnings.warn(f"{g.name}: {old} is deprecated; use {new}")
+            g.values[new] = g.values.pop(old)
+            g.lines[new] = g.lines.get(old, g.line)
     for pname in list(g.values):
         if pname not in spec:
             err = err_for(g, pname)(f"unknown parameter for {g.cls}", hint=suggest(pname, spec))

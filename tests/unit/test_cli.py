@@ -81,3 +81,32 @@ def test_unwritable_output_directory(tmp_path):
 def test_cuda_backend_without_a_gpu_is_one_clear_error():
     line = one_line_error(pvmpi(DEMO, "-n", "--backend", "cuda"))
     assert "--backend cuda needs an NVIDIA GPU" in line
+
+
+SWEEP = """HyPerCol "column" = { nx = 4; ny = 4; dt = 1; stopTime = 2; outputPath = "out";
+                         randomSeed = 1234567890; };
+ConstantLayer "Input" = { nf = 1; InitVType = "ConstantV"; valueV = 1; writeStep = 1; };
+HyPerLayer "Output" = { nf = 1; InitVType = "ZeroV"; phase = 1; writeStep = 1; };
+IdentConn "InputToOutput" = { channelCode = 0; };
+L2NormProbe "OutputNorm" = { targetName = "Output"; probeOutputFile = "norm.txt"; };
+ParameterSweep "Input":valueV = { 1; 2; };
+"""
+
+
+def test_parameter_sweep_runs_every_member(tmp_path):
+    """OpenPV runs a ParameterSweep's members in sequence, each into <outputPath>/paramsweep_<i>/
+    (under -o too); a layer probe's deprecated targetName still names its layer."""
+    from pvmpi.cli import load_models
+
+    (tmp_path / "sweep.params").write_text(SWEEP)
+    with pytest.warns(UserWarning, match="targetName is deprecated"):
+        models = load_models(tmp_path / "sweep.params", ["column.stopTime=3"], output_path="elsewhere")
+    assert [m.column["outputPath"] for m in models] == ["elsewhere/paramsweep_0/", "elsewhere/paramsweep_1/"]
+    assert [m.group("Input")["valueV"] for m in models] == [1, 2] and models[1].column["stopTime"] == 3
+    assert models[0].group("OutputNorm")["targetLayer"] == "Output"
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "-p", "sweep.params", "-q"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for i, value in enumerate((1, 2)):
+        norm = (tmp_path / "out" / f"paramsweep_{i}" / "norm_batchElement_0.txt").read_text()
+        assert norm.splitlines()[-1].endswith(f"{4.0 * value:f}")  # sqrt(16 * value^2)
