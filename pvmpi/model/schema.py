@@ -359,7 +359,8 @@ _cls("StatsProbe", "probe", "N, total, min, mean, max, sigma, nnz of A or V per 
 ], parent="LayerProbe")
 _cls("RequireAllZeroActivityProbe", "probe", "Fails the run when the target's activity is not zero.", [
     P("nnzThreshold", "float", 0.0, "|a| above this counts as nonzero."),
-    P("exitOnFailure", "bool", True, "Exit non-zero at the end of a run that found nonzero activity."),
+    P("exitOnFailure", "bool", True, "OpenPV aborts at the end of a run that found nonzero activity; "
+      "either way the run exits non-zero (as in OpenPV)."),
     P("immediateExitOnFailure", "bool", True, "Exit at the first nonzero activity."),
 ], parent="StatsProbe")
 _cls("ColumnEnergyProbe", "probe", "Sum of coefficient * value of the probes naming it.", parent="BaseProbe")

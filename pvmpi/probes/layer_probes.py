@@ -19,14 +19,17 @@ class Probe:
         self.run = run
         self.coefficient = group["coefficient"]
         self.trigger = None
+        self.energy = None  # the ColumnEnergyProbe this probe is a term of
         self.files = None
         self._cache = (None, None)
 
     def link(self, layers, probes):
-        """Resolve triggerLayerName to that layer's update controller."""
+        """Resolve triggerLayerName to that layer's update controller, and energyProbe."""
         trig = self.group["triggerLayerName"]
         if trig is not None:
             self.trigger = layers[trig].controller
+        energy = self.group["energyProbe"]
+        self.energy = probes[energy] if energy is not None else None
 
     def open_output(self, resume=None):
         """With textOutputFlag: one output file per local batch element, or the log (facts §5.1).
@@ -98,9 +101,16 @@ class Probe:
         """Values per local batch element of the current state (given the step if `needs_key`); see values()."""
         raise NotImplementedError
 
+    def sampled(self, t):
+        """Whether the probe computes, and so writes, at t: when triggered, and — as in OpenPV,
+        which keeps and prints every value asked of a probe — whenever its energy probe samples
+        (after each step, so a triggered term of an energy still writes a line every step)."""
+        return self.triggered(t) or (self.energy is not None and self.run.step > 0
+                                     and self.energy.triggered(t))
+
     def output(self, t):
-        """Sample when triggered and write one line per local batch element b (see :meth:`line`)."""
-        if not self.triggered(t):
+        """Sample when :meth:`sampled` and write one line per local batch element b (see :meth:`line`)."""
+        if not self.sampled(t):
             return
         vals = self.values()  # sampled even without text output: a time-scale probe may read it
         if self.files is None:
@@ -325,8 +335,9 @@ class RequireAllZeroActivityProbe(StatsProbe):
         self.first_nonzero = None if v < 0 else v
 
     def failure(self):
-        """The failure message if activity was ever nonzero and exitOnFailure is set, else None."""
-        if self.first_nonzero is not None and self.group["exitOnFailure"]:
+        """The failure message if activity was ever nonzero, else None: as in OpenPV, the run then
+        ends with a failure whatever exitOnFailure says (which only chooses an abort over it)."""
+        if self.first_nonzero is not None:
             return (f"layer '{self.target.name}' had nonzero activity (first at t = {self.first_nonzero:g})")
         return None
 
