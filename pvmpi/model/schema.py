@@ -345,7 +345,8 @@ _cls("L0NormProbe", "probe", "Number of |a| > nnzThreshold per batch element.", 
     P("nnzThreshold", "float", 0.0, "Threshold."),
 ], parent="LayerProbe")
 _cls("L1NormLCAProbe", "probe", "L1 norm with coefficient = the target's VThresh.", parent="L1NormProbe")
-_cls("L0NormLCAProbe", "probe", "L0 norm with coefficient = the target's VThresh^2/2.", parent="L0NormProbe")
+_cls("L0NormLCAProbe", "probe", "L0 norm above the target's VThresh (nnzThreshold is not read), coefficient "
+     "VThresh^2/2.", parent="L0NormProbe")
 _cls("FirmThresholdCostFnProbe", "probe", "The firm-threshold cost function per batch element.", [
     P("VThresh", "float", From("target.VThresh"), "Threshold (default: the target's)."),
     P("VWidth", "float", From("target.VWidth"), "Width (default: the target's)."),

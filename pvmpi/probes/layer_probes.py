@@ -231,12 +231,19 @@ class L1NormLCAProbe(L1NormProbe):
 
 
 class L0NormLCAProbe(L0NormProbe):
-    """L0 norm whose energy coefficient is VThresh²/2: the sparsity term of hard-threshold LCA."""
+    """L0 norm whose energy coefficient is VThresh²/2: the sparsity term of hard-threshold LCA.
+
+    As in OpenPV it counts the activities above the target's VThresh (its own nnzThreshold
+    is not read)."""
 
     def link(self, layers, probes):
         """Set the coefficient to VThresh²/2 of the target layer."""
         super().link(layers, probes)
         self.coefficient = self.target.group["VThresh"] ** 2 / 2
+
+    @property
+    def nnz_threshold(self):
+        return self.target.group["VThresh"]
 
 
 class FirmThresholdCostFnProbe(LayerProbe):
