@@ -1,10 +1,7 @@
 """The conformance harness itself, with stand-ins for OpenPV (no OpenPV binary needed)."""
-import os
 import stat
 import sys
 
-import numpy as np
-import pytest
 
 from pvmpi.conformance.oracle import Case
 from pvmpi.conformance.suite import classify, find_cases, run_suite, summary, write_markdown
