@@ -315,7 +315,10 @@ def networks(draw):
             groups["TimeScale"] = ts
             v1["adaptiveTimeScaleProbe"] = "TimeScale"
     scalar = [n for n in names if groups[n]["class"] not in _VECTOR_PROBES]
-    if len(scalar) >= 2 and draw(st.booleans()):
-        groups["Quotient"] = {"class": "QuotientProbe", "numerator": scalar[0],
-                              "denominator": scalar[1], "probeOutputFile": "Quotient.txt"}
+    if energy and draw(st.booleans()):  # as OpenPV's tutorials use it: a share of the energy
+        # (a denominator that can come near 0, such as a sparse layer's L1 norm, turns round-off
+        # into any relative difference: that is the quotient's arithmetic, not the layout's)
+        groups["Quotient"] = {"class": "QuotientProbe", "numerator": draw(st.sampled_from(
+                                  scalar + ["ErrorL2"])), "denominator": "Energy",
+                              "probeOutputFile": "Quotient.txt"}
     return Network(groups, inputs)
