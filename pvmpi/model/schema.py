@@ -348,11 +348,14 @@ _cls("L1NormLCAProbe", "probe", "L1 norm with coefficient = the target's VThresh
 _cls("L0NormLCAProbe", "probe", "L0 norm above the target's VThresh (nnzThreshold is not read), coefficient "
      "VThresh^2/2.", parent="L0NormProbe")
 _cls("FirmThresholdCostFnProbe", "probe", "The firm-threshold cost function per batch element.", [
-    P("VThresh", "float", From("target.VThresh"), "Threshold (default: the target's)."),
-    P("VWidth", "float", From("target.VWidth"), "Width (default: the target's)."),
+    P("VThresh", "float", 0.0, "Threshold (OpenPV's default 0, not the target's)."),
+    P("VWidth", "float", 0.0, "Width (OpenPV's default 0, not the target's)."),
 ], parent="LayerProbe")
-_cls("FirmThresholdCostFnLCAProbe", "probe", "Firm-threshold cost with coefficient = target VThresh.",
-     parent="FirmThresholdCostFnProbe")
+_cls("FirmThresholdCostFnLCAProbe", "probe", "Firm-threshold cost with the target's VThresh and VWidth; "
+     "coefficient = target VThresh.", [
+         P("VThresh", "float", From("target.VThresh"), "Not read: the target's VThresh.", ignored=True),
+         P("VWidth", "float", From("target.VWidth"), "Not read: the target's VWidth.", ignored=True),
+     ], parent="FirmThresholdCostFnProbe")
 _cls("StatsProbe", "probe", "N, total, min, mean, max, sigma, nnz of A or V per batch element.", [
     P("buffer", "str", "Activity", "Activity (A) or MembranePotential (V)."),
     P("nnzThreshold", "float", 0.0, "Threshold of the nnz count."),

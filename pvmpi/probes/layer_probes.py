@@ -221,13 +221,18 @@ class L0NormProbe(LayerProbe):
         return sums[:, 3]
 
 
+def target_vthresh(probe):
+    """The target layer's VThresh as OpenPV's LCA probes read it: a float32 widened to double."""
+    return float(np.float32(probe.target.group["VThresh"]))
+
+
 class L1NormLCAProbe(L1NormProbe):
     """L1 norm whose energy coefficient is the target's VThresh: the sparsity term of the LCA energy."""
 
     def link(self, layers, probes):
         """Set the coefficient to the target layer's VThresh."""
         super().link(layers, probes)
-        self.coefficient = self.target.group["VThresh"]
+        self.coefficient = target_vthresh(self)
 
 
 class L0NormLCAProbe(L0NormProbe):
@@ -239,15 +244,19 @@ class L0NormLCAProbe(L0NormProbe):
     def link(self, layers, probes):
         """Set the coefficient to VThresh²/2 of the target layer."""
         super().link(layers, probes)
-        self.coefficient = self.target.group["VThresh"] ** 2 / 2
+        self.coefficient = target_vthresh(self) ** 2 / 2
 
     @property
     def nnz_threshold(self):
-        return self.target.group["VThresh"]
+        return target_vthresh(self)
 
 
 class FirmThresholdCostFnProbe(LayerProbe):
-    """Σ c(a), the firm-threshold cost with VThresh and VWidth, per batch element (facts §5.2)."""
+    """Σ c(a), the firm-threshold cost with its own VThresh and VWidth, per batch element (facts §5.2)."""
+
+    def threshold_plus_width(self):
+        """w = VThresh + VWidth: the probe's own parameters (0 unless given, as in OpenPV)."""
+        return self.group["VThresh"] + self.group["VWidth"]
 
     def compute(self):
         """c(a) = |a|(1 − |a|/(2w)) where |a| < w = VThresh + VWidth, else w/2.
@@ -256,7 +265,7 @@ class FirmThresholdCostFnProbe(LayerProbe):
         the mask is nonzero: then the masked copy is made on the host), then over the spatial ranks.
         """
         layer, k = self.target, self.run.kernels
-        w = self.group["VThresh"] + self.group["VWidth"]
+        w = self.threshold_plus_width()
         X, lt, up = layer.A, layer.margin_x, layer.margin_y
         if self.mask is not None:  # (the layers cross to the host: a rare probe)
             keep = self.mask.restricted(k.to_host(self.mask.A)) != 0
@@ -266,12 +275,17 @@ class FirmThresholdCostFnProbe(LayerProbe):
 
 
 class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
-    """Firm-threshold cost whose energy coefficient is the target's VThresh."""
+    """Firm-threshold cost with the target's VThresh and VWidth, and the target's VThresh as its
+    energy coefficient (its own VThresh and VWidth are not read, as in OpenPV)."""
 
     def link(self, layers, probes):
         """Set the coefficient to the target layer's VThresh."""
         super().link(layers, probes)
-        self.coefficient = self.target.group["VThresh"]
+        self.coefficient = target_vthresh(self)
+
+    def threshold_plus_width(self):
+        """w from the target layer's VThresh and VWidth."""
+        return self.target.group["VThresh"] + self.target.group["VWidth"]
 
 
 class StatsProbe(LayerProbe):
