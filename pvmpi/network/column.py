@@ -380,6 +380,7 @@ class Column:
             signals.uninstall()
             self.local_flags = None
             self.close()
+        self.comms.barrier()  # when run returns on any rank, every rank's output files are closed
         return self.failures()
 
     def _run_loop(self, schedule):
@@ -467,9 +468,15 @@ class Column:
         return float(np.mean(self.energy_probes[0].values()))
 
     def failures(self):
-        """The messages of RequireAllZeroActivityProbes that fail the run; empty if none."""
-        return [f for p in self.probes.values() if isinstance(p, RequireAllZeroActivityProbe)
-                for f in [p.failure()] if f]
+        """The messages of RequireAllZeroActivityProbes that fail the run, alike on every rank:
+        a probe fails when any batch element had activity, from the earliest time (collective)."""
+        probes = [p for p in self.probes.values() if isinstance(p, RequireAllZeroActivityProbe)]
+        if not probes:
+            return []
+        for p, firsts in zip(probes, zip(*self.comms.allgather([p.first_nonzero for p in probes]))):
+            seen = [t for t in firsts if t is not None]
+            p.first_nonzero = min(seen) if seen else None
+        return [f for p in probes for f in [p.failure()] if f]
 
     def close(self):
         """Close the output files of every layer, connection and probe."""

@@ -167,6 +167,11 @@ class Comms:
         return recv
 
     # ---- small things -------------------------------------------------------
+    def allgather(self, obj):
+        """A picklable object of every rank, in world rank order (small decisions: test probes'
+        verdicts)."""
+        return self.world.allgather(obj)
+
     def bcast(self, obj, root=0):
         """Broadcast a picklable object from world rank ``root``."""
         return self.world.bcast(obj, root=root)
