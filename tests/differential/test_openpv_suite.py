@@ -15,7 +15,8 @@ from .conftest import SUITE
 
 # case name -> why pvmpi differs from OpenPV on purpose (docs/openpv-migration.md)
 DELIBERATE = {}
-CASES = find_cases(SUITE) if SUITE.is_dir() else []
+# without the suite, one case stands for it, so the fixtures say why (or fail, in CI)
+CASES = find_cases(SUITE) if SUITE.is_dir() else [None]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,9 @@ def verdicts(openpv, openpv_suite):
     return {v.case.name: v for v in run_suite(openpv_suite, openpv, jobs=2)}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name if c else "suite" for c in CASES])
 def test_openpv_file_agrees_or_is_refused_clearly(verdicts, case):
+    assert case is not None, "the suite vanished after collection"
     v = verdicts[case.name]
     if case.name in DELIBERATE:
         assert v.status == "differs", f"{case.name} agrees now: remove it from DELIBERATE"
