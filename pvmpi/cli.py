@@ -297,12 +297,26 @@ def setup(model, args, world):
     return column, comms
 
 
+def continues_folder(model, path):
+    """Whether the run starts from a checkpoint inside its own output folder: a chain of runs
+    in one folder, as OpenPV's restart tests make (each run's files replace the earlier's)."""
+    init = model.column["initializeFromCheckpointDir"]
+    if not init:
+        return False
+    here, inside = os.path.realpath(path), os.path.realpath(init)
+    return os.path.commonpath([here, inside]) == here
+
+
 def prepare_output(model, path, args):
     """Create outputPath; refuse to mix a new run's files into another run's (rank 0, before the verdict)."""
     restarting = bool(getattr(args, "restart", False) or getattr(args, "checkpoint", None))
     if os.path.isdir(path) and os.listdir(path) and not (args.overwrite or restarting):
-        raise PvmpiError("the output directory already holds files of another run", file=path,
-                         hint="--overwrite replaces them, -r continues that run, -o names another directory")
+        if not continues_folder(model, path):
+            raise PvmpiError("the output directory already holds files of another run", file=path,
+                             hint="--overwrite replaces them, -r continues that run, -o names another "
+                                  "directory")
+        print(f"pvmpi: {path}: continuing the run whose checkpoint initializeFromCheckpointDir names; "
+              f"files this run writes replace that run's", file=sys.stderr, flush=True)
     try:
         os.makedirs(path, exist_ok=True)
         write_cleaned_params(model, path)

@@ -29,17 +29,46 @@ def openpv_binary():
 
 
 @dataclass(frozen=True)
-class Case:
-    """One OpenPV run: a case folder (holding ``input/``), its params file relative to it, and
-    the command-line arguments OpenPV's test gives it."""
+class Step:
+    """One run of OpenPV's test: a params file relative to the case folder, the command-line
+    arguments the test gives it, whether the test expects the run to fail, what the test does to
+    the folder before it (``("copy"|"move", src, dest)``, ``("remove", path)``), and arguments
+    pvmpi needs beside OpenPV's where it differs on purpose (``--overwrite``)."""
 
-    folder: Path
     params: str
     args: tuple = ()
+    fails: bool = False
+    before: tuple = ()
+    pvmpi_args: tuple = ()
 
     @property
     def name(self):
-        return f"{self.folder.name}/{self.params}" + (" " + " ".join(self.args) if self.args else "")
+        return self.params + (" " + " ".join(self.args) if self.args else "")
+
+
+@dataclass(frozen=True)
+class Case:
+    """What OpenPV's test runs in a case folder (holding ``input/``): one run, or a chain of
+    runs in the same folder, each starting where the earlier ones left their files."""
+
+    folder: Path
+    steps: tuple
+    not_run: str = ""  # why OpenPV's tests never run it, when they do not
+
+    @classmethod
+    def single(cls, folder, params, *args):
+        """A case of one run of ``params`` (relative to ``folder``) with ``args``."""
+        return cls(Path(folder), (Step(params, tuple(args)),))
+
+    @property
+    def params(self):
+        """The params file of the first run."""
+        return self.steps[0].params
+
+    @property
+    def name(self):
+        return f"{self.folder.name}/" + " → ".join(s.name + (" (fails)" if s.fails else "")
+                                                     for s in self.steps)
 
 
 @dataclass
@@ -90,16 +119,29 @@ def every_layer_written(text):
 
 def scratch(case, where, label):
     """A fresh copy of the case folder under ``where`` (writable), named by ``label``, whose params
-    file writes every layer (:func:`every_layer_written`)."""
+    files write every layer (:func:`every_layer_written`)."""
     dest = Path(where) / label / case.folder.name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(case.folder, dest, ignore=shutil.ignore_patterns("output*", "Checkpoints"))
     for p in [dest, *dest.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o200)
-    params = dest / case.params
-    params.write_text(every_layer_written(params.read_text(errors="replace")))
+    for params in {dest / s.params for s in case.steps}:
+        if params.is_file():  # not a params file an earlier run writes
+            params.write_text(every_layer_written(params.read_text(errors="replace")))
     return dest
+
+
+def prepare(folder, step):
+    """Do to a scratch folder what OpenPV's test does before ``step`` (copy, move, remove)."""
+    for action, *paths in step.before:
+        src = Path(folder) / paths[0]
+        if action == "remove":
+            shutil.rmtree(src, ignore_errors=True)
+            continue
+        dest = Path(folder) / paths[1]
+        shutil.rmtree(dest, ignore_errors=True)  # the test removes an earlier copy first
+        (shutil.copytree if action == "copy" else shutil.move)(src, dest)
 
 
 def _run(command, cwd, timeout, env=None):
@@ -111,14 +153,15 @@ def _run(command, cwd, timeout, env=None):
     return Run(Path(cwd), proc.returncode, proc.stdout + proc.stderr)
 
 
-def run_openpv(binary, case, where, timeout=300):
-    """OpenPV on one thread in a scratch copy of the case folder."""
-    folder = scratch(case, where, "openpv")
-    return _run([binary, "-p", case.params, "-t", "1", *case.args], folder, timeout)
+def run_openpv(binary, folder, step, timeout=300):
+    """OpenPV on one thread: one run of a case in its scratch ``folder``."""
+    prepare(folder, step)
+    return _run([binary, "-p", step.params, "-t", "1", *step.args], folder, timeout)
 
 
-def run_pvmpi(case, where, timeout=300):
-    """pvmpi on one rank (OpenPV's command line) in a scratch copy of the case folder."""
-    folder = scratch(case, where, "pvmpi")
+def run_pvmpi(folder, step, timeout=300):
+    """pvmpi on one rank (OpenPV's command line): one run of a case in its scratch ``folder``."""
+    prepare(folder, step)
     env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
-    return _run([sys.executable, "-m", "pvmpi", "-p", case.params, *case.args], folder, timeout, env)
+    command = [sys.executable, "-m", "pvmpi", "-p", step.params, *step.args, *step.pvmpi_args]
+    return _run(command, folder, timeout, env)

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .compare import compare_runs
-from .oracle import Case, openpv_binary, run_openpv, run_pvmpi
+from .oracle import Case, Step, openpv_binary, run_openpv, run_pvmpi, scratch
 
 ORACLE_RTOL = 2e-4  # iterated dynamics and learning in float32 against OpenPV's order of sums
-STATUSES = ("agrees", "differs", "refused", "test-only class", "OpenPV fails", "pvmpi fails")
+STATUSES = ("agrees", "differs", "refused", "test-only class", "OpenPV fails", "pvmpi fails",
+            "not run by its test")
 _REFUSAL = re.compile(r"unknown class|not implemented|not supported|unsupported|cannot hold|"
                       r"is not one of|Lua params", re.I)
 
@@ -42,8 +43,24 @@ class Verdict:
 
 
 def find_cases(root):
-    """Every ``*.params`` in an ``input/`` folder under root, as a :class:`Case` of its parent."""
-    return [Case(p.parent.parent, f"input/{p.name}") for p in sorted(Path(root).rglob("input/*.params"))]
+    """The runs of every ``*.params`` in an ``input/`` folder under root: as OpenPV's test runs it
+    (:data:`~.plans.PLANS`: a chain of runs in its folder; :data:`~.plans.NOT_RUN`: never), else
+    one run of each file, as :class:`Case` of the folder."""
+    from .plans import NOT_RUN, PLANS
+
+    cases, chained = [], set()
+    for p in sorted(Path(root).rglob("input/*.params")):
+        folder = p.parent.parent
+        plan = PLANS.get(folder.name)
+        if plan:
+            if folder not in chained:
+                chained.add(folder)
+                cases.append(Case(folder, plan))
+            if any(s.params == f"input/{p.name}" for s in plan):
+                continue
+        key = f"{folder.name}/input/{p.name}"
+        cases.append(Case(folder, (Step(f"input/{p.name}"),), not_run=NOT_RUN.get(key, "")))
+    return cases
 
 
 def _test_only_classes(case, classes):
@@ -57,8 +74,8 @@ def _test_only_classes(case, classes):
     return [c for c in unknown if re.search(rf"\bclass\s+{re.escape(c)}\b", sources)]
 
 
-def _refusal(case):
-    """pvmpi's message when it refuses the file (an unsupported class, parameter or feature), else None."""
+def _refusal(case, step):
+    """pvmpi's message when it refuses a step's file (an unsupported class, parameter or feature), else None."""
     import warnings
 
     from ..cli import load_models
@@ -67,20 +84,20 @@ def _refusal(case):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unused parameters of the test files
-            load_models(case.folder / case.params)
+            load_models(case.folder / step.params)
     except PvmpiError as e:
         return str(e) if _REFUSAL.search(str(e)) else None
     return None
 
 
-def _outputs(case, folder):
-    """The outputs each run of ``case`` (one, or one per ParameterSweep index) wrote under
+def _outputs(params, folder):
+    """The outputs the run of a ``params`` file (one, or one per ParameterSweep index) wrote under
     ``folder``: ``{relative path: path under folder}`` of the files in its outputPath, less
     checkpoints, the params echo and timers."""
     from ..model.params import load_params
 
     found = {}
-    for raw in load_params(case.folder / case.params).sweep_configs():
+    for raw in load_params(params).sweep_configs():
         column = raw.groups[0].values
         out = folder / str(column.get("outputPath", "output"))
         skip = {Path(str(column[k])).name for k in ("checkpointWriteDir", "lastCheckpointDir")
@@ -97,35 +114,50 @@ def _outputs(case, folder):
 
 
 def classify(case, binary, where):
-    """Run ``case`` through OpenPV and pvmpi under ``where``; its :class:`Verdict`."""
+    """Run every step of ``case`` through OpenPV and pvmpi under ``where``, comparing the outputs
+    after each; its :class:`Verdict`."""
     from ..errors import PvmpiError
     from ..model.params import load_params
 
+    if case.not_run:
+        return Verdict(case, "not run by its test", case.not_run)
+    given = [s for s in case.steps if (case.folder / s.params).is_file()]  # not files a run writes
     try:
-        classes = [g.cls for g in load_params(case.folder / case.params).groups]
+        classes = [g.cls for s in given for g in load_params(case.folder / s.params).groups]
     except PvmpiError as e:
         return Verdict(case, "refused", str(e))
     own = _test_only_classes(case, classes)
     if own:
         return Verdict(case, "test-only class", ", ".join(sorted(set(own))))
-    refusal = _refusal(case)
-    if refusal:
-        return Verdict(case, "refused", refusal)
-    ref = run_openpv(binary, case, where)
-    if ref.returncode != 0:
-        return Verdict(case, "OpenPV fails", ref.error[:200])
-    mine = run_pvmpi(case, where)
-    if mine.returncode != 0:
-        status = "refused" if _REFUSAL.search(mine.error) else "pvmpi fails"
-        return Verdict(case, status, mine.error[:200])
-    files = sorted(_outputs(case, ref.folder))
-    if not files:
+    for step in given:
+        refusal = _refusal(case, step)
+        if refusal:
+            return Verdict(case, "refused", refusal)
+    ref_folder, my_folder = scratch(case, where, "openpv"), scratch(case, where, "pvmpi")
+    compared, worst = 0, 0.0
+    for step in case.steps:
+        at = f"{step.name}: " if len(case.steps) > 1 else ""
+        ref = run_openpv(binary, ref_folder, step)
+        if (ref.returncode != 0) != step.fails:
+            why = ref.error[:200] if ref.returncode else "ran to the end; its test expects it to fail"
+            return Verdict(case, "OpenPV fails", at + why)
+        mine = run_pvmpi(my_folder, step)
+        if (mine.returncode != 0) != step.fails:
+            if mine.returncode == 0:
+                return Verdict(case, "differs", at + "pvmpi ran to the end where OpenPV fails: "
+                               + ref.error[:150])
+            status = "refused" if _REFUSAL.search(mine.error) else "pvmpi fails"
+            return Verdict(case, status, at + mine.error[:200])
+        files = sorted(_outputs(ref_folder / step.params, ref_folder))
+        diff = compare_runs(ref_folder, my_folder, rtol=ORACLE_RTOL, files=files)
+        worst = max(worst, *diff.worst.values(), 0.0)
+        if diff.problems:
+            return Verdict(case, "differs", at + diff.problems[0][:300], worst)
+        compared += len(files)
+    if not compared:
         return Verdict(case, "agrees", "OpenPV wrote no output files to compare", 0.0)
-    diff = compare_runs(ref.folder, mine.folder, rtol=ORACLE_RTOL, files=files)
-    worst = max(diff.worst.values(), default=0.0)
-    if diff.problems:
-        return Verdict(case, "differs", diff.problems[0][:300], worst)
-    return Verdict(case, "agrees", f"{len(files)} files", worst)
+    runs = f" over {len(case.steps)} runs" if len(case.steps) > 1 else ""
+    return Verdict(case, "agrees", f"{compared} files{runs}", worst)
 
 
 def run_suite(root, binary, jobs=2, progress=None):

@@ -150,6 +150,7 @@ class CheckpointWriter:
         sync_outputs()
         self.comms.barrier()
         if self.h5 is not None:
+            self._keep_other_objects()
             self.h5.attrs["complete"] = True
             self.h5.close()
             self.h5 = None
@@ -164,6 +165,24 @@ class CheckpointWriter:
             if os.path.exists(old):
                 shutil.rmtree(old)
         self.comms.barrier()
+
+
+    def _keep_other_objects(self):
+        """A checkpoint written over a complete one keeps the entries of objects this network
+        lacks: as OpenPV adds its files to a checkpoint folder, a later run of a chain can read
+        state an earlier run of another network left there."""
+        if not is_complete(self.path):
+            return
+        import h5py
+
+        with h5py.File(os.path.join(self.path, FILE), "r") as old:
+            for kind, group in old.items():
+                if not isinstance(group, h5py.Group) or kind == "column":
+                    continue
+                mine = self.h5.require_group(kind)
+                for name in group:
+                    if name not in mine:
+                        old.copy(group[name], mine, name=name)
 
 
 class CheckpointReader:

@@ -120,9 +120,61 @@ class RescaleConn(IdentConn):
 
 
 class WeightedConnection(Connection):
-    """Shared weights W[arbor, kernel, nyp, nxp, nfp] with the geometry of facts §4.1."""
+    """Shared weights W[arbor, kernel, nyp, nxp, nfp] with the geometry of facts §4.1, written to
+    ``<outputPath>/<name>.pvp`` (PVP type 5) every writeStep."""
 
     has_weights = True
+    writes_weights = True  # OpenPV's CloneConn never writes its (borrowed) weights
+    writer = None
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.write_schedule = WriteSchedule(group["writeStep"], group["initialWriteTime"], run.dt / 2)
+
+    def writes(self):
+        """Whether a weights file is written (writeStep >= 0, and the class writes at all)."""
+        return self.writes_weights and self.group["writeStep"] >= 0
+
+    def open_output(self, resume=None):
+        """The root opens <outputPath>/<name>.pvp; nothing if writeStep < 0.
+
+        When continuing a checkpoint the file is cut back to its checkpointed frame count and appended.
+        """
+        from ..io import pvp
+        from ..io.outputs import continue_output
+
+        if not self.writes() or not self.run.comms.is_root:
+            return
+        frames = None if resume is None else resume.attr(self.key, "output_frames", -1)
+        frames = None if frames is None or frames < 0 else frames
+        self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"), append=frames is not None,
+                                        compressed=self.group["writeCompressedWeights"])
+        if frames is not None:
+            continue_output(self.writer, frames)
+
+    def write_output(self, t):
+        """Append a weights frame (PVP type 5) when due; whether one was due."""
+        if not self.writes() or not self.write_schedule.due(t):
+            return False
+        if self.writer is not None:
+            self.writer.write(t, self.run.kernels.to_host(self.weights), self.xmap.n_kernels,
+                              self.ymap.n_kernels, self.pre.nf)
+        return True
+
+    def write_checkpoint(self, ck):
+        """The output schedule and the frames written (the weights are the subclass's)."""
+        ck.attrs(self.key, next_write=self.write_schedule.next,
+                 output_frames=self.writer.num_frames if self.writer is not None else -1)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        """Restore the output schedule unless fresh_outputs (initializeFromCheckpointDir)."""
+        if not fresh_outputs:
+            self.write_schedule.next = rd.attr(self.key, "next_write", self.write_schedule.next)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     def link(self, layers, connections):
         """Resolve pre and post, then build the x and y axis maps of the patch geometry."""
@@ -259,8 +311,6 @@ class HyPerConn(WeightedConnection):
             raise PvmpiError("writing non-shared weights (PVP type 3) is not implemented yet",
                              group=self.name, param="writeStep", hint="set writeStep = -1")
         self.plastic = bool(group["plasticityFlag"])
-        self.writer = None
-        self.write_schedule = WriteSchedule(group["writeStep"], group["initialWriteTime"], run.dt / 2)
         self.version = 0  # bumped whenever W changes, so transposes know when to follow
 
     @property
@@ -345,21 +395,9 @@ class HyPerConn(WeightedConnection):
             self.version += 1
 
     def open_output(self, resume=None):
-        """The root opens <outputPath>/<name>.pvp and the updater's files; nothing if writeStep < 0.
-
-        When continuing a checkpoint the file is cut back to its checkpointed frame count and appended.
-        """
-        from ..io import pvp
-        from ..io.outputs import continue_output
-
-        if self.group["writeStep"] < 0 or not self.run.comms.is_root:
-            return
-        frames = None if resume is None else resume.attr(self.key, "output_frames")
-        self.writer = pvp.WeightsWriter(self.run.output_file(self.name + ".pvp"), append=frames is not None,
-                                        compressed=self.group["writeCompressedWeights"])
-        if frames is not None:
-            continue_output(self.writer, frames)
-        if self.plastic:
+        """The weights file (see the base class) and the updater's files, on the root."""
+        super().open_output(resume)
+        if self.writer is not None and self.plastic:
             self.updater.open_output(resume)
 
     def global_nonshared(self, W):
@@ -419,8 +457,7 @@ class HyPerConn(WeightedConnection):
         self.checkpoint_weights(ck, self.key + "/W", self.run.kernels.to_host(self.W),
                                 "weights [arbor, kernel, y, x, f] (PVP type-5 order); non-shared: "
                                 "[arbor, pre y, pre x, pre f (global extended), y, x, f]")
-        ck.attrs(self.key, next_write=self.write_schedule.next,
-                 output_frames=self.writer.num_frames if self.writer is not None else -1)
+        super().write_checkpoint(ck)
         if self.plastic:
             self.updater.write_checkpoint(ck, self.key)
 
@@ -432,26 +469,18 @@ class HyPerConn(WeightedConnection):
         k = self.run.kernels
         k.upload(self.W, self.restore_weights(rd, self.key + "/W", k.to_host(self.W)))
         self.version += 1
-        if not fresh_outputs:
-            self.write_schedule.next = rd.attr(self.key, "next_write")
+        super().read_checkpoint(rd, fresh_outputs)
         if self.plastic:
             self.updater.read_checkpoint(rd, self.key, fresh_outputs)
 
     def write_output(self, t):
-        """Append a weights frame (PVP type 5) when due; a MomentumConn's updater also writes prev_dW."""
-        if self.group["writeStep"] < 0 or not self.write_schedule.due(t):
-            return
-        if self.writer is not None:
-            self.writer.write(t, self.run.kernels.to_host(self.W), self.xmap.n_kernels, self.ymap.n_kernels,
-                              self.pre.nf)
-            if self.plastic:
-                self.updater.write_output(t)
+        """The weights frame when due (see the base class); a MomentumConn's updater also writes prev_dW."""
+        if super().write_output(t) and self.writer is not None and self.plastic:
+            self.updater.write_output(t)
 
     def close(self):
         """Close the weights file and the updater (its outputs, any dW all-reduce in flight)."""
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        super().close()
         if self.plastic:
             self.updater.close()
 
@@ -461,7 +490,9 @@ class MomentumConn(HyPerConn):
 
 
 class CloneConn(WeightedConnection):
-    """Delivers with the original connection's weights (same geometry)."""
+    """Delivers with the original connection's weights (same geometry); never writes them."""
+
+    writes_weights = False
 
     def link(self, layers, connections):
         """Take the original's axis maps and weights; pre and post must have the original's sizes."""

@@ -29,7 +29,7 @@ def write_case(net, folder):
     frames = net.inputs.write(folder / "input" / "frames")
     raw = parse_yaml(net.yaml(os.path.relpath(frames, folder), "output"), "net.yaml")
     (folder / "input" / "net.params").write_text(yaml_to_params(raw))
-    return Case(folder, "input/net.params")
+    return Case.single(folder, "input/net.params")
 
 
 def test_generated_networks_agree_with_openpv(openpv, tmp_path_factory, monkeypatch):

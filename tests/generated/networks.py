@@ -277,7 +277,8 @@ def networks(draw):
               "V1ToError": dictionary,
               "ErrorToV1": {"class": "TransposeConn", "channelCode": 0,
                             "originalConnName": "V1ToError",
-                            "updateGSynFromPostPerspective": draw(st.booleans()), "writeStep": -1},
+                            "updateGSynFromPostPerspective": draw(st.booleans()),
+                            "writeStep": draw(st.sampled_from([-1, 1, 2])), "initialWriteTime": 0},
               "V1ToRecon": {"class": "CloneConn", "channelCode": 0, "originalConnName": "V1ToError",
                             "writeStep": -1}}
     if draw(st.booleans()):

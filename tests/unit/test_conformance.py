@@ -22,7 +22,7 @@ def case(tmp_path, name, output_class="HyPerLayer", source=None):
     if source:
         (folder / "src").mkdir()
         (folder / "src" / f"{output_class}.hpp").write_text(source)
-    return Case(folder, f"input/{name}.params")
+    return Case.single(folder, f"input/{name}.params")
 
 
 def stand_in(tmp_path, body):
@@ -59,6 +59,46 @@ def test_classification(tmp_path, monkeypatch):
     assert v.status == "test-only class" and v.detail == "OwnTestLayer"
 
 
+CHAIN = """
+HyPerCol "column" = { nx = 8; ny = 8; dt = 1; stopTime = 3; outputPath = "output";
+                      randomSeed = 1234567890; checkpointWrite = false; lastCheckpointDir = "output/Last";
+                      initializeFromCheckpointDir = "%s"; };
+ConstantLayer "Input" = { nf = 1; InitVType = "ConstantV"; valueV = 1; writeStep = 1; };
+HyPerLayer "%s" = { nf = 1; InitVType = "ZeroV"; writeStep = 1; phase = 1;
+                    initializeFromCheckpointFlag = %s; };
+IdentConn "InputTo%s" = { channelCode = 0; };
+%s
+"""
+NONZERO = 'RequireAllZeroActivityProbe "Check" = { targetLayer = "Input"; exitOnFailure = true; };'
+
+
+def test_chain_of_runs(tmp_path, monkeypatch):
+    """A chain of runs in one folder (later runs start from the checkpoint an earlier one left in
+    its output folder, a run that OpenPV's test expects to fail): every step compared."""
+    from pvmpi.conformance.oracle import Step
+
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    folder = tmp_path / "suite" / "Chain"
+    (folder / "input").mkdir(parents=True)
+    for name, init, layer, flag, probe in [("Write", "", "Copy", "false", ""),
+                                          ("Other", "output/Last", "Other", "false", ""),
+                                          ("Read", "output/Last", "Copy", "true", ""),
+                                          ("Fail", "output/Last", "Other", "true", NONZERO)]:
+        (folder / f"input/{name}.params").write_text(CHAIN % (init, layer, flag, layer, probe))
+    steps = (Step("input/Write.params"), Step("input/Other.params"), Step("input/Read.params"))
+    v = classify(Case(folder, steps + (Step("input/Fail.params", fails=True),)), stand_in(tmp_path, ""),
+                 tmp_path / "work")
+    assert v.status == "agrees" and v.detail.endswith("over 4 runs"), v.detail
+    from pvmpi.io.checkpoint import CheckpointReader
+
+    rd = CheckpointReader(str(tmp_path / "work/pvmpi/Chain/output/Last"), 1)
+    assert rd.has("layers/Copy") and rd.has("layers/Other")  # a later run adds to the folder
+    rd.h5.close()
+    v = classify(Case(folder, steps + (Step("input/Fail.params"),)), stand_in(tmp_path, ""),
+                 tmp_path / "work2")
+    assert v.status == "OpenPV fails" and v.detail.startswith("input/Fail.params:"), v.detail
+
+
 def test_suite_table(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
     for name in ("A", "B"):
@@ -68,10 +108,10 @@ def test_suite_table(tmp_path, monkeypatch):
                                                                   "input/C.params"]
     verdicts = run_suite(tmp_path / "suite", stand_in(tmp_path, ""), jobs=2)
     assert summary(verdicts) == {"agrees": 2, "differs": 0, "refused": 1, "test-only class": 0,
-                                 "OpenPV fails": 0, "pvmpi fails": 0}
+                                 "OpenPV fails": 0, "pvmpi fails": 0, "not run by its test": 0}
     write_markdown(verdicts, tmp_path / "table.md", "suite")
     text = (tmp_path / "table.md").read_text()
-    assert "| 2 | 0 | 1 | 0 | 0 | 0 |" in text and "| C/input/C.params | refused |" in text
+    assert "| 2 | 0 | 1 | 0 | 0 | 0 | 0 |" in text and "| C/input/C.params | refused |" in text
 
 
 def test_conformance_command_needs_openpv(monkeypatch, capsys):
