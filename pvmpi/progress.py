@@ -188,7 +188,7 @@ def _active_source(column):
     """
     from .probes.layer_probes import L0NormProbe
 
-    l0 = [p for p in column.probes.values() if isinstance(p, L0NormProbe) and p.mask is None]
+    l0 = [p for p in column.probes.values() if isinstance(p, L0NormProbe)]
     layers = list(column.layers.values())
     layer = next((la for la in layers if la.group["sparseLayer"]), None)
     if layer is None:

@@ -335,7 +335,7 @@ _cls("BaseProbe", "probe", "Parameters every probe has.", [
 ], abstract=True)
 _cls("LayerProbe", "probe", "Probes of one layer's activity.", [
     P("targetLayer", "str", doc="The layer probed."),
-    P("maskLayerName", "str", None, "Count only where this layer's activity is nonzero."),
+    P("maskLayerName", "str", None, "Read and not applied, as in OpenPV (a warning says so)."),
 ], parent="BaseProbe", abstract=True)
 _cls("L2NormProbe", "probe", "(sum of a^2)^(exponent/2) per batch element.", [
     P("exponent", "float", 1.0, "Exponent (2: sum of squares)."),

@@ -4,6 +4,8 @@ Each rank sums over its restricted tile in float64; the sums of one batch
 element are added over the spatial communicator, so a probe's value does not
 depend on how the layer is tiled.
 """
+import warnings
+
 import numpy as np
 
 from ..errors import PvmpiError
@@ -134,24 +136,22 @@ class Probe:
 
 
 class LayerProbe(Probe):
-    """A probe of one target layer's restricted activity, optionally masked by maskLayerName (facts §5.2).
+    """A probe of one target layer's restricted activity (facts §5.2).
 
-    Sampled when the target's phase writes its output.
+    Sampled when the target's phase writes its output. ``maskLayerName`` is
+    read and not applied, as in OpenPV (docs/openpv-migration.md).
     """
 
     phase_probe = True  # sampled when the target layer's phase outputs
 
     def link(self, layers, probes):
-        """Resolve targetLayer and maskLayerName; the mask needs the target's nx and ny, and its nf or nf = 1."""
+        """Resolve targetLayer; warn that a maskLayerName changes nothing."""
         super().link(layers, probes)
         self.target = layers[self.group["targetLayer"]]
-        mask = self.group["maskLayerName"]
-        self.mask = layers[mask] if mask is not None else None
-        if self.mask is not None:
-            t, m = self.target, self.mask
-            if (m.tile.nx, m.tile.ny) != (t.tile.nx, t.tile.ny) or m.nf not in (1, t.nf):
-                raise PvmpiError(f"mask layer '{m.name}' must have the target's nx, ny and nf "
-                                 f"(or nf = 1)", group=self.name, param="maskLayerName")
+        if self.group["maskLayerName"] is not None:
+            warnings.warn(f"{self.name}: maskLayerName is read and not applied, as in OpenPV: the probe "
+                          f"measures the whole of '{self.target.name}' (a MaskLayer as the target masks it)",
+                          stacklevel=2)
 
     @property
     def num_neurons(self):
@@ -169,13 +169,8 @@ class LayerProbe(Probe):
         """[Σa, Σ|a|, Σa², #|a|>nnzThreshold, min, max] of this rank's tile, per batch element."""
         X, lt, up = self.buffer()
         t = self.target.tile
-        if self.mask is None and X is self.target.A:  # shared with the layer's other probes and the guard
+        if X is self.target.A:  # shared with the layer's other probes and the guard
             return self.target.activity_stats(self.nnz_threshold)
-        if self.mask is not None:  # masked sums on the host (whole layers cross: a rare probe)
-            m, host = self.mask, self.run.kernels.to_host
-            keep = m.restricted(host(m.A)) != 0
-            X = np.where(keep, host(X)[:, up:up + t.ny, lt:lt + t.nx, :], np.float32(0))
-            lt = up = 0
         return self.run.kernels.layer_stats(X, lt, up, t.ny, t.nx, self.nnz_threshold)
 
     def compute(self):
@@ -261,16 +256,12 @@ class FirmThresholdCostFnProbe(LayerProbe):
     def compute(self):
         """c(a) = |a|(1 − |a|/(2w)) where |a| < w = VThresh + VWidth, else w/2.
 
-        Summed in float64 over this tile by the backend's kernel where the layer lives (only where
-        the mask is nonzero: then the masked copy is made on the host), then over the spatial ranks.
+        Summed in float64 over this tile by the backend's kernel where the layer lives, then over
+        the spatial ranks.
         """
         layer, k = self.target, self.run.kernels
         w = self.threshold_plus_width()
-        X, lt, up = layer.A, layer.margin_x, layer.margin_y
-        if self.mask is not None:  # (the layers cross to the host: a rare probe)
-            keep = self.mask.restricted(k.to_host(self.mask.A)) != 0
-            X, lt, up = np.where(keep, layer.restricted(k.to_host(X)), np.float32(0)), 0, 0
-        sums = k.firm_threshold_cost(X, lt, up, layer.tile.ny, layer.tile.nx, w)
+        sums = k.firm_threshold_cost(layer.A, layer.margin_x, layer.margin_y, layer.tile.ny, layer.tile.nx, w)
         return self.run.comms.spatial_sum(np.ascontiguousarray(sums))
 
 

@@ -226,6 +226,8 @@ def _probe(draw, name, layers, energy):
         g["buffer"] = draw(st.sampled_from(["Activity", "MembranePotential"]))
     if cls == "RequireAllZeroActivityProbe":  # records; a run that saw activity ends in failure
         g.update(exitOnFailure=False, immediateExitOnFailure=False)
+    if cls not in _VECTOR_PROBES and draw(st.integers(0, 4)) == 0:  # read, never applied (OpenPV)
+        g["maskLayerName"] = draw(st.sampled_from(layers))
     if cls.startswith("FirmThreshold") and target != "V1":
         g.update(VThresh=0.1, VWidth=0.05)
     if energy and cls not in _VECTOR_PROBES and draw(st.booleans()):
