@@ -8,12 +8,11 @@ rather than leaving other ranks waiting in a collective forever
 """
 import os
 import sys
-import time
 
 from .errors import PvmpiError
 from .failure import USER_ERROR, abort_job, install_fault
+from .simulation import BACKENDS
 
-BACKENDS = ("numpy", "numba", "cuda")
 
 
 def build_parser():
@@ -57,41 +56,17 @@ def build_parser():
 
 
 def load_model(path, assignments=()):
-    """Parse and validate a config; raises PvmpiError."""
-    from .model.config import apply_overrides, load_yaml
-    from .model.network_model import build_model
+    """Parse and validate a config (see :func:`pvmpi.simulation.load`); raises PvmpiError."""
+    from .simulation import load
 
-    if str(path).endswith((".params", ".lua")):
-        from .model.params import load_params
-
-        raw = load_params(path).to_raw_config()
-    else:
-        raw = load_yaml(path)
-    apply_overrides(raw, assignments)
-    return build_model(raw)
+    return load(path, assignments)
 
 
 def load_models(path, assignments=(), output_path=None):
-    """The runs a config defines: its one model, or one per index of a params file's
-    ParameterSweep, as OpenPV runs them in sequence (``output_path``, -o, is then the base of
-    the sweep's ``paramsweep_<i>/`` folders). Raises PvmpiError."""
-    from .model.config import apply_overrides
-    from .model.network_model import build_model
+    """Every run a config defines (see :func:`pvmpi.simulation.load_sweep`); raises PvmpiError."""
+    from .simulation import load_sweep
 
-    if not str(path).endswith(".params"):
-        return [load_model(path, assignments)]
-    from .model.params import load_params
-
-    pf = load_params(path)
-    if not pf.sweeps:
-        return [load_model(path, assignments)]
-    if output_path is not None:
-        pf.groups[0].values["outputPath"] = str(output_path)
-    models = []
-    for raw in pf.sweep_configs():
-        apply_overrides(raw, assignments)
-        models.append(build_model(raw))
-    return models
+    return load_sweep(path, assignments, output_path)
 
 
 def fail(message, code=USER_ERROR):
@@ -160,12 +135,10 @@ def run(args):
         from .dry_run import dry_run
         return dry_run(args)
     from .network.checkpointing import SIGNALS
+    from .parallel.comm import world
 
     SIGNALS.install()  # a SIGUSR2/SIGTERM during start-up still ends in a checkpoint
-    from mpi4py import MPI
-
-    world = MPI.COMM_WORLD
-    rank = world.Get_rank()
+    rank = world().Get_rank()
     try:
         models = load_models(args.config, args.set, args.output_path)
     except PvmpiError as e:  # every rank read the same file: same error everywhere
@@ -178,43 +151,47 @@ def run(args):
         args.output_path = None
     status = 0
     for model in models:
-        status = max(status, run_model(model, args, world))
+        status = max(status, run_model(model, args))
     return status
 
 
-def run_model(model, args, world):
-    """Run one model to stopTime (one member of a sweep); collective. Returns the exit status."""
-    column, comms = setup(model, args, world)
-    if column is None:
-        collective_exit(USER_ERROR)
+def run_model(model, args):
+    """Run one model to stopTime (one member of a sweep) through :class:`~pvmpi.simulation.Simulation`;
+    collective. Returns the exit status."""
+    from .parallel.comm import world
+    from .progress import Progress
+    from .simulation import Simulation
+
     try:
-        resume = resume_path(model, args, comms)
-    except PvmpiError as e:  # decided alike on every rank
-        if comms.is_root:
+        sim = Simulation(model, backend=args.backend, output_path=args.output_path, seed=args.seed,
+                         layout={"BatchWidth": args.batchwidth, "NumRows": args.rows,
+                                 "NumColumns": args.columns},
+                         checkpoint=args.checkpoint, restart=args.restart, overwrite=args.overwrite,
+                         gpu_devices=getattr(args, "gpu_devices", None))
+        with sim:  # an error closes every output file (as far as written) before the job ends
+            column = sim.column
+            column.progress = None if args.quiet else Progress(column)
+            install_fault(column, world().Get_rank())
+            sim.run()
+            failures = sim.close()
+    except PvmpiError as e:
+        if not getattr(e, "everywhere", False):
+            return abort_job(e, args.debug)
+        if args.debug and world().Get_rank() == 0:
+            raise
+        if world().Get_rank() == 0:
             fail(e)
         collective_exit(USER_ERROR)
-    from .progress import Progress
-
-    progress = None if args.quiet else Progress(column)
-    column.progress = progress
-    install_fault(column, world.Get_rank())
-    t0 = time.perf_counter()
-    try:
-        failures = column.run(resume)
     except Exception as e:  # one rank cannot tell the others: end the whole job
         return abort_job(e, args.debug)
-    elapsed = time.perf_counter() - t0
-    from .io.timers_report import write_timers
-
-    write_timers(os.path.join(column.output_path, "timers.txt"), column, elapsed)  # collective
-    comms.barrier()
+    comms = sim.comms
     if column.stopped_by_signal and comms.is_root:
         where = column.checkpoints_written[-1] if column.checkpoints_written else "nowhere"
         print(f"pvmpi: stopped by a signal at t = {column.t:g} (step {column.step}); checkpoint: {where}",
               flush=True)
     if comms.is_root and not args.quiet:
         steps = column.step - column.start_step
-        print(f"pvmpi: {steps} steps in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.1f} steps/s) on "
+        print(f"pvmpi: {steps} steps in {sim.elapsed:.2f} s ({steps / max(sim.elapsed, 1e-9):.1f} steps/s) on "
               f"{comms.size} rank(s), backend {args.backend}; outputs in {column.output_path}", flush=True)
     if failures:
         return fail("; ".join(failures), 1) if comms.is_root else 1  # a test probe failed
@@ -235,132 +212,3 @@ def collective_exit(code):
     os._exit(code)
 
 
-def resume_path(model, args, comms):
-    """The checkpoint to continue from: -c DIR, or with -r the newest complete one (None: fresh start)."""
-    from .io.checkpoint import is_complete, newest_checkpoint
-
-    col = model.column
-    if args.checkpoint:
-        if not os.path.isdir(args.checkpoint):
-            raise PvmpiError("no such checkpoint directory", file=args.checkpoint, param="-c")
-        if not is_complete(args.checkpoint):
-            raise PvmpiError("not a complete pvmpi checkpoint", file=args.checkpoint, param="-c")
-        return args.checkpoint
-    if not args.restart:
-        return None
-    if col["checkpointWrite"]:
-        directory = col["checkpointWriteDir"]
-        found = newest_checkpoint(directory)
-    else:  # the final state of a run without checkpoints goes to lastCheckpointDir itself
-        directory = col["lastCheckpointDir"]
-        found = directory if directory and is_complete(directory) else None
-    if found is None and comms.is_root:
-        print(f"pvmpi: -r: no complete checkpoint in {directory}; starting at t = 0", file=sys.stderr,
-              flush=True)
-    return found
-
-
-def setup(model, args, world):
-    """Decomposition, communicators, backend and the column; errors decided collectively."""
-    from .kernels import get_backend
-    from .network.column import Column
-    from .parallel.comm import Comms
-    from .parallel.decomposition import choose_layout
-
-    column = comms = None
-    error = None
-    try:
-        par = model.parallel
-        layout = choose_layout(world.Get_size(),  # -rows 0 is a mistake to report, not "not given"
-                               batch_width=par.get("BatchWidth") if args.batchwidth is None else args.batchwidth,
-                               rows=par.get("NumRows") if args.rows is None else args.rows,
-                               columns=par.get("NumColumns") if args.columns is None else args.columns)
-        comms = Comms(layout, world)
-        if args.backend == "cuda":  # bind the GPU before the backend opens a CUDA context
-            from .parallel.devices import select_device
-
-            select_device(comms, getattr(args, "gpu_devices", None))
-        kernels = get_backend(args.backend)
-        column = Column(model, comms, kernels, output_path=args.output_path, seed=args.seed)
-        if not args.dry_run and comms.is_root:
-            prepare_output(model, column.output_path, args)
-    except PvmpiError as e:
-        if args.debug:
-            raise
-        error = str(e)
-    errors = world.allgather(error)
-    first = next((e for e in errors if e is not None), None)
-    if first is not None:
-        if world.Get_rank() == 0:
-            fail(first)
-        return None, comms
-    return column, comms
-
-
-def continues_folder(model, path):
-    """Whether the run starts from a checkpoint inside its own output folder: a chain of runs
-    in one folder, as OpenPV's restart tests make (each run's files replace the earlier's)."""
-    init = model.column["initializeFromCheckpointDir"]
-    if not init:
-        return False
-    here, inside = os.path.realpath(path), os.path.realpath(init)
-    return os.path.commonpath([here, inside]) == here
-
-
-def prepare_output(model, path, args):
-    """Create outputPath; refuse to mix a new run's files into another run's (rank 0, before the verdict)."""
-    restarting = bool(getattr(args, "restart", False) or getattr(args, "checkpoint", None))
-    if os.path.isdir(path) and os.listdir(path) and not (args.overwrite or restarting):
-        if not continues_folder(model, path):
-            raise PvmpiError("the output directory already holds files of another run", file=path,
-                             hint="--overwrite replaces them, -r continues that run, -o names another "
-                                  "directory")
-        print(f"pvmpi: {path}: continuing the run whose checkpoint initializeFromCheckpointDir names; "
-              f"files this run writes replace that run's", file=sys.stderr, flush=True)
-    try:
-        os.makedirs(path, exist_ok=True)
-        write_cleaned_params(model, path)
-    except OSError as e:
-        raise PvmpiError(f"cannot write the output directory: {e.strerror}", file=path) from None
-
-
-def write_cleaned_params(model, output_path):
-    """<outputPath>/<printParamsFilename>: every parameter with its value, as OpenPV writes it."""
-    from .model.convert import model_to_params
-
-    from .io.outputs import write_atomic
-
-    name = model.column["printParamsFilename"]
-    if name:
-        write_atomic(os.path.join(output_path, name), model_to_params(model))
-
-
-def summary(model, column):
-    """The network as a table: what a dry run prints."""
-    col = model.column
-    lay = column.comms.layout
-    lines = [f"pvmpi network from {model.path}",
-             f"  column '{col.name}': {col['nx']}x{col['ny']}, nbatch {col['nbatch']}, dt {col['dt']:g}, "
-             f"stopTime {col['stopTime']:g} ({column.final_step} steps), seed {column.initial_seed}",
-             f"  layout: BatchWidth {lay.batch_width} x NumRows {lay.rows} x NumColumns {lay.columns}",
-             "  layers:"]
-    for layer in column.layers.values():
-        t = layer.tile
-        lines.append(f"    {layer.name:<24} {layer.group.cls:<16} {t.nx_global}x{t.ny_global}x{layer.nf:<4} "
-                     f"phase {layer.phase} margin {layer.margin_x},{layer.margin_y}"
-                     + (" sparse" if layer.group["sparseLayer"] else ""))
-    lines.append("  connections:")
-    for conn in column.connections.values():
-        extra = ""
-        if conn.has_weights:
-            g = conn.group
-            nxp, nyp = (g["nxp"], g["nyp"]) if "nxp" in g.params else (conn.xmap.patch, conn.ymap.patch)
-            extra = f" {nyp}x{nxp} patches, {conn.num_kernels} kernels"
-            if conn.plastic:
-                extra += " (plastic)"
-        lines.append(f"    {conn.name:<24} {conn.group.cls:<14} {conn.pre.name} -> {conn.post.name} "
-                     f"ch {conn.channel}{extra}")
-    lines.append("  probes:")
-    for probe in column.probes.values():
-        lines.append(f"    {probe.name:<24} {probe.group.cls}")
-    return "\n".join(lines)

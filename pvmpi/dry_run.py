@@ -169,46 +169,41 @@ def _size(n):
 
 def report(args, world_size):
     """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
-    from mpi4py import MPI
-
-    from .cli import load_model, summary
-    from .kernels import get_backend
-    from .network.column import Column
-    from .parallel.comm import Comms
+    from .parallel.comm import one_process
     from .parallel.decomposition import Layout
+    from .simulation import Simulation, load
 
-    model = load_model(args.config, args.set)
+    model = load(args.config, args.set)
     layout = target_layout(model, args, world_size)
     check_sizes(model, layout)  # before building the network, which opens its inputs
-    if args.backend == "cuda":  # the same clear error as a real run without a GPU
-        from .parallel.devices import select_device
+    sim = Simulation(model, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
+                     output_path=args.output_path, seed=args.seed,
+                     gpu_devices=getattr(args, "gpu_devices", None))
+    with sim:
+        column = sim.column
+        check_layout(column, layout)
+        inputs = check_inputs(column)
 
-        select_device(Comms(Layout(1, 1, 1), MPI.COMM_SELF), getattr(args, "gpu_devices", None))
-    column = Column(model, Comms(Layout(1, 1, 1), MPI.COMM_SELF), get_backend(args.backend),
-                    output_path=args.output_path, seed=args.seed)
-    check_layout(column, layout)
-    inputs = check_inputs(column)
-
-    nbatch = model.column["nbatch"]
-    per_element = sum(la.tile.ny_global * la.tile.nx_global * la.nf for la in column.layers.values())
-    weights = sum(weight_count(c) for c in column.connections.values()
-                  if not (getattr(c, "has_weights", False) and c.group.is_a("TransposeConn")))
-    layer_bytes, conn_bytes = memory_per_process(column, layout)
-    per_process = layer_bytes + conn_bytes
-    n = layout.size
-    text = summary(model, column).splitlines()
-    text = [f"  layout: BatchWidth {layout.batch_width} x NumRows {layout.rows} x NumColumns {layout.columns} "
-            f"= {n} process{'es' if n > 1 else ''} ({nbatch // layout.batch_width} batch elements and "
-            f"{model.column['ny'] // layout.rows}x{model.column['nx'] // layout.columns} of the column each)"
-            if line.startswith("  layout:") else line for line in text]
-    text.append("  inputs:")
-    for name, path, frames in inputs:
-        text.append(f"    {name:<24} {path} ({frames} frame{'s' if frames != 1 else ''}, all found)")
-    text += [f"  size: {per_element:,} neurons per batch element, {per_element * nbatch:,} in all; "
-             f"{weights:,} weights",
-             f"  memory (estimate): {_size(per_process)} of arrays per process (layers {_size(layer_bytes)}, "
-             f"connections {_size(conn_bytes)}) + ~{_size(BASE_BYTES_PER_PROCESS)} for Python, numpy and "
-             f"Numba; {_size(n * (per_process + BASE_BYTES_PER_PROCESS))} over {n} "
-             f"process{'es' if n > 1 else ''}",
-             "pvmpi: dry run: the run could start"]
-    return "\n".join(text)
+        nbatch = model.column["nbatch"]
+        per_element = sum(la.tile.ny_global * la.tile.nx_global * la.nf for la in column.layers.values())
+        weights = sum(weight_count(c) for c in column.connections.values()
+                      if not (getattr(c, "has_weights", False) and c.group.is_a("TransposeConn")))
+        layer_bytes, conn_bytes = memory_per_process(column, layout)
+        per_process = layer_bytes + conn_bytes
+        n = layout.size
+        text = sim.summary().splitlines()
+        text = [f"  layout: BatchWidth {layout.batch_width} x NumRows {layout.rows} x NumColumns {layout.columns} "
+                f"= {n} process{'es' if n > 1 else ''} ({nbatch // layout.batch_width} batch elements and "
+                f"{model.column['ny'] // layout.rows}x{model.column['nx'] // layout.columns} of the column each)"
+                if line.startswith("  layout:") else line for line in text]
+        text.append("  inputs:")
+        for name, path, frames in inputs:
+            text.append(f"    {name:<24} {path} ({frames} frame{'s' if frames != 1 else ''}, all found)")
+        text += [f"  size: {per_element:,} neurons per batch element, {per_element * nbatch:,} in all; "
+                 f"{weights:,} weights",
+                 f"  memory (estimate): {_size(per_process)} of arrays per process (layers {_size(layer_bytes)}, "
+                 f"connections {_size(conn_bytes)}) + ~{_size(BASE_BYTES_PER_PROCESS)} for Python, numpy and "
+                 f"Numba; {_size(n * (per_process + BASE_BYTES_PER_PROCESS))} over {n} "
+                 f"process{'es' if n > 1 else ''}",
+                 "pvmpi: dry run: the run could start"]
+        return "\n".join(text)

@@ -1,6 +1,6 @@
 """``python -m pvmpi bench CONFIG``: time steps of a network built exactly as a run builds it.
 
-The network comes from :func:`pvmpi.cli.load_model` and :func:`pvmpi.cli.setup`
+The network comes from :func:`pvmpi.simulation.load` and :class:`pvmpi.simulation.Simulation`
 (the same parse, decomposition, communicators and backend as ``python -m
 pvmpi``), so what is timed is what a user runs. After W warm-up steps, N
 steps are timed R times with ``perf_counter`` around ``Column.advance()``;
@@ -185,15 +185,18 @@ def _peak(args):
         return None
 
 
-def _namespace(args, backend, output):
-    """A run's parsed arguments (every default of ``python -m pvmpi``), with the bench's choices."""
-    ns = cli.build_parser().parse_args([args.config])
-    for name, value in (("batchwidth", args.batchwidth), ("rows", args.rows), ("columns", args.columns),
-                        ("backend", backend), ("output_path", output), ("seed", args.seed),
-                        ("debug", args.debug), ("dry_run", False), ("quiet", True),
-                        ("overwrite", args.overwrite), ("threads", args.threads)):
-        setattr(ns, name, value)
-    return ns
+def _simulation(args, model, world, backend, output):
+    """The network laid out over ``world`` with the bench's choices; a mistake ends every rank."""
+    from ..simulation import Simulation
+
+    try:
+        return Simulation(model, world, backend=backend, output_path=output, seed=args.seed,
+                          overwrite=args.overwrite, layout={"BatchWidth": args.batchwidth,
+                                                            "NumRows": args.rows, "NumColumns": args.columns})
+    except PvmpiError as e:  # raised alike on every rank
+        if world.Get_rank() == 0:
+            cli.fail(e)
+        raise SystemExit(1) from None
 
 
 def prime(column):
@@ -300,15 +303,14 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     from ..network.column import set_up_frozen
     from .flops import FlopCounter
 
-    column, comms = cli.setup(model, _namespace(args, backend, output), world)
-    if column is None:
-        raise SystemExit(1)
+    sim = _simulation(args, model, world, backend, output)
+    column, comms = sim.column, sim.comms
     rank = comms.rank
     sync = _device_sync(backend)
     gpu = _device_peak(backend)
 
     def body():
-        column.initialize()
+        sim.prepare()  # the output folder, the state at t = 0
         with set_up_frozen():  # as Column.run steps
             return stepped()
 
@@ -362,7 +364,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
 
     mem = footprint(column)
     totals = dict(column.timers.totals)
-    _guarded(world, rank, args.debug, column.close)
+    _guarded(world, rank, args.debug, column.abandon)  # files closed; no final checkpoint
     idle_barrier(world)
     if rank == 0:
         shutil.rmtree(os.path.join(output, WARM_STATE), ignore_errors=True)

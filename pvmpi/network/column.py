@@ -354,58 +354,84 @@ class Column:
         return int(round(self.stop_time / self.dt))
 
     def run(self, resume=None):
-        """Initialise (or continue from a checkpoint directory) and run to stopTime.
+        """Start (fresh, or continuing checkpoint directory ``resume``), step to stopTime, finish.
 
         Returns the failures of test probes; ``self.stopped_by_signal`` tells
         whether SIGUSR2/SIGTERM ended the run early (after a checkpoint).
         """
+        self.start(resume)
+        try:
+            self.advance_to(self.stop_time)
+        except BaseException:
+            self.abandon()
+            raise
+        return self.finish()
+
+    def start(self, resume=None):
+        """Initialise the state at t = 0, or take it from checkpoint directory ``resume``; from
+        here signals ask for checkpoints (collective)."""
         from ..io.checkpoint import CheckpointReader
         from .checkpointing import SIGNALS, CheckpointSchedule
 
-        schedule = CheckpointSchedule(self)
+        self.schedule = CheckpointSchedule(self)
+        SIGNALS.install()
+        self.local_flags = lambda: SIGNALS.take(self.schedule.clock_due())
         reader = None
-        if resume is not None:
-            reader = CheckpointReader(resume, self.model.column["nbatch"])
-            self.resumed_from = resume
-        signals = SIGNALS
-        signals.install()
-        self.local_flags = lambda: signals.take(schedule.clock_due())
         try:
+            if resume is not None:
+                reader = CheckpointReader(resume, self.model.column["nbatch"])
+                self.resumed_from = resume
             self.initialize(reader)
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
             if reader is not None:
                 reader.close()
-            with set_up_frozen():
-                self._run_loop(schedule)
-        finally:
-            signals.uninstall()
-            self.local_flags = None
-            self.close()
-        self.comms.barrier()  # when run returns on any rank, every rank's output files are closed
-        return self.failures()
 
-    def _run_loop(self, schedule):
-        """Step to stopTime, writing the checkpoints the schedule or a signal asks for."""
+    def advance_to(self, t_stop):
+        """Step until ``t_stop`` (at most stopTime), writing the checkpoints the schedule or a signal
+        asks for; a stopping signal ends it early (``stopped_by_signal``)."""
         from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP
 
-        while self.t < self.stop_time - self.dt / 2:
-            if schedule.due(self.step, self.t, self.dt):
-                self.write_checkpoint(schedule.path(self.step))
-                schedule.record(schedule.path(self.step), self.comms.is_root)
-            self.advance()
-            flags = self.guard.flags
-            if flags[CLOCK_DUE]:
-                self.write_checkpoint(schedule.path(self.step))
-                schedule.record(schedule.path(self.step), self.comms.is_root)
-            elif flags[CHECKPOINT_NOW] and not flags[STOP]:
-                self._signal_checkpoint(schedule)
-            if flags[STOP]:
-                self.stopped_by_signal = True
-                break
-        final = schedule.final_path(self.step)
-        if final is None and self.stopped_by_signal:
-            self._signal_checkpoint(schedule)
-        elif final and final not in self.checkpoints_written[-1:]:
-            self.write_checkpoint(final)
+        schedule = self.schedule
+        t_stop = min(t_stop, self.stop_time)
+        with set_up_frozen():
+            while self.t < t_stop - self.dt / 2 and not self.stopped_by_signal:
+                if schedule.due(self.step, self.t, self.dt):
+                    self.write_checkpoint(schedule.path(self.step))
+                    schedule.record(schedule.path(self.step), self.comms.is_root)
+                self.advance()
+                flags = self.guard.flags
+                if flags[CLOCK_DUE]:
+                    self.write_checkpoint(schedule.path(self.step))
+                    schedule.record(schedule.path(self.step), self.comms.is_root)
+                elif flags[CHECKPOINT_NOW] and not flags[STOP]:
+                    self._signal_checkpoint(schedule)
+                if flags[STOP]:
+                    self.stopped_by_signal = True
+
+    def finish(self):
+        """The final checkpoint (lastCheckpointDir, or the last Checkpoint<step>), every output file
+        closed on every rank; the failures of test probes (collective)."""
+        try:
+            final = self.schedule.final_path(self.step)
+            if final is None and self.stopped_by_signal:
+                self._signal_checkpoint(self.schedule)
+            elif final and final not in self.checkpoints_written[-1:]:
+                self.write_checkpoint(final)
+        finally:
+            self.abandon()
+        self.comms.barrier()  # when finish returns on any rank, every rank's output files are closed
+        return self.failures()
+
+    def abandon(self):
+        """Stop listening for signals and close every output file (after an error too)."""
+        from .checkpointing import SIGNALS
+
+        SIGNALS.uninstall()
+        self.local_flags = None
+        self.close()
 
     def advance(self):
         """One time step (facts §3.2).
@@ -482,19 +508,3 @@ class Column:
         """Close the output files of every layer, connection and probe."""
         for obj in list(self.layers.values()) + list(self.connections.values()) + list(self.probes.values()):
             obj.close()
-
-
-def simulate(model, comms, backend="numba", *, output_path=None, seed=None, progress=None, resume=None):
-    """Build and run a network on the ranks of `comms`; returns the finished Column.
-
-    The programmatic form of ``python -m pvmpi``: tests and drivers call it
-    with any communicator (e.g. COMM_SELF for a one-rank reference).
-    """
-    from ..kernels import get_backend
-
-    column = Column(model, comms, get_backend(backend), output_path=output_path, seed=seed,
-                    progress=progress)
-    failures = column.run(resume)
-    if failures:
-        raise PvmpiError("; ".join(failures))
-    return column

@@ -13,6 +13,22 @@ from pvmpi.parallel.decomposition import check_world, coords
 from pvmpi.parallel.decomposition import tile as _tile
 
 
+def world():
+    """The communicator of every process of the job (a run's default)."""
+    return MPI.COMM_WORLD
+
+
+def one_process():
+    """A communicator of this process alone (a one-rank reference run, a dry run)."""
+    return MPI.COMM_SELF
+
+
+def first_error(comm, error):
+    """The message of the first rank of ``comm`` whose ``error`` is not None, the same on every
+    rank (None when no rank has one): one shared verdict, so no rank waits for one that gave up."""
+    return next((e for e in comm.allgather(None if error is None else str(error)) if e is not None), None)
+
+
 def _contiguous(arr, what):
     if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous:
         raise ValueError(f"{what} needs a C-contiguous numpy array")

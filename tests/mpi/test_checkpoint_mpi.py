@@ -19,11 +19,9 @@ OUTPUTS = ("V1ToInputError.pvp", "InputRecon.pvp", "V1.pvp", "Input.pvp")
 
 
 def run(model, layout, comm, out, resume=None):
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
+    from running import run_network
 
-    with Comms(layout, comm) as comms:
-        simulate(model, comms, output_path=str(out), resume=resume)
+    run_network(model, comm, layout, output_path=str(out), resume=resume)
 
 
 def same_bytes(a, b):

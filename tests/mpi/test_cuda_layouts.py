@@ -53,8 +53,8 @@ def test_cuda_row_and_batch_splits_equal_one_rank():
     from mpi4py import MPI
 
     from pvmpi.data.dead_leaves import make_image_set
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
+    from running import run_network
+
     from pvmpi.parallel.decomposition import Layout
 
     sys.setswitchinterval(1e-4)  # the simulator's block manager polls its threads
@@ -65,8 +65,7 @@ def test_cuda_row_and_batch_splits_equal_one_rank():
     world.Barrier()
     model = tiny_model(root / "images" / "images.txt", root, **{"column.stopTime": 4})  # learns at t = 3
     if world.rank == 0:
-        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-            simulate(model, comms, "cuda", output_path=str(root / "one"))
+        run_network(model, MPI.COMM_SELF, backend="cuda", output_path=str(root / "one"))
     for lay in (Layout(1, 2, 1), Layout(2, 1, 1)):  # rows split (halos cross ranks), batch split
         if world.size == lay.size:
             run_layout(model, lay, world, root, root / "one", assert_same_outputs, backend="cuda")

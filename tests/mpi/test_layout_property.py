@@ -74,12 +74,10 @@ def _model(net, input_path, out):
 def _run(net, input_path, out, comm, layout):
     """Run the network into ``out``; the error message if it failed (on every rank of comm)."""
     from pvmpi.errors import PvmpiError
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
+    from running import run_network
 
     try:
-        with Comms(layout, comm) as comms:
-            simulate(_model(net, input_path, out), comms, "numba", output_path=str(out))
+        run_network(_model(net, input_path, out), comm, layout, output_path=str(out))
     except PvmpiError as e:
         return str(e).replace(str(out), "<out>")
     return None

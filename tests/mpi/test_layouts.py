@@ -56,15 +56,13 @@ def compare_outputs(ref, other):
 def run_layout(model, lay, world, root, reference, compare, backend="numba"):
     """Run ``model`` on layout ``lay``: its shared weights must agree on every rank, and rank 0
     compares its outputs with the directory ``reference`` by ``compare``."""
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
+    from running import run_network
 
     out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
-    with Comms(lay, world) as comms:
-        column = simulate(model, comms, backend, output_path=str(out))
-        W = column.kernels.to_host(column.connections["V1ToInputError"].W)
-        W0 = comms.world.bcast(W if comms.is_root else None)
-        assert np.array_equal(W, W0), "shared weights differ between ranks"
+    column = run_network(model, world, lay, backend, output_path=str(out))
+    W = column.kernels.to_host(column.connections["V1ToInputError"].W)
+    W0 = world.bcast(W if world.rank == 0 else None)
+    assert np.array_equal(W, W0), "shared weights differ between ranks"
     if world.rank == 0:
         compare(reference, out)
 
@@ -74,9 +72,8 @@ def test_demo_network_is_independent_of_layout():
     from mpi4py import MPI
 
     from pvmpi.data.dead_leaves import make_image_set
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
+
 
     world = MPI.COMM_WORLD
     root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-layouts-") if world.rank == 0 else None))
@@ -85,8 +82,7 @@ def test_demo_network_is_independent_of_layout():
     world.Barrier()
     model = demo_model(root / "images" / "images.txt")
     if world.rank == 0:
-        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-            simulate(model, comms, output_path=str(root / "serial"))
+        run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
     layouts = fitting_layouts(world.size, model)
     assert layouts, "no layout fits"
     for lay in layouts:
@@ -107,9 +103,8 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
 
     from pvmpi.conformance.compare import compare_runs
     from pvmpi.data.dead_leaves import make_image_set
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
+
 
     def compare(ref, out):
         diff = compare_runs(ref, out)
@@ -125,8 +120,7 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
     model = demo_model(root / "images" / "images.txt", **{"column.nbatch": nbatch,
                                                          "column.stopTime": 6})
     if world.rank == 0:
-        with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-            simulate(model, comms, output_path=str(root / "serial"))
+        run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
     layouts = [lay for lay in fitting_layouts(world.size, model) if nbatch // lay.batch_width == 1]
     assert any(lay.rows * lay.columns > 1 for lay in layouts)
     for lay in layouts:

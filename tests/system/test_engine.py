@@ -12,17 +12,14 @@ def run(tmp_path, text, frames=6):
     """Run a YAML network on one rank; the input file holds frames whose pixels all equal index + 1."""
     from mpi4py import MPI
 
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
 
     with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
         for i in range(frames):
             w.write(float(i), np.full((1, 4, 4, 1), i + 1, np.float32))
     text = textwrap.dedent(text).replace("IN_PVP", str(tmp_path / "in.pvp"))
     model = build_model(parse_yaml(text, "net.yaml"))
-    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-        column = simulate(model, comms, "numba", output_path=str(tmp_path / "out"))
+    column = run_network(model, MPI.COMM_SELF, output_path=str(tmp_path / "out"))
 
     def read(name):
         return pvp.read(tmp_path / "out" / f"{name}.pvp")

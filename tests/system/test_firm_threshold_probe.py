@@ -29,9 +29,7 @@ def cost(a, w):
 def test_firm_threshold_cost_probe(tmp_path, backend):
     from mpi4py import MPI
 
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
 
     rng = np.random.default_rng(4)
     frames = rng.uniform(-1.2, 1.2, (6, 4, 4, 1)).astype(np.float32)  # some above w, some below
@@ -42,9 +40,8 @@ def test_firm_threshold_cost_probe(tmp_path, backend):
                 w.write(float(i), frame[None])
     text = NET.replace("IN_PVP", str(tmp_path / "in.pvp")).replace("MASK_PVP", str(tmp_path / "mask.pvp"))
     model = build_model(parse_yaml(textwrap.dedent(text), "net.yaml"))
-    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms, \
-            pytest.warns(UserWarning, match="MaskedCost: maskLayerName is read and not applied"):
-        simulate(model, comms, backend, output_path=str(tmp_path / "out"))
+    with pytest.warns(UserWarning, match="MaskedCost: maskLayerName is read and not applied"):
+        run_network(model, MPI.COMM_SELF, backend=backend, output_path=str(tmp_path / "out"))
     w = 0.75
     shown = pvp.read(tmp_path / "out" / "Input.pvp").values  # [t, b, y, x, f]: what the probes saw
     mask = pvp.read(tmp_path / "out" / "Mask.pvp").values

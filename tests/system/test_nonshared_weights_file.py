@@ -20,9 +20,7 @@ def test_file_patches_follow_the_global_extended_order(tmp_path):
 
     from pvmpi.model.config import parse_yaml
     from pvmpi.model.network_model import build_model
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
 
     nxe = nye = 8 + 2  # margin 1 for 3x3 patches
     W = np.broadcast_to(np.arange(nye * nxe, dtype=np.float32)[None, :, None, None, None],
@@ -30,8 +28,7 @@ def test_file_patches_follow_the_global_extended_order(tmp_path):
     with pvp.WeightsWriter(tmp_path / "w.pvp") as w:
         w.write(0.0, W, nxe, nye, 1)
     model = build_model(parse_yaml(CONFIG.format(out=tmp_path / "out", weights=tmp_path / "w.pvp")))
-    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-        conn = simulate(model, comms, output_path=str(tmp_path / "out")).connections["PreToPost"]
+    conn = run_network(model, MPI.COMM_SELF, output_path=str(tmp_path / "out")).connections["PreToPost"]
     ye, xe, f = conn.pre_of_kernel()
     got = conn.run.kernels.to_host(conn.W)[0, :, 0, 0, 0]
     np.testing.assert_array_equal(got, ye * nxe + xe)

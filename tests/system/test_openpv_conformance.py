@@ -45,16 +45,14 @@ def simulate_params(path, output_path, *sets):
     """Run a params file in this process on one rank; returns the finished Column (layers, weights, GSyn)."""
     from mpi4py import MPI
 
-    from pvmpi.cli import load_model
-    from pvmpi.network.column import simulate
-    from pvmpi.parallel.comm import Comms
-    from pvmpi.parallel.decomposition import Layout
+    from running import run_network
+
+    from pvmpi import load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the test params' unused parameters
-        model = load_model(str(path), list(sets))
-    with Comms(Layout(1, 1, 1), MPI.COMM_SELF) as comms:
-        return simulate(model, comms, "numba", output_path=str(output_path))
+        model = load(str(path), list(sets))
+    return run_network(model, MPI.COMM_SELF, output_path=str(output_path))
 
 
 def max_abs(path):
