@@ -10,7 +10,7 @@ import os
 import sys
 
 from .errors import PvmpiError
-from .failure import USER_ERROR, abort_job, install_fault
+from .failure import USER_ERROR, abort_job, fail, install_fault
 from .simulation import BACKENDS
 
 
@@ -67,13 +67,6 @@ def load_models(path, assignments=(), output_path=None):
     from .simulation import load_sweep
 
     return load_sweep(path, assignments, output_path)
-
-
-def fail(message, code=USER_ERROR):
-    """Print ``pvmpi: error: <message>`` on stderr (stdout flushed first); returns the exit status ``code``."""
-    sys.stdout.flush()
-    print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 SUBCOMMANDS = {
@@ -135,10 +128,10 @@ def run(args):
         from .dry_run import dry_run
         return dry_run(args)
     from .network.checkpointing import SIGNALS
-    from .parallel.comm import world
+    from .parallel.job import Job
 
     SIGNALS.install()  # a SIGUSR2/SIGTERM during start-up still ends in a checkpoint
-    rank = world().Get_rank()
+    rank = Job().rank
     try:
         models = load_models(args.config, args.set, args.output_path)
     except PvmpiError as e:  # every rank read the same file: same error everywhere
@@ -158,10 +151,11 @@ def run(args):
 def run_model(model, args):
     """Run one model to stopTime (one member of a sweep) through :class:`~pvmpi.simulation.Simulation`;
     collective. Returns the exit status."""
-    from .parallel.comm import world
+    from .parallel.job import Job
     from .progress import Progress
     from .simulation import Simulation
 
+    rank = Job().rank
     try:
         sim = Simulation(model, backend=args.backend, output_path=args.output_path, seed=args.seed,
                          layout={"BatchWidth": args.batchwidth, "NumRows": args.rows,
@@ -171,15 +165,15 @@ def run_model(model, args):
         with sim:  # an error closes every output file (as far as written) before the job ends
             column = sim.column
             column.progress = None if args.quiet else Progress(column)
-            install_fault(column, world().Get_rank())
+            install_fault(column, rank)
             sim.run()
             failures = sim.close()
     except PvmpiError as e:
         if not getattr(e, "everywhere", False):
             return abort_job(e, args.debug)
-        if args.debug and world().Get_rank() == 0:
+        if args.debug and rank == 0:
             raise
-        if world().Get_rank() == 0:
+        if rank == 0:
             fail(e)
         collective_exit(USER_ERROR)
     except Exception as e:  # one rank cannot tell the others: end the whole job
@@ -199,16 +193,8 @@ def run_model(model, args):
 
 
 def collective_exit(code):
-    """Every rank reached the same verdict: finish MPI cleanly and exit with `code`.
+    """Every rank reached the same verdict: end the job cleanly with ``code`` (one error line,
+    not one MPI_Abort message per rank)."""
+    from .parallel.job import finish
 
-    (A plain non-zero exit under ``python -m mpi4py`` would call MPI_Abort and
-    add a line per rank to the one error message.)
-    """
-    from mpi4py import MPI
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    MPI.Finalize()
-    os._exit(code)
-
-
+    finish(code)

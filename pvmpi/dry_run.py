@@ -26,30 +26,27 @@ BASE_BYTES_PER_PROCESS = 150 * 2 ** 20
 
 def dry_run(args):
     """Run the dry run for parsed command-line ``args``; the exit status (0: the run could start)."""
-    from mpi4py import MPI
+    from .failure import fail
+    from .parallel.job import Job, finish
 
-    from .cli import fail
-
-    world = MPI.COMM_WORLD
+    everyone = Job()
     error, text = None, None
-    if world.Get_rank() == 0:  # the others only wait for the verdict
+    if everyone.rank == 0:  # the others only wait for the verdict
         try:
-            text = report(args, world.Get_size())
+            text = report(args, everyone.size)
         except PvmpiError as e:
             if args.debug:
                 raise
             error = str(e)
     code = 0
-    if world.Get_rank() == 0:
+    if everyone.rank == 0:
         if error is None:
             print(text, flush=True)
         else:
             code = fail(error)
-    code = world.bcast(code, root=0)
-    if code and world.Get_size() > 1:
-        from .cli import collective_exit
-
-        collective_exit(code)  # one error line, not one MPI_Abort message per rank
+    code = everyone.bcast(code, root=0)
+    if code and everyone.size > 1:
+        finish(code)  # one error line, not one MPI_Abort message per rank
     return code
 
 
@@ -169,7 +166,7 @@ def _size(n):
 
 def report(args, world_size):
     """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
-    from .parallel.comm import one_process
+    from .parallel.job import one_process
     from .parallel.decomposition import Layout
     from .simulation import Simulation, load
 

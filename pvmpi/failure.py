@@ -28,6 +28,22 @@ GRACE_S = 1.0
 FORWARD_S = 0.3
 
 
+def fail(message, code=USER_ERROR):
+    """Print ``pvmpi: error: <message>`` on stderr (stdout flushed first); returns the exit status ``code``."""
+    sys.stdout.flush()
+    print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def guarded(parser, body, argv):
+    """Parse argv and run body(args); a PvmpiError becomes pvmpi's one-line error and exit status."""
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except PvmpiError as e:
+        return fail(e)
+
+
 def exit_code(exc):
     """Exit status for an exception: USER_ERROR for a PvmpiError, INTERNAL_ERROR for anything else."""
     return USER_ERROR if isinstance(exc, PvmpiError) else INTERNAL_ERROR
@@ -43,32 +59,24 @@ def error_text(exc, rank, debug=False):
     return f"{trace}\npvmpi: internal error on rank {rank} (a bug: please report it with the traceback above)"
 
 
-def mpi_started():
-    """True once mpi4py has initialised MPI (importing ``mpi4py.MPI`` does)."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    return mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
-
-
 def abort_job(exc, debug=False):
     """Print `exc` once for the whole job and end every rank; returns only without MPI (the exit status)."""
+    from .parallel import job
+
     code = exit_code(exc)
-    if not mpi_started():
+    if not job.started():
         _print(error_text(exc, 0, debug))
         return code
-    from mpi4py import MPI
-
-    world = MPI.COMM_WORLD
-    rank, size = world.Get_rank(), world.Get_size()
+    everyone = job.Job()
+    rank, size = everyone.rank, everyone.size
     if size > 1 and rank != 0:
         time.sleep(GRACE_S * (1 + rank / size))
     _print(error_text(exc, rank, debug))
     if size == 1:
-        MPI.Finalize()
-        os._exit(code)
+        job.finish(code)
     time.sleep(FORWARD_S)  # the launcher forwards our stderr asynchronously; Abort would cut it off
     _silence_stderr()  # MPICH adds its own "Abort(2) on node ..." line: the message stays one line
-    world.Abort(code)
-    os._exit(code)  # not reached
+    everyone.abort(code)
 
 
 def _print(text):

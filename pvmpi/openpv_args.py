@@ -392,13 +392,6 @@ def open_log(path, rank):
     return name
 
 
-def world():
-    """MPI.COMM_WORLD, imported only when an option needs MPI."""
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD
-
-
 def warn(text):
     """Print ``pvmpi: warning: <text>`` on stderr."""
     print(f"pvmpi: warning: {text}", file=sys.stderr, flush=True)
@@ -425,8 +418,10 @@ def prepare(args):
     cells = (args.checkpoint_cell_rows, args.checkpoint_cell_columns, args.checkpoint_cell_batch)
     has_cells = any(c is not None for c in cells)
     needs_mpi = args.log_file or args.require_return or args.gpu_devices or has_cells
-    comm = world() if needs_mpi else None
-    rank = comm.Get_rank() if comm is not None else 0
+    from .parallel.job import Job
+
+    everyone = Job() if needs_mpi else None  # MPI starts only when an option needs it
+    rank = everyone.rank if everyone is not None else 0
     if args.log_file:
         args.log_file = os.path.abspath(os.path.expanduser(args.log_file))
         open_log(args.log_file, rank)
@@ -445,7 +440,7 @@ def prepare(args):
         from .parallel.decomposition import choose_layout
 
         try:
-            layout = choose_layout(comm.Get_size(), batch_width=args.batchwidth or None,
+            layout = choose_layout(everyone.size, batch_width=args.batchwidth or None,
                                    rows=args.rows or None, columns=args.columns or None)
         except PvmpiError:
             layout = None  # the run reports the layout error itself
@@ -453,19 +448,19 @@ def prepare(args):
         if text:
             warn(text)
     if args.require_return:
-        wait_for_return(comm)
+        wait_for_return(everyone)
     return args
 
 
-def wait_for_return(comm):
+def wait_for_return(everyone):
     """OpenPV's --require-return: rank 0 waits for Enter (time to attach a debugger); all ranks wait."""
     import socket
 
-    pids = comm.gather((comm.Get_rank(), socket.gethostname(), os.getpid()), root=0)
-    if comm.Get_rank() == 0:
+    pids = everyone.gather((everyone.rank, socket.gethostname(), os.getpid()), root=0)
+    if everyone.rank == 0:
         terminal = sys.__stdout__
         for rank, host, pid in pids:
             print(f"pvmpi: rank {rank}: pid {pid} on {host}", file=terminal)
         print("Hit enter to begin! ", end="", file=terminal, flush=True)
         sys.stdin.readline()
-    comm.Barrier()
+    everyone.barrier()

@@ -122,7 +122,7 @@ class Progress:
     def reduce(self, column):
         """(mean energy over the global batch or None, active fraction or None). Collective."""
         energy_probe = column.energy_probes[0] if column.energy_probes else None
-        spatial_root = self.comms.spatial.Get_rank() == 0
+        spatial_root = self.comms.is_spatial_root
         buf = np.zeros(4)
         if energy_probe is not None:
             vals = energy_probe.values()

@@ -146,9 +146,10 @@ class Simulation:
                  checkpoint=None, restart=False, overwrite=False, gpu_devices=None, progress=None):
         from .kernels import get_backend
         from .network.column import Column
-        from .parallel.comm import Comms, world
+        from .parallel.comm import Comms
+        from .parallel.job import Job, world
 
-        base = world() if comm is None else comm
+        base = world() if comm is None else comm.comm if isinstance(comm, Job) else comm
         self.model, self.backend, self.overwrite = model, backend, overwrite
         self.comms = self.column = self.resume = None
         self.started = self.closed = False
@@ -174,7 +175,7 @@ class Simulation:
         """Raise the first rank's error on every rank (freeing the communicators), or return."""
         from .parallel.comm import first_error
 
-        first = first_error(self.comms.world if comm is None else comm, error)
+        first = self.comms.first_error(error) if comm is None else first_error(comm, error)
         if first is None:
             return
         if self.comms is not None:

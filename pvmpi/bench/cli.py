@@ -20,18 +20,6 @@ def _pin_blas_threads(argv):
         os.environ.setdefault(var, os.environ["NUMBA_NUM_THREADS"])
 
 
-def guarded(parser, body, argv):
-    """Parse argv and run body(args); a PvmpiError becomes pvmpi's one-line error and exit status."""
-    from ..cli import fail
-    from ..errors import PvmpiError
-
-    args = parser.parse_args(argv)
-    try:
-        return body(args)
-    except PvmpiError as e:
-        return fail(e)
-
-
 def main(argv):
     """Dispatch ``bench scaling`` and ``bench model``; anything else is the one-config bench, run after
     BLAS gets the rank's thread count."""

@@ -59,7 +59,7 @@ class Network:
     """What the model needs of one network: work per timed object, halos, dW, outputs."""
 
     nbatch: int
-    shape: object                               # pvmpi.launch.NetworkShape: sizes, margins (layout rules)
+    shape: object                               # pvmpi.model.shape.NetworkShape: sizes, margins (layout rules)
     work: dict = field(default_factory=dict)    # timer name -> work units per step (flops or neurons)
     neurons: int = 0                            # all layers' neurons: the work of any other timer
     io_bytes: dict = field(default_factory=dict)  # timer name -> bytes written per step
@@ -80,7 +80,7 @@ def _period(model, g):
 
 def network(model, activity=None):
     """The work of every object of ``model``; sparse layers at ``activity`` ({layer: fraction})."""
-    from ..launch import _conn_maps, network_shape
+    from ..model.shape import conn_maps, network_shape
 
     shape = network_shape(model)
     nb = model.column["nbatch"]
@@ -103,7 +103,7 @@ def network(model, activity=None):
     for g in model.connections:
         pre, post = g.params["preLayerName"], g.params["postLayerName"]
         pf, (qx, qy, qf) = sizes[pre][2], sizes[post]
-        maps = _conn_maps(model, g, conns)
+        maps = conn_maps(model, g, conns)
         if maps is None:  # IdentConn and the like: one add per post neuron
             if (g.params.get("channelCode") or 0) >= 0:
                 net.work["deliver:" + g.name] = neurons[post]
@@ -243,7 +243,7 @@ def kind_of(b, r, c):
 
 def possible_layouts(net, p):
     """Layouts of p ranks that OpenPV's rules allow for the network (divisible sizes, tiles >= margins)."""
-    from ..launch import layout_problems
+    from ..parallel.layout import layout_problems
     from ..parallel.decomposition import layouts
 
     return [(L.batch_width, L.rows, L.columns) for L in layouts(p)
@@ -318,7 +318,8 @@ def run_benches(config, layouts, sets, args):
     model = cli.load_model(config, sets)
     runs = []
     for b, r, c in layouts:
-        from ..launch import layout_problems, network_shape
+        from ..model.shape import network_shape
+        from ..parallel.layout import layout_problems
 
         if layout_problems(network_shape(model), b, r, c):
             continue
@@ -389,7 +390,7 @@ def build_parser():
 
 def main(argv):
     """Entry point of ``pvmpi bench model``: parse argv and predict; a PvmpiError becomes one error line."""
-    from .cli import guarded
+    from ..failure import guarded
 
     return guarded(build_parser(), _main, argv)
 

@@ -8,19 +8,19 @@ GROUP_COLORS = {"deliver": "#1f77b4", "update": "#2ca02c", "learn": "#9467bd", "
 
 def _series(rows):
     """Rows grouped by how the ranks are used; the 1-rank rows start every series."""
-    from .scaling import _kind, layout_name
+    from ..parallel.layout import layout_kind, layout_name
 
     base = [r for r in rows if r["ranks"] == 1]
     out = {}
     for r in rows:
-        kind = _kind(r["batchwidth"], r["rows"], r["columns"])
+        kind = layout_kind(r["batchwidth"], r["rows"], r["columns"])
         if kind != "serial":
             out.setdefault(kind, list(base[:1])).append(r)
     if not out and base:
         out["serial"] = base
     for kind in out:
         out[kind].sort(key=lambda r: r["ranks"])
-    return out, layout_name
+    return out, lambda r: layout_name(r["batchwidth"], r["rows"], r["columns"])
 
 
 def plot_scaling(rows, out, weak=False, title=""):
@@ -36,7 +36,7 @@ def plot_scaling(rows, out, weak=False, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .scaling import GROUPS
+    from .run import GROUPS
 
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:

@@ -30,11 +30,14 @@ import time
 import numpy as np
 
 from .. import cli
+from ..failure import fail
+from ..simulation import BACKENDS, load
 from ..errors import PvmpiError
 from . import machine
 
 WARM_STATE = "bench-warm-state"  # the checkpoint of the state after the warm-up, in the output directory
 GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "guard", "io", "probes")
+GROUPS = GROUP_ORDER + ("other",)  # the phase groups as the JSON reports them
 _GROUP_INDEX = {g: i for i, g in enumerate(GROUP_ORDER)}
 GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn (dW, weights)",
               "allreduce": "allreduce (dW)", "publish": "publish (store, active list)",
@@ -54,8 +57,8 @@ def build_parser():
     p.add_argument("--warmup", type=int, default=10,
                    help="untimed steps first (default 10; the first step always runs untimed)")
     p.add_argument("--repeat", type=int, default=3, help="repeats of the timed steps (default 3)")
-    p.add_argument("--backend", choices=cli.BACKENDS, default="numba", help="kernels to time (default numba)")
-    p.add_argument("--compare", choices=cli.BACKENDS, metavar="BACKEND",
+    p.add_argument("--backend", choices=BACKENDS, default="numba", help="kernels to time (default numba)")
+    p.add_argument("--compare", choices=BACKENDS, metavar="BACKEND",
                    help="also time this backend (e.g. numpy) in the same invocation and print the ratio")
     p.add_argument("--compare-steps", type=int,
                    help="timed steps of the --compare backend (default min(steps, 20))")
@@ -94,13 +97,6 @@ def note(msg):
     print(f"pvmpi bench: {msg}", file=sys.stderr, flush=True)
 
 
-def idle_barrier(comm):
-    """A barrier that sleeps instead of busy-polling, so waiting ranks leave the cores to rank 0's work."""
-    req = comm.Ibarrier()
-    while not req.Test():
-        time.sleep(0.005)
-
-
 def main(argv):
     """Run the bench on every rank; returns the exit status (rank 0 prints the report or JSON).
 
@@ -111,14 +107,14 @@ def main(argv):
     args = build_parser().parse_args(argv)
     for name in ("steps", "repeat"):
         if getattr(args, name) < 1:
-            return cli.fail(f"--{name} must be at least 1")
+            return fail(f"--{name} must be at least 1")
     if args.warmup < 0:
-        return cli.fail("--warmup must be at least 0")
+        return fail("--warmup must be at least 0")
     cli.set_threads(args.threads)
-    from mpi4py import MPI
+    from ..parallel.job import Job
 
-    world = MPI.COMM_WORLD
-    rank = world.Get_rank()
+    world = Job()
+    rank = world.rank
     config = os.path.abspath(args.config)
     made = []  # temporary directories rank 0 removes at the end
     try:
@@ -147,24 +143,24 @@ def main(argv):
                 made.append(output)
             output = world.bcast(output, root=0)
         try:
-            model = cli.load_model(config, args.set)
+            model = load(config, args.set)
         except PvmpiError as e:
             if args.debug and rank == 0:
                 raise
-            return cli.fail(e) if rank == 0 else 1
+            return fail(e) if rank == 0 else 1
         peak = None
         if not args.startup_only:
             t0 = time.perf_counter()
             peak = _peak(args) if rank == 0 else None
-            idle_barrier(world)
+            world.idle_barrier()
             t_entry += time.perf_counter() - t0  # not part of the network's start-up
         return _bench(args, model, world, output, config, t_entry, peak)
     except PvmpiError as e:
         if args.debug:
             raise
-        return cli.fail(e) if rank == 0 else 1
+        return fail(e) if rank == 0 else 1
     finally:
-        idle_barrier(world)  # every rank is done with the directories before rank 0 removes them
+        world.idle_barrier()  # every rank is done with the directories before rank 0 removes them
         for d in made:
             shutil.rmtree(d, ignore_errors=True)
 
@@ -194,8 +190,8 @@ def _simulation(args, model, world, backend, output):
                           overwrite=args.overwrite, layout={"BatchWidth": args.batchwidth,
                                                             "NumRows": args.rows, "NumColumns": args.columns})
     except PvmpiError as e:  # raised alike on every rank
-        if world.Get_rank() == 0:
-            cli.fail(e)
+        if world.rank == 0:
+            fail(e)
         raise SystemExit(1) from None
 
 
@@ -235,9 +231,8 @@ def _guarded(world, rank, debug, fn, *a):
             import traceback
 
             traceback.print_exc()
-        cli.fail(f"[rank {rank}] {msg}")
-        world.Abort(1)
-        raise SystemExit(1)
+        fail(f"[rank {rank}] {msg}")
+        world.abort(1)
 
 
 def _device_sync(backend):
@@ -365,7 +360,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     mem = footprint(column)
     totals = dict(column.timers.totals)
     _guarded(world, rank, args.debug, column.abandon)  # files closed; no final checkpoint
-    idle_barrier(world)
+    world.idle_barrier()
     if rank == 0:
         shutil.rmtree(os.path.join(output, WARM_STATE), ignore_errors=True)
     return {"column": column, "comms": comms, "startup": startup, "times": times, "flops": flops,
@@ -378,12 +373,8 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
 
 def _reduce(world, raw):
     """Per-step times (MAX over ranks) and every rank's timers, flops and memory on rank 0."""
-    from mpi4py import MPI
-
-    step_max = np.empty_like(raw["times"])
-    world.Allreduce(raw["times"], step_max, op=MPI.MAX)
-    block_max = np.empty_like(raw["blocks"])
-    world.Allreduce(raw["blocks"], block_max, op=MPI.MAX)
+    step_max = world.allreduce_max(raw["times"])
+    block_max = world.allreduce_max(raw["blocks"])
     mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "split": raw["split"],
             "mem": raw["mem"],
             "flops": float(raw["flops"].sum()), "bytes_by": raw["bytes_by"], "bytes": raw["bytes"],
@@ -488,7 +479,7 @@ def _startup_child(args, config, cache_dir, threads):
 
 
 def _bench(args, model, world, output, config, t_entry, peak):
-    rank = world.Get_rank()
+    rank = world.rank
     threads = int(os.environ.get("NUMBA_NUM_THREADS", "1"))
     if args.startup_only:
         raw = _time_backend(args, model, world, args.backend, output, 1, 1, 0, t_entry)
@@ -545,7 +536,7 @@ def _bench(args, model, world, output, config, t_entry, peak):
                     _startup_child(args, config, cache, threads)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
-    idle_barrier(world)
+    world.idle_barrier()
     if rank == 0:
         if args.json:
             print(json.dumps(result), flush=True)
@@ -589,7 +580,7 @@ def write_trace(path, world, raw):
 
     mine = np.column_stack([raw["times"] * 1e3, raw["groups"] * 1e3])
     every = world.gather(mine, root=0)
-    if world.Get_rank() != 0:
+    if world.rank != 0:
         return
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

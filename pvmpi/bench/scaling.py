@@ -24,9 +24,10 @@ from pathlib import Path
 from .. import cli
 from ..errors import PvmpiError
 from . import machine
-from .run import GROUP_ORDER
+from ..parallel.launcher import mpiexec_path
+from ..parallel.layout import layout_kind, layout_name, layout_problems, parse_layout
+from .run import GROUPS
 
-GROUPS = GROUP_ORDER + ("other",)  # the bench's phase groups, as its JSON reports them
 CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nbatch", "steps",
               "ms_per_step_wall", "ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "images_per_s", "speedup",
               "efficiency") + tuple(f"pct_{g}" for g in GROUPS) + tuple(f"ms_{g}" for g in GROUPS) + \
@@ -68,62 +69,22 @@ def build_parser():
     return p
 
 
-def mpiexec_path(given=None):
-    """The mpiexec of the MPI installed with this Python (or the one given), never one found on PATH."""
-    exe = Path(given) if given else Path(sys.executable).parent / "mpiexec"
-    if not exe.exists():
-        raise PvmpiError(f"{exe} not found: the MPI launcher belongs beside this Python",
-                         hint="install pvmpi with launch/setup.sh (the mpich wheel puts mpiexec in .venv/bin), "
-                              "or name your MPI's launcher with --mpiexec PATH")
-    return str(exe)
-
-
-def parse_layout(text):
-    """'B,R,C' or 'B,R,C:T' -> (B, R, C, T or None)."""
-    spec, _, threads = text.partition(":")
-    try:
-        b, r, c = (int(v) for v in spec.split(","))
-        t = int(threads) if threads else None
-    except ValueError:
-        raise PvmpiError(f"layout {text!r} is not B,R,C or B,R,C:T (integers)", param="--layouts") from None
-    if min(b, r, c) < 1 or (t is not None and t < 1):
-        raise PvmpiError(f"layout {text!r} has a value below 1", param="--layouts")
-    return b, r, c, t
-
-
-def _kind(b, r, c):
-    if r == c == 1:
-        return "batch" if b > 1 else "serial"
-    if b == 1 and c == 1:
-        return "rows"
-    if b == 1 and r == 1:
-        return "columns"
-    return "mixed"
-
-
-def fits(model, b, r, c, nbatch):
-    """Whether OpenPV's decomposition rules allow this layout for the network (nbatch given)."""
-    if nbatch % b:
-        return False
-    for g in model.layers:
-        nx, ny, _ = model.layer_size(g)
-        if nx % c or ny % r:
-            return False
-    return True
-
-
 def default_layouts(model, max_ranks, weak):
     """1x1x1, then for each rank count: batch split, row split, column split, mixes (those that fit)."""
+    from dataclasses import replace
+
+    from ..model.shape import network_shape
     from ..parallel.decomposition import layouts
 
     order = {"serial": 0, "batch": 1, "rows": 2, "columns": 3, "mixed": 4}
     out = []
-    nbatch = model.column["nbatch"]
+    shape = network_shape(model)
     for k in range(1, max_ranks + 1):
-        lays = sorted(layouts(k), key=lambda L: (order[_kind(L.batch_width, L.rows, L.columns)],
+        lays = sorted(layouts(k), key=lambda L: (order[layout_kind(L.batch_width, L.rows, L.columns)],
                                                  -L.batch_width, -L.rows))
+        sized = replace(shape, nbatch=shape.nbatch * k) if weak else shape
         for L in lays:
-            if fits(model, L.batch_width, L.rows, L.columns, nbatch * k if weak else nbatch):
+            if not layout_problems(sized, L.batch_width, L.rows, L.columns):
                 out.append((L.batch_width, L.rows, L.columns, None))
     return out
 
@@ -221,13 +182,6 @@ def add_speedups(rows):
     return ref
 
 
-def layout_name(row):
-    """Short name of a run's layout, e.g. 'B=2xR=2' ('1x1x1' for one rank)."""
-    b, r, c = row["batchwidth"], row["rows"], row["columns"]
-    parts = [f"B={b}"] * (b > 1) + [f"R={r}"] * (r > 1) + [f"C={c}"] * (c > 1)
-    return "x".join(parts) or "1x1x1"
-
-
 def format_table(rows, ref, weak):
     """The sweep as a text table: time per step, speed-up and efficiency against ``ref``, and the
     shares of halo exchange, dW all-reduce and I/O."""
@@ -235,7 +189,7 @@ def format_table(rows, ref, weak):
             f"{'effic.':>7} {'%halo':>6} {'%allred':>7} {'%I/O':>6} {'%other':>6}")
     lines = [head]
     for r in rows:
-        name = layout_name(r)
+        name = layout_name(r["batchwidth"], r["rows"], r["columns"])
         if r["status"] != "ok":
             lines.append(f"{r['ranks']:>5} {name:<10} {r['status']}")
             continue
@@ -245,7 +199,7 @@ def format_table(rows, ref, weak):
                      f"{r['pct_io']:6.1f} {r['pct_other']:6.1f}")
     if ref is not None:
         lines.append(f"({'weak' if weak else 'strong'} scaling; speed-up = images x steps per second over "
-                     f"the {layout_name(ref)} run with {ref['threads']} thread(s); efficiency = speed-up / "
+                     f"the {layout_name(ref['batchwidth'], ref['rows'], ref['columns'])} run with {ref['threads']} thread(s); efficiency = speed-up / "
                      f"(cores used / {ref['cores']}); ms/step = wall-clock per step, barrier to barrier, median of the "
                      f"repeats; median = median step of the slowest rank)")
     return "\n".join(lines)
@@ -258,7 +212,7 @@ def format_markdown(rows):
              + " |", "|---:|---|---:|---:|---:|---:|" + "---:|" * len(shares)]
     for r in rows:
         if r["status"] == "ok":
-            lines.append(f"| {r['ranks']} | {layout_name(r)} | {r['threads']} | {r['ms_per_step_wall']:.2f} | "
+            lines.append(f"| {r['ranks']} | {layout_name(r['batchwidth'], r['rows'], r['columns'])} | {r['threads']} | {r['ms_per_step_wall']:.2f} | "
                          f"{r['speedup']:.2f} | {r['efficiency']:.2f} | "
                          + " | ".join(f"{r.get('pct_' + g, 0.0):.1f}" for g in shares) + " |")
     return "\n".join(lines)
@@ -275,7 +229,7 @@ def write_csv(path, rows):
 
 def main(argv):
     """Entry point of ``pvmpi bench scaling``: parse argv and sweep; a PvmpiError becomes one error line."""
-    from .cli import guarded
+    from ..failure import guarded
 
     return guarded(build_parser(), _main, argv)
 
@@ -287,7 +241,7 @@ def _main(args):
     config = os.path.abspath(args.config)
     model = cli.load_model(config, args.set)  # errors now, not once per run
     nbatch0 = model.column["nbatch"]
-    layouts = [parse_layout(t) for t in args.layouts] if args.layouts else \
+    layouts = [parse_layout(t, "--layouts", threads=True) for t in args.layouts] if args.layouts else \
         default_layouts(model, args.max_ranks, args.weak)
     out = Path(args.output or f"scaling-{Path(config).stem}")
     out.mkdir(parents=True, exist_ok=True)

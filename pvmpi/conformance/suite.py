@@ -78,7 +78,7 @@ def _refusal(case, step):
     """pvmpi's message when it refuses a step's file (an unsupported class, parameter or feature), else None."""
     import warnings
 
-    from ..cli import load_models
+    from ..simulation import load_sweep as load_models
     from ..errors import PvmpiError
 
     try:
@@ -208,7 +208,7 @@ def summary(verdicts):
 
 def main(argv):
     """``conformance DIR [--csv FILE] [-j N]``: print one line per case and the counts."""
-    from ..cli import fail
+    from ..failure import fail
     from ..errors import PvmpiError
 
     parser = argparse.ArgumentParser(prog="python -m pvmpi conformance",

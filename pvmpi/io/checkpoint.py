@@ -57,11 +57,6 @@ def newest_checkpoint(directory):
     return best[1] if best else None
 
 
-def _window(tile, mx, my):
-    return (slice(tile.kb0, tile.kb0 + tile.nb), slice(tile.ky0, tile.ky0 + tile.ny + 2 * my),
-            slice(tile.kx0, tile.kx0 + tile.nx + 2 * mx))
-
-
 class CheckpointWriter:
     """Collective writer: rank 0 writes what every rank contributes."""
 
@@ -105,35 +100,14 @@ class CheckpointWriter:
 
     def extended(self, name, local, tile, mx, my, doc):
         """An extended buffer: every tile is a window of the global extended array."""
-        comms = self.comms
-        local = np.ascontiguousarray(local)
-        recv = np.empty((comms.size,) + local.shape, local.dtype) if comms.is_root else None
-        comms.world.Gather(local, recv, root=0)
-        if recv is None:
-            return
-        from ..parallel.decomposition import coords
-
-        shape = (tile.nbatch_global, tile.ny_global + 2 * my, tile.nx_global + 2 * mx) + local.shape[3:]
-        glob = np.empty(shape, local.dtype)
-        lay = comms.layout
-        for r in range(comms.size):
-            b, row, col = coords(r, lay)
-            t = tile.__class__(**{**tile.__dict__, "kb0": b * tile.nb, "ky0": row * tile.ny,
-                                  "kx0": col * tile.nx})
-            glob[_window(t, mx, my)] = recv[r]
-        self._dataset(name, glob, doc)
+        glob = self.comms.gather_extended(local, tile, mx, my)
+        if glob is not None:
+            self._dataset(name, glob, doc)
 
     def tile_sum(self, name, local, doc):
         """An array each tile contributes its own part to (zeros elsewhere): summed over batch slice 0."""
-        from mpi4py import MPI
-
-        comms = self.comms
-        if comms.batch_index != 0:
-            return
-        local = np.ascontiguousarray(local)
-        total = np.empty_like(local) if comms.is_root else None
-        comms.spatial.Reduce(local, total, op=MPI.SUM, root=0)
-        self._dataset(name, total, doc)
+        if self.comms.batch_index == 0:
+            self._dataset(name, self.comms.spatial_sum_at_root(local), doc)
 
     def batch_values(self, name, local, doc):
         """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...]."""

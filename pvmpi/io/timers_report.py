@@ -31,7 +31,7 @@ def gather_timers(column, elapsed=None):
     """Every rank's timers as a list of dicts on world rank 0 (None elsewhere). Collective."""
     local = {"totals": dict(column.timers.totals), "counts": dict(column.timers.counts),
              "elapsed": elapsed}
-    return column.comms.world.gather(local, root=0)
+    return column.comms.gather(local, root=0)
 
 
 def _phase_key(phase):

@@ -344,7 +344,7 @@ def _check_table(tab, what):
 
 def _axis_table(n_ext, margin, mul, off, div, nk, patch, n_post):
     """Post table of one axis from the (mul, off, div) map, as geometry.post_table builds it."""
-    from pvmpi.network.geometry import AxisMap, post_table
+    from pvmpi.geometry import AxisMap, post_table
 
     amap = AxisMap(n_ext - 2 * margin, n_post, patch, mul, off, div, nk, 0, patch * div // mul)
     try:

@@ -5,7 +5,7 @@ activity ``A`` extended by margins ``up`` (y) and ``lt`` (x), ``V``/``G``
 restricted; shared weights of one arbor ``W[kernel, nyp, nxp, nfp]`` with
 kernel ``k = f_pre + nf_pre*(kx + nkx*ky)``.  Along each axis the post start
 of restricted pre index ``i`` is ``(mul*i + off) // div`` (see
-:mod:`pvmpi.network.geometry`); patches are clipped to the local post tile.
+:mod:`pvmpi.geometry`); patches are clipped to the local post tile.
 Outputs are updated in place; functions return None (``active_list``
 excepted).  Loops run over kernels and patch offsets, never over neurons.
 """
@@ -108,7 +108,7 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
 
 def deliver_post(A, W, G, xtab, ytab, nkx):
     """Post-perspective convolve: each post neuron gathers its inputs through the
-    :func:`pvmpi.network.geometry.post_table` rows (same sums as ``deliver_pre``).
+    :func:`pvmpi.geometry.post_table` rows (same sums as ``deliver_pre``).
     """
     nf = A.shape[3]
     nk, nyp, nxp, nfp = W.shape

@@ -455,7 +455,7 @@ def _set(group, key, value):
 
 
 def _check_geometry(model, raw, err_for):
-    from ..network.geometry import axis_map
+    from ..geometry import axis_map
 
     col = model.column
     for g in model.layers:

@@ -8,7 +8,7 @@ whole local batch (facts §4).
 import numpy as np
 
 from ..errors import PvmpiError
-from .geometry import axis_map, post_table, transpose_weights
+from ..geometry import axis_map, post_table, transpose_weights
 from .im2col import Im2colPlan, worth_gemm
 from .schedule import WriteSchedule
 

@@ -27,7 +27,7 @@ class Im2colPlan:
 
     @classmethod
     def from_tables(cls, xtab, ytab):
-        """The plan of two :func:`~pvmpi.network.geometry.post_table` tables, or None if not uniform."""
+        """The plan of two :func:`~pvmpi.geometry.post_table` tables, or None if not uniform."""
         axes = []
         for tab in (xtab, ytab):
             first = tab[:, :1, 0].astype(np.int64)

@@ -76,7 +76,7 @@ class Layer:
     # --- set-up
     def allocate(self):
         """A, the data-store levels, GSyn and the halo exchange, once margins, delays and channels are final."""
-        from ..parallel.halo import halo_exchange
+        from ..parallel import halo_exchange
 
         k = self.run.kernels
         self.store = [k.zeros(self.extended_shape) for _ in range(self.num_levels)]

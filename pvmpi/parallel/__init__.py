@@ -8,7 +8,7 @@ from pvmpi.parallel.decomposition import (Layout, Tile, check_world, choose_layo
                                           layouts, rank_of, tile)
 
 __all__ = ["Layout", "Tile", "check_world", "choose_layout", "coords", "layouts", "rank_of",
-           "tile", "Comms", "HaloExchange"]
+           "tile", "Comms", "HaloExchange", "halo_exchange"]
 
 
 def __getattr__(name):
@@ -19,3 +19,20 @@ def __getattr__(name):
         from pvmpi.parallel.halo import HaloExchange
         return HaloExchange
     raise AttributeError(f"module 'pvmpi.parallel' has no attribute {name!r}")
+
+
+def halo_exchange(comms, tile, nf, margin_x, margin_y, mirror, kernels):
+    """The halo exchange for a layer whose state lives where ``kernels`` keeps it.
+
+    A device-resident backend gets a
+    :class:`~pvmpi.parallel.device_halo.DeviceHaloExchange` (strips packed on
+    the GPU; only they cross to the host, or none with a CUDA-aware MPI);
+    host backends the plain :class:`HaloExchange`.
+    """
+    if getattr(kernels, "DEVICE_RESIDENT", False):
+        from pvmpi.parallel.device_halo import DeviceHaloExchange
+
+        return DeviceHaloExchange(comms, tile, nf, margin_x, margin_y, mirror, kernels)
+    from pvmpi.parallel.halo import HaloExchange
+
+    return HaloExchange(comms, tile, nf, margin_x, margin_y, mirror)

@@ -13,16 +13,6 @@ from pvmpi.parallel.decomposition import check_world, coords
 from pvmpi.parallel.decomposition import tile as _tile
 
 
-def world():
-    """The communicator of every process of the job (a run's default)."""
-    return MPI.COMM_WORLD
-
-
-def one_process():
-    """A communicator of this process alone (a one-rank reference run, a dry run)."""
-    return MPI.COMM_SELF
-
-
 def first_error(comm, error):
     """The message of the first rank of ``comm`` whose ``error`` is not None, the same on every
     rank (None when no rank has one): one shared verdict, so no rank waits for one that gave up."""
@@ -165,6 +155,36 @@ class Comms:
             recv.transpose(0, 3, 1, 4, 2, 5, 6)
         return out
 
+    def gather_extended(self, local, tile, mx, my):
+        """Assemble extended buffers ``[nb, ny + 2my, nx + 2mx, ...]`` (each tile a window of the
+        global extended array; overlapping margins agree) into ``[nbatch_global, ny_global + 2my,
+        nx_global + 2mx, ...]`` on world rank 0 (None elsewhere)."""
+        local = np.ascontiguousarray(local)
+        recv = np.empty((self.size,) + local.shape, local.dtype) if self.is_root else None
+        self.world.Gather(local, recv, root=0)
+        if recv is None:
+            return None
+        glob = np.empty((tile.nbatch_global, tile.ny_global + 2 * my, tile.nx_global + 2 * mx)
+                        + local.shape[3:], local.dtype)
+        for r in range(self.size):
+            b, row, col = coords(r, self.layout)
+            y0, x0 = row * tile.ny, col * tile.nx
+            glob[b * tile.nb:(b + 1) * tile.nb, y0:y0 + tile.ny + 2 * my, x0:x0 + tile.nx + 2 * mx] = recv[r]
+        return glob
+
+    def spatial_sum_at_root(self, local):
+        """Sum of ``local`` over this batch slice's ranks, on the slice's first rank (None elsewhere)."""
+        local = _contiguous(np.ascontiguousarray(local), "spatial_sum_at_root")
+        total = np.empty_like(local) if self.is_spatial_root else None
+        self.spatial.Reduce(local, total, op=MPI.SUM, root=0)
+        return total
+
+    @property
+    def is_spatial_root(self):
+        """Whether this rank is its batch slice's first (row 0, column 0): it writes the slice's
+        per-batch-element text (probe lines, progress numbers)."""
+        return self.row == 0 and self.column == 0
+
     def gather_batch_values(self, local):
         """Per-batch-element values ``[nb, ...]`` of every batch slice, as
         ``[nbatch_global, ...]`` on world rank 0 (None elsewhere).
@@ -187,6 +207,14 @@ class Comms:
         """A picklable object of every rank, in world rank order (small decisions: test probes'
         verdicts)."""
         return self.world.allgather(obj)
+
+    def gather(self, obj, root=0):
+        """Every rank's picklable object, in world rank order, on rank ``root`` (None elsewhere)."""
+        return self.world.gather(obj, root=root)
+
+    def first_error(self, error):
+        """See :func:`first_error`, over this run's ranks."""
+        return first_error(self.world, error)
 
     def bcast(self, obj, root=0):
         """Broadcast a picklable object from world rank ``root``."""

@@ -178,18 +178,3 @@ class HaloExchange:
             t.Free()
         self._types = []
         self._peers = []
-
-
-def halo_exchange(comms, tile, nf, margin_x, margin_y, mirror, kernels):
-    """The halo exchange for a layer whose state lives where ``kernels`` keeps it.
-
-    A device-resident backend gets a
-    :class:`~pvmpi.parallel.device_halo.DeviceHaloExchange` (strips packed on
-    the GPU; only they cross to the host, or none with a CUDA-aware MPI);
-    host backends the plain :class:`HaloExchange`.
-    """
-    if getattr(kernels, "DEVICE_RESIDENT", False):
-        from .device_halo import DeviceHaloExchange
-
-        return DeviceHaloExchange(comms, tile, nf, margin_x, margin_y, mirror, kernels)
-    return HaloExchange(comms, tile, nf, margin_x, margin_y, mirror)

@@ -25,7 +25,7 @@ class BatchFiles:
         self.to_log = probe_output_file is None
         self.name = name
         comms = run.comms
-        self.writes = comms.spatial.Get_rank() == 0
+        self.writes = comms.is_spatial_root
         self.kb0 = None
         if not self.writes:
             return

@@ -19,10 +19,11 @@ def test_bench_reduces_over_every_rank(capsys):
     from mpi4py import MPI
 
     from pvmpi.bench.run import main
-    from pvmpi.bench.scaling import fits
-    from pvmpi.cli import load_model
+    from pvmpi import load
+    from pvmpi.model.shape import network_shape
     from pvmpi.data.dead_leaves import make_image_set
     from pvmpi.parallel.decomposition import layouts
+    from pvmpi.parallel.layout import layout_problems
 
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -31,10 +32,10 @@ def test_bench_reduces_over_every_rank(capsys):
         make_image_set(Path(tmp) / "images", count=8, size=64, seed=1)
     tmp = world.bcast(tmp, root=0)
     sets = ["column.nbatch=4", f"Input.inputPath={tmp}/images/images.txt", "V1.nf=8"]
-    model = load_model(DEMO, sets)
+    shape = network_shape(load(DEMO, sets))
     try:
         for lay in layouts(size):
-            if not fits(model, lay.batch_width, lay.rows, lay.columns, 4):
+            if layout_problems(shape, lay.batch_width, lay.rows, lay.columns):
                 continue
             argv = [str(DEMO), "--json", "--steps", "2", "--repeat", "2", "--warmup", "1", "--peak-gflops", "50",
                     "--batchwidth", str(lay.batch_width), "--rows", str(lay.rows),

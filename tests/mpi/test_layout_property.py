@@ -56,7 +56,8 @@ def _wait_for_rank0(world):
 
 
 def _fitting_layouts(model, size):
-    from pvmpi.launch import layout_problems, network_shape
+    from pvmpi.model.shape import network_shape
+    from pvmpi.parallel.layout import layout_problems
     from pvmpi.parallel.decomposition import layouts
 
     shape = network_shape(model)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pvmpi.network.geometry import axis_map
+from pvmpi.geometry import axis_map
 
 
 def close(actual, desired):

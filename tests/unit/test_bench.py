@@ -305,7 +305,8 @@ def test_errors_are_one_line(small, tmp_path):
 
 
 def test_default_layouts_fit_the_network():
-    from pvmpi.bench.scaling import default_layouts, parse_layout
+    from pvmpi.bench.scaling import default_layouts
+    from pvmpi.parallel.layout import parse_layout
     from pvmpi.cli import load_model
 
     model = load_model(DEMO, ["column.nbatch=2"])
@@ -314,7 +315,8 @@ def test_default_layouts_fit_the_network():
     assert (1, 1, 3, None) not in default_layouts(model, 3, weak=False)  # 64 is not a multiple of 3
     assert (3, 1, 1, None) not in default_layouts(model, 3, weak=False)  # nbatch 2
     assert (3, 1, 1, None) in default_layouts(model, 3, weak=True)       # nbatch 6 at 3 ranks
-    assert parse_layout("2,1,1:1") == (2, 1, 1, 1) and parse_layout("1,2,1") == (1, 2, 1, None)
+    assert parse_layout("2,1,1:1", threads=True) == (2, 1, 1, 1)
+    assert parse_layout("1,2,1", threads=True) == (1, 2, 1, None)
 
 
 def test_scaling_sweep_writes_a_row_per_layout(small, tmp_path):

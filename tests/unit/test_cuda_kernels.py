@@ -27,7 +27,7 @@ from pvmpi.kernels import KERNELS, get_backend
 from pvmpi.kernels import numpy_ref as ref
 from kernel_cases import close, make_case
 
-from pvmpi.network.geometry import post_table
+from pvmpi.geometry import post_table
 from pvmpi.parallel.devices import (
     binding_warning,
     choose_device,

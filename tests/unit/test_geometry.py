@@ -4,7 +4,7 @@ import pytest
 
 from pvmpi.errors import PvmpiError
 from pvmpi.kernels import numpy_ref as ref
-from pvmpi.network.geometry import AxisMap, axis_map, post_table, transpose_weights
+from pvmpi.geometry import AxisMap, axis_map, post_table, transpose_weights
 
 # (n_pre, n_post, patch) of every ratio kind, odd and even patches where allowed.
 MAPS = [

@@ -11,7 +11,7 @@ from pvmpi.kernels import KERNELS, get_backend
 from pvmpi.kernels import numpy_ref as ref
 from kernel_cases import Case, close, make_case
 
-from pvmpi.network.geometry import post_table
+from pvmpi.geometry import post_table
 
 nb_ = pytest.importorskip("numba")
 cpu = get_backend("numba")
@@ -116,7 +116,7 @@ def test_get_backend():
 
 
 def test_importing_kernels_does_not_import_numba():
-    code = ("import sys, pvmpi.kernels, pvmpi.kernels.numpy_ref, pvmpi.network.geometry; "
+    code = ("import sys, pvmpi.kernels, pvmpi.kernels.numpy_ref, pvmpi.geometry; "
             "sys.exit('numba' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -9,6 +9,9 @@ import pytest
 from pvmpi import launch
 from pvmpi.cli import load_model
 from pvmpi.errors import PvmpiError
+from pvmpi.model import shape
+from pvmpi.parallel import launcher
+from pvmpi.parallel import layout as layout_rules
 from pvmpi.parallel.decomposition import layouts, tile
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
@@ -23,7 +26,7 @@ INTEL_HYDRA = "Intel(R) MPI Library for Linux* OS, Version 2021.10 Build 2023061
 
 
 def demo_shape(*sets):
-    return launch.network_shape(load_model(DEMO, DEMO_SETS + list(sets)))
+    return shape.network_shape(load_model(DEMO, DEMO_SETS + list(sets)))
 
 
 def fake_launcher(path, text):
@@ -37,52 +40,52 @@ def fake_launcher(path, text):
 # ---------------------------------------------------------------- which MPI
 
 def test_vendors_of_libraries_and_launchers():
-    assert launch.library_vendor(MPICH_LIB) == "mpich"
-    assert launch.library_vendor(OPENMPI_LIB) == "openmpi"
-    assert launch.library_vendor(INTEL_LIB) == "intel"
-    assert launch.library_vendor("MVAPICH2 Version : 2.3.7\n") == "mvapich"
-    assert launch.library_vendor("something else") == "unknown"
-    assert launch.launcher_vendors(HYDRA) == {"mpich", "mvapich"}
-    assert launch.launcher_vendors(ORTE) == {"openmpi"}
-    assert launch.launcher_vendors(INTEL_HYDRA) == {"intel"}
-    assert launch.launcher_vendors("") == set()
+    assert launcher.library_vendor(MPICH_LIB) == "mpich"
+    assert launcher.library_vendor(OPENMPI_LIB) == "openmpi"
+    assert launcher.library_vendor(INTEL_LIB) == "intel"
+    assert launcher.library_vendor("MVAPICH2 Version : 2.3.7\n") == "mvapich"
+    assert launcher.library_vendor("something else") == "unknown"
+    assert launcher.launcher_vendors(HYDRA) == {"mpich", "mvapich"}
+    assert launcher.launcher_vendors(ORTE) == {"openmpi"}
+    assert launcher.launcher_vendors(INTEL_HYDRA) == {"intel"}
+    assert launcher.launcher_vendors("") == set()
 
 
 def test_mpi4py_reports_its_mpi_without_starting_it():
-    info = launch.mpi_info(sys.executable)
+    info = launcher.mpi_info(sys.executable)
     assert info.vendor in ("mpich", "openmpi", "intel", "mvapich", "cray")
-    assert info.version and info.name.startswith(launch.VENDOR_NAMES[info.vendor])
+    assert info.version and info.name.startswith(launcher.VENDOR_NAMES[info.vendor])
 
 
 def test_a_launcher_of_another_mpi_is_refused(tmp_path):
-    info = launch.MPIInfo(python=str(tmp_path / "bin" / "python"), vendor="mpich", version="5.0.2",
+    info = launcher.MPIInfo(python=str(tmp_path / "bin" / "python"), vendor="mpich", version="5.0.2",
                           library_version=MPICH_LIB)
     ompi = fake_launcher(tmp_path / "ompi" / "mpiexec", ORTE)
     with pytest.raises(PvmpiError, match="launcher of Open MPI.*uses MPICH 5.0.2"):
-        launch.check_launcher(ompi, info)
+        launcher.check_launcher(ompi, info)
     with pytest.raises(PvmpiError, match="Open MPI"):
-        launch.find_mpiexec(info, given=str(ompi))
+        launcher.find_mpiexec(info, given=str(ompi))
     hydra = fake_launcher(tmp_path / "mpich" / "mpiexec", HYDRA)
-    assert launch.check_launcher(hydra, info) is None
+    assert launcher.check_launcher(hydra, info) is None
     older = fake_launcher(tmp_path / "old" / "mpiexec", HYDRA.replace("5.0.2", "4.0"))
-    assert "other release" in launch.check_launcher(older, info)
+    assert "other release" in launcher.check_launcher(older, info)
 
 
 def test_the_launcher_beside_python_first_and_never_a_mismatched_one(tmp_path, monkeypatch):
-    info = launch.MPIInfo(python=str(tmp_path / "venv" / "bin" / "python"), vendor="mpich", version="5.0.2",
+    info = launcher.MPIInfo(python=str(tmp_path / "venv" / "bin" / "python"), vendor="mpich", version="5.0.2",
                           library_version=MPICH_LIB)
     fake_launcher(tmp_path / "usr" / "bin" / "mpiexec", ORTE)  # first on PATH: Open MPI (Debian's default)
     monkeypatch.setenv("PATH", str(tmp_path / "usr" / "bin"))
     with pytest.raises(PvmpiError, match="no mpiexec of MPICH 5.0.2.*refused.*Open MPI"):
-        launch.find_mpiexec(info)
+        launcher.find_mpiexec(info)
     mine = fake_launcher(tmp_path / "venv" / "bin" / "mpiexec", HYDRA)  # the one beside the Python
-    path, notes = launch.find_mpiexec(info)
+    path, notes = launcher.find_mpiexec(info)
     assert path == str(mine) and notes == []
 
 
 def test_the_mpiexec_of_the_test_python_is_accepted():
-    info = launch.mpi_info(sys.executable)
-    path, _ = launch.find_mpiexec(info)
+    info = launcher.mpi_info(sys.executable)
+    path, _ = launcher.find_mpiexec(info)
     assert Path(path).parent == Path(sys.executable).parent  # the venv's own (launch/setup.sh)
 
 
@@ -99,7 +102,7 @@ def test_demo_network_shape_has_the_columns_margins():
 @pytest.mark.parametrize("ranks, expected", [(1, (1, 1, 1)), (2, (2, 1, 1)), (4, (4, 1, 1)), (8, (8, 1, 1)),
                                              (16, (8, 2, 1)), (32, (8, 4, 1))])
 def test_batch_split_first_then_rows(ranks, expected):
-    layout, reasons = launch.plan_layout(demo_shape(), ranks)
+    layout, reasons = layout_rules.plan_layout(demo_shape(), ranks)
     assert (layout.batch_width, layout.rows, layout.columns) == expected
     assert reasons[0].startswith(f"layout BatchWidth={expected[0]} NumRows={expected[1]} NumColumns={expected[2]}")
     text = "\n".join(reasons)
@@ -112,12 +115,12 @@ def test_every_chosen_layout_fits_and_has_the_largest_batch_width():
     shape = demo_shape("column.nbatch=6")
     sizes = [(lay.name, lay.ny, lay.nx, lay.margin_y, lay.margin_x) for lay in shape.layers]
     for ranks in range(1, 65):
-        fitting = [L for L in layouts(ranks) if not launch.layout_problems(shape, L.batch_width, L.rows, L.columns)]
+        fitting = [L for L in layouts(ranks) if not layout_rules.layout_problems(shape, L.batch_width, L.rows, L.columns)]
         if not fitting:
             with pytest.raises(PvmpiError, match="rank counts that fit"):
-                launch.plan_layout(shape, ranks)
+                layout_rules.plan_layout(shape, ranks)
             continue
-        chosen, _ = launch.plan_layout(shape, ranks)
+        chosen, _ = layout_rules.plan_layout(shape, ranks)
         assert chosen.batch_width == max(L.batch_width for L in fitting)
         for rank in range(chosen.size):
             for name, ny, nx, my, mx in sizes:
@@ -128,29 +131,29 @@ def test_every_chosen_layout_fits_and_has_the_largest_batch_width():
 
 def test_tiles_narrower_than_a_margin_are_not_chosen():
     shape = demo_shape("column.nbatch=1")
-    layout, _ = launch.plan_layout(shape, 32)  # 1x32x1 would give V1 (32 rows, margin 2) 1-row tiles
+    layout, _ = layout_rules.plan_layout(shape, 32)  # 1x32x1 would give V1 (32 rows, margin 2) 1-row tiles
     assert layout.batch_width == 1 and 32 // layout.rows >= 2 and 32 // layout.columns >= 2
-    assert launch.layout_problems(shape, 1, 32, 1)
+    assert layout_rules.layout_problems(shape, 1, 32, 1)
 
 
 def test_given_values_are_kept_and_impossible_requests_explained():
     shape = demo_shape()
-    layout, reasons = launch.plan_layout(shape, 4, rows=2)
+    layout, reasons = layout_rules.plan_layout(shape, 4, rows=2)
     assert (layout.batch_width, layout.rows, layout.columns) == (2, 2, 1)
     assert "as given" in "\n".join(reasons)
     with pytest.raises(PvmpiError, match=r"no layout of 6 rank\(s\).*rank counts that fit: .*\b4\b"):
-        launch.plan_layout(shape, 6)
+        layout_rules.plan_layout(shape, 6)
     with pytest.raises(PvmpiError, match="BatchWidth=3"):
-        launch.plan_layout(shape, 4, batch_width=3)
+        layout_rules.plan_layout(shape, 4, batch_width=3)
 
 
 def test_parse_layout():
-    assert launch.parse_layout("auto") is None
-    assert launch.parse_layout("2,1,4") == (2, 1, 4)
-    assert launch.parse_layout("2x2x1") == (2, 2, 1)
+    assert layout_rules.parse_layout("auto") is None
+    assert layout_rules.parse_layout("2,1,4") == (2, 1, 4)
+    assert layout_rules.parse_layout("2x2x1") == (2, 2, 1)
     for bad in ("2,1", "0,1,1", "a,b,c"):
         with pytest.raises(PvmpiError):
-            launch.parse_layout(bad)
+            layout_rules.parse_layout(bad)
 
 
 # ---------------------------------------------------------------- ranks, nodes, threads
@@ -178,8 +181,8 @@ def test_threads_are_cores_per_rank_outside_slurm():
 
 
 def test_launcher_words():
-    mpich = launch.MPIInfo("python", "mpich", "5.0.2", MPICH_LIB)
-    ompi = launch.MPIInfo("python", "openmpi", "4.1.4", OPENMPI_LIB)
+    mpich = launcher.MPIInfo("python", "mpich", "5.0.2", MPICH_LIB)
+    ompi = launcher.MPIInfo("python", "openmpi", "4.1.4", OPENMPI_LIB)
     r = launch.resources(env=SLURM_ENV)
     assert launch.launcher_command("srun", r, mpich) == [
         "srun", "--mpi=pmi2", "--ntasks=64", "--cpus-per-task=2", "--nodes=4", "--ntasks-per-node=16",
@@ -201,8 +204,8 @@ def test_launcher_words():
 
 
 def test_the_signal_each_launcher_forwards():
-    mpich = launch.MPIInfo("python", "mpich", "5.0.2", MPICH_LIB)
-    ompi = launch.MPIInfo("python", "openmpi", "4.1.4", OPENMPI_LIB)
+    mpich = launcher.MPIInfo("python", "mpich", "5.0.2", MPICH_LIB)
+    ompi = launcher.MPIInfo("python", "openmpi", "4.1.4", OPENMPI_LIB)
     assert launch.forward_signal("srun", mpich) == "USR2"
     assert launch.forward_signal("mpiexec", mpich) == "TERM"  # hydra dies of USR2, forwards TERM
     assert launch.forward_signal("mpiexec", ompi) == "USR2"
