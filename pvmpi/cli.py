@@ -14,7 +14,6 @@ from .failure import USER_ERROR, abort_job, fail, install_fault
 from .simulation import BACKENDS
 
 
-
 def build_parser():
     """pvmpi's command line, OpenPV's flags included (-p, -rows, -columns, -batchwidth, -l, ...)."""
     from .openpv_args import OpenPVArgumentParser, add_openpv_options, checkpoint_dirs_value, threads_value

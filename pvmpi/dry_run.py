@@ -77,17 +77,12 @@ def check_sizes(model, layout):
 def check_layout(column, layout):
     """Every layer divides over ``layout`` and its halo fits in its tile (the checks a real run makes)."""
     from .parallel.decomposition import tile
+    from .parallel.layout import check_margins
 
     nbatch = column.model.column["nbatch"]
     for layer in column.layers.values():
         t = tile(nbatch, layer.tile.ny_global, layer.tile.nx_global, layout, 0, name=layer.name)
-        mirror = bool(layer.group["mirrorBCflag"])
-        for axis, margin, n, parts, pname in (("x", layer.margin_x, t.nx, layout.columns, "NumColumns"),
-                                              ("y", layer.margin_y, t.ny, layout.rows, "NumRows")):
-            if margin > n and (parts > 1 or mirror):
-                raise PvmpiError(f"margin {margin} in {axis} is wider than the local tile ({n} with "
-                                 f"{pname}={parts})", group=layer.name,
-                                 hint=f"use fewer {pname} or smaller patches")
+        check_margins(t, layer.margin_x, layer.margin_y, layout, bool(layer.group["mirrorBCflag"]))
 
 
 def check_inputs(column):
@@ -166,8 +161,8 @@ def _size(n):
 
 def report(args, world_size):
     """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
-    from .parallel.job import one_process
     from .parallel.decomposition import Layout
+    from .parallel.job import one_process
     from .simulation import Simulation, load
 
     model = load(args.config, args.set)

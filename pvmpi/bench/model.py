@@ -243,8 +243,8 @@ def kind_of(b, r, c):
 
 def possible_layouts(net, p):
     """Layouts of p ranks that OpenPV's rules allow for the network (divisible sizes, tiles >= margins)."""
-    from ..parallel.layout import layout_problems
     from ..parallel.decomposition import layouts
+    from ..parallel.layout import layout_problems
 
     return [(L.batch_width, L.rows, L.columns) for L in layouts(p)
             if not layout_problems(net.shape, L.batch_width, L.rows, L.columns)]

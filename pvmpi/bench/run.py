@@ -30,9 +30,9 @@ import time
 import numpy as np
 
 from .. import cli
+from ..errors import PvmpiError
 from ..failure import fail
 from ..simulation import BACKENDS, load
-from ..errors import PvmpiError
 from . import machine
 
 WARM_STATE = "bench-warm-state"  # the checkpoint of the state after the warm-up, in the output directory

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from .. import cli
 from ..errors import PvmpiError
-from . import machine
 from ..parallel.launcher import mpiexec_path
 from ..parallel.layout import layout_kind, layout_name, layout_problems, parse_layout
+from . import machine
 from .run import GROUPS
 
 CSV_FIELDS = ("ranks", "batchwidth", "rows", "columns", "threads", "cores", "nbatch", "steps",

@@ -78,8 +78,8 @@ def _refusal(case, step):
     """pvmpi's message when it refuses a step's file (an unsupported class, parameter or feature), else None."""
     import warnings
 
-    from ..simulation import load_sweep as load_models
     from ..errors import PvmpiError
+    from ..simulation import load_sweep as load_models
 
     try:
         with warnings.catch_warnings():
@@ -208,8 +208,8 @@ def summary(verdicts):
 
 def main(argv):
     """``conformance DIR [--csv FILE] [-j N]``: print one line per case and the counts."""
-    from ..failure import fail
     from ..errors import PvmpiError
+    from ..failure import fail
 
     parser = argparse.ArgumentParser(prog="python -m pvmpi conformance",
                                      description="Run every OpenPV params file under DIR through "

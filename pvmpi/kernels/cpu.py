@@ -12,18 +12,31 @@ once.
 """
 import math
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from pvmpi.kernels import blas
 from pvmpi.kernels.blas import NO_TRANS, ROW_MAJOR
-from pvmpi.kernels.transfer import transfer1, transfer_args
+
 # the engine's state operations: host arrays, so numpy's own (no duplicate, same speed as before)
-from pvmpi.kernels.numpy_ref import (DEVICE_RESIDENT, apply_vertex_transfer, copy, fill_zero,  # noqa: F401
-                                     gather_flat, host_buffer, momentum_weights, scale_into, to_device,
-                                     to_host, update_momentum_lca, upload, zeros)
+from pvmpi.kernels.numpy_ref import (  # noqa: F401
+    DEVICE_RESIDENT,
+    apply_vertex_transfer,
+    copy,
+    fill_zero,
+    gather_flat,
+    host_buffer,
+    momentum_weights,
+    scale_into,
+    to_device,
+    to_host,
+    update_momentum_lca,
+    upload,
+    zeros,
+)
+from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
 GEMM_DELIVERY = True  # dense deliveries with a uniform pattern go through deliver_im2col (BLAS)

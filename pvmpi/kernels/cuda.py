@@ -150,7 +150,7 @@ def _import_cuda():
 
 cuda, SIMULATOR = _import_cuda()
 
-from numba import float32, float64, int32, int64  # (after the device check)
+from numba import float32, float64, int32, int64  # noqa: E402 (after the device check)
 
 # --------------------------------------------------------------------- launch constants
 

@@ -32,10 +32,9 @@ import warnings
 
 import numpy as np
 
+from pvmpi.errors import PvmpiError
 from pvmpi.network.paramget import get as _get
 from pvmpi.network.paramget import get_f32 as _f32
-
-from pvmpi.errors import PvmpiError
 
 __all__ = ["NORMALIZE_METHODS", "normalize"]
 

@@ -4,8 +4,7 @@
 ``HaloExchange`` import mpi4py, so they load on first use: importing this
 package (e.g. for ``tile``) never starts MPI.
 """
-from pvmpi.parallel.decomposition import (Layout, Tile, check_world, choose_layout, coords,
-                                          layouts, rank_of, tile)
+from pvmpi.parallel.decomposition import Layout, Tile, check_world, choose_layout, coords, layouts, rank_of, tile
 
 __all__ = ["Layout", "Tile", "check_world", "choose_layout", "coords", "layouts", "rank_of",
            "tile", "Comms", "HaloExchange", "halo_exchange"]

@@ -27,7 +27,7 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
-from pvmpi.errors import PvmpiError
+from pvmpi.parallel.layout import check_margins
 
 # The 8 directions (dy, dx); a message sent towards d is received from -d.
 _DIRECTIONS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -58,15 +58,8 @@ class HaloExchange:
             raise ValueError(f"method must be 'subarray' or 'packed', not {method!r}")
         if min(margin_x, margin_y) < 0 or nf < 1:
             raise ValueError("margins must be >= 0 and nf >= 1")
+        check_margins(tile, margin_x, margin_y, comms.layout, mirror)
         R, C = comms.layout.rows, comms.layout.columns
-        for axis, margin, n, parts, pname in (("x", margin_x, tile.nx, C, "NumColumns"),
-                                              ("y", margin_y, tile.ny, R, "NumRows")):
-            if margin > n and (parts > 1 or mirror):
-                hint = (f"use fewer {pname} (each tile is {n} wide in {axis})" if parts > 1
-                        else f"the layer is only {n} wide in {axis}")
-                raise PvmpiError(f"margin {margin} in {axis} is wider than the local tile "
-                                 f"({n}); the halo cannot be filled from one neighbour",
-                                 group=tile.name, hint=hint)
         self.tile, self.nf, self.mx, self.my = tile, nf, margin_x, margin_y
         self.mirror, self.method = bool(mirror), method
         self.dtype = np.dtype(dtype)

@@ -25,6 +25,19 @@ def layout_problems(shape, b, r, c):
     return out
 
 
+def check_margins(tile, margin_x, margin_y, layout, mirror):
+    """Raise the run's error when a layer's margin is wider than its tile along a split axis (or any
+    axis with mirrorBCflag): its halo could not be filled from one neighbour."""
+    for axis, margin, n, parts, pname in (("x", margin_x, tile.nx, layout.columns, "NumColumns"),
+                                          ("y", margin_y, tile.ny, layout.rows, "NumRows")):
+        if margin > n and (parts > 1 or mirror):
+            hint = (f"use fewer {pname} (each tile is {n} wide in {axis})" if parts > 1
+                    else f"the layer is only {n} wide in {axis}")
+            raise PvmpiError(f"margin {margin} in {axis} is wider than the local tile "
+                             f"({n}); the halo cannot be filled from one neighbour",
+                             group=tile.name, hint=hint)
+
+
 def halo_values(shape, r, c):
     """Values one rank sends per halo exchange of every layer (edges only; margins of at least 1)."""
     total = 0

@@ -39,8 +39,7 @@ class OutputDir:
     """What a run left in its output directory: weights, activity and probe files."""
 
     def __init__(self, path):
-        from pvmpi.io import pvp
-        from pvmpi.io import probes
+        from pvmpi.io import probes, pvp
 
         if not os.path.isdir(path):
             raise PvmpiError("not a directory", file=str(path),
@@ -114,8 +113,8 @@ def kernel_usage(pre_path, num_kernels):
 def plot_output(output_dir, plot_dir=None, *, max_writes=6, max_batch=8, display_period=None,
                 pairs=None, frame=-1, sort=True, log=None):
     """Write every figure for a run's output directory; returns the PNG paths."""
-    from pvmpi.io import pvp
     from pvmpi.io import probes as probe_io
+    from pvmpi.io import pvp
 
     from . import figures
 

@@ -10,9 +10,9 @@ ORACLE_RTOL, and at least half of them must be compared.
 """
 import os
 
+from generated.networks import networks
 from hypothesis import HealthCheck, Phase, given, settings
 
-from generated.networks import networks
 from pvmpi.conformance.oracle import Case
 from pvmpi.conformance.suite import classify
 

@@ -18,10 +18,10 @@ DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
 def test_bench_reduces_over_every_rank(capsys):
     from mpi4py import MPI
 
-    from pvmpi.bench.run import main
     from pvmpi import load
-    from pvmpi.model.shape import network_shape
+    from pvmpi.bench.run import main
     from pvmpi.data.dead_leaves import make_image_set
+    from pvmpi.model.shape import network_shape
     from pvmpi.parallel.decomposition import layouts
     from pvmpi.parallel.layout import layout_problems
 

@@ -51,10 +51,9 @@ def assert_same_outputs(ref, other, atol=2e-6):
 @pytest.mark.mpi(min_size=2)
 def test_cuda_row_and_batch_splits_equal_one_rank():
     from mpi4py import MPI
-
-    from pvmpi.data.dead_leaves import make_image_set
     from running import run_network
 
+    from pvmpi.data.dead_leaves import make_image_set
     from pvmpi.parallel.decomposition import Layout
 
     sys.setswitchinterval(1e-4)  # the simulator's block manager polls its threads

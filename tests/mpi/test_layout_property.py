@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from generated.networks import Network, networks
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pvmpi.conformance.compare import compare_runs
-from generated.networks import Network, networks
 
 EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))
 SEED = os.environ.get("PVMPI_LAYOUT_SEED")
@@ -57,8 +57,8 @@ def _wait_for_rank0(world):
 
 def _fitting_layouts(model, size):
     from pvmpi.model.shape import network_shape
-    from pvmpi.parallel.layout import layout_problems
     from pvmpi.parallel.decomposition import layouts
+    from pvmpi.parallel.layout import layout_problems
 
     shape = network_shape(model)
     return [lay for lay in layouts(size)
@@ -74,8 +74,9 @@ def _model(net, input_path, out):
 
 def _run(net, input_path, out, comm, layout):
     """Run the network into ``out``; the error message if it failed (on every rank of comm)."""
-    from pvmpi.errors import PvmpiError
     from running import run_network
+
+    from pvmpi.errors import PvmpiError
 
     try:
         run_network(_model(net, input_path, out), comm, layout, output_path=str(out))

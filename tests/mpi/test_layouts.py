@@ -70,9 +70,9 @@ def run_layout(model, lay, world, root, reference, compare, backend="numba"):
 @pytest.mark.mpi(min_size=1)
 def test_demo_network_is_independent_of_layout():
     from mpi4py import MPI
+    from running import run_network
 
     from pvmpi.data.dead_leaves import make_image_set
-    from running import run_network
 
 
     world = MPI.COMM_WORLD
@@ -100,10 +100,10 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
     already-reduced statistics (13581 / 27162 / 54324 on 1 / 2 / 4 ranks). Every output file
     of every fitting layout equals the 1-rank run (pvmpi.conformance.compare)."""
     from mpi4py import MPI
+    from running import run_network
 
     from pvmpi.conformance.compare import compare_runs
     from pvmpi.data.dead_leaves import make_image_set
-    from running import run_network
 
 
     def compare(ref, out):

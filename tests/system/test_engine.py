@@ -11,7 +11,6 @@ from pvmpi.model.network_model import build_model
 def run(tmp_path, text, frames=6):
     """Run a YAML network on one rank; the input file holds frames whose pixels all equal index + 1."""
     from mpi4py import MPI
-
     from running import run_network
 
     with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:

@@ -28,7 +28,6 @@ def cost(a, w):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_firm_threshold_cost_probe(tmp_path, backend):
     from mpi4py import MPI
-
     from running import run_network
 
     rng = np.random.default_rng(4)

@@ -17,10 +17,10 @@ def test_file_patches_follow_the_global_extended_order(tmp_path):
     """The file has one patch per neuron of the extended pre layer, numbered [y][x][f] from its
     corner; each weight here is its patch's number, so a kernel shows which patch it read."""
     from mpi4py import MPI
+    from running import run_network
 
     from pvmpi.model.config import parse_yaml
     from pvmpi.model.network_model import build_model
-    from running import run_network
 
     nxe = nye = 8 + 2  # margin 1 for 3x3 patches
     W = np.broadcast_to(np.arange(nye * nxe, dtype=np.float32)[None, :, None, None, None],

@@ -44,7 +44,6 @@ def run_openpv_test(openpv_tests, tmp_path, test, params, *extra, ranks=1):
 def simulate_params(path, output_path, *sets):
     """Run a params file in this process on one rank; returns the finished Column (layers, weights, GSyn)."""
     from mpi4py import MPI
-
     from running import run_network
 
     from pvmpi import load

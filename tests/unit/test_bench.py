@@ -306,8 +306,8 @@ def test_errors_are_one_line(small, tmp_path):
 
 def test_default_layouts_fit_the_network():
     from pvmpi.bench.scaling import default_layouts
-    from pvmpi.parallel.layout import parse_layout
     from pvmpi.cli import load_model
+    from pvmpi.parallel.layout import parse_layout
 
     model = load_model(DEMO, ["column.nbatch=2"])
     assert default_layouts(model, 2, weak=False) == [(1, 1, 1, None), (2, 1, 1, None), (1, 2, 1, None),

@@ -2,7 +2,6 @@
 import stat
 import sys
 
-
 from pvmpi.conformance.oracle import Case
 from pvmpi.conformance.suite import classify, find_cases, run_suite, summary, write_markdown
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pvmpi.errors import PvmpiError
-from pvmpi.kernels import KERNELS, get_backend
-from pvmpi.kernels import numpy_ref as ref
 from kernel_cases import close, make_case
 
+from pvmpi.errors import PvmpiError
 from pvmpi.geometry import post_table
+from pvmpi.kernels import KERNELS, get_backend
+from pvmpi.kernels import numpy_ref as ref
 from pvmpi.parallel.devices import (
     binding_warning,
     choose_device,

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from pvmpi.errors import PvmpiError
-from pvmpi.parallel.decomposition import (Layout, check_world, choose_layout, coords, layouts,
-                                          rank_of, tile)
+from pvmpi.parallel.decomposition import Layout, check_world, choose_layout, coords, layouts, rank_of, tile
 
 
 @pytest.mark.parametrize("world, given, expected", [

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from pvmpi.errors import PvmpiError
-from pvmpi.kernels import numpy_ref as ref
 from pvmpi.geometry import AxisMap, axis_map, post_table, transpose_weights
+from pvmpi.kernels import numpy_ref as ref
 
 # (n_pre, n_post, patch) of every ratio kind, odd and even patches where allowed.
 MAPS = [

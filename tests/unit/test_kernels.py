@@ -5,13 +5,12 @@ import sys
 
 import numpy as np
 import pytest
-
-from pvmpi.errors import PvmpiError
-from pvmpi.kernels import KERNELS, get_backend
-from pvmpi.kernels import numpy_ref as ref
 from kernel_cases import Case, close, make_case
 
+from pvmpi.errors import PvmpiError
 from pvmpi.geometry import post_table
+from pvmpi.kernels import KERNELS, get_backend
+from pvmpi.kernels import numpy_ref as ref
 
 nb_ = pytest.importorskip("numba")
 cpu = get_backend("numba")
