@@ -10,7 +10,7 @@ import os
 import sys
 
 from .errors import PvmpiError
-from .failure import USER_ERROR, abort_job, fail, install_fault
+from .failure import USER_ERROR, abort_job, fail
 from .simulation import BACKENDS
 
 
@@ -164,7 +164,6 @@ def run_model(model, args):
         with sim:  # an error closes every output file (as far as written) before the job ends
             column = sim.column
             column.progress = None if args.quiet else Progress(column)
-            install_fault(column, rank)
             sim.run()
             failures = sim.close()
     except PvmpiError as e:

@@ -88,28 +88,3 @@ def _silence_stderr():
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
-
-
-def install_fault(column, rank):
-    """Test hook: ``PVMPI_FAULT=step=K,rank=R[,kind=user]`` raises on rank R at step K of the time loop.
-
-    The tests of the abort path need an exception on one rank only, mid-run;
-    this wraps the column's ``advance`` (the network code stays untouched).
-    """
-    spec = os.environ.get("PVMPI_FAULT")
-    if not spec:
-        return
-    opts = dict(item.split("=", 1) for item in spec.split(","))
-    if opts.get("rank", "0") not in ("all", str(rank)):
-        return
-    step, kind = int(opts.get("step", "1")), opts.get("kind", "internal")
-    advance = column.advance
-
-    def faulty_advance():
-        if column.step + 1 == step:
-            if kind == "user":
-                raise PvmpiError(f"injected user error at step {step}", file="PVMPI_FAULT")
-            raise RuntimeError(f"injected fault at step {step} on rank {rank}")
-        advance()
-
-    column.advance = faulty_advance
