@@ -54,20 +54,6 @@ def build_parser():
     return p
 
 
-def load_model(path, assignments=()):
-    """Parse and validate a config (see :func:`pvmpi.simulation.load`); raises PvmpiError."""
-    from .simulation import load
-
-    return load(path, assignments)
-
-
-def load_models(path, assignments=(), output_path=None):
-    """Every run a config defines (see :func:`pvmpi.simulation.load_sweep`); raises PvmpiError."""
-    from .simulation import load_sweep
-
-    return load_sweep(path, assignments, output_path)
-
-
 SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
     "conformance": "pvmpi.conformance.suite",
@@ -128,11 +114,12 @@ def run(args):
         return dry_run(args)
     from .network.checkpointing import SIGNALS
     from .parallel.job import Job
+    from .simulation import load_sweep
 
     SIGNALS.install()  # a SIGUSR2/SIGTERM during start-up still ends in a checkpoint
     rank = Job().rank
     try:
-        models = load_models(args.config, args.set, args.output_path)
+        models = load_sweep(args.config, args.set, args.output_path)
     except PvmpiError as e:  # every rank read the same file: same error everywhere
         if args.debug and rank == 0:
             raise

@@ -10,7 +10,7 @@ that starts pvmpi on ``RANKS`` MPI ranks:
   refused — it would start N unrelated one-rank jobs or fail. Inside a SLURM
   allocation the default is ``srun --mpi=pmi2`` (``pmix`` for Open MPI);
 * **the layout** (BatchWidth, NumRows, NumColumns) from the rank count and the
-  network (read with :func:`pvmpi.cli.load_model`, ``--set`` overrides
+  network (read with :func:`pvmpi.load`, ``--set`` overrides
   included): batch splitting first, as far as nbatch allows — a batch slice
   needs no halo exchange, only the dW all-reduce every layout has — then a
   spatial split of every layer into tiles, rows before columns, with the
@@ -314,9 +314,9 @@ def checkpoint_progress(model):
 def run_finished(pv):
     """--finished: report the newest complete checkpoint; exit status 0 when it is at stopTime,
     3 when not (for requeue scripts)."""
-    from .cli import load_model
+    from .simulation import load
 
-    newest, step, final = checkpoint_progress(load_model(pv.config, pv.set))
+    newest, step, final = checkpoint_progress(load(pv.config, pv.set))
     done = step >= final
     where = f"newest checkpoint {newest} (step {step})" if newest else "no complete checkpoint yet"
     say(f"{where}; the run ends at step {final}: {'finished' if done else 'not finished'}")
@@ -432,9 +432,9 @@ def _main(argv):
         return run_finished(pv)
     if pv.threads is not None:  # pvmpi's own -t wins
         res = resources(res.ranks, res.nodes, res.ranks_per_node, pv.threads, env)
-    from .cli import load_model
+    from .simulation import load
 
-    model = load_model(pv.config, pv.set)
+    model = load(pv.config, pv.set)
     shape = network_shape(model)
     fixed = parse_layout(args.layout) or (None, None, None)
     given = tuple(g if g is not None else f for g, f in zip((pv.batchwidth, pv.rows, pv.columns), fixed))

@@ -40,8 +40,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import cli
 from ..errors import PvmpiError
+from ..simulation import load
 
 LATENCY_US = 1.5       # InfiniBand-like defaults for a cluster
 BANDWIDTH_GBS = 12.0
@@ -315,7 +315,7 @@ def run_benches(config, layouts, sets, args):
     if args.mpiexec:
         argv += ["--mpiexec", args.mpiexec]
     sargs = scaling.build_parser().parse_args(argv)
-    model = cli.load_model(config, sets)
+    model = load(config, sets)
     runs = []
     for b, r, c in layouts:
         from ..model.shape import network_shape
@@ -405,8 +405,8 @@ def _ranks(args):
 
 def _main(args):
     config = os.path.abspath(args.config)
-    measured_model = cli.load_model(config, args.measure_set)
-    target = cli.load_model(config, args.set)
+    measured_model = load(config, args.measure_set)
+    target = load(config, args.set)
     if args.measured:
         runs = _runs_of(args.measured)
     else:

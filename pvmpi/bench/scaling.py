@@ -21,10 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import cli
 from ..errors import PvmpiError
 from ..parallel.launcher import mpiexec_path
 from ..parallel.layout import layout_kind, layout_name, layout_problems, parse_layout
+from ..simulation import BACKENDS, load
 from . import machine
 from .run import GROUPS
 
@@ -54,7 +54,7 @@ def build_parser():
     p.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
     p.add_argument("-t", "--threads", type=int,
                    help="threads per rank for every layout (default: cores / ranks)")
-    p.add_argument("--backend", choices=cli.BACKENDS, default="numba")
+    p.add_argument("--backend", choices=BACKENDS, default="numba")
     p.add_argument("--set", action="append", default=[], metavar="GROUP.PARAM=VALUE",
                    help="override a parameter in every run")
     p.add_argument("-w", "--workdir", help="working directory of the runs (as for bench)")
@@ -239,7 +239,7 @@ def _main(args):
         if getattr(args, name) < 1:
             raise PvmpiError(f"--{name.replace('_', '-')} must be at least 1")
     config = os.path.abspath(args.config)
-    model = cli.load_model(config, args.set)  # errors now, not once per run
+    model = load(config, args.set)  # errors now, not once per run
     nbatch0 = model.column["nbatch"]
     layouts = [parse_layout(t, "--layouts", threads=True) for t in args.layouts] if args.layouts else \
         default_layouts(model, args.max_ranks, args.weak)

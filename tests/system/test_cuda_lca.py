@@ -30,7 +30,7 @@ RUN = """
 import sys
 sys.setswitchinterval(1e-4)  # the simulator's block manager polls its threads
 from mpi4py import MPI
-from pvmpi.cli import load_model
+from pvmpi import load as load_model
 from pvmpi.kernels import get_backend
 from pvmpi.network.column import Column
 from pvmpi.parallel.comm import Comms

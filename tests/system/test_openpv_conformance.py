@@ -270,7 +270,7 @@ def test_kernel_activation_test(openpv_tests, tmp_path, data, layout):
     with active pre, which an explicit loop recomputes from the layers' outputs; counting inactive
     pre neurons too (the halo of the unmirrored masked layers) would give other weights.
     """
-    from pvmpi.cli import load_model
+    from pvmpi import load as load_model
 
     ranks, args = LAYOUTS[layout]
     params = f"KernelActivationTest-{data}.params"

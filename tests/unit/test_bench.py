@@ -176,8 +176,8 @@ def counted(small, tmp_path_factory):
     V1's nonzero activities summed over all steps and over the steps the dictionary learned."""
     from mpi4py import MPI
 
+    from pvmpi import load as load_model
     from pvmpi.bench.flops import FlopCounter
-    from pvmpi.cli import load_model
     from pvmpi.kernels import get_backend
     from pvmpi.network.column import Column
     from pvmpi.parallel.comm import Comms
@@ -305,8 +305,8 @@ def test_errors_are_one_line(small, tmp_path):
 
 
 def test_default_layouts_fit_the_network():
+    from pvmpi import load as load_model
     from pvmpi.bench.scaling import default_layouts
-    from pvmpi.cli import load_model
     from pvmpi.parallel.layout import parse_layout
 
     model = load_model(DEMO, ["column.nbatch=2"])

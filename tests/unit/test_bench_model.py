@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pvmpi import load as load_model
 from pvmpi.bench import model as pm
-from pvmpi.cli import load_model
 from pvmpi.data.dead_leaves import make_image_set
 
 REPO = Path(__file__).resolve().parents[2]

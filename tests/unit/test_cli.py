@@ -96,7 +96,7 @@ ParameterSweep "Input":valueV = { 1; 2; };
 def test_parameter_sweep_runs_every_member(tmp_path):
     """OpenPV runs a ParameterSweep's members in sequence, each into <outputPath>/paramsweep_<i>/
     (under -o too); a layer probe's deprecated targetName still names its layer."""
-    from pvmpi.cli import load_models
+    from pvmpi import load_sweep as load_models
 
     (tmp_path / "sweep.params").write_text(SWEEP)
     with pytest.warns(UserWarning, match="targetName is deprecated"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pvmpi import launch
-from pvmpi.cli import load_model
+from pvmpi import load as load_model
 from pvmpi.errors import PvmpiError
 from pvmpi.model import shape
 from pvmpi.parallel import launcher

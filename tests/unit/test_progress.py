@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pvmpi.cli import load_model
+from pvmpi import load as load_model
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io.timers_report import format_table, format_timers, write_timers
 from pvmpi.progress import Progress
