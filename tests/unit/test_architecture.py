@@ -104,6 +104,11 @@ FORBIDDEN = [  # (importer prefix, imported prefix, why)
     ("pvmpi.geometry", "pvmpi.", "geometry is arithmetic at the bottom of the package"),
     ("pvmpi.parallel", "pvmpi.network", "parallel lays out and communicates; it runs no network"),
     ("pvmpi.io", "pvmpi.network", "io reads and writes files and checkpoints for the engine"),
+    ("pvmpi.io", "pvmpi.parallel", "io gets its collectives as a Comms"),
+    ("pvmpi.parallel", "pvmpi.model", "parallel gets a network's shape as data"),
+    ("pvmpi.probes", "pvmpi.network", "the column hands its services to the probes"),
+    ("pvmpi.network", "pvmpi.simulation", "the engine knows nothing of who runs it"),
+    ("pvmpi.network", "pvmpi.cli", "the engine knows nothing of the command line"),
 ]
 
 
