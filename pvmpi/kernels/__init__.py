@@ -1,12 +1,14 @@
-"""Compute kernels, one module per backend, all with the same function names and signatures.
+"""Compute kernels, one module per backend, each implementing the contract of
+:mod:`pvmpi.kernels.contract` (names, arguments, shapes, capabilities).
 
-``numpy`` (:mod:`pvmpi.kernels.numpy_ref`) is the readable truth;
-``numba`` (:mod:`pvmpi.kernels.cpu`) is the fast CPU backend.  Backends are
-imported on request only, so importing this package never imports numba.
+``numpy`` (:mod:`pvmpi.kernels.numpy_ref`) is the readable truth; ``numba``
+(:mod:`pvmpi.kernels.cpu`) the fast CPU backend; ``cuda`` one GPU per rank.
+Backends are imported on request only, so importing this package never imports numba.
 """
 import importlib
 
 from pvmpi.errors import PvmpiError
+from pvmpi.kernels.contract import COMPUTE, STATE
 
 BACKENDS = {
     "numpy": "pvmpi.kernels.numpy_ref",
@@ -14,32 +16,8 @@ BACKENDS = {
     "cuda": "pvmpi.kernels.cuda",
 }
 
-KERNELS = (
-    "deliver_pre",
-    "active_list",
-    "deliver_sparse",
-    "deliver_post",
-    "accumulate_input",
-    "apply_transfer",
-    "update_lca",
-    "hebbian_shared",
-    "hebbian_shared_sparse",
-    "layer_stats",
-    "firm_threshold_cost",
-    # the engine's state: made, copied and combined where the backend keeps it (host or device)
-    "zeros",
-    "to_device",
-    "to_host",
-    "host_buffer",
-    "upload",
-    "fill_zero",
-    "copy",
-    "scale_into",
-    "gather_flat",
-    "update_momentum_lca",
-    "apply_vertex_transfer",
-    "momentum_weights",
-)
+#: the kernels every backend has (pvmpi.kernels.contract lists them with their arguments and shapes)
+KERNELS = tuple(k.name for k in COMPUTE + STATE)
 
 
 def get_backend(name):

@@ -19,27 +19,27 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from pvmpi.kernels import blas
 from pvmpi.kernels.blas import NO_TRANS, ROW_MAJOR
-
-# the engine's state operations: host arrays, so numpy's own (no duplicate, same speed as before)
-from pvmpi.kernels.numpy_ref import (  # noqa: F401
-    DEVICE_RESIDENT,
-    apply_vertex_transfer,
+from pvmpi.kernels.contract import Capabilities
+from pvmpi.kernels.host import (  # noqa: F401  (the engine's state in host memory: this backend's own)
     copy,
     fill_zero,
     gather_flat,
     host_buffer,
-    momentum_weights,
-    scale_into,
     to_device,
     to_host,
-    update_momentum_lca,
     upload,
     zeros,
+)
+from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in numpy: the reference's)
+    apply_vertex_transfer,
+    momentum_weights,
+    scale_into,
+    update_momentum_lca,
 )
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
-GEMM_DELIVERY = True  # dense deliveries with a uniform pattern go through deliver_im2col (BLAS)
+CAPABILITIES = Capabilities(device_resident=False, gemm_delivery=True)  # deliver_im2col: BLAS
 _JIT = dict(parallel=True, cache=True, fastmath=False)
 
 
@@ -270,8 +270,7 @@ def _add_strip(G2, y0, py0, py1, nyp, nfp, S, s_lo, s_hi, T):
     A transpose: with one post feature each G row reads S at a stride of nyp,
     which LLVM leaves scalar. So 8 strip columns at a time go through T as
     [py, x] (loops of constant length, vectorised), and each G row gets one
-    run of 8 (the strip's flush 0.45 -> 0.15 ms on the benchmark's
-    reconstruction). With more features the runs are contiguous already.
+    run of 8. With more features the runs are contiguous already.
     """
     xb = s_lo
     if nfp == 1:
@@ -510,8 +509,7 @@ def deliver_im2col(A, M, G, x0, y0, sy, sx, overwrite):
     im2col copies, block by block, the sy runs of sx*nf consecutive pre
     values each post position reads; BLAS (one thread per call) multiplies
     the block by M. The blocks run on Numba's threads, calling the cblas_sgemm
-    of NumPy's own BLAS (pvmpi.kernels.blas; 1.5 -> 0.7 ms for the benchmark's
-    GEMM on 2 threads); where that is not found, on a pool of Python threads
+    of NumPy's own BLAS (pvmpi.kernels.blas); where that is not found, on a pool of Python threads
     calling NumPy's matmul. ``overwrite`` writes G instead of adding to it
     (the first delivery into a channel this step).
     """

@@ -1,114 +1,20 @@
-"""Numba-CUDA kernels: same names, signatures and results (to float32 round-off) as numpy_ref.
+"""Numba-CUDA kernels of the backend contract (:mod:`pvmpi.kernels.contract`), one GPU per rank.
 
 Importing this module needs numba-cuda and either an NVIDIA GPU or Numba's
 CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported);
 otherwise it raises :class:`~pvmpi.errors.PvmpiError` naming what is
-missing.  It never falls back to the CPU.
-
-Arrays at the interface
------------------------
-Every public function takes numpy arrays, as the other backends do, *or*
-device arrays (numba ``DeviceNDArray``, or anything with
-``__cuda_array_interface__``).  Numpy arguments are staged: copied to
-device buffers kept per argument role (so no allocation per call), the
-kernel runs, in-place outputs are copied back.  Device arguments are used
-where they are, and ``active_list`` of a device ``A`` returns device arrays.
-
-The engine keeps its state here (``DEVICE_RESIDENT``)
------------------------------------------------------
-Layers, connections and learning make their buffers with :func:`zeros` and
-change them only through backend functions, so with this backend V, A and
-its delay levels, GSyn, the active lists, W, dW, the counts and the
-momentum state are device arrays for the whole run; the engine's own
-operations on them are small elementwise kernels here (:func:`fill_zero`,
-:func:`copy`, :func:`scale_into` for IdentConn, V = G, A = V and resets,
-:func:`gather_flat` for TransposeConn, :func:`update_momentum_lca`,
-:func:`apply_vertex_transfer`, :func:`momentum_weights`). What crosses:
-
-* every step, a few numbers per batch element: the LCA time constants and
-  channel coefficients in, ``layer_stats`` partials and the active-list
-  length out (guard and probes);
-* halo strips, through :class:`~pvmpi.parallel.device_halo.DeviceHaloExchange`
-  (none with a CUDA-aware MPI);
-* at a weight update, dW and its counts out for the all-reduce and the
-  reduced dW back in (staged by :func:`scale_into` / :func:`momentum_weights`),
-  and W both ways when it is normalised (OpenPV's sequential float32 sums
-  run on the host);
-* a new input frame in (:func:`host_buffer`, :func:`upload`); layers and
-  weights out when an output frame or a checkpoint is written
-  (:func:`to_host`), in when a checkpoint is read.
-
-Design (every kernel owns its outputs: no atomics on floats, so results are
-bitwise reproducible from run to run, like the numba CPU backend)
------------------------------------------------------------------
-* ``deliver_post`` and ``deliver_pre``: one gather kernel.  A thread owns one
-  post neuron and feature ``(b, y, x, o)``; a block is ``OC x TX`` threads
-  (``OC`` post features, a power of two up to 32, fastest, so W and G
-  accesses are coalesced; ``TX`` post x positions of one post row, 256
-  threads in all) on a 3-D grid (x-and-feature blocks, post rows, batch)
-  whose blocks loop over what a capped grid leaves (block-stride).  For each
-  chunk of pre rows ``jy`` of the post table the block stages in shared
-  memory the weight patch it needs — ``W[k(ky, kx, f), py, :, o-chunk]`` for
-  the rows' ``(py, ky)``, every ``kx``, ``px``, ``f`` — with coalesced loads
-  whose offsets come from a small cached table (no integer division per
-  weight), then each thread runs its ``jx x f`` loop reading the tile.  The
-  tile holds at most ``TILE_FLOATS`` floats (24 KiB: several blocks per SM);
-  a larger patch is cut into chunks of ``jy`` and of ``f``.  ``deliver_pre``
-  is the same gather through post tables built from the (mul, off, div)
-  maps: a pre-perspective scatter would need float atomics.
-* ``deliver_sparse``: owner-computes gather from the active list, not an
-  atomic scatter.  A scatter makes ~patch-size atomic adds per active neuron
-  onto a few post neurons each (heavy contention for a 1-feature error
-  layer) and sums in a different order on every run.  Instead per-row
-  pointers ``(b, ye)`` of the sorted list are found by binary search on the
-  device, and each post thread binary-searches, in each of its pre rows, the
-  contiguous idx range of its patch, visiting only active entries; weights
-  come from the same shared-memory tile as the dense gather.
-* ``active_list``: built on the device.  The flat buffer is cut into chunks
-  of ``SCAN*ACTIVE_K`` elements (never across batch elements); a block counts
-  a chunk (each thread ``ACTIVE_K`` consecutive elements, one block
-  reduction), one block scans the chunk counts, a block per chunk writes its
-  nonzeros in order from a shared-memory block prefix sum.  The result is
-  OpenPV's order (idx increasing), identical to numpy's.
-* ``update_lca``, ``apply_transfer``, ``accumulate_input``: elementwise, a 2-D
-  grid of (row chunk, post row) with 256 threads along the contiguous
-  ``x*nf`` run, so no integer division per element.
-* ``hebbian_shared``: owner-computes.  A thread owns one dW element ``(k, py,
-  px, o)`` and one of ``S`` slices of the pre neurons with kernel ``k``; the
-  partial sums go to ``[S, nel]`` scratch and a second kernel sums the
-  slices in a fixed order and adds ``dw_max *`` sum to dW.  ``S`` is chosen
-  so that about 2048 threads per SM are busy (dW has only a few thousand
-  elements).  ``hebbian_shared_sparse``: the list is
-  expanded into a dense pre buffer on the device (an O(n) scatter to unique
-  positions) and the dense kernel runs; its zero tests are warp-broadcast
-  loads, cheaper on a GPU than sorting the list by kernel.
-* ``pack_halo``/``unpack_halo``/``mirror_halo``: the halo strips of a
-  device-resident layer, for :class:`pvmpi.parallel.device_halo.DeviceHaloExchange`
-  (a 2-D grid over the strip's rows and its contiguous ``w*nf`` run; the
-  mirror x over all rows, then y over all columns, as on the host).
-* ``layer_stats``: a (row chunk, batch) grid of 128-thread blocks reduces
-  the restricted window in float64 in shared memory; the host adds the
-  per-block partials in a fixed order.
-
-Launch constants are module attributes (tests shrink ``TILE_FLOATS`` and
-``ACTIVE_K`` to exercise the chunked paths).  The simulator runs the same
-kernels; since each simulated thread is a Python thread it uses 32-thread
-blocks (``THREADS``, ``SCAN``) and grids of a few blocks (the kernels loop
-over the rest), which changes no result: every kernel is written for any
-block and grid size.
-
-Measured on an H100 (bench geometry: error 128x128x1, V1 64x64x64, nbatch 4,
-8x8 patches stride 2, 5 % active), kernel times: sparse delivery 64 us,
-post/pre gather 0.50 ms (124 registers/thread, 25 % occupancy: the next
-thing to tune), LCA update 19 us, active list 28 us, sparse Hebbian 0.43 ms,
-layer stats 10 us.  A Python-side launch costs about 0.1 ms, so a time loop
-should keep state on the device and launch few kernels per step.
+missing; it never falls back to the CPU. The engine's state lives on the
+device (``CAPABILITIES.device_resident``); every kernel owns its outputs (no
+float atomics), so results are bitwise reproducible from run to run. How
+each kernel works, what crosses to the host, and the measurements:
+docs/performance.md, "Inside the backends".
 """
 import math
 
 import numpy as np
 
 from pvmpi.errors import PvmpiError
+from pvmpi.kernels.contract import Capabilities
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
@@ -1204,7 +1110,7 @@ def firm_threshold_cost(X, lt, up, ny, nx, w):
 
 # --------------------------------------------------------------------- engine state (device-resident)
 
-DEVICE_RESIDENT = True  # the engine keeps V, A, GSyn, W, dW here; see the module docstring
+CAPABILITIES = Capabilities(device_resident=True, gemm_delivery=False)  # V, A, GSyn, W, dW live here
 
 
 def zeros(shape):

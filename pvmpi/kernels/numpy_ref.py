@@ -9,11 +9,15 @@ of restricted pre index ``i`` is ``(mul*i + off) // div`` (see
 Outputs are updated in place; functions return None (``active_list``
 excepted).  Loops run over kernels and patch offsets, never over neurons.
 """
-import mmap
-
 import numpy as np
 
+from pvmpi.kernels.contract import Capabilities
+
+# the engine's state in host memory (pvmpi.kernels.host): this backend's own
+from pvmpi.kernels.host import copy, fill_zero, gather_flat, host_buffer, to_device, to_host, upload, zeros  # noqa: F401
+
 FLT_MAX = 3.4028234663852886e38
+CAPABILITIES = Capabilities(device_resident=False, gemm_delivery=False)
 _F32 = np.float32
 
 
@@ -278,73 +282,6 @@ def firm_threshold_cost(X, lt, up, ny, nx, w):
     return np.where(x < w, inside, w / 2).sum(axis=1)
 
 
-# ------------------------------------------------------------------- engine state
-#
-# The engine keeps its per-step state (V, A and the data store, GSyn, W, dW)
-# in buffers this backend makes and changes through these functions, so the
-# same engine code runs with host arrays here and with device arrays on the
-# cuda backend (DEVICE_RESIDENT there). On the host they are the numpy
-# operations the engine used to do itself.
-
-DEVICE_RESIDENT = False  # state lives in host memory: to_host/to_device are the identity
-
-
-HUGE_PAGE = 2 << 20  # bytes of a transparent huge page (x86-64, arm64 with 4 KiB pages)
-
-
-def zeros(shape):
-    """A float32 buffer of zeros where this backend keeps state (host memory).
-
-    A buffer of a huge page or more starts on a huge-page boundary in an
-    anonymous mapping advised ``MADV_HUGEPAGE``: a step streams every layer
-    buffer, and with 4 KiB pages its TLB misses cost measurably (the
-    benchmark's V1 update: 0.95 -> 0.84 ms, its step about 2 % faster, in
-    interleaved runs). Linux's default THP mode (``madvise``) honours the
-    advice; elsewhere it is plain zeroed memory.
-    """
-    nbytes = int(np.prod(shape, dtype=np.int64)) * 4
-    if nbytes < HUGE_PAGE:
-        return np.zeros(shape, np.float32)
-    # private (a shared anonymous mapping is shmem, which THP leaves alone), zero-filled, page-aligned
-    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        region.madvise(mmap.MADV_HUGEPAGE)
-    raw = np.frombuffer(region, np.uint8)  # keeps the mapping alive
-    start = -raw.ctypes.data % HUGE_PAGE
-    return raw[start:start + nbytes].view(np.float32).reshape(shape)
-
-
-def to_device(a):
-    """The array where kernels want it: host memory already, so ``a`` itself."""
-    return a
-
-
-def to_host(a):
-    """State as a numpy array for output and checkpoints: ``a`` itself on the host."""
-    return a
-
-
-def host_buffer(a):
-    """Where to compose a new value of buffer ``a`` on the host before :func:`upload`: ``a`` itself here."""
-    return a
-
-
-def upload(dst, host):
-    """``dst[...] = host`` from host data (broadcast); nothing when ``host`` is ``dst`` itself."""
-    if host is not dst:
-        dst[...] = host
-
-
-def fill_zero(X):
-    """``X[...] = 0`` (a GSyn channel nobody delivered into, dW before accumulating)."""
-    X.fill(0)
-
-
-def copy(dst, src):
-    """``dst[...] = src`` for buffers of one shape (a data-store level copied forward)."""
-    np.copyto(dst, src)
-
-
 def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
     """``dst (+)= scale * src`` on the restricted windows of two ``[b, y, x, f]`` buffers.
 
@@ -364,11 +301,6 @@ def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
         d += s
     else:
         d += scale * s
-
-
-def gather_flat(dst, src, index):
-    """``dst.flat[i] = src.flat[index[i]]`` (a TransposeConn's weights: a fixed permutation of W)."""
-    np.take(src.reshape(-1), index, out=dst.reshape(-1))
 
 
 def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, lt, up):

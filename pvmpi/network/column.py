@@ -38,11 +38,9 @@ def _make(table, group, run, what):
 def set_up_frozen():
     """While stepping, the collector leaves alone the objects that exist at set-up.
 
-    A full collection scans every live object (about 110 000 after importing
-    numba); one came every few hundred steps of the benchmark and took 44 ms,
-    a stall every rank waits for at the next collective. Frozen, the scan
-    covers only what the steps themselves make; unfrozen afterwards, so
-    processes that build many networks (tests, notebooks) still free them.
+    A full collection of everything numba made stalls a step, and every rank
+    then waits (docs/performance.md); frozen, the scan covers only what the
+    steps make; unfrozen afterwards, so tests and notebooks still free networks.
     """
     gc.freeze()
     try:

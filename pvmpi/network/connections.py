@@ -257,7 +257,7 @@ class WeightedConnection(Connection):
         """
         self.im2col = None
         mode = self.delivery_mode() if self.channel >= 0 else None
-        gemm = mode in ("pre", "post") and getattr(self.run.kernels, "GEMM_DELIVERY", False)
+        gemm = mode in ("pre", "post") and self.run.kernels.CAPABILITIES.gemm_delivery
         if mode == "post" or gemm:
             self.xtab = post_table(self.xmap, self.pre.margin_x)
             self.ytab = post_table(self.ymap, self.pre.margin_y)

@@ -43,7 +43,7 @@ class Im2colPlan:
         """M[(jy, jx, f), o] = W[f + nf*(kx + nkx*ky), py, px, o] for one arbor's weights.
 
         A gather of whole weight rows through an index made once per weight
-        shape (every step asks; fancy indexing took 9 us per call on the benchmark).
+        shape (every step asks).
         """
         key = (W.shape, nf, nkx)
         if self._rows_for != key:

@@ -28,7 +28,7 @@ def halo_exchange(comms, tile, nf, margin_x, margin_y, mirror, kernels):
     the GPU; only they cross to the host, or none with a CUDA-aware MPI);
     host backends the plain :class:`HaloExchange`.
     """
-    if getattr(kernels, "DEVICE_RESIDENT", False):
+    if kernels.CAPABILITIES.device_resident:
         from pvmpi.parallel.device_halo import DeviceHaloExchange
 
         return DeviceHaloExchange(comms, tile, nf, margin_x, margin_y, mirror, kernels)

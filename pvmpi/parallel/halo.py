@@ -16,12 +16,9 @@ so the corner pieces that OpenPV's edge ranks send pre-mirrored come out
 identical without extra messages, and the result equals a one-process run.
 
 Each message goes through one contiguous buffer per neighbour
-(``method="packed"``, the default): measured at 2 ranks on 2 cores, one
-exchange of a [4, 68, 68, 64] float32 A (margin 2) took 38 us packed vs
-50 us with MPI subarray datatypes for a row split and 45 vs 45 us for a
-column split; with margin 8 packed was 1.4-3x faster. Subarray types only
-won on tiny strips (nf=1: 6 vs 11 us). ``method="subarray"`` is kept so the
-choice can be re-measured on other networks.
+(``method="packed"``, the default, faster than MPI subarray datatypes but on
+tiny strips: docs/performance.md); ``method="subarray"`` is kept so the
+choice can be measured again on other networks.
 """
 import numpy as np
 from mpi4py import MPI

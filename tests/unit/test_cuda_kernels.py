@@ -144,6 +144,16 @@ def test_same_signatures_as_the_reference(cu, name):
 
 
 @inner
+def test_cuda_keeps_the_contract(cu):
+    """The kernels of a device-resident backend (halo strips included), with the contract's arguments."""
+    from pvmpi.kernels.contract import required
+
+    assert cu.CAPABILITIES.device_resident
+    for kernel in required(cu.CAPABILITIES):
+        assert tuple(inspect.signature(getattr(cu, kernel.name)).parameters) == kernel.args, kernel.name
+
+
+@inner
 def test_get_backend_cuda(cu):
     assert get_backend("cuda") is cu
 

@@ -10,6 +10,7 @@ from kernel_cases import Case, close, make_case
 from pvmpi.errors import PvmpiError
 from pvmpi.geometry import post_table
 from pvmpi.kernels import KERNELS, get_backend
+from pvmpi.kernels import host
 from pvmpi.kernels import numpy_ref as ref
 
 nb_ = pytest.importorskip("numba")
@@ -120,9 +121,18 @@ def test_importing_kernels_does_not_import_numba():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-@pytest.mark.parametrize("name", KERNELS)
-def test_backends_share_signatures(name):
-    assert inspect.signature(getattr(ref, name)) == inspect.signature(getattr(cpu, name))
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backend_keeps_the_contract(backend):
+    """Every kernel the contract asks of a backend with its capabilities, with the contract's
+    arguments in order (kernels/contract.py); the host backends share their signatures."""
+    from pvmpi.kernels.contract import required
+
+    be = get_backend(backend)
+    for kernel in required(be.CAPABILITIES):
+        assert hasattr(be, kernel.name), f"{backend} lacks {kernel.name}"
+        assert tuple(inspect.signature(getattr(be, kernel.name)).parameters) == kernel.args, kernel.name
+    for name in KERNELS:
+        assert inspect.signature(getattr(ref, name)) == inspect.signature(getattr(cpu, name))
 
 
 # --------------------------------------------------------------------- delivery
@@ -522,8 +532,8 @@ def test_host_state_buffers_are_zeroed_float32_and_large_ones_huge_page_aligned(
     for x in (a, b):
         assert x.shape == shape and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
         assert not x.any()
-        if x.nbytes >= ref.HUGE_PAGE:
-            assert x.ctypes.data % ref.HUGE_PAGE == 0
+        if x.nbytes >= host.HUGE_PAGE:
+            assert x.ctypes.data % host.HUGE_PAGE == 0
     a += 1
     assert not b.any() and not np.shares_memory(a, b)
     assert get_backend("numba").zeros is ref.zeros
