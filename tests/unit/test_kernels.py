@@ -9,8 +9,7 @@ from kernel_cases import Case, close, make_case
 
 from pvmpi.errors import PvmpiError
 from pvmpi.geometry import post_table
-from pvmpi.kernels import KERNELS, get_backend
-from pvmpi.kernels import host
+from pvmpi.kernels import KERNELS, get_backend, host
 from pvmpi.kernels import numpy_ref as ref
 
 nb_ = pytest.importorskip("numba")
