@@ -77,10 +77,35 @@ def prepare_output(model, path, *, overwrite=False, continuing=False):
         print(f"pvmpi: {path}: continuing the run whose checkpoint initializeFromCheckpointDir names; "
               f"files this run writes replace that run's", file=sys.stderr, flush=True)
     try:
+        if overwrite and not continuing:
+            remove_old_checkpoints(model)
         os.makedirs(path, exist_ok=True)
         write_cleaned_params(model, path)
     except OSError as e:
         raise PvmpiError(f"cannot write the output directory: {e.strerror}", file=path) from None
+
+
+def remove_old_checkpoints(model):
+    """--overwrite: the replaced run's checkpoints go too, so a later -r cannot continue it over the
+    new run's outputs (the checkpoint initializeFromCheckpointDir reads is kept)."""
+    import shutil
+
+    col = model.column
+    keep = os.path.realpath(col["initializeFromCheckpointDir"]) if col["initializeFromCheckpointDir"] else None
+    old = []
+    write_dir = col["checkpointWriteDir"] if col["checkpointWrite"] else None
+    if write_dir and os.path.isdir(write_dir):
+        old += [os.path.join(write_dir, n) for n in sorted(os.listdir(write_dir))
+                if n.startswith("Checkpoint") and (n[10:].isdigit() or n.endswith(".incomplete"))]
+    last = col["lastCheckpointDir"]
+    if last and os.path.isdir(os.path.join(last)) and os.path.isfile(os.path.join(last, "checkpoint.h5")):
+        old.append(last)
+    old = [d for d in old if keep is None or os.path.commonpath([os.path.realpath(d), keep]) != os.path.realpath(d)]
+    for d in old:
+        shutil.rmtree(d)
+    if old:
+        print(f"pvmpi: --overwrite: removed {len(old)} checkpoint(s) of the replaced run "
+              f"({', '.join(old[:3])}{', ...' if len(old) > 3 else ''})", file=sys.stderr, flush=True)
 
 
 def write_cleaned_params(model, output_path):
@@ -93,29 +118,44 @@ def write_cleaned_params(model, output_path):
         write_atomic(os.path.join(output_path, name), model_to_params(model))
 
 
-def resume_path(model, checkpoint=None, restart=False, announce=True):
+def resume_path(model, checkpoint=None, restart=False, announce=True, output_path=None):
     """The checkpoint to continue from: ``checkpoint`` (-c DIR), or with ``restart`` (-r) the
-    newest complete one (None: a fresh start, announced when ``announce``)."""
-    from .io.checkpoint import is_complete, newest_checkpoint
+    newest complete one. Without one, -r starts at t = 0 only where there are no outputs to lose
+    (the first piece of a requeued job); over a run's outputs it is an error naming what it found."""
+    from .io.checkpoint import is_complete, newest_checkpoint, unusable_checkpoints, why_unusable
 
     col = model.column
     if checkpoint:
         if not os.path.isdir(checkpoint):
             raise PvmpiError("no such checkpoint directory", file=checkpoint, param="-c")
-        if not is_complete(checkpoint):
-            raise PvmpiError("not a complete pvmpi checkpoint", file=checkpoint, param="-c")
-        return checkpoint
-    if not restart:
+        why = why_unusable(checkpoint)
+        if why:
+            raise PvmpiError(f"cannot continue from this checkpoint: {why}", file=checkpoint, param="-c")
+        found = checkpoint
+    elif not restart:
         return None
-    if col["checkpointWrite"]:
+    elif col["checkpointWrite"]:
         directory = col["checkpointWriteDir"]
         found = newest_checkpoint(directory)
+        bad = unusable_checkpoints(directory)
     else:  # the final state of a run without checkpoints goes to lastCheckpointDir itself
         directory = col["lastCheckpointDir"]
         found = directory if directory and is_complete(directory) else None
-    if found is None and announce:
-        print(f"pvmpi: -r: no complete checkpoint in {directory}; starting at t = 0", file=sys.stderr,
-              flush=True)
+        bad = [(directory, why_unusable(directory))] if directory and os.path.isdir(directory) and not found \
+            else []
+    if found is None:
+        out = output_path or col["outputPath"]
+        if os.path.isdir(out) and os.listdir(out):
+            seen = "; ".join(f"{name}: {why}" for name, why in bad) or "none"
+            raise PvmpiError(f"-r: no checkpoint to continue from in {directory} (found: {seen}); starting "
+                             f"at t = 0 would replace the outputs in {out}", param="-r",
+                             hint="-c DIR names a checkpoint; --overwrite starts the run again")
+        if announce:
+            print(f"pvmpi: -r: no complete checkpoint in {directory}; starting at t = 0 (no outputs yet)",
+                  file=sys.stderr, flush=True)
+        return None
+    if announce:
+        print(f"pvmpi: continuing from {found}", file=sys.stderr, flush=True)
     return found
 
 
@@ -166,7 +206,8 @@ class Simulation:
             self.column = Column(model, self.comms, get_backend(backend), output_path=output_path, seed=seed,
                                  progress=progress)
             self.restart = restart
-            self.resume = resume_path(model, checkpoint, restart, announce=self.comms.is_root)
+            self.resume = resume_path(model, checkpoint, restart, announce=self.comms.is_root,
+                                      output_path=self.column.output_path)
         except PvmpiError as e:
             error = e
         self._agree(error, base)

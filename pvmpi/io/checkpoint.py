@@ -43,6 +43,41 @@ def is_complete(path):
         return False
 
 
+def why_unusable(path):
+    """Why checkpoint directory ``path`` cannot be continued from (None: it can)."""
+    f = os.path.join(path, FILE)
+    if not os.path.isfile(f):
+        return f"no {FILE}"
+    try:
+        import h5py
+
+        with h5py.File(f, "r") as h:
+            if h.attrs.get("format") != FORMAT:
+                return f"not a pvmpi checkpoint (format {h.attrs.get('format')!r})"
+            if not bool(h.attrs.get("complete", False)):
+                return "written only in part (never marked complete)"
+    except OSError as e:
+        return f"unreadable ({e})"
+    return None
+
+
+def unusable_checkpoints(directory):
+    """``[(name, why)]`` of the Checkpoint<step> folders under ``directory`` that cannot be continued
+    from, and of checkpoints left half-written (``*.incomplete``)."""
+    if not os.path.isdir(directory):
+        return []
+    out = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.endswith(".incomplete"):
+            out.append((name, "interrupted while being written"))
+        elif name.startswith("Checkpoint") and name[10:].isdigit():
+            why = why_unusable(path)
+            if why:
+                out.append((name, why))
+    return out
+
+
 def newest_checkpoint(directory):
     """The complete Checkpoint<step> with the highest step under `directory`, or None."""
     if not os.path.isdir(directory):
