@@ -9,6 +9,7 @@ rather than leaving other ranks waiting in a collective forever
 import os
 import sys
 
+from . import __version__
 from .errors import PvmpiError
 from .failure import USER_ERROR, abort_job, fail
 from .simulation import BACKENDS
@@ -23,8 +24,10 @@ def build_parser():
         description="Run an OpenPV-style network (YAML config or .params file) with a batch dimension over "
                     "MPI. OpenPV's command line works too: -p FILE.params [flags], or a Key:value config "
                     "file as the first argument (flags after it override it).",
-        epilog="subcommands: " + ", ".join(f"python -m pvmpi {name} --help" for name in SUBCOMMANDS))
+        epilog="subcommands (each with --help): " + ", ".join(f"python -m pvmpi {name}" for name in SUBCOMMANDS)
+               + "; python -m pvmpi bench scaling, bench model")
     p.add_argument("config", nargs="?", help="YAML config or OpenPV .params file (or -p FILE)")
+    p.add_argument("--version", action="version", version=f"pvmpi {__version__}")
     p.add_argument("-o", "--output-path", help="output directory (overrides HyPerCol outputPath)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="compute kernels: numba (default, compiled CPU), numpy (the reference) or cuda "
