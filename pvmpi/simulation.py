@@ -121,7 +121,8 @@ def write_cleaned_params(model, output_path):
 def resume_path(model, checkpoint=None, restart=False, announce=True, output_path=None):
     """The checkpoint to continue from: ``checkpoint`` (-c DIR), or with ``restart`` (-r) the
     newest complete one. Without one, -r starts at t = 0 only where there are no outputs to lose
-    (the first piece of a requeued job); over a run's outputs it is an error naming what it found."""
+    (the first piece of a requeued job, announced when ``announce``); over a run's outputs it is
+    an error naming what it found."""
     from .io.checkpoint import is_complete, newest_checkpoint, unusable_checkpoints, why_unusable
 
     col = model.column
@@ -154,8 +155,6 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
             print(f"pvmpi: -r: no complete checkpoint in {directory}; starting at t = 0 (no outputs yet)",
                   file=sys.stderr, flush=True)
         return None
-    if announce:
-        print(f"pvmpi: continuing from {found}", file=sys.stderr, flush=True)
     return found
 
 
@@ -242,6 +241,9 @@ class Simulation:
         self.started = True
         self.started_at = time.perf_counter()
         self.column.start(self.resume)
+        if self.resume is not None and self.comms.is_root:
+            print(f"pvmpi: continuing from {self.resume} (t = {self.column.t:g}, step {self.column.step})",
+                  file=sys.stderr, flush=True)
         return self
 
     def run(self, until=None):

@@ -1,4 +1,8 @@
-"""Running a network in a test: through :class:`pvmpi.Simulation`, as every user does."""
+"""Running in a test: a network through :class:`pvmpi.Simulation`, as every user does; a command
+under ``mpiexec`` (the one helper every test that starts ranks uses)."""
+import subprocess
+import sys
+from pathlib import Path
 
 
 def run_network(model, comm=None, layout=None, backend="numba", output_path=None, resume=None):
@@ -15,13 +19,16 @@ def run_network(model, comm=None, layout=None, backend="numba", output_path=None
     return sim.column
 
 
-def mpirun(n, *args, cwd=None, timeout=120):
-    """``mpiexec -n n python -m mpi4py ARGS`` with this interpreter; the finished process
-    (stdout and stderr as text). ``args``: a script and its arguments, or ``-m module ...``."""
-    import subprocess
-    import sys
-    from pathlib import Path
+MPIEXEC = Path(sys.executable).parent / "mpiexec"  # the launcher of the MPI mpi4py uses here
 
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    return subprocess.run([str(mpiexec), "-n", str(n), sys.executable, "-m", "mpi4py", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+
+def mpi_command(n, *args):
+    """``mpiexec -n n python -m mpi4py ARGS`` with this interpreter, as a list (``args``: a script
+    and its arguments, or ``-m module ...``); ``python -m mpi4py`` ends every rank if one fails."""
+    return [str(MPIEXEC), "-n", str(n), sys.executable, "-m", "mpi4py", *args]
+
+
+def mpirun(n, *args, cwd=None, timeout=120, env=None):
+    """Run :func:`mpi_command` to the end; the finished process (stdout and stderr as text)."""
+    return subprocess.run(mpi_command(n, *args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)

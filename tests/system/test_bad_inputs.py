@@ -8,12 +8,10 @@ message and that no rank is left waiting.
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
+from running import MPIEXEC
 
 NET_YAML = """\
 column:
@@ -264,7 +262,7 @@ CASES = [
     ("layout-columns-indivisible", yaml_case("nx: 8", "nx: 9", "-columns", "2"), ["nx=9", "NumColumns=2"], 2),
     # -------------------------------------------------- restarts and outputs
     ("restart-missing-dir", yaml_case("nx: 8", "nx: 8", "-c", "nope"), ["nope: -c: no such checkpoint directory"], 1),
-    ("restart-incomplete", incomplete_checkpoint, ["ck", "not a complete pvmpi checkpoint"], 1),
+    ("restart-incomplete", incomplete_checkpoint, ["ck", "cannot continue from this checkpoint: unreadable"], 1),
     ("restart-other-network", checkpoint_of_other_network, ["ck", "another network"], 1),
     ("output-unwritable", output_under_a_file, ["plain/out", "cannot write the output directory"], 1),
     ("output-of-another-run", output_of_another_run, ["out", "--overwrite"], 1),

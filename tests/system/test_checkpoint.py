@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from procs import ranks_of
+from running import MPIEXEC, mpi_command
 
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp
@@ -133,15 +134,14 @@ def test_initialize_from_checkpoint_dir_loads_only_flagged_objects(tmp_path, ima
 
 def test_sigusr2_to_one_rank_stops_every_rank(tmp_path, images):
     """A signal reaching a single MPI rank stops the whole job at one step, with a checkpoint."""
-    mpiexec = Path(sys.executable).parent / "mpiexec"
     out = tmp_path / "mpi"
-    args = [str(mpiexec), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "pvmpi",
+    args = [*mpi_command(2, "-m", "pvmpi"),
             *map(str, demo_args(images, out, "column.stopTime=3000")), "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "checkpoints" / "Checkpoint0040").exists() and time.time() < deadline:
         time.sleep(0.05)
-    ranks = ranks_of(out, mpiexec, exclude=(proc.pid,))
+    ranks = ranks_of(out, MPIEXEC, exclude=(proc.pid,))
     assert len(ranks) >= 2, ranks
     os.kill(max(ranks), signal.SIGUSR2)
     t0 = time.time()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from running import MPIEXEC
 
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp
@@ -24,7 +25,6 @@ from pvmpi.io import pvp
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 MODE = os.environ.get("PVMPI_CUDA_TESTS")  # "gpu" on a GPU machine
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                 reason="numba-cuda not installed (pip install -e '.[test]')")

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from running import MPIEXEC
 
 HERE = Path(__file__).resolve().parent
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda not installed")

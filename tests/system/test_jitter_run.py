@@ -5,10 +5,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from running import mpi_command
 
 from pvmpi.io import pvp
 
@@ -40,10 +40,7 @@ Input:
 
 
 def run(tmp_path, out, *args, ranks=1):
-    cmd = [sys.executable, "-m", "pvmpi"]
-    if ranks > 1:
-        cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py",
-               "-m", "pvmpi"]
+    cmd = [sys.executable, "-m", "pvmpi"] if ranks == 1 else mpi_command(ranks, "-m", "pvmpi")
     config = tmp_path / "net.yaml"
     proc = subprocess.run([*cmd, str(config), "-o", str(out), "-q", *args], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "NUMBA_NUM_THREADS": "1"})

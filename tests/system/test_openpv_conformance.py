@@ -12,10 +12,10 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from running import mpi_command
 
 from pvmpi.io import pvp
 
@@ -26,8 +26,7 @@ def pvmpi_command(ranks):
     """`python -m pvmpi` on one rank, or under the venv's mpiexec."""
     if ranks == 1:
         return [sys.executable, "-m", "pvmpi"]
-    return [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py",
-            "-m", "pvmpi"]
+    return mpi_command(ranks, "-m", "pvmpi")
 
 
 def run_openpv_test(openpv_tests, tmp_path, test, params, *extra, ranks=1):
@@ -112,8 +111,7 @@ def test_reduce_across_batch_test(openpv_tests, tmp_path, ranks, layout):
 
     work = tmp_path / "ReduceAcrossBatchTest"
     shutil.copytree(openpv_tests / "ReduceAcrossBatchTest", work)
-    mpiexec = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py"]
-    proc = subprocess.run([*mpiexec, "-m", "pvmpi", "input/ReduceAcrossBatchTest.params", "-q", *layout],
+    proc = subprocess.run([*mpi_command(ranks), "-m", "pvmpi", "input/ReduceAcrossBatchTest.params", "-q", *layout],
                           cwd=work, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
@@ -137,8 +135,7 @@ def test_probe_tests_under_every_layout(openpv_tests, tmp_path, test, config):
     work = tmp_path / test
     shutil.copytree(openpv_tests / test, work)
     ranks = CONFIGS[config]
-    mpiexec = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpi4py"]
-    proc = subprocess.run([*mpiexec, "-m", "pvmpi", f"input/config_{config}.txt", "-q"], cwd=work,
+    proc = subprocess.run([*mpi_command(ranks), "-m", "pvmpi", f"input/config_{config}.txt", "-q"], cwd=work,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr

@@ -14,13 +14,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from running import MPIEXEC
 
 from pvmpi.cli import build_parser
 from pvmpi.errors import PvmpiError
 from pvmpi.openpv_args import CONFIG_KEYS, io_block_warning, log_file_for_rank, parse_args, read_config_file
 
 REPO = Path(__file__).resolve().parents[2]
-MPIEXEC = REPO / ".venv" / "bin" / "mpiexec"
 
 
 def parse(*argv):
