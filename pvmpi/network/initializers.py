@@ -17,8 +17,7 @@ import warnings
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.network.paramget import get as _get
-from pvmpi.network.paramget import get_f32 as _f32
+from pvmpi.network.paramget import get, get_f32
 from pvmpi.network.random import TausBank, bank_for_tile, prepare_logf
 
 __all__ = [
@@ -46,24 +45,22 @@ RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
 _TWO32 = 4294967296.0  # 1 + CL_RANDOM_MAX
 
 
-def _required(params, name, group, what):
-    v = _get(params, name)
+def _required(params, name, group, what, owner):
+    v = get(params, name, owner)
     if v is None:
         raise PvmpiError(f"{what} needs parameter {name}", group=group, param=name)
     return v
 
 
-def _int_param(params, name, default, group):
-    v = _get(params, name, default)
-    if v is None:
-        v = default
+def _int_param(params, name, group, owner):
+    v = get(params, name, owner)
     if float(v) != int(v):
         raise PvmpiError(f"{name} must be an integer, not {v!r}", group=group, param=name)
     return int(v)
 
 
-def _file_param(params, name):
-    v = _get(params, name)
+def _file_param(params, name, owner):
+    v = get(params, name, owner)
     if v is None or (isinstance(v, str) and v.strip() in ("", "NULL")):
         return None
     return str(v)
@@ -109,7 +106,7 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
     if init_type == "ZeroV":
         return np.zeros(shape, np.float32)
     if init_type == "ConstantV":
-        return np.full(shape, _f32(params, "valueV", -70.0), np.float32)
+        return np.full(shape, get_f32(params, "valueV", "HyPerLayer"), np.float32)
     if init_type == "InitVFromFile":
         return _init_v_from_file(params, shape, kb0, ny_global, nx_global, ky0, kx0,
                                  read_pvp_frame, pvp_frame_count, group)
@@ -122,18 +119,18 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
     bank = bank_for_tile(seed_base, ny_global=ny_global, nx_global=nx_global,
                          kb0=0, ky0=ky0, kx0=kx0, nb=1, ny=ny, nx=nx)
     if init_type == "UniformRandomV":
-        lo = _f32(params, "minV", 0.0)
-        hi = _f32(params, "maxV", lo + np.float32(1))
+        lo = get_f32(params, "minV", "HyPerLayer")
+        hi = get_f32(params, "maxV", "HyPerLayer")
         draw = lambda: bank.uniform_range(lo, hi)  # noqa: E731
     elif init_type == "GaussianRandomV":
-        mean = _f32(params, "meanV", 0.0)
-        sigma = _f32(params, "maxV", 1.0)  # OpenPV reads sigma from "maxV"
+        mean = get_f32(params, "meanV", "HyPerLayer")
+        sigma = get_f32(params, "maxV", "HyPerLayer")  # OpenPV reads sigma from "maxV"
         prepare_logf(nb * nf * ny * nx)
         draw = lambda: bank.gaussian_range(mean, sigma)  # noqa: E731
     else:  # DiscreteUniformRandomV, computed in double
-        lo = _f32(params, "minV", 0.0)
-        hi = _f32(params, "maxV", lo + np.float32(1))
-        nvals = _int_param(params, "numValues", 2, group)
+        lo = get_f32(params, "minV", "HyPerLayer")
+        hi = get_f32(params, "maxV", "HyPerLayer")
+        nvals = _int_param(params, "numValues", group, "HyPerLayer")
         if nvals < 2:
             raise PvmpiError(f"numValues is {nvals}, but it must be at least 2",
                              group=group, param="numValues")
@@ -157,7 +154,7 @@ def init_v(init_type, params, *, seed_base=None, nbatch_global, kb0, nb,
 
 def _init_v_from_file(params, shape, kb0, ny_global, nx_global, ky0, kx0,
                       read_pvp_frame, pvp_frame_count, group):
-    path = _file_param(params, "Vfilename")
+    path = _file_param(params, "Vfilename", "HyPerLayer")
     if path is None:
         raise PvmpiError("InitVFromFile needs parameter Vfilename", group=group,
                          param="Vfilename")
@@ -166,7 +163,7 @@ def _init_v_from_file(params, shape, kb0, ny_global, nx_global, ky0, kx0,
                          param="Vfilename")
     if read_pvp_frame is None:
         raise ValueError("InitVFromFile needs read_pvp_frame")
-    frame0 = _int_param(params, "frameNumber", 0, group)
+    frame0 = _int_param(params, "frameNumber", group, "HyPerLayer")
     count = int(pvp_frame_count(path)) if pvp_frame_count is not None else None
     nb, ny, nx, nf = shape
     v = np.empty(shape, np.float32)
@@ -213,15 +210,15 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     arbors, nk, nyp, nxp, nfp = (int(s) for s in shape)
     shape = (arbors, nk, nyp, nxp, nfp)
 
-    path = _file_param(params, "initWeightsFile")
+    path = _file_param(params, "initWeightsFile", "HyPerConn")
     if path is not None:
         return _read_weights_file(path, params, shape, read_weights, group)
     if init_type == "FileWeight":
         raise PvmpiError("FileWeight needs parameter initWeightsFile", group=group,
                          param="initWeightsFile")
     if init_type == "UniformWeight":
-        w = np.full(shape, _f32(params, "weightInit", 0.0), np.float32)
-        if _get(params, "connectOnlySameFeatures", False):
+        w = np.full(shape, get_f32(params, "weightInit", "HyPerConn"), np.float32)
+        if get(params, "connectOnlySameFeatures", "HyPerConn"):
             kf = np.arange(nk) % nfp  # OpenPV: patch index mod nfp
             same = (np.arange(nfp)[None, :] == kf[:, None])  # [nk, nfp]
             w = np.where(same[None, :, None, None, :], w, np.float32(0)).astype(np.float32)
@@ -250,8 +247,8 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     if init_type == "UniformRandomWeight":
         fill = _uniform_random_filler(params, npatch, bank, group, warn)
     elif init_type == "GaussianRandomWeight":
-        mean = np.float32(_required(params, "wGaussMean", group, init_type))
-        std = np.float32(_required(params, "wGaussStdev", group, init_type))
+        mean = get_f32(params, "wGaussMean", "HyPerConn")
+        std = get_f32(params, "wGaussStdev", "HyPerConn")
         prepare_logf(arbors * nk * npatch)
 
         def fill():
@@ -260,9 +257,9 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
                 vals[:, n] = bank.gaussian_range(mean, std)
             return vals
     else:  # DiscreteUniformRandomWeight, in double
-        wmin = np.float32(_required(params, "wMin", group, init_type))
-        wmax = np.float32(_required(params, "wMax", group, init_type))
-        nvals = int(_required(params, "numValues", group, init_type))
+        wmin = np.float32(_required(params, "wMin", group, init_type, "HyPerConn"))
+        wmax = np.float32(_required(params, "wMax", group, init_type, "HyPerConn"))
+        nvals = int(_required(params, "numValues", group, init_type, "HyPerConn"))
         if wmax < wmin:
             raise PvmpiError(f"wMax={wmax} is less than wMin={wmin}", group=group, param="wMax")
         if nvals < 2:
@@ -286,15 +283,15 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
 def _uniform_random_filler(params, npatch, bank, group, warn):
     """UniformRandomWeight per facts 3.11(e): two draws per weight while the
     patch may still take zeros, an optional random start for minNNZ."""
-    wmin = _f32(params, "wMinInit", 0.0)
-    wmax = _f32(params, "wMaxInit", 1.0)
+    wmin = get_f32(params, "wMinInit", "HyPerConn")
+    wmax = get_f32(params, "wMaxInit", "HyPerConn")
     if wmax < wmin:
         warn(f"{group or 'UniformRandomWeight'}: wMaxInit {wmax} is less than wMinInit "
              f"{wmin}; using wMaxInit = wMinInit")
         wmax = wmin
     p = 0.0 if wmax <= wmin else float(np.float32(wmax - wmin)) / _TWO32
-    thresh = float(_f32(params, "sparseFraction", 0.0) * np.float32(_TWO32))
-    min_nnz = _int_param(params, "minNNZ", 0, group)
+    thresh = float(get_f32(params, "sparseFraction", "HyPerConn") * np.float32(_TWO32))
+    min_nnz = _int_param(params, "minNNZ", group, "HyPerConn")
     nk = len(bank)
     rows = np.arange(nk)
 
@@ -319,7 +316,7 @@ def _uniform_random_filler(params, npatch, bank, group, warn):
 def _read_weights_file(path, params, shape, read_weights, group):
     if read_weights is None:
         raise ValueError("initWeightsFile needs read_weights")
-    frame = _int_param(params, "frameNumber", 0, group)
+    frame = _int_param(params, "frameNumber", group, "HyPerConn")
     data = np.asarray(read_weights(path, frame))
     if data.shape != shape:
         want = "x".join(map(str, shape))
@@ -452,24 +449,24 @@ def gauss2d_weights(params, *, shape, geometry, group=None):
     if len(geo.patch_index) != nk:
         raise ValueError(f"{len(geo.patch_index)} patch indices for {nk} kernels")
 
-    def f(name, default=None):
-        return _f32(params, name, default)
+    def f(name):
+        return get_f32(params, name, "HyPerConn")
 
-    aspect, sigma, strength, shift = f("aspect", 1.0), f("sigma", 0.8), f("strength", 1.0), f("flankShift", 0.0)
+    aspect, sigma, strength, shift = f("aspect"), f("sigma"), f("strength"), f("flankShift")
     if sigma == 0:
         raise PvmpiError("sigma must not be 0", group=group, param="sigma")
     with np.errstate(over="ignore"):  # rMax = infinity (FLT_MAX): its square is inf in float
-        r2max = F32(np.float64(f("rMax", 1.4)) ** 2)
-        r2min = F32(np.float64(f("rMin", 0.0)) ** 2)
-    n_post = _int_param(params, "numOrientationsPost", -1, group)
-    n_pre = _int_param(params, "numOrientationsPre", -1, group)
+        r2max = F32(np.float64(f("rMax")) ** 2)
+        r2min = F32(np.float64(f("rMin")) ** 2)
+    n_post = _int_param(params, "numOrientationsPost", group, "HyPerConn")
+    n_pre = _int_param(params, "numOrientationsPre", group, "HyPerConn")
     n_post = n_post if n_post > 0 else geo.nf_post
     n_pre = n_pre if n_pre > 0 else geo.nf_pre
-    theta_max, rotate = f("thetaMax", 1.0), f("rotate", 0.0)
-    dtheta_max = f("deltaThetaMax", 2 * _PI)
-    num_flanks = _int_param(params, "numFlanks", 1, group)
-    bowtie = bool(_get(params, "bowtieFlag", False))
-    bowtie_angle = f("bowtieAngle", 2 * _PI)
+    theta_max, rotate = f("thetaMax"), f("rotate")
+    dtheta_max = f("deltaThetaMax")
+    num_flanks = _int_param(params, "numFlanks", group, "HyPerConn")
+    bowtie = bool(get(params, "bowtieFlag", "HyPerConn"))
+    bowtie_angle = f("bowtieAngle")
 
     # orientations (calculateThetas, calcThPost)
     dth_post = F32(_PI * float(theta_max) / float(F32(n_post)))

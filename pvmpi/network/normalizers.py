@@ -33,8 +33,7 @@ import warnings
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.network.paramget import get as _get
-from pvmpi.network.paramget import get_f32 as _f32
+from pvmpi.network.paramget import get, get_f32
 
 __all__ = ["NORMALIZE_METHODS", "normalize"]
 
@@ -73,25 +72,25 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
     label = name or method
 
     scale = np.float32(1)
-    if _get(params, "normalizeFromPostPerspective", False):
+    if get(params, "normalizeFromPostPerspective", "HyPerConn"):
         if not num_pre or not num_post:
             raise PvmpiError("normalizeFromPostPerspective needs the pre and post layer sizes",
                              group=name, param="normalizeFromPostPerspective")
         scale = np.float32(num_post) / np.float32(num_pre)
-    scale = scale * _f32(params, "strength", 1.0)
+    scale = scale * get_f32(params, "strength", "HyPerConn")
 
     if method in ("normalizeL2", "normalizeMax"):
         _preprocess(W, params)
 
     arbors, nk = W.shape[:2]
-    individually = bool(_get(params, "normalizeArborsIndividually", False))
+    individually = bool(get(params, "normalizeArborsIndividually", "HyPerConn"))
     # Patch data in accumulation order: [arbor-group, nk, elements], arbors outer.
     groups = [W[a:a + 1] for a in range(arbors)] if individually else [W]
     for gi, Wg in enumerate(groups):
         flat = np.moveaxis(Wg, 1, 0).reshape(nk, -1)  # [nk, arbors_in_group * P]
         where = f" of arbor {gi}" if individually else ""
         if method == "normalizeL2":
-            tol = _f32(params, "minL2NormTolerated", 0.0)
+            tol = get_f32(params, "minL2NormTolerated", "HyPerConn")
             sumsq = _seq_sum(flat * flat)
             l2 = np.sqrt(sumsq)
             # arbors together: OpenPV tests sumsq and stops at the first failure
@@ -99,13 +98,13 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
             with np.errstate(divide="ignore"):
                 mult = scale / l2
         elif method == "normalizeSum":
-            tol = _f32(params, "minSumTolerated", 0.0)
+            tol = get_f32(params, "minSumTolerated", "HyPerConn")
             total = _seq_sum(flat)
             bad = np.abs(total) <= tol
             with np.errstate(divide="ignore"):
                 mult = scale / total
         else:
-            tol = _f32(params, "minMaxTolerated", 0.0)
+            tol = get_f32(params, "minMaxTolerated", "HyPerConn")
             peak = np.maximum(flat.max(axis=1, initial=-np.inf), np.float32(0)).astype(np.float32)
             bad = peak <= tol
             with np.errstate(divide="ignore"):
@@ -134,7 +133,7 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
 
 def _preprocess(W, params):
     """NormalizeMultiply's steps before L2/Max: rMin box, clip negatives, cutoff."""
-    rminx, rminy = _f32(params, "rMinX", 0.0), _f32(params, "rMinY", 0.0)
+    rminx, rminy = get_f32(params, "rMinX", "HyPerConn"), get_f32(params, "rMinY", "HyPerConn")
     if rminx > np.float32(0.5) and rminy > np.float32(0.5):
         nyp, nxp = W.shape[2], W.shape[3]
         # a box wider than the patch (undefined in OpenPV) is clipped to the patch
@@ -143,9 +142,9 @@ def _preprocess(W, params):
         wx, wy = nxp - 2 * offx, nyp - 2 * offy
         if wx > 0 and wy > 0:
             W[:, :, offy:offy + wy, offx:offx + wx, :] = 0
-    if _get(params, "nonnegativeConstraintFlag", False):
+    if get(params, "nonnegativeConstraintFlag", "HyPerConn"):
         W[W < 0] = 0
-    cutoff = _f32(params, "normalize_cutoff", 0.0)
+    cutoff = get_f32(params, "normalize_cutoff", "HyPerConn")
     if cutoff > 0:
         peak = np.float32(max(float(np.abs(W).max(initial=0.0)), 0.0))
         W[np.abs(W) < peak * cutoff] = 0
