@@ -112,13 +112,32 @@ def _reduce(c, name, arr, out=None):
     return getattr(c, name)(arr, out=out)
 
 
+@pytest.mark.mpi(min_size=1)
+def test_spatial_sum_at_root_leaves_its_input(comms_for, world_layouts):
+    """The checkpoint's sum of tiles, on the slice's first rank only: spatial_sum's values there,
+    the input unchanged everywhere."""
+    for lay in world_layouts:
+        c = comms_for(lay)
+        arr = np.random.default_rng(c.rank).standard_normal((3, 4))
+        before = arr.copy()
+        arr.flags.writeable = False
+        total = c.spatial_sum_at_root(arr)
+        np.testing.assert_array_equal(arr, before)
+        if c.is_spatial_root:
+            assert not np.shares_memory(total, arr)
+            np.testing.assert_allclose(total, c.spatial_sum(arr), rtol=1e-12)
+        else:
+            assert total is None
+            c.spatial_sum(arr)  # the same collectives on every rank
+
+
 def test_every_reduction_is_checked():
-    """A reduction added to Comms joins the list above, or this fails."""
+    """A reduction added to Comms joins the lists above, or this fails."""
     from pvmpi.parallel.comm import Comms
 
     found = {n for n in vars(Comms) if not n.startswith("_")
              and any(w in n for w in ("sum", "_min", "_max"))}
-    assert found == set(REDUCTIONS) | {"iallreduce_sum", "ibatch_sum"}
+    assert found == set(REDUCTIONS) | {"iallreduce_sum", "ibatch_sum", "spatial_sum_at_root"}
 
 
 @pytest.mark.mpi(min_size=1)
