@@ -4,6 +4,7 @@ A checkpoint holds global arrays, so a run written with one (B, R, C) can
 continue under every other layout that fits, and with the same layout it
 continues byte for byte.
 """
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_restart_on_the_same_and_on_other_layouts():
 
     def model_for(tag):
         return demo_model(root / "images" / "images.txt", **{
+            "column.nbatch": math.lcm(4, world.size),  # sized from the communicator
             "column.checkpointWrite": "true", "column.checkpointWriteDir": str(root / tag / "checkpoints"),
             "column.checkpointWriteStepInterval": 30})
 

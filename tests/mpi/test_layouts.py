@@ -7,6 +7,7 @@ dictionary, the reconstructions, every batch element's energy — must agree
 within float32 round-off, and the shared weights must be bit-identical on
 every rank.
 """
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -80,7 +81,8 @@ def test_demo_network_is_independent_of_layout():
     if world.rank == 0:
         make_image_set(root / "images", count=12, size=64, seed=3)
     world.Barrier()
-    model = demo_model(root / "images" / "images.txt")
+    nbatch = math.lcm(4, world.size)  # sized from the communicator: a batch split always fits
+    model = demo_model(root / "images" / "images.txt", **{"column.nbatch": nbatch})
     if world.rank == 0:
         run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
     layouts = fitting_layouts(world.size, model)
@@ -122,6 +124,9 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
     if world.rank == 0:
         run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
     layouts = [lay for lay in fitting_layouts(world.size, model) if nbatch // lay.batch_width == 1]
+    if not layouts:
+        pytest.skip(f"the demo's 64x64 layers have no tiling for {world.size // nbatch} rank(s) per batch "
+                    f"element")
     assert any(lay.rows * lay.columns > 1 for lay in layouts)
     for lay in layouts:
         run_layout(model, lay, world, root, root / "serial", compare)
