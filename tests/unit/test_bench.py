@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED_BENCH, require
 
 from pvmpi.data.dead_leaves import make_image_set
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "lca_demo.yaml"
 BENCH_YAML = REPO / "configs" / "lca_bench.yaml"
-SHARED_BENCH = Path(os.environ.get("PVMPI_SHARED", REPO.parent / "shared")) / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +251,7 @@ def test_lca_bench_yaml_is_the_params_file():
     from pvmpi.model.params import load_params
     from pvmpi.model.schema import FLT_MAX
 
-    if not (SHARED_BENCH / "LCA_bench.params").is_file():
-        pytest.skip(f"{SHARED_BENCH} not found")
+    require(SHARED_BENCH / "LCA_bench.params", "OpenPV's benchmark folder", "PVMPI_SHARED")
 
     def norm(v):
         if isinstance(v, list):
@@ -270,8 +269,7 @@ def test_lca_bench_yaml_is_the_params_file():
 
 
 def test_lca_bench_runs_from_a_copy_of_the_shared_folder(tmp_path):
-    if not (SHARED_BENCH / "LCA_bench.params").is_file():
-        pytest.skip(f"{SHARED_BENCH} not found")
+    require(SHARED_BENCH / "LCA_bench.params", "OpenPV's benchmark folder", "PVMPI_SHARED")
     import shutil
 
     # the dry run of a run, from a writable copy

@@ -3,6 +3,7 @@ import math
 from pathlib import Path
 
 import pytest
+from shared_data import params_files
 
 from pvmpi.errors import PvmpiError
 from pvmpi.model.config import RawConfig, RawGroup, load_yaml, parse_yaml
@@ -12,10 +13,8 @@ from pvmpi.model.params import load_params, parse_params
 from pvmpi.model.schema import FLT_MAX
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-PARAMS_FILES = sorted((SHARED / "openpv-tests").glob("*/input/**/*.params")) + \
-    sorted((SHARED / "bench").glob("*.params"))
-IDS = [str(p.relative_to(SHARED)) for p in PARAMS_FILES]
+PARAMS_FILES = [p for p, _ in params_files()]
+IDS = [i for _, i in params_files()]
 YAML_CONFIGS = [REPO / "configs" / "lca_demo.yaml"]
 
 
@@ -143,8 +142,8 @@ def test_sweeps_are_not_converted_yet():
         assert exact(parse_yaml(params_to_yaml(raw))) == exact(raw)
 
 
-def test_gpulcatest_yaml_keeps_the_resolved_includes():
-    pf = load_params(SHARED / "openpv-tests/GPULCATest/input/GPULCATest.params")
+def test_gpulcatest_yaml_keeps_the_resolved_includes(openpv_tests):
+    pf = load_params(openpv_tests / "GPULCATest/input/GPULCATest.params")
     raw = parse_yaml(params_to_yaml(pf))
     v1gpu = raw.group("V1GPU")
     assert v1gpu.cls == "HyPerLCALayer" and v1gpu.values["updateGpu"] is True
@@ -152,10 +151,10 @@ def test_gpulcatest_yaml_keeps_the_resolved_includes():
     assert v1gpu.values["adaptiveTimeScaleProbe"] == "AdaptiveTimeScalesGPU"
 
 
-def test_convert_file_both_ways(tmp_path, capsys):
+def test_convert_file_both_ways(tmp_path, capsys, openpv_tests):
     from pvmpi.model.convert import convert_file, main
 
-    src = SHARED / "openpv-tests/LCATest/input/LCATest.params"
+    src = openpv_tests / "LCATest/input/LCATest.params"
     yaml_path = tmp_path / "lca.yaml"
     text = convert_file(src, yaml_path)
     assert yaml_path.read_text() == text

@@ -1,18 +1,16 @@
 """OpenPV params files: lexical rules, grammar, directives, sweeps (facts §2.1, §2.2)."""
 import warnings
-from pathlib import Path
 
 import pytest
+from shared_data import params_files
 
 from pvmpi.errors import PvmpiError
 from pvmpi.model.network_model import build_model
 from pvmpi.model.params import load_params, parse_params, tokenize
 from pvmpi.model.schema import FLT_MAX
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-PARAMS_FILES = sorted((SHARED / "openpv-tests").glob("*/input/**/*.params")) + \
-    sorted((SHARED / "bench").glob("*.params"))
-IDS = [str(p.relative_to(SHARED)) for p in PARAMS_FILES]
+PARAMS_FILES = [p for p, _ in params_files()]
+IDS = [i for _, i in params_files()]
 
 # Files whose classes and parameters the schema knows today: they must build.
 BUILDS = {
@@ -43,7 +41,7 @@ def error(text, match):
 
 # ---------------------------------------------------------------- OpenPV's own files
 
-def test_every_openpv_params_file_is_found():
+def test_every_openpv_params_file_is_found(openpv_tests):
     assert len(PARAMS_FILES) >= 31
     assert "openpv-tests/BatchMethodTest/input/images/test.params" in IDS
 
@@ -60,7 +58,7 @@ def test_openpv_params_file_parses(path):
 @pytest.mark.parametrize("path", PARAMS_FILES, ids=IDS)
 def test_openpv_params_file_builds_or_fails_cleanly(path):
     raw = load_params(path).to_raw_config()
-    rel = str(path.relative_to(SHARED))
+    rel = dict(params_files())[path]
     try:
         model = build_model(raw)
     except PvmpiError as e:
@@ -70,8 +68,8 @@ def test_openpv_params_file_builds_or_fails_cleanly(path):
     assert model.column.name == raw.groups[0].name
 
 
-def test_gpulcatest_values_includes_and_overrides():
-    pf = load_params(SHARED / "openpv-tests/GPULCATest/input/GPULCATest.params")
+def test_gpulcatest_values_includes_and_overrides(openpv_tests):
+    pf = load_params(openpv_tests / "GPULCATest/input/GPULCATest.params")
     v1 = pf.group("V1CPU")
     assert v1.cls == "HyPerLCALayer"
     assert v1.values["VThresh"] == 0.025 and v1.values["AMax"] == FLT_MAX
@@ -93,8 +91,8 @@ def test_gpulcatest_values_includes_and_overrides():
     assert pf.debug_parsing is True
 
 
-def test_gpulcatest_lines_point_into_the_file():
-    path = SHARED / "openpv-tests/GPULCATest/input/GPULCATest.params"
+def test_gpulcatest_lines_point_into_the_file(openpv_tests):
+    path = openpv_tests / "GPULCATest/input/GPULCATest.params"
     lines = path.read_text().splitlines()
     pf = load_params(path)
     v1gpu = pf.group("V1GPU")
@@ -105,8 +103,8 @@ def test_gpulcatest_lines_point_into_the_file():
     assert lines[v1.lines["VThresh"] - 1].strip().startswith("VThresh")
 
 
-def test_lcatest_first_group_is_the_column():
-    pf = load_params(SHARED / "openpv-tests/LCATest/input/LCATest.params")
+def test_lcatest_first_group_is_the_column(openpv_tests):
+    pf = load_params(openpv_tests / "LCATest/input/LCATest.params")
     assert (pf.groups[0].cls, pf.groups[0].name) == ("HyPerCol", "column")
 
 

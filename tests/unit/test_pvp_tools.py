@@ -3,11 +3,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from shared_data import OPENPV_TESTS
 
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp, pvp_tools
@@ -118,8 +118,6 @@ def test_info_dense_sparse_weights(tmp_path):
     assert status == 0 and json.loads(out)["batch_size"] == 2
 
 
-OPENPV_TESTS = Path(os.environ.get(
-    "PVMPI_OPENPV_TESTS", Path(__file__).resolve().parents[3] / "shared" / "openpv-tests"))
 OPENPV_FILES = sorted(p.relative_to(OPENPV_TESTS) for p in OPENPV_TESTS.rglob("*.pvp"))
 
 
