@@ -136,7 +136,7 @@ def test_info_on_every_openpv_file(openpv_tests, name):
         assert np.isfinite(info["values"]["mean"]) and info["values"]["min"] <= info["values"]["max"]
 
 
-def test_openpv_files_found():
+def test_openpv_files_found(openpv_tests):
     assert len(OPENPV_FILES) > 20
 
 
