@@ -56,6 +56,12 @@ def load_sweep(path, overrides=(), output_path=None):
     return models
 
 
+def holds_files(path):
+    """Whether folder ``path`` holds any file, at any depth (empty folders, such as a checkpoint
+    folder a job script made ahead, hold no outputs)."""
+    return os.path.isdir(path) and any(files for _, _, files in os.walk(path))
+
+
 def continues_folder(model, path):
     """Whether the run starts from a checkpoint inside its own output folder: a chain of runs
     in one folder, as OpenPV's restart tests make (each run's files replace the earlier's)."""
@@ -69,7 +75,7 @@ def continues_folder(model, path):
 def prepare_output(model, path, *, overwrite=False, continuing=False):
     """Create the output folder and write the params echo into it; refuse to mix a new run's files
     into another run's unless ``overwrite`` or ``continuing`` (-r/-c). One process calls it."""
-    if os.path.isdir(path) and os.listdir(path) and not (overwrite or continuing):
+    if holds_files(path) and not (overwrite or continuing):
         if not continues_folder(model, path):
             raise PvmpiError("the output directory already holds files of another run", file=path,
                              hint="--overwrite replaces them, -r continues that run, -o names another "
@@ -146,7 +152,7 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
             else []
     if found is None:
         out = output_path or col["outputPath"]
-        if os.path.isdir(out) and os.listdir(out):
+        if holds_files(out):
             seen = "; ".join(f"{name}: {why}" for name, why in bad) or "none"
             raise PvmpiError(f"-r: no checkpoint to continue from in {directory} (found: {seen}); starting "
                              f"at t = 0 would replace the outputs in {out}", param="-r",
