@@ -8,9 +8,7 @@
   device's attributes (SMs, FP32 cores per SM of its compute capability,
   clocks, bus width), nothing measured.
 * Peak resident memory of this process.
-* Where the shared benchmark folder is, and a writable copy of it as the
-  working directory (its params use relative paths; /work/shared is
-  read-only and must never be written).
+* Which configs are the benchmark network (run in a folder with its inputs).
 * A clean environment for child processes started from inside an MPI job:
   without the launcher's PMI variables a child Python starts as its own
   one-rank MPI job instead of trying to join the parent's.
@@ -19,13 +17,10 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 PEAK_N = 1536  # square float32 GEMM: 7 GFLOP, a fraction of a second on one core
 
 _PEAK_SCRIPT = """
@@ -214,34 +209,8 @@ def gpu_peak(device):
 
 
 # ------------------------------------------------------------------ working directory
-def shared_bench_dir():
-    """The shared benchmark folder: $PVMPI_SHARED/bench (or $PVMPI_SHARED itself), else <repo>/../shared/bench."""
-    env = os.environ.get("PVMPI_SHARED")
-    candidates = []
-    if env:
-        candidates += [Path(env) / "bench", Path(env)]
-    candidates.append(REPO.parent / "shared" / "bench")
-    for c in candidates:
-        if (c / "LCA_bench.params").is_file():
-            return c
-    return None
-
-
-def needs_shared_bench(config):
-    """Configs whose relative paths point into the shared benchmark folder."""
+def needs_bench_inputs(config):
+    """The benchmark network, whose relative paths name ``input/imagelist.txt``."""
     return Path(config).name in ("lca_bench.yaml", "LCA_bench.params")
 
 
-def copy_shared_bench():
-    """Copy the shared benchmark folder to a new temporary directory (writable) and return its path."""
-    src = shared_bench_dir()
-    if src is None:
-        return None
-    dst = Path(tempfile.mkdtemp(prefix="pvmpi-bench-"))
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    for root, dirs, files in os.walk(dst):
-        for name in dirs + files:
-            p = os.path.join(root, name)
-            os.chmod(p, os.stat(p).st_mode | 0o200)
-    os.chmod(dst, os.stat(dst).st_mode | 0o200)
-    return dst

@@ -100,7 +100,7 @@ def note(msg):
 def main(argv):
     """Run the bench on every rank; returns the exit status (rank 0 prints the report or JSON).
 
-    Without -w a config that needs the shared bench folder runs in a temporary copy of it;
+    Without -w the benchmark network runs in a temporary folder with pvmpi's input images;
     without -o the outputs go to a temporary directory; both are removed at the end.
     """
     t_entry = time.perf_counter()
@@ -119,19 +119,17 @@ def main(argv):
     made = []  # temporary directories rank 0 removes at the end
     try:
         workdir = args.workdir
-        if workdir is None and machine.needs_shared_bench(config):
-            if rank == 0:
-                copied = machine.copy_shared_bench()
-                if copied is not None:
-                    made.append(copied)
-                    if not args.startup_only:
-                        note(f"working directory: a copy of {machine.shared_bench_dir()} in {copied} "
-                             f"(the config's paths are relative; -w DIR to choose)")
-                workdir = str(copied) if copied is not None else None
+        if workdir is None and machine.needs_bench_inputs(config):
+            if rank == 0:  # the config's input/imagelist.txt: made by pvmpi (-w DIR: OpenPV's folder)
+                from ..data.bench_inputs import make_bench_inputs
+
+                workdir = tempfile.mkdtemp(prefix="pvmpi-bench-")
+                made.append(workdir)
+                make_bench_inputs(workdir)
+                if not args.startup_only:
+                    note(f"working directory: {workdir} with pvmpi's input images (-w DIR to choose, "
+                         f"e.g. a copy of OpenPV's benchmark folder)")
             workdir = world.bcast(workdir, root=0)
-            if workdir is None:
-                raise PvmpiError("the shared benchmark folder (../shared/bench) was not found",
-                                 hint="set PVMPI_SHARED or give -w DIR with a writable copy of it")
         if workdir is not None:
             if not os.path.isdir(workdir):
                 raise PvmpiError(f"working directory {workdir} does not exist", param="-w")

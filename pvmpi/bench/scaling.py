@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import PvmpiError
@@ -246,13 +247,12 @@ def _main(args):
     out = Path(args.output or f"scaling-{Path(config).stem}")
     out.mkdir(parents=True, exist_ok=True)
     workdir, made = args.workdir, None
-    if workdir is None and machine.needs_shared_bench(config):
-        made = workdir = machine.copy_shared_bench()
-        if workdir is None:
-            raise PvmpiError("the shared benchmark folder (../shared/bench) was not found",
-                             hint="set PVMPI_SHARED or give -w DIR with a writable copy of it")
-        print(f"pvmpi bench scaling: working directory: a copy of {machine.shared_bench_dir()} in {workdir}",
-              file=sys.stderr)
+    if workdir is None and machine.needs_bench_inputs(config):
+        from ..data.bench_inputs import make_bench_inputs
+
+        made = workdir = tempfile.mkdtemp(prefix="pvmpi-bench-")
+        make_bench_inputs(workdir)
+        print(f"pvmpi bench scaling: working directory: {workdir} with pvmpi's input images", file=sys.stderr)
     peak = None
     try:
         peak = machine.peak_gflops()

@@ -268,28 +268,36 @@ def test_lca_bench_yaml_is_the_params_file():
         assert {k: norm(v) for k, v in a.values.items()} == {k: norm(v) for k, v in b.values.items()}, a.name
 
 
-def test_lca_bench_runs_from_a_copy_of_the_shared_folder(tmp_path):
+def test_lca_bench_runs_anywhere_on_pvmpis_inputs(tmp_path):
+    """Without -w the bench makes the benchmark's inputs itself (a fresh clone needs nothing else);
+    python -m pvmpi.data.bench_inputs makes them for a plain run."""
+    proc = bench(BENCH_YAML, "--steps", 1, "--repeat", 1, "--warmup", 1, "--peak-gflops", 50, "--json",
+                 cwd=tmp_path)
+    assert "with pvmpi's input images" in proc.stderr
+    assert json.loads(proc.stdout)["nbatch"] == 4
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+    made = subprocess.run([sys.executable, "-m", "pvmpi.data.bench_inputs"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert made.returncode == 0 and (tmp_path / "input" / "imagelist.txt").read_text().count("input/images/") == 8
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", str(BENCH_YAML), "-n"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "V1                       HyPerLCALayer    64x64x64" in proc.stdout
+
+
+def test_lca_bench_runs_in_a_copy_of_openpvs_folder(tmp_path):
     require(SHARED_BENCH / "LCA_bench.params", "OpenPV's benchmark folder", "PVMPI_SHARED")
     import shutil
 
-    # the dry run of a run, from a writable copy
     work = tmp_path / "bench"
     shutil.copytree(SHARED_BENCH, work)
-    proc = subprocess.run([sys.executable, "-m", "pvmpi", str(BENCH_YAML), "-n"], capture_output=True,
-                          text=True, cwd=work, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "V1                       HyPerLCALayer    64x64x64" in proc.stdout
-    # the bench copies the folder by itself when no -w is given, and runs in it
-    before = sorted(p.name for p in SHARED_BENCH.rglob("*"))
-    proc = bench(BENCH_YAML, "--steps", 1, "--repeat", 1, "--warmup", 1, "--peak-gflops", 50, "--json",
-                 cwd=tmp_path)
-    assert "working directory: a copy of" in proc.stderr
-    assert json.loads(proc.stdout)["nbatch"] == 4
-    assert sorted(p.name for p in SHARED_BENCH.rglob("*")) == before
-    # -w uses the given directory; the network's outputs go to a temporary directory
+    for p in [work, *work.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o200)
+    # -w uses the given directory (OpenPV's images); the network's outputs go to a temporary directory
     proc = bench(BENCH_YAML, "-w", work, "--steps", 1, "--repeat", 1, "--warmup", 1, "--peak-gflops", 50,
                  "--json", cwd=tmp_path)
     assert "working directory" not in proc.stderr
+    assert json.loads(proc.stdout)["nbatch"] == 4
     assert not (work / "output").exists()
 
 
