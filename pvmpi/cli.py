@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .errors import PvmpiError
-from .failure import USER_ERROR, abort_job, fail
+from .failure import USER_ERROR, abort_job, as_user_error, fail, quiet_fail
 from .simulation import BACKENDS
 
 
@@ -57,6 +57,7 @@ def build_parser():
     return p
 
 
+INTERRUPTED = 130  # the shell's status of a command ended by Ctrl-C
 SUBCOMMANDS = {
     "bench": "pvmpi.bench.cli",
     "conformance": "pvmpi.conformance.suite",
@@ -74,7 +75,13 @@ def main(argv=None):
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        try:
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        except (OSError, MemoryError) as e:  # the machine's: one line, no traceback
+            error = as_user_error(e)
+            if error is e or "--debug" in argv:
+                raise
+            return quiet_fail(error)
     from .openpv_args import env_rank, parse_args, prepare
 
     try:  # OpenPV's spellings and config files too; -l/-w/-d/--require-return act here
@@ -86,6 +93,9 @@ def main(argv=None):
     set_threads(args.threads)
     try:
         return run(args)
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint, no traceback
+        quiet_fail("interrupted (a second Ctrl-C: no checkpoint of this step)")
+        return INTERRUPTED
     except Exception as e:  # a bug, or a user error one rank met alone: end every rank
         return abort_job(e, args.debug)
 
@@ -177,7 +187,9 @@ def run_model(model, args):
               f"{comms.size} rank(s), backend {args.backend}; outputs in {column.output_path}", flush=True)
     if failures:
         return fail("; ".join(failures), 1) if comms.is_root else 1  # a test probe failed
-    return 0
+    from .network.checkpointing import SIGNALS
+
+    return INTERRUPTED if SIGNALS.interrupted else 0
 
 
 def collective_exit(code):

@@ -13,6 +13,7 @@ other than 0 that fails alone prints after the grace period.
 Exit status: 2 for a user error (:class:`~pvmpi.errors.PvmpiError`), 1 for an
 internal error, whose traceback is printed.
 """
+import errno
 import os
 import sys
 import time
@@ -35,6 +36,14 @@ def fail(message, code=USER_ERROR):
     return code
 
 
+def quiet_fail(message, code=USER_ERROR):
+    """:func:`fail` where stdout may be closed already (a pipe whose reader left): nothing more
+    goes to it, the one line goes to stderr."""
+    _stdout_to_devnull()
+    print(f"pvmpi: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
 def guarded(parser, body, argv):
     """Parse argv and run body(args); a PvmpiError becomes pvmpi's one-line error and exit status."""
     args = parser.parse_args(argv)
@@ -42,6 +51,26 @@ def guarded(parser, body, argv):
         return body(args)
     except PvmpiError as e:
         return fail(e)
+
+
+#: what the machine, not pvmpi, causes: a full disk or quota, a path that cannot be written or is
+#: a file where a folder should be (and the reverse), a read-only file system, a failing device
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                  errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EIO, errno.ENOMEM, errno.EFBIG}
+
+
+def as_user_error(exc):
+    """The one-line error an exception the machine caused stands for (a full disk, an unwritable
+    path, a closed output stream: the path and the system's words), else ``exc`` itself."""
+    if isinstance(exc, BrokenPipeError):
+        return PvmpiError("the output stream was closed (Broken pipe)", file="<stdout>")
+    if isinstance(exc, MemoryError):
+        return PvmpiError("out of memory: the network does not fit this process",
+                          hint="python -m pvmpi CONFIG -n estimates the memory; use more processes")
+    if isinstance(exc, OSError) and not isinstance(exc, PvmpiError) and exc.errno in MACHINE_ERRNOS:
+        where = exc.filename if exc.filename is not None else None
+        return PvmpiError(f"cannot write or read: {exc.strerror or exc}", file=where)
+    return exc
 
 
 def exit_code(exc):
@@ -63,6 +92,7 @@ def abort_job(exc, debug=False):
     """Print `exc` once for the whole job and end every rank; returns only without MPI (the exit status)."""
     from .parallel import job
 
+    exc = as_user_error(exc)
     code = exit_code(exc)
     if not job.started():
         _print(error_text(exc, 0, debug))
@@ -80,8 +110,18 @@ def abort_job(exc, debug=False):
 
 
 def _print(text):
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed by its reader: nothing more goes there
+        _stdout_to_devnull()
     print(text, file=sys.stderr, flush=True)
+
+
+def _stdout_to_devnull():
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _silence_stderr():

@@ -23,11 +23,13 @@ CHECKPOINT_NOW, STOP, CLOCK_DUE = 0, 1, 2
 
 
 class Signals:
-    """SIGUSR1: checkpoint and go on; SIGUSR2 or SIGTERM: checkpoint and stop after this step."""
+    """SIGUSR1: checkpoint and go on; SIGUSR2, SIGTERM or SIGINT (Ctrl-C): checkpoint and stop after
+    this step. A second Ctrl-C interrupts at once (KeyboardInterrupt)."""
 
     def __init__(self):
         self.flags = np.zeros(3, np.int32)
         self.previous = {}
+        self.interrupted = False  # a Ctrl-C arrived: the run ends with exit status 130
 
     def install(self):
         """Catch the signals (idempotent): from the very start of a run, so none is lost in start-up."""
@@ -37,9 +39,16 @@ class Signals:
         handlers = {signal.SIGUSR1: CHECKPOINT_NOW, signal.SIGUSR2: STOP, signal.SIGTERM: STOP}
         for sig, flag in handlers.items():
             self.previous[sig] = signal.signal(sig, lambda s, f, flag=flag: self._set(flag))
+        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
     def _set(self, flag):
         self.flags[flag] = 1
+
+    def _interrupt(self, signum, frame):
+        if self.interrupted:  # the second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.interrupted = True
+        self._set(STOP)
 
     def uninstall(self):
         """Put back the handlers :meth:`install` replaced; the run calls it when it ends."""

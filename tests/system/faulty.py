@@ -1,6 +1,8 @@
-"""``python faulty.py step=K,rank=R[,kind=user] PVMPI-ARGS...``: pvmpi's command line with an exception
-raised on rank R (or ``all``) at step K of the time loop, to test the abort path (a bug on one rank
-mid-run; ``kind=user``: a user error met by one rank)."""
+"""``python faulty.py step=K,rank=R[,kind=user|nospace] PVMPI-ARGS...``: pvmpi's command line with an
+exception raised on rank R (or ``all``) at step K of the time loop, to test the abort path (a bug on
+one rank mid-run; ``kind=user``: a user error met by one rank; ``kind=nospace``: the disk full as the
+step's outputs are written)."""
+import errno
 import sys
 
 
@@ -18,6 +20,8 @@ def main(spec, argv):
         if who in ("all", str(rank)) and column.step + 1 == step:
             if kind == "user":
                 raise PvmpiError(f"injected user error at step {step}", file="faulty.py")
+            if kind == "nospace":
+                raise OSError(errno.ENOSPC, "No space left on device", "out/Err.pvp")
             raise RuntimeError(f"injected fault at step {step} on rank {rank}")
         advance(column)
 
