@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from .errors import PvmpiError
+from .model.shape import bytes_floor, network_shape
 
 #: The interpreter, numpy, Numba and LLVM of one process before any network exists (measured ~150 MB).
 BASE_BYTES_PER_PROCESS = 150 * 2 ** 20
@@ -162,12 +163,16 @@ def _size(n):
 def report(args, world_size):
     """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
     from .parallel.decomposition import Layout
-    from .parallel.job import one_process
+    from .parallel.job import available_memory, one_process
     from .simulation import Simulation, load
 
     model = load(args.config, args.set)
     layout = target_layout(model, args, world_size)
     check_sizes(model, layout)  # before building the network, which opens its inputs
+    shape = network_shape(model)
+    free = available_memory()
+    if free is not None and bytes_floor(shape, Layout(1, 1, 1)) > free / 2:
+        return "\n".join(model_only_report(model, shape, layout, free))
     sim = Simulation(model, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
                      output_path=args.output_path, seed=args.seed,
                      gpu_devices=getattr(args, "gpu_devices", None))
@@ -183,11 +188,8 @@ def report(args, world_size):
         layer_bytes, conn_bytes = memory_per_process(column, layout)
         per_process = layer_bytes + conn_bytes
         n = layout.size
-        text = sim.summary().splitlines()
-        text = [f"  layout: BatchWidth {layout.batch_width} x NumRows {layout.rows} x NumColumns {layout.columns} "
-                f"= {n} process{'es' if n > 1 else ''} ({nbatch // layout.batch_width} batch elements and "
-                f"{model.column['ny'] // layout.rows}x{model.column['nx'] // layout.columns} of the column each)"
-                if line.startswith("  layout:") else line for line in text]
+        text = [layout_line(model, layout) if line.startswith("  layout:") else line
+                for line in sim.summary().splitlines()]
         text.append("  inputs:")
         for name, path, frames in inputs:
             text.append(f"    {name:<24} {path} ({frames} frame{'s' if frames != 1 else ''}, all found)")
@@ -197,5 +199,44 @@ def report(args, world_size):
                  f"connections {_size(conn_bytes)}) + ~{_size(BASE_BYTES_PER_PROCESS)} for Python, numpy and "
                  f"Numba; {_size(n * (per_process + BASE_BYTES_PER_PROCESS))} over {n} "
                  f"process{'es' if n > 1 else ''}",
+                 node_line(per_process + BASE_BYTES_PER_PROCESS, free),
                  "pvmpi: dry run: the run could start"]
         return "\n".join(text)
+
+
+def layout_line(model, layout):
+    """The summary's layout line for the target layout."""
+    n = layout.size
+    return (f"  layout: BatchWidth {layout.batch_width} x NumRows {layout.rows} x NumColumns {layout.columns} "
+            f"= {n} process{'es' if n > 1 else ''} ({model.column['nbatch'] // layout.batch_width} batch "
+            f"elements and {model.column['ny'] // layout.rows}x{model.column['nx'] // layout.columns} of the "
+            f"column each)")
+
+
+def node_line(per_process, free):
+    """Whether processes of ``per_process`` bytes fit this node's available memory, and how many."""
+    if free is None:
+        return "  this node: available memory unknown"
+    room = int(free // per_process)
+    verdict = "does not fit" if room < 1 else f"room for {room} such process{'es' if room != 1 else ''}"
+    return f"  this node: {_size(free)} available: {verdict}"
+
+
+def model_only_report(model, shape, layout, free):
+    """The dry run of a network too large to build on this process: its sizes from the model, and
+    whether a process of the target layout fits this node; the inputs are left to the run."""
+    per_process = bytes_floor(shape, layout) + BASE_BYTES_PER_PROCESS
+    text = [f"pvmpi network from {model.path} (too large to build on this process: sizes from the model)",
+            layout_line(model, layout), "  layers:"]
+    for lay in shape.layers:
+        text.append(f"    {lay.name:<24} {lay.nx}x{lay.ny}x{lay.nf:<4} margin {lay.margin_x},{lay.margin_y}")
+    per_element = sum(lay.nx * lay.ny * lay.nf for lay in shape.layers)
+    text += [f"  size: {per_element:,} neurons per batch element, {per_element * shape.nbatch:,} in all",
+             f"  memory (at least): {_size(per_process)} per process, layers alone",
+             node_line(per_process, free)]
+    if free is not None and per_process > free:
+        raise PvmpiError(f"nbatch {model.column['nbatch']} of this network: one process of this layout needs at least {_size(per_process)}; this node has "
+                         f"{_size(free)} available", file=model.path,
+                         hint="more processes (BatchWidth, NumRows, NumColumns) on more nodes")
+    return text + ["pvmpi: dry run: the layout fits the network (inputs not checked: the network is too "
+                   "large to build here)"]

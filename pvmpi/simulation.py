@@ -164,6 +164,25 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
     return found
 
 
+def check_memory(model, layout, processes_here=None):
+    """Refuse, before anything is allocated, a network whose layers alone need more memory than
+    this node has for the processes of the job on it (:func:`~pvmpi.model.shape.bytes_floor`);
+    returns the floor per process in bytes."""
+    from .model.shape import bytes_floor, network_shape
+    from .parallel.job import available_memory, ranks_on_this_node
+
+    floor = bytes_floor(network_shape(model), layout)
+    here = processes_here or ranks_on_this_node()
+    free = available_memory()
+    if free is not None and floor * here > free:
+        raise PvmpiError(f"nbatch {model.column['nbatch']} of this network: its layers alone need at least {floor / 2 ** 30:.1f} GiB per process "
+                         f"({here} process{'es' if here > 1 else ''} on this node), and this node has "
+                         f"{free / 2 ** 30:.1f} GiB available", file=model.path,
+                         hint="fewer batch elements or a smaller network per process: more processes on "
+                              "more nodes (BatchWidth, NumRows, NumColumns)")
+    return floor
+
+
 def choose_run_layout(model, size, layout=None):
     """The layout of ``size`` processes: ``layout`` (a Layout, or a dict of BatchWidth, NumRows,
     NumColumns; None entries are chosen) over the config's ``parallel`` section."""
@@ -203,7 +222,9 @@ class Simulation:
         try:
             if backend not in BACKENDS:
                 raise PvmpiError(f"unknown backend '{backend}'", hint="one of " + ", ".join(BACKENDS))
-            self.comms = Comms(choose_run_layout(model, base.Get_size(), layout), base)
+            run_layout = choose_run_layout(model, base.Get_size(), layout)
+            check_memory(model, run_layout)  # before a single array
+            self.comms = Comms(run_layout, base)
             if backend == "cuda":  # bind the GPU before the backend opens a CUDA context
                 from .parallel.devices import select_device
 

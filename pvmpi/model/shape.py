@@ -66,3 +66,20 @@ def network_shape(model):
     par = model.parallel
     return NetworkShape(model.column["nbatch"], layers,
                         (par.get("BatchWidth"), par.get("NumRows"), par.get("NumColumns")))
+
+
+#: float32 buffers every layer holds at least: its activity (extended) and one restricted buffer
+#: (membrane potential, or the input layer's frame); the engine holds more, never fewer
+FLOOR_BUFFERS = 2
+
+
+def bytes_floor(shape, layout):
+    """A floor of the bytes one process of ``layout`` holds for the layers of ``shape``: what it
+    needs before a single connection or probe, so a network above it cannot run anywhere."""
+    nb = -(-shape.nbatch // layout.batch_width)
+    total = 0
+    for lay in shape.layers:
+        ny, nx = -(-lay.ny // layout.rows), -(-lay.nx // layout.columns)
+        extended = nb * (ny + 2 * lay.margin_y) * (nx + 2 * lay.margin_x) * lay.nf
+        total += 4 * (extended + (FLOOR_BUFFERS - 1) * nb * ny * nx * lay.nf)
+    return total

@@ -55,6 +55,27 @@ def abort(code):
     os._exit(code)  # not reached
 
 
+def available_memory():
+    """Bytes this node can still give processes (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def ranks_on_this_node():
+    """Processes of the job on this node, as the launcher says (1 when run alone)."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"):
+        v = os.environ.get(name, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return 1
+
+
 class Job:
     """Every process of the job (``comm``: default the world) and its small collectives."""
 

@@ -88,3 +88,21 @@ def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "pvmpi", "net.yaml", "-o", "out", "-q", *ck, "-r",
                               "--set", "column.stopTime=1"], cwd=d, capture_output=True, text=True, timeout=120)
     assert "continuing from out/ck/Checkpoint" in resumed.stderr, resumed.stderr
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_network_larger_than_the_node_is_refused_before_allocating(tmp_path, dry):
+    """nbatch 1e9: the dry run and the run both refuse at once, naming what it needs and what the node
+    has (the floor is computed from the model: nothing is allocated)."""
+    import time
+
+    d = net(tmp_path)
+    t0 = time.monotonic()
+    proc = run(d, *(["-n"] if dry else []), "--set", "column.nbatch=1000000000")
+    line = one_line(proc, "net.yaml", "nbatch 1000000000", "GiB available")
+    assert time.monotonic() - t0 < 30, line
+
+
+def test_the_dry_run_says_whether_the_node_has_room(tmp_path):
+    proc = run(net(tmp_path), "-n")
+    assert proc.returncode == 0 and "this node: " in proc.stdout and "available: room for" in proc.stdout
