@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .errors import PvmpiError
-from .failure import USER_ERROR, abort_job, as_user_error, fail, quiet_fail
+from .failure import USER_ERROR, abort_job, as_user_error, fail, quiet_fail, warnings_as_pvmpi
 from .simulation import BACKENDS
 
 
@@ -84,6 +84,7 @@ def main(argv=None):
             return quiet_fail(error)
     from .openpv_args import env_rank, parse_args, prepare
 
+    warnings_as_pvmpi(env_rank())
     try:  # OpenPV's spellings and config files too; -l/-w/-d/--require-return act here
         args = prepare(parse_args(argv, build_parser()))
     except PvmpiError as e:

@@ -44,6 +44,27 @@ def quiet_fail(message, code=USER_ERROR):
     return code
 
 
+def warnings_as_pvmpi(rank):
+    """Warnings from here on print as ``pvmpi: warning: <message>`` on rank 0 alone, each text once
+    (not Python's form with pvmpi's source line, once per rank)."""
+    import warnings
+
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if rank not in (None, 0) or text in seen:
+            return
+        seen.add(text)
+        try:
+            print(f"pvmpi: warning: {text}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    warnings.showwarning = show
+    warnings.simplefilter("always")  # show() keeps each text once
+
+
 def guarded(parser, body, argv):
     """Parse argv and run body(args); a PvmpiError becomes pvmpi's one-line error and exit status."""
     args = parser.parse_args(argv)
