@@ -256,6 +256,10 @@ def _conditional(g, values, err_for):
             raise err_for(g, "nbatch")("must be at least 1")
         if values["dt"] <= 0:
             raise err_for(g, "dt")("must be positive")
+        stop = values["stopTime"]
+        if stop < values["dt"] / 2:
+            where = err_for(g, "stopTime")(f"is {stop:g}: the run takes no step (it advances while t < stopTime)")
+            warnings.warn(str(where))
     if schema.is_a(cls, "HyPerConn") and values["plasticityFlag"]:
         if values["dWMax"] is None:
             raise err_for(g, "dWMax")("required when plasticityFlag is true")

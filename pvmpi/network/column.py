@@ -219,6 +219,7 @@ class Column:
             layer.allocate()
         for conn in self.connections.values():
             conn.allocate()
+        self._warn_unread_channels()
         for probe in self.probes.values():
             probe.link(self.layers, self.probes)
         for layer in self.layers.values():
@@ -236,6 +237,22 @@ class Column:
         self.plastic = [c for c in self.connections.values() if c.plastic]
         self.guard = NumericGuard(self)
         self.local_flags = None  # run() sets it: this rank's signal/clock flags for the step's collective
+
+    def _warn_unread_channels(self):
+        """A connection delivering into a channel its post layer's update multiplies by 0 (channels
+        beyond 0 and 1 unless channelCoefficients says otherwise) changes nothing: say so."""
+        import warnings
+
+        for name, conns in self.incoming.items():
+            coeffs = getattr(self.layers[name], "coefficients", None)
+            if coeffs is None:
+                continue
+            for conn in conns:
+                if coeffs[conn.channel] == 0:
+                    warnings.warn(f"{conn.name}: channelCode {conn.channel} delivers into a channel that "
+                                  f"{name}'s update multiplies by 0 (its channels are summed with "
+                                  f"{[float(c) for c in coeffs]}; channelIndices/channelCoefficients change "
+                                  f"that): it changes nothing, as in OpenPV")
 
     # ------------------------------------------------------------ start-up
     def initialize(self, resume=None):
