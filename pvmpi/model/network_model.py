@@ -146,10 +146,11 @@ def build_model(raw):
 
     def err_for(g, pname=None):
         line = g.lines.get(pname, g.line) if pname else g.line
+        where = "--set" if line == "--set" else path  # a value given on the command line is blamed there
         line = None if line == "--set" else line
 
         def make(what, hint=None):
-            return PvmpiError(what, file=path, line=line, group=g.name, param=pname, hint=hint)
+            return PvmpiError(what, file=where, line=line, group=g.name, param=pname, hint=hint)
         return make
 
     col_raw = raw.groups[0]
@@ -462,6 +463,9 @@ def _check_geometry(model, raw, err_for):
     from ..geometry import axis_map
 
     col = model.column
+    for axis in ("nx", "ny"):  # the column's own size first: a bad one is its fault, not a layer's
+        if not isinstance(col[axis], int) or col[axis] < 1:
+            raise err_for(raw.groups[0], axis)(f"must be a positive integer, not {col[axis]!r}")
     for g in model.layers:
         rg = raw.group(g.name)
         for axis in ("nx", "ny"):
