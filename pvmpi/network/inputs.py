@@ -159,6 +159,7 @@ class InputLayer(Layer):
         host = k.host_buffer(self.A)
         for b in range(t.nb):
             data = self.source.read(int(frames[t.kb0 + b]), self.nf)
+            self._note_size(data, int(frames[t.kb0 + b]))
             D, R = prepare_frame(data, nx_global=t.nx_global, ny_global=t.ny_global,
                                  margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline,
                                  **self.jitter.of(t.kb0 + b))
@@ -166,6 +167,21 @@ class InputLayer(Layer):
                           margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
                           x0=t.kx0, y0=t.ky0)
         k.upload(self.A, host)
+
+    def _note_size(self, data, index):
+        """Say once when a frame's size differs from the layer's and nothing resizes it: it is
+        cropped or padded (offsetX/offsetY, offsetAnchor), as OpenPV does without a word."""
+        t = self.tile
+        if self.pipeline["autoResizeFlag"] or getattr(self, "_size_noted", False) or \
+                tuple(data.shape[:2]) == (t.ny_global, t.nx_global):
+            return
+        import warnings
+
+        self._size_noted = True
+        what = self.source.description(index) or self.group["inputPath"]
+        warnings.warn(f"{self.name}: frame {index} ({what}) is "
+                      f"{data.shape[1]}x{data.shape[0]}, the layer {t.nx_global}x{t.ny_global}: it is cropped "
+                      f"or padded with padValue (set autoResizeFlag to resize frames to the layer)")
 
     def update(self, t):
         """Show the next frames: load them (each batch element's index logged first with
