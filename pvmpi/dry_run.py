@@ -75,12 +75,12 @@ def check_sizes(model, layout):
         tile(model.column["nbatch"], ny, nx, layout, 0, name=g.name)
 
 
-def check_layout(column, layout):
-    """Every layer divides over ``layout`` and its halo fits in its tile (the checks a real run makes)."""
+def check_layout(column, layout, nbatch):
+    """Every layer of a run of ``nbatch`` divides over ``layout`` and its halo fits in its tile
+    (the checks a real run makes)."""
     from .parallel.decomposition import tile
     from .parallel.layout import check_margins
 
-    nbatch = column.model.column["nbatch"]
     for layer in column.layers.values():
         t = tile(nbatch, layer.tile.ny_global, layer.tile.nx_global, layout, 0, name=layer.name)
         check_margins(t, layer.margin_x, layer.margin_y, layout, bool(layer.group["mirrorBCflag"]))
@@ -127,20 +127,20 @@ def weight_count(conn):
     return int(np.prod(conn.shape))
 
 
-def memory_per_process(column, layout):
+def memory_per_process(column, layout, nbatch):
     """Estimated bytes of pvmpi's arrays on one process of ``layout``: (layers, connections).
 
-    Each layer's arrays, measured on the one-process network, are scaled by
+    Each layer's arrays, measured on the one-process network (of any batch), are scaled by
     the share of its extended buffer (batch x (ny + 2 margin) x (nx + 2
-    margin)) one process holds. Shared weights are whole on every process:
+    margin)) one process of a run of ``nbatch`` holds. Shared weights are whole on every process:
     W in float32, and for a plastic connection dW, counts and the float64
     reduction buffer (24 bytes per weight), plus prev_dW for a MomentumConn.
     """
-    nbatch = column.model.column["nbatch"]
+    built = column.model.column["nbatch"]
     layers = 0.0
     for layer in column.layers.values():
         t, my, mx = layer.tile, layer.margin_y, layer.margin_x
-        whole = nbatch * (t.ny_global + 2 * my) * (t.nx_global + 2 * mx)
+        whole = built * (t.ny_global + 2 * my) * (t.nx_global + 2 * mx)
         part = (nbatch // layout.batch_width) * (t.ny_global // layout.rows + 2 * my) \
             * (t.nx_global // layout.columns + 2 * mx)
         layers += array_bytes(layer) * part / whole
@@ -164,31 +164,36 @@ def report(args, world_size):
     """Everything a dry run checks, as the text it prints; raises PvmpiError on the first problem."""
     from .parallel.decomposition import Layout
     from .parallel.job import available_memory, one_process
-    from .simulation import Simulation, load
+    from .simulation import Simulation, check_memory, load
 
     model = load(args.config, args.set)
     layout = target_layout(model, args, world_size)
     check_sizes(model, layout)  # before building the network, which opens its inputs
+    check_memory(model, layout, processes_here=1)  # the floor a real run refuses, on one process of it
     shape = network_shape(model)
     free = available_memory()
-    if free is not None and bytes_floor(shape, Layout(1, 1, 1)) > free / 2:
+    # the network is built with one batch element (its arrays scale with the batch: measured once,
+    # scaled to the layout), and only where that one element fits this process
+    one = load(args.config, [*args.set, f"{model.column.name}.nbatch=1"])
+    if free is not None and bytes_floor(network_shape(one), Layout(1, 1, 1)) > free / 2:
         return "\n".join(model_only_report(model, shape, layout, free))
-    sim = Simulation(model, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
+    sim = Simulation(one, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
                      output_path=args.output_path, seed=args.seed,
                      gpu_devices=getattr(args, "gpu_devices", None))
     with sim:
         column = sim.column
-        check_layout(column, layout)
+        check_layout(column, layout, model.column["nbatch"])
         inputs = check_inputs(column)
 
         nbatch = model.column["nbatch"]
         per_element = sum(la.tile.ny_global * la.tile.nx_global * la.nf for la in column.layers.values())
         weights = sum(weight_count(c) for c in column.connections.values()
                       if not (getattr(c, "has_weights", False) and c.group.is_a("TransposeConn")))
-        layer_bytes, conn_bytes = memory_per_process(column, layout)
+        layer_bytes, conn_bytes = memory_per_process(column, layout, nbatch)
         per_process = layer_bytes + conn_bytes
         n = layout.size
-        text = [layout_line(model, layout) if line.startswith("  layout:") else line
+        text = [layout_line(model, layout) if line.startswith("  layout:") else
+                line.replace(", nbatch 1,", f", nbatch {nbatch},") if line.startswith("  column ") else line
                 for line in sim.summary().splitlines()]
         text.append("  inputs:")
         for name, path, frames in inputs:
@@ -234,9 +239,5 @@ def model_only_report(model, shape, layout, free):
     text += [f"  size: {per_element:,} neurons per batch element, {per_element * shape.nbatch:,} in all",
              f"  memory (at least): {_size(per_process)} per process, layers alone",
              node_line(per_process, free)]
-    if free is not None and per_process > free:
-        raise PvmpiError(f"nbatch {model.column['nbatch']} of this network: one process of this layout needs at least {_size(per_process)}; this node has "
-                         f"{_size(free)} available", file=model.path,
-                         hint="more processes (BatchWidth, NumRows, NumColumns) on more nodes")
     return text + ["pvmpi: dry run: the layout fits the network (inputs not checked: the network is too "
                    "large to build here)"]

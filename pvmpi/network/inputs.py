@@ -18,6 +18,13 @@ PIPELINE_PARAMS = ("offsetAnchor", "offsetX", "offsetY", "autoResizeFlag", "aspe
                    "useInputBCflag")
 
 
+def relative_hint(path, what="inputPath"):
+    """Where a missing relative path was looked for: the working directory, as OpenPV does."""
+    if os.path.isabs(path):
+        return None
+    return f"relative {what} are taken from the working directory, {os.getcwd()}"
+
+
 class ImageSource:
     """Frames from one image or a .txt list of images."""
 
@@ -25,7 +32,8 @@ class ImageSource:
         from ..io.images import read_image_list
 
         if not os.path.exists(path):
-            raise PvmpiError("input file not found", file=path, group=group, param="inputPath")
+            raise PvmpiError("input file not found", file=path, group=group, param="inputPath",
+                             hint=relative_hint(path))
         if path.endswith(".txt"):
             self.files = read_image_list(path)
             if not self.files:
@@ -48,6 +56,8 @@ class ImageSource:
             return convert_features(img, nf) if img.shape[2] != nf else img
         except PvmpiError as e:  # name the image and the group that reads it
             e.file, e.group, e.param = self.files[index], self.group, e.param or "inputPath"
+            if not os.path.exists(self.files[index]):
+                e.hint = relative_hint(self.files[index], "paths in the image list")
             raise
 
     def description(self, index):
