@@ -54,15 +54,17 @@ def dry_run(args):
 def target_layout(model, args, world_size):
     """The layout the run would use: that of ``world_size`` processes, or, from one process, of B x R x C."""
     from .parallel.decomposition import check_world, choose_layout
+    from .simulation import choose_run_layout
 
+    given = {"BatchWidth": args.batchwidth, "NumRows": args.rows, "NumColumns": args.columns}
+    if world_size > 1:
+        layout = choose_run_layout(model, world_size, given)
+        check_world(layout, world_size)
+        return layout
     par = model.parallel
     b = args.batchwidth or par.get("BatchWidth")
     r = args.rows or par.get("NumRows")
     c = args.columns or par.get("NumColumns")
-    if world_size > 1:
-        layout = choose_layout(world_size, batch_width=b, rows=r, columns=c)
-        check_world(layout, world_size)
-        return layout
     return choose_layout((b or 1) * (r or 1) * (c or 1), batch_width=b, rows=r, columns=c)
 
 

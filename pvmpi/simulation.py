@@ -185,14 +185,23 @@ def check_memory(model, layout, processes_here=None):
 
 def choose_run_layout(model, size, layout=None):
     """The layout of ``size`` processes: ``layout`` (a Layout, or a dict of BatchWidth, NumRows,
-    NumColumns; None entries are chosen) over the config's ``parallel`` section."""
+    NumColumns) over the config's ``parallel`` section; what neither gives follows OpenPV's rules,
+    and with nothing given at all the batch is split first, as far as it divides, then the layers
+    (:func:`~pvmpi.parallel.layout.plan_layout`: no halos where the batch suffices)."""
+    from .model.shape import network_shape
     from .parallel.decomposition import Layout, choose_layout
+    from .parallel.layout import plan_layout
 
     if isinstance(layout, Layout):
         return layout
     given = {**model.parallel, **{k: v for k, v in (layout or {}).items() if v is not None}}
-    return choose_layout(size, batch_width=given.get("BatchWidth"), rows=given.get("NumRows"),
-                         columns=given.get("NumColumns"))
+    b, r, c = (given.get(k) for k in ("BatchWidth", "NumRows", "NumColumns"))
+    if b is None and r is None and c is None and size > 1:
+        try:
+            return plan_layout(network_shape(model), size)[0]
+        except PvmpiError as e:  # the launcher's -n is the number of processes here
+            raise PvmpiError(e.what, hint=e.hint and e.hint.replace("rank counts", "process counts")) from None
+    return choose_layout(size, batch_width=b, rows=r, columns=c)
 
 
 class Simulation:

@@ -21,7 +21,7 @@ def mpirun(n, *args):
 
 
 @pytest.mark.parametrize("n, args, message", [
-    (3, ["-n"], "nx=64 is not divisible by NumColumns=3"),
+    (3, ["-n"], "no layout of 3 rank(s) fits the network"),
     (2, ["-n", "--batchwidth", "2", "--set", "column.nbatch=3"], "nbatch=3 is not divisible by BatchWidth=2"),
     (3, ["-n", "--batchwidth", "2"], "uses 2 MPI processes, but 3 were started"),
 ])
