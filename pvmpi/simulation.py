@@ -15,6 +15,7 @@ A mistake (a bad config, an impossible layout, an output folder that holds
 another run's files) raises :class:`~pvmpi.errors.PvmpiError` on every rank
 alike, so a script under ``mpiexec`` fails once and never hangs.
 """
+import json
 import os
 import sys
 import time
@@ -183,6 +184,29 @@ def check_memory(model, layout, processes_here=None):
     return floor
 
 
+def config_changes(checkpoint, model):
+    """``["GROUP.PARAM: OLD -> NEW", ...]`` where ``model`` was given other values than the run that
+    wrote ``checkpoint`` (groups added or gone too); empty when the same or unknown."""
+    from .io.checkpoint import saved_config
+
+    old = saved_config(checkpoint)
+    if old is None:
+        return []
+    new = {g.name: {"class": g.cls, **{k: v for k, v in g.params.items() if k in g.given}}
+           for g in (model.column,) + model.groups}
+    out = [f"{name}: added" for name in new if name not in old]
+    out += [f"{name}: gone" for name in old if name not in new]
+    for name in (n for n in new if n in old):
+        a, b = old[name], json.loads(json.dumps(new[name], default=str))
+        out += [f"{name}.{k}: {_shown(a.get(k, 'default'))} -> {_shown(b.get(k, 'default'))}"
+                for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out
+
+
+def _shown(v):
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def choose_run_layout(model, size, layout=None):
     """The layout of ``size`` processes: ``layout`` (a Layout, or a dict of BatchWidth, NumRows,
     NumColumns) over the config's ``parallel`` section; what neither gives follows OpenPV's rules,
@@ -280,6 +304,10 @@ class Simulation:
         if self.resume is not None and self.comms.is_root:
             print(f"pvmpi: continuing from {self.resume} (t = {self.column.t:g}, step {self.column.step})",
                   file=sys.stderr, flush=True)
+            changed = config_changes(self.resume, self.model)
+            if changed:
+                print(f"pvmpi: the config differs from the checkpoint's: {'; '.join(changed)}",
+                      file=sys.stderr, flush=True)
         return self
 
     def run(self, until=None):

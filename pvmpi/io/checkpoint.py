@@ -78,6 +78,19 @@ def unusable_checkpoints(directory):
     return out
 
 
+def saved_config(path):
+    """``{group: {"class": ..., param: value}}`` of the parameters the checkpointed run was given
+    (None for a checkpoint without it: OpenPV's, or an older pvmpi one)."""
+    try:
+        import h5py
+
+        with h5py.File(os.path.join(path, FILE), "r") as h:
+            text = h.attrs.get("config")
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
 def newest_checkpoint(directory):
     """The complete Checkpoint<step> with the highest step under `directory`, or None."""
     if not os.path.isdir(directory):

@@ -59,6 +59,7 @@ def test_r_on_a_fresh_folder_starts_and_names_what_it_continues(tmp_path):
     assert proc.returncode == 0 and "no complete checkpoint in out/ck; starting at t = 0" in proc.stderr
     proc = pvmpi(d, *CHECKPOINTS[:-1], "column.stopTime=8", "-r")
     assert proc.returncode == 0 and "continuing from out/ck/Checkpoint6 (t = 6, step 6)" in proc.stderr, proc.stderr
+    assert "the config differs from the checkpoint's: column.stopTime: 6 -> 8" in proc.stderr, proc.stderr
 
 
 def test_overwrite_takes_the_old_checkpoints_with_it(tmp_path):
