@@ -211,10 +211,17 @@ def convert_file(src, dst=None):
     from .params import load_params
 
     src = str(src)
-    if src.endswith(PARAMS_SUFFIXES):
-        text = params_to_yaml(load_params(src))
-    else:
-        text = yaml_to_params(load_yaml(src))
+    to_yaml = src.endswith(PARAMS_SUFFIXES)
+    if not to_yaml and not src.endswith((".yaml", ".yml")):
+        raise PvmpiError("not a .params file or a YAML config (.yaml, .yml): which way to convert?",
+                         file=src, hint="name the file by what it holds")
+    if dst is not None:
+        wants_yaml = str(dst).endswith((".yaml", ".yml"))
+        if wants_yaml != to_yaml or not (wants_yaml or str(dst).endswith(PARAMS_SUFFIXES)):
+            made = "YAML (.yaml)" if to_yaml else "a params file (.params)"
+            raise PvmpiError(f"converting {src} makes {made}; the output's name says otherwise", file=str(dst),
+                             hint="end its name in .yaml for YAML, .params for a params file")
+    text = params_to_yaml(load_params(src)) if to_yaml else yaml_to_params(load_yaml(src))
     if dst is not None:
         try:
             with open(dst, "x", encoding="utf-8") as f:
@@ -241,7 +248,7 @@ def main(argv=None):
         text = convert_file(args.src, args.dst)
     except PvmpiError as e:
         print(f"pvmpi: error: {e}", file=sys.stderr)
-        return 1
+        return 2  # a user error, as everywhere in pvmpi
     if args.dst is None:
         sys.stdout.write(text)
     return 0

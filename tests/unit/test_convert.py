@@ -163,5 +163,9 @@ def test_convert_file_both_ways(tmp_path, capsys, openpv_tests):
     params_path = tmp_path / "lca.params"
     assert main([str(yaml_path), str(params_path)]) == 0
     assert exact(load_params(params_path).to_raw_config()) == exact(load_params(src).to_raw_config())
-    assert main([str(tmp_path / "missing.params")]) == 1
+    assert main([str(tmp_path / "missing.params")]) == 2
     assert "cannot read params file" in capsys.readouterr().err
+    assert main([str(params_path), str(tmp_path / "wrong.params")]) == 2  # a params file makes YAML
+    assert "the output's name says otherwise" in capsys.readouterr().err and not (tmp_path / "wrong.params").exists()
+    (tmp_path / "n.txt").write_text(yaml_path.read_text())
+    assert main([str(tmp_path / "n.txt")]) == 2 and "which way to convert" in capsys.readouterr().err
