@@ -267,9 +267,24 @@ class Simulation:
             self.restart = restart
             self.resume = resume_path(model, checkpoint, restart, announce=self.comms.is_root,
                                       output_path=self.column.output_path)
+            self._outputs_beside_another_batch()
         except PvmpiError as e:
             error = e
         self._agree(error, base)
+
+    def _outputs_beside_another_batch(self):
+        """Continuing a checkpoint of another nbatch, the outputs (one frame per batch element)
+        cannot continue the old files: they go beside them, to ``<outputPath>/nbatch<N>/``."""
+        from .io.checkpoint import saved_nbatch
+
+        nbatch = self.model.column["nbatch"]
+        saved = saved_nbatch(self.resume) if self.resume is not None else None
+        if saved is None or saved == nbatch:
+            return
+        self.column.output_path = os.path.join(self.column.output_path, f"nbatch{nbatch}")
+        if self.comms.is_root:
+            print(f"pvmpi: the checkpoint has nbatch {saved}, this run {nbatch}: its outputs go to "
+                  f"{self.column.output_path}, beside the earlier ones", file=sys.stderr, flush=True)
 
     def _agree(self, error, comm=None):
         """Raise the first rank's error on every rank (freeing the communicators), or return."""

@@ -78,6 +78,17 @@ def unusable_checkpoints(directory):
     return out
 
 
+def saved_nbatch(path):
+    """The nbatch of the run that wrote checkpoint ``path`` (None where unknown)."""
+    try:
+        import h5py
+
+        with h5py.File(os.path.join(path, FILE), "r") as h:
+            return int(h.attrs["nbatch"]) if "nbatch" in h.attrs else None
+    except (OSError, ValueError):
+        return None
+
+
 def saved_config(path):
     """``{group: {"class": ..., param: value}}`` of the parameters the checkpointed run was given
     (None for a checkpoint without it: OpenPV's, or an older pvmpi one)."""

@@ -111,10 +111,12 @@ def test_restart_with_another_nbatch_repeats_batch_elements(tmp_path, images):
     proc = pvmpi(*demo_args(images, more, "column.nbatch=8", "column.stopTime=160"), "-c",
                  out / "checkpoints" / "Checkpoint120")
     assert "checkpoint has nbatch 4, the run 8" in proc.stderr
+    assert f"its outputs go to {more / 'nbatch8'}, beside the earlier ones" in proc.stderr, proc.stderr
+    beside = more / "nbatch8"
     # elements 4..7 continue elements 0..3, so their energies are identical to them
     for g in range(4):
-        a = np.loadtxt(more / f"energy_batchElement_{g}.txt", delimiter=",", skiprows=1)
-        b = np.loadtxt(more / f"energy_batchElement_{g + 4}.txt", delimiter=",", skiprows=1)
+        a = np.loadtxt(beside / f"energy_batchElement_{g}.txt", delimiter=",", skiprows=1)
+        b = np.loadtxt(beside / f"energy_batchElement_{g + 4}.txt", delimiter=",", skiprows=1)
         np.testing.assert_array_equal(a[:, 0], np.arange(121, 161))
         np.testing.assert_array_equal(a[:, 2], b[:, 2])
 
