@@ -493,4 +493,9 @@ def format_report(res):
                          f"{sum(g.get(k, 0.0) for k in LOCAL_GROUPS):.2f}, halo {t['halo']:.2f}/{g.get('halo', 0.0):.2f}, "
                          f"dW {t['allreduce']:.2f}/{g.get('allreduce', 0.0):.2f}, guard+probes "
                          f"{t['sync']:.2f}/{g.get('guard', 0.0) + g.get('probes', 0.0):.2f}")
+        worst = max(res["validation"], key=lambda v: abs(v["miss_pct"]))
+        if abs(worst["miss_pct"]) > 50:
+            lines.append(f"  warning: the model misses the measured {_lay(worst)} run by {worst['miss_pct']:+.0f} %: "
+                         f"a measurement this far off is noise (a busy machine) or a cost the model leaves out; "
+                         f"measure again before trusting the predictions above")
     return "\n".join(lines)

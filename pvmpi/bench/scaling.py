@@ -183,6 +183,27 @@ def add_speedups(rows):
     return ref
 
 
+NOISY = 0.3  # a baseline whose slowest step is this much over its fastest is too noisy to divide by
+
+
+def noise_warnings(rows, ref):
+    """Lines saying where the figures cannot be trusted: a noisy baseline (its step times spread by
+    more than NOISY), efficiencies above 1.2 (faster per core than the baseline: noise, or cache)."""
+    out = []
+    if ref is not None and ref["ms_per_step_min"] > 0:
+        spread = (ref["ms_per_step_max"] - ref["ms_per_step_min"]) / ref["ms_per_step_min"]
+        if spread > NOISY:
+            out.append(f"warning: the baseline's steps took {ref['ms_per_step_min']:.3g} to "
+                       f"{ref['ms_per_step_max']:.3g} ms ({spread:.0%} apart): the machine was busy; every "
+                       f"speed-up and efficiency below divides by it (rerun on a quiet machine, or with more "
+                       f"--repeat)")
+    high = [r for r in rows if r.get("status") == "ok" and r.get("efficiency", 0) > 1.2]
+    if high:
+        out.append(f"warning: efficiency above 1.2 on {len(high)} run(s) (up to {max(r['efficiency'] for r in high):.1f}): "
+                   f"more than linear, so noise or the working set fitting in cache, not scaling")
+    return out
+
+
 def format_table(rows, ref, weak):
     """The sweep as a text table: time per step, speed-up and efficiency against ``ref``, and the
     shares of halo exchange, dW all-reduce and I/O."""
@@ -203,7 +224,7 @@ def format_table(rows, ref, weak):
                      f"the {layout_name(ref['batchwidth'], ref['rows'], ref['columns'])} run with {ref['threads']} thread(s); efficiency = speed-up / "
                      f"(cores used / {ref['cores']}); ms/step = wall-clock per step, barrier to barrier, median of the "
                      f"repeats; median = median step of the slowest rank)")
-    return "\n".join(lines)
+    return "\n".join(lines + noise_warnings(rows, ref))
 
 
 def format_markdown(rows):

@@ -421,3 +421,14 @@ def test_resident_split_sees_touched_anonymous_pages():
     anon1, file1 = machine.resident_split_mb()
     assert 60 < anon1 - anon0 < 75 and abs(file1 - file0) < 5
     del block
+
+
+def test_noisy_figures_are_flagged():
+    """A baseline whose steps spread widely, or an efficiency above 1.2, gets a warning line."""
+    from pvmpi.bench.scaling import noise_warnings
+
+    quiet = {"status": "ok", "ms_per_step_min": 4.0, "ms_per_step_max": 4.4, "efficiency": 1.0}
+    assert noise_warnings([quiet, {**quiet, "efficiency": 0.8}], quiet) == []
+    noisy = {**quiet, "ms_per_step_max": 9.0}
+    lines = noise_warnings([noisy, {**quiet, "efficiency": 20.1}], noisy)
+    assert len(lines) == 2 and "machine was busy" in lines[0] and "up to 20.1" in lines[1]
