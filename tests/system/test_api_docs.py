@@ -49,3 +49,16 @@ def test_api_walkthrough_on_one_and_two_processes(tmp_path):
     assert proc.stdout.count("continued from") == 1
     diff = compare_runs(one / "api_out", two / "api_out")
     assert not diff.problems, diff.problems[:5]
+
+
+def test_quickstart_error_example_is_what_pvmpi_prints(tmp_path):
+    """docs/quickstart.md's example of a mistake (VThresh misspelt in the demo config) is pvmpi's own
+    line, file, line number and all."""
+    shown = next(ln for ln in (REPO / "docs" / "quickstart.md").read_text().splitlines()
+                 if ln.startswith("pvmpi: error: configs/lca_demo.yaml:"))
+    (tmp_path / "configs").mkdir()
+    text = (REPO / "configs" / "lca_demo.yaml").read_text().replace("\n  VThresh: 0.15 ", "\n  VTresh: 0.15 ", 1)
+    (tmp_path / "configs" / "lca_demo.yaml").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "pvmpi", "configs/lca_demo.yaml", "-n"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == shown, proc.stderr
