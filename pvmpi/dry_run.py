@@ -206,8 +206,12 @@ def report(args, world_size):
                  f"connections {_size(conn_bytes)}) + ~{_size(BASE_BYTES_PER_PROCESS)} for Python, numpy and "
                  f"Numba; {_size(n * (per_process + BASE_BYTES_PER_PROCESS))} over {n} "
                  f"process{'es' if n > 1 else ''}",
-                 node_line(per_process + BASE_BYTES_PER_PROCESS, free),
-                 "pvmpi: dry run: the run could start"]
+                 node_line(per_process + BASE_BYTES_PER_PROCESS, free)]
+        if free is not None and per_process + BASE_BYTES_PER_PROCESS > free:
+            text.append("pvmpi: dry run: the network and the layout are sound, but one process needs more "
+                        "memory than this node has available")
+        else:
+            text.append("pvmpi: dry run: the run could start")
         return "\n".join(text)
 
 

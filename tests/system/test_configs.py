@@ -6,6 +6,7 @@ bySpecified with start_frame_index [0, 1, 2, 3] and skip_frame_index
 [4, 4, 4, 4] is byImage (= byFile), and byMovie (= byList) is bySpecified
 with start [0, 4, 8, 12] and skip [1, 1, 1, 1].
 """
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
 
 # config -> (image set, --set overrides for a short run); None: run in its own test below
 SHORT = ["column.stopTime=10", "Input.displayPeriod=5"]  # two display periods, one dictionary update
@@ -115,6 +117,10 @@ def test_cluster_template_dry_run(images, tmp_path):
     assert "512x512, nbatch 256" in out and "= 64 processes (4 batch elements" in out
     assert "V1                       HyPerLCALayer    256x256x128" in out
     assert "memory (estimate)" in out and "the run could start" in out
+    figures = re.search(r"memory \(estimate\): (\S+ \S+) of arrays per process.* (\S+ \S+) over 64", out)
+    for doc in (REPO / "docs" / "examples.md", REPO / "configs" / "lca_cluster.yaml"):  # one source
+        text = " ".join(doc.read_text().split())
+        assert all(f in text for f in figures.groups()), (doc, figures.groups())
     assert not (tmp_path / "output").exists()  # a dry run writes nothing
     proc = pvmpi("lca_cluster.yaml", "-n", "--batchwidth", 3, sets=[f"Input.inputPath={images['gray']}"],
                  cwd=tmp_path)
