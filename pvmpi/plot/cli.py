@@ -65,7 +65,45 @@ class OutputDir:
         self.probes = probes.probe_names(path)
 
     def recon_pairs(self):
-        """(input name, recon name) for every ``XRecon`` file with an ``X`` of the same shape."""
+        """(input name, recon name): from the network written with the outputs (a layer's excitatory
+        input beside its inhibitory one, an error layer's X and its reconstruction R), and every
+        ``XRecon`` file with an ``X``; both written and of one shape."""
+        pairs = [p for p in self._pairs_from_network() if self._same_shape(*p)]
+        for pair in self._pairs_by_name():
+            if pair not in pairs:
+                pairs.append(pair)
+        return pairs
+
+    def _same_shape(self, a, b):
+        if a not in self.activity or b not in self.activity:
+            return False
+        ha, hb = self.activity[a][1], self.activity[b][1]
+        return (ha["nx"], ha["ny"], ha["nf"]) == (hb["nx"], hb["ny"], hb["nf"])
+
+    def _pairs_from_network(self):
+        """(channel-0 input, channel-1 input) of every layer that receives both, from the params
+        file the run wrote beside its outputs (printParamsFilename)."""
+        from pvmpi.model.params import load_params
+
+        pairs = []
+        for entry in sorted(os.listdir(self.path)):
+            if not entry.endswith(".params"):
+                continue
+            try:
+                groups = load_params(os.path.join(self.path, entry)).groups
+            except PvmpiError:
+                continue
+            into = {}
+            for g in groups:
+                v = g.values
+                if "preLayerName" in v and "postLayerName" in v and v.get("channelCode") in (0, 1):
+                    into.setdefault(v["postLayerName"], {}).setdefault(v["channelCode"], []).append(v["preLayerName"])
+            for channels in into.values():
+                pairs += [(x, r) for x in channels.get(0, []) for r in channels.get(1, []) if (x, r) not in pairs]
+        return pairs
+
+    def _pairs_by_name(self):
+        """(X, XRecon) by their names."""
         pairs = []
         for name, (_, h) in self.activity.items():
             m = re.match(r"^(.*?)_?[Rr]econ(struction)?$", name)

@@ -114,3 +114,19 @@ def test_nothing_to_plot_and_bad_dir(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pvmpi: error: ") and "not a directory" in err
     assert plot_cli.main([str(tmp_path), "--pair", "nocolon"]) == 1
+
+
+def test_reconstruction_pairs_come_from_the_network(tmp_path):
+    """Layers named anything: the error layer's channel-0 input beside its channel-1 input, found in
+    the params file the run wrote with its outputs."""
+    from pvmpi.io import pvp
+
+    for name in ("Image", "Guess", "Residual"):
+        with pvp.DenseWriter(tmp_path / f"{name}.pvp", 4, 4, 1) as w:
+            w.write(1.0, np.ones((1, 4, 4, 1), np.float32))
+    (tmp_path / "pv.params").write_text(
+        'HyPerCol "column" = { nx = 4; ny = 4; };\n'
+        'HyPerLayer "Image" = { nf = 1; };\nHyPerLayer "Guess" = { nf = 1; };\nHyPerLayer "Residual" = { nf = 1; };\n'
+        'IdentConn "ImageToResidual" = { preLayerName = "Image"; postLayerName = "Residual"; channelCode = 0; };\n'
+        'IdentConn "GuessToResidual" = { preLayerName = "Guess"; postLayerName = "Residual"; channelCode = 1; };\n')
+    assert plot_cli.OutputDir(tmp_path).recon_pairs() == [("Image", "Guess")]
