@@ -45,7 +45,7 @@ from ..simulation import load
 
 LATENCY_US = 1.5       # InfiniBand-like defaults for a cluster
 BANDWIDTH_GBS = 12.0
-LOCAL_NET = (2.0, 14.0)  # this machine's shared-memory MPI (../shared/ENVIRONMENT.md): ping-pong 2 us, 14 GB/s
+SHARED_MEMORY_LINK = (2.0, 14.0)  # MPI between processes of one node, typical: 2 us ping-pong, 14 GB/s
 DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run says otherwise
 KINDS = ("batch", "spatial", "mixed")
 TERMS = ("compute", "halo", "allreduce", "sync", "io", "serial")
@@ -330,10 +330,11 @@ def run_benches(config, layouts, sets, args):
     return runs
 
 
-def validate(runs, model, cal, threads=1):
-    """Model vs measured for every multi-rank run, with the local network's figures."""
+def validate(runs, model, cal, local_link=SHARED_MEMORY_LINK):
+    """Model vs measured for every multi-rank run, with the figures of the link between the
+    measured processes (``(latency us, GB/s)``: one node's shared memory unless --local-link)."""
     net = network(model, activity=cal.activity)
-    link = Net(LOCAL_NET[0] * 1e-6, LOCAL_NET[1] * 1e9)
+    link = Net(local_link[0] * 1e-6, local_link[1] * 1e9)
     out = []
     for res in runs:
         lay = res["layout"]
@@ -372,6 +373,9 @@ def build_parser():
                    help=f"network latency in microseconds (default {LATENCY_US}, InfiniBand-like)")
     p.add_argument("--bandwidth", type=float, default=BANDWIDTH_GBS,
                    help=f"network bandwidth per rank in GB/s (default {BANDWIDTH_GBS:g}, InfiniBand-like)")
+    p.add_argument("--local-link", type=float, nargs=2, metavar=("US", "GB/S"), default=SHARED_MEMORY_LINK,
+                   help="latency and bandwidth between the measured runs' processes, for the validation "
+                        "(default %(default)s: MPI within one node)")
     p.add_argument("--io-bandwidth", type=float, metavar="GB/S",
                    help="write rate of the outputs in GB/s (default: the rate measured here)")
     p.add_argument("--no-io", action="store_true", help="predict without output files (as if every writeStep < 0)")
@@ -427,7 +431,7 @@ def _main(args):
     ranks = _ranks(args)
     rows = sweep(net, cal, link, ranks, args.threads)
     stops = where_scaling_stops(rows, ranks)
-    checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal)
+    checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal, tuple(args.local_link))
     result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
               "machine": {"latency_us": args.latency, "bandwidth_gbs": args.bandwidth,
                           "io_bandwidth_gbs": args.io_bandwidth, "threads_per_rank": args.threads,
@@ -438,7 +442,7 @@ def _main(args):
                                      for lay in net.shape.layers},
                           "dw_bytes_per_update": sum(b for b, _ in net.dw),
                           "io_mb_per_step": sum(net.io_bytes.values()) / 1e6},
-              "rows": rows, "stops": stops, "validation": checks}
+              "rows": rows, "stops": stops, "validation": checks, "local_link": list(args.local_link)}
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -483,8 +487,9 @@ def format_report(res):
     for k, s in res["stops"].items():
         lines.append(f"    {k:<8} {s['note']}")
     if res["validation"]:
-        lines += ["", ("  validation on this machine (local MPI: latency "
-                       f"{LOCAL_NET[0]:g} us, {LOCAL_NET[1]:g} GB/s; measured = wall-clock ms per step, median of repeats):"),
+        link = res.get("local_link", SHARED_MEMORY_LINK)
+        lines += ["", ("  validation on this machine (MPI between its processes: latency "
+                       f"{link[0]:g} us, {link[1]:g} GB/s; measured = wall-clock ms per step, median of repeats):"),
                   f"    {'layout':<8} {'thr':>3} {'model ms':>9} {'measured':>9} {'miss':>7}"]
         for v in res["validation"]:
             t, g = v["terms"], v["measured_groups"]

@@ -38,6 +38,11 @@ def check_margins(tile, margin_x, margin_y, layout, mirror):
                              group=tile.name, hint=hint)
 
 
+def fitting_layouts(shape, ranks):
+    """Every layout of exactly ``ranks`` processes that fits the network of ``shape``."""
+    return [L for L in layouts(ranks) if not layout_problems(shape, L.batch_width, L.rows, L.columns)]
+
+
 def halo_values(shape, r, c):
     """Values one rank sends per halo exchange of every layer (edges only; margins of at least 1)."""
     total = 0
@@ -51,10 +56,7 @@ def halo_values(shape, r, c):
 
 def fitting_rank_counts(shape, around, limit=6):
     """Rank counts near ``around`` for which some layout fits (for hints)."""
-    found = []
-    for k in range(1, 4 * around + 1):
-        if any(not layout_problems(shape, L.batch_width, L.rows, L.columns) for L in layouts(k)):
-            found.append(k)
+    found = [k for k in range(1, 4 * around + 1) if fitting_layouts(shape, k)]
     found.sort(key=lambda k: (abs(k - around), k))
     return sorted(found[:limit])
 

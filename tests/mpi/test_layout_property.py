@@ -28,6 +28,8 @@ from generated.networks import Network, networks
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pvmpi.conformance.compare import compare_runs
+from pvmpi.model.shape import network_shape
+from pvmpi.parallel.layout import fitting_layouts
 
 EXAMPLES = int(os.environ.get("PVMPI_LAYOUT_EXAMPLES", "0"))
 SEED = os.environ.get("PVMPI_LAYOUT_SEED")
@@ -53,16 +55,6 @@ def _wait_for_rank0(world):
     req = world.Ibarrier()
     while not req.Test():
         time.sleep(0.005)
-
-
-def _fitting_layouts(model, size):
-    from pvmpi.model.shape import network_shape
-    from pvmpi.parallel.decomposition import layouts
-    from pvmpi.parallel.layout import layout_problems
-
-    shape = network_shape(model)
-    return [lay for lay in layouts(size)
-            if not layout_problems(shape, lay.batch_width, lay.rows, lay.columns)]
 
 
 def _model(net, input_path, out):
@@ -106,7 +98,7 @@ def check_layout_independence(net):
     _wait_for_rank0(world)
     input_path, reference_error = world.bcast((input_path, reference_error))
     problems = []
-    for lay in _fitting_layouts(_model(net, input_path, root / "x"), world.size):
+    for lay in fitting_layouts(network_shape(_model(net, input_path, root / "x")), world.size):
         out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
         error = _run(net, input_path, out, world, lay)
         if world.rank == 0:

@@ -34,12 +34,11 @@ def demo_model(images, **overrides):
 
 
 def fitting_layouts(size, model):
-    from pvmpi.parallel.decomposition import layouts
+    """Every layout of ``size`` processes that fits ``model`` (pvmpi's own rule)."""
+    from pvmpi.model.shape import network_shape
+    from pvmpi.parallel.layout import fitting_layouts as fitting
 
-    nbatch = model.column["nbatch"]
-    sizes = [model.layer_size(g) for g in model.layers]
-    return [lay for lay in layouts(size) if nbatch % lay.batch_width == 0
-            and all(ny % lay.rows == 0 and nx % lay.columns == 0 for nx, ny, _ in sizes)]
+    return fitting(network_shape(model), size)
 
 
 def compare_outputs(ref, other):
