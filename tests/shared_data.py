@@ -1,5 +1,6 @@
 """Where the tests find files that live beside the repository, not in it: OpenPV's system tests
-(``PVMPI_OPENPV_TESTS``, default ``../shared/openpv-tests``) and OpenPV's benchmark folder
+(``PVMPI_OPENPV_TESTS``, default ``../shared/openpv-tests``), OpenPV's own suite, tutorials and Lua
+module (``PVMPI_OPENPV_SUITE``, default ``../shared/openpv/suite``) and OpenPV's benchmark folder
 (``PVMPI_SHARED``/bench, default ``../shared/bench``). Without them a test skips with one line
 saying what it needs; under CI (``CI`` set) their absence is a failure."""
 import os
@@ -10,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 OPENPV_TESTS = Path(os.environ.get("PVMPI_OPENPV_TESTS", REPO.parent / "shared" / "openpv-tests"))
 SHARED_BENCH = Path(os.environ.get("PVMPI_SHARED", REPO.parent / "shared")) / "bench"
+OPENPV_SUITE = Path(os.environ.get("PVMPI_OPENPV_SUITE", REPO.parent / "shared" / "openpv" / "suite"))
 
 
 def params_files():

@@ -519,12 +519,12 @@ def parse_params(text, path="<string>"):
 
 
 def load_params(path):
-    """Read and parse a ``.params`` file (``.lua`` params files are not supported)."""
+    """Read and parse a ``.params`` file, or run a ``.lua`` params file and parse what it prints."""
     path = str(path)
     if path.endswith(".lua"):
-        raise PvmpiError("Lua params files are not supported", file=path,
-                         hint="run the Lua script (it builds paramsFileString) and save the result "
-                              "as a .params file, or write the network as YAML")
+        from .lua import params_text_of
+
+        return parse_params(params_text_of(path), path)
     text = read_config_bytes(path, "params file").decode("utf-8", errors="replace")
     return parse_params(text, path)
 

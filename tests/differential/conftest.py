@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from shared_data import OPENPV_SUITE as SUITE
+from shared_data import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OPENPV = Path(os.environ.get("PVMPI_OPENPV", REPO.parent / "shared" / "openpv" / "bin" / "pvrun"))
-SUITE = Path(os.environ.get("PVMPI_OPENPV_SUITE", REPO.parent / "shared" / "openpv" / "suite"))
 
 
 def _unavailable(why):
