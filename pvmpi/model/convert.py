@@ -215,13 +215,18 @@ def convert_file(src, dst=None):
     if not to_yaml and not src.endswith((".yaml", ".yml")):
         raise PvmpiError("not a .params file or a YAML config (.yaml, .yml): which way to convert?",
                          file=src, hint="name the file by what it holds")
-    if dst is not None:
+    if src.endswith(".lua") and dst is not None and str(dst).endswith(".params"):
+        from .lua import params_text_of  # the params file the Lua script prints
+
+        text, to_yaml = params_text_of(src), None
+    elif dst is not None:
         wants_yaml = str(dst).endswith((".yaml", ".yml"))
         if wants_yaml != to_yaml or not (wants_yaml or str(dst).endswith(PARAMS_SUFFIXES)):
             made = "YAML (.yaml)" if to_yaml else "a params file (.params)"
             raise PvmpiError(f"converting {src} makes {made}; the output's name says otherwise", file=str(dst),
                              hint="end its name in .yaml for YAML, .params for a params file")
-    text = params_to_yaml(load_params(src)) if to_yaml else yaml_to_params(load_yaml(src))
+    if to_yaml is not None:
+        text = params_to_yaml(load_params(src)) if to_yaml else yaml_to_params(load_yaml(src))
     if dst is not None:
         try:
             with open(dst, "x", encoding="utf-8") as f:
