@@ -47,6 +47,7 @@ WEIGHT_HEADER = np.dtype(
 )
 assert ACTIVITY_HEADER.itemsize == 80 and WEIGHT_HEADER.itemsize == 104
 NBANDS_OFFSET = ACTIVITY_HEADER.fields["nbands"][1]  # 68: rewritten after each write
+NBATCH_OFFSET = ACTIVITY_HEADER.fields["nbatch"][1]  # 64: the frames of one write (the batch)
 
 SPARSE_PREFIX = np.dtype([("time", "<f8"), ("count", "<i4")])  # starts a sparse frame
 SPARSE_ENTRY = np.dtype([("index", "<u4"), ("value", "<f4")])  # type 6 entry
@@ -477,10 +478,21 @@ class _ActivityWriter(_FrameWriter):
     def frame_shape(self):
         return (self.ny, self.nx, self.nf)
 
+    nbatch = None  # frames per write, written into the header at the first write
+
+    def _note_batch(self, count):
+        """The header's nbatch: the global batch size, as PetaVision's batch release wrote it for
+        analysis scripts (frames = nbands / nbatch; OpenPV writes 1 and no reader uses it)."""
+        if self.nbatch is None and count > 0:
+            self.nbatch = count
+            self._f.seek(NBATCH_OFFSET)
+            self._f.write(np.array(count, "<i4").tobytes())
+
     def _resume(self):
         h = _read_header(self._f, self.path)
         _check_append(h, dict(filetype=self.filetype, nx=self.nx, ny=self.ny, nf=self.nf),
                       self.path)
+        self.nbatch = h["nbatch"] if h["nbatch"] > 1 else None
         self._index_existing(_file_size(self._f))
         self._frames_changed()
         self._f.flush()
@@ -509,6 +521,7 @@ class DenseWriter(_ActivityWriter):
     def write(self, time, frames):
         """Append the frames of one write ([B, ny, nx, nf] or [ny, nx, nf]), all at `time`."""
         data = _as_batch(frames, self.frame_shape)
+        self._note_batch(len(data))
         stamp = np.array(time, _DENSE_TIME).tobytes()
         chunks = [part for row in data for part in (stamp, row)]
         self._append(chunks, [self._frame_record().itemsize] * len(data))
@@ -565,6 +578,7 @@ class SparseWriter(_ActivityWriter):
         self._write_lists(time, active)
 
     def _write_lists(self, time, active):
+        self._note_batch(len(active))
         chunks, sizes = [], []
         for idx, val in active:
             prefix = np.array([(time, len(idx))], SPARSE_PREFIX)

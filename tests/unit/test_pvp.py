@@ -41,7 +41,7 @@ def test_dense_round_trip_and_layout(tmp_path):
             assert w.num_frames == 3 * (t + 1)
             assert header_ints(path)[17] == 3 * (t + 1)  # nbands after every write
     h = header_ints(path)
-    assert list(h) == [80, 20, 4, NX, NY, NF, 1, N, 4, 3, 1, 1, NX, NY, 0, 0, 1, 6]
+    assert list(h) == [80, 20, 4, NX, NY, NF, 1, N, 4, 3, 1, 1, NX, NY, 0, 0, 3, 6]  # nbatch: 3 per write
     assert np.fromfile(path, "<f8", count=1, offset=72)[0] == 0.0
     frame_bytes = 8 + 4 * N
     assert os.path.getsize(path) == 80 + 6 * frame_bytes
@@ -134,7 +134,7 @@ def test_sparse_round_trip_and_layout(tmp_path):
         w.write(2.0, second)
         assert w.num_frames == 6
     h = header_ints(path)
-    assert list(h) == [80, 20, 6, NX, NY, NF, 1, 0, 8, 3, 1, 1, NX, NY, 0, 0, 1, 6]
+    assert list(h) == [80, 20, 6, NX, NY, NF, 1, 0, 8, 3, 1, 1, NX, NY, 0, 0, 3, 6]  # nbatch: 3 per write
     # first frame by hand: time, numActive, (index, value) pairs in index order
     pos = 80
     assert np.fromfile(path, "<f8", count=1, offset=pos)[0] == 1.0
@@ -573,3 +573,24 @@ def test_every_openpv_file_opens(openpv_tests, name):
                 assert size == 80 + af.num_frames * (8 + 4 * h["nx"] * h["ny"] * h["nf"])
             last = af.read_frame(af.num_frames - 1)
             assert last.shape == (h["ny"], h["nx"], h["nf"]) and np.all(np.isfinite(last))
+
+
+def test_the_batch_size_is_in_the_header_as_petavisions_batch_release_wrote_it(tmp_path):
+    """nbatch in an activity file's header is the frames of one write (the global batch): a 2015-style
+    analysis script gets each batch element's series as frames (t - 1) * nbatch + b of nbands / nbatch."""
+    nb, T = 3, 4
+    data = np.arange(T * nb * 2 * 2 * 1, dtype=np.float32).reshape(T, nb, 2, 2, 1)
+    for writer in (pvp.DenseWriter, pvp.SparseWriter):
+        path = tmp_path / f"{writer.__name__}.pvp"
+        with writer(path, 2, 2, 1) as w:
+            for t in range(T):
+                w.write(float(t + 1), data[t])
+        h = pvp.read_header(path)
+        assert h["nbatch"] == nb and h["nbands"] == T * nb
+        values = pvp.read(path).values.reshape(h["nbands"], 2, 2, 1)  # frames in file order
+        for b in range(nb):
+            series = [values[(t - 1) * h["nbatch"] + b] for t in range(1, h["nbands"] // h["nbatch"] + 1)]
+            np.testing.assert_array_equal(np.stack(series), data[:, b])
+        with writer(path, 2, 2, 1, append=True) as w:  # appending keeps it
+            w.write(float(T + 1), data[0])
+        assert pvp.read_header(path)["nbatch"] == nb
