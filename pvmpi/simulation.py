@@ -130,7 +130,7 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
     newest complete one. Without one, -r starts at t = 0 only where there are no outputs to lose
     (the first piece of a requeued job, announced when ``announce``); over a run's outputs it is
     an error naming what it found."""
-    from .io.checkpoint import is_complete, newest_checkpoint, unusable_checkpoints, why_unusable
+    from .io.checkpoint import is_complete, newest_usable_checkpoint, why_unusable
 
     col = model.column
     if checkpoint:
@@ -144,8 +144,10 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
         return None
     elif col["checkpointWrite"]:
         directory = col["checkpointWriteDir"]
-        found = newest_checkpoint(directory)
-        bad = unusable_checkpoints(directory)
+        found, bad = newest_usable_checkpoint(directory)
+        if found is not None and bad and announce:
+            print(f"pvmpi: -r: passed over {'; '.join(f'{n}: {why}' for n, why in bad)}", file=sys.stderr,
+                  flush=True)
     else:  # the final state of a run without checkpoints goes to lastCheckpointDir itself
         directory = col["lastCheckpointDir"]
         found = directory if directory and is_complete(directory) else None
@@ -265,12 +267,20 @@ class Simulation:
             self.column = Column(model, self.comms, get_backend(backend), output_path=output_path, seed=seed,
                                  progress=progress)
             self.restart = restart
-            self.resume = resume_path(model, checkpoint, restart, announce=self.comms.is_root,
-                                      output_path=self.column.output_path)
-            self._outputs_beside_another_batch()
         except PvmpiError as e:
             error = e
         self._agree(error, base)
+        # which checkpoint to continue: rank 0 reads the candidates (their checksums) for every rank
+        found = None
+        if self.comms.is_root:
+            try:
+                found = resume_path(model, checkpoint, restart, output_path=self.column.output_path)
+            except PvmpiError as e:
+                found = e
+        found = self.comms.bcast(found)
+        self._agree(found if isinstance(found, PvmpiError) else None)
+        self.resume = found
+        self._outputs_beside_another_batch()
 
     def _outputs_beside_another_batch(self):
         """Continuing a checkpoint of another nbatch, the outputs (one frame per batch element)

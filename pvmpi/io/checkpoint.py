@@ -9,6 +9,7 @@ rank calls every method in the same order; tiles are gathered to world rank
 directory is written under a temporary name, fsync'ed and renamed when
 complete, so a crash never leaves a checkpoint that looks complete.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,29 @@ def is_complete(path):
         return False
 
 
+def checksum(array):
+    """SHA-256 of an array's bytes in C order (with its shape and type, so a reshaped copy differs)."""
+    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def verify_checksums(h5):
+    """The first dataset of an open checkpoint file whose contents no longer match the checksum
+    written with it, or None (datasets written before checksums existed pass)."""
+    import h5py
+
+    bad = []
+
+    def visit(name, obj):
+        if not bad and isinstance(obj, h5py.Dataset) and "sha256" in obj.attrs:
+            if checksum(obj[...]) != obj.attrs["sha256"]:
+                bad.append(name)
+
+    h5.visititems(visit)
+    return bad[0] if bad else None
+
+
 def why_unusable(path):
     """Why checkpoint directory ``path`` cannot be continued from (None: it can)."""
     f = os.path.join(path, FILE)
@@ -56,26 +80,12 @@ def why_unusable(path):
                 return f"not a pvmpi checkpoint (format {h.attrs.get('format')!r})"
             if not bool(h.attrs.get("complete", False)):
                 return "written only in part (never marked complete)"
+            damaged = verify_checksums(h)
+            if damaged:
+                return f"damaged: {damaged} does not match its checksum"
     except OSError as e:
         return f"unreadable ({e})"
     return None
-
-
-def unusable_checkpoints(directory):
-    """``[(name, why)]`` of the Checkpoint<step> folders under ``directory`` that cannot be continued
-    from, and of checkpoints left half-written (``*.incomplete``)."""
-    if not os.path.isdir(directory):
-        return []
-    out = []
-    for name in sorted(os.listdir(directory)):
-        path = os.path.join(directory, name)
-        if name.endswith(".incomplete"):
-            out.append((name, "interrupted while being written"))
-        elif name.startswith("Checkpoint") and name[10:].isdigit():
-            why = why_unusable(path)
-            if why:
-                out.append((name, why))
-    return out
 
 
 def saved_nbatch(path):
@@ -100,6 +110,24 @@ def saved_config(path):
         return json.loads(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def newest_usable_checkpoint(directory):
+    """The newest Checkpoint<step> under ``directory`` that can be continued from (complete and
+    matching its checksums), and ``[(name, why)]`` of the newer ones passed over, and of the
+    checkpoints interrupted while being written."""
+    if not os.path.isdir(directory):
+        return None, []
+    steps = sorted((int(n[10:]), n) for n in os.listdir(directory)
+                   if n.startswith("Checkpoint") and n[10:].isdigit())
+    passed = [(n, "interrupted while being written") for n in sorted(os.listdir(directory))
+              if n.endswith(".incomplete")]
+    for _, name in reversed(steps):
+        why = why_unusable(os.path.join(directory, name))
+        if why is None:
+            return os.path.join(directory, name), passed
+        passed.append((name, why))
+    return None, passed
 
 
 def newest_checkpoint(directory):
@@ -138,8 +166,10 @@ class CheckpointWriter:
 
     def _dataset(self, name, data, doc):
         if self.h5 is not None:
+            data = np.ascontiguousarray(data)
             ds = self.h5.create_dataset(name, data=data)
             ds.attrs["description"] = doc
+            ds.attrs["sha256"] = checksum(data)  # -r and -c verify it (verify_checksums)
         return data
 
     def attrs(self, group, **values):

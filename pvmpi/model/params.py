@@ -524,7 +524,7 @@ def load_params(path):
     if path.endswith(".lua"):
         from .lua import params_text_of
 
-        return parse_params(params_text_of(path), path)
+        return parse_params(params_text_of(path), f"{path} (printed by Lua)")  # lines of what it printed
     text = read_config_bytes(path, "params file").decode("utf-8", errors="replace")
     return parse_params(text, path)
 

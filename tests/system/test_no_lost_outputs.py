@@ -68,3 +68,24 @@ def test_overwrite_takes_the_old_checkpoints_with_it(tmp_path):
     proc = pvmpi(d, *CHECKPOINTS[:-1], "column.stopTime=2", "--overwrite")
     assert proc.returncode == 0 and "--overwrite: removed 4 checkpoint(s) of the replaced run" in proc.stderr
     assert sorted(p.name for p in (d / "out" / "ck").iterdir()) == ["Checkpoint0", "Checkpoint2"]
+
+
+def tamper(checkpoint, dataset="layers/Err/V"):
+    """Overwrite a dataset of a checkpoint with plausible numbers (its shape and type kept)."""
+    import h5py
+
+    with h5py.File(checkpoint / "checkpoint.h5", "r+") as h:
+        h[dataset][...] = h[dataset][...] + 0.5
+
+
+def test_a_tampered_checkpoint_is_refused_naming_what_changed(tmp_path):
+    d = net(tmp_path)
+    assert pvmpi(d, *CHECKPOINTS).returncode == 0
+    tamper(d / "out" / "ck" / "Checkpoint4")
+    line = one_error(pvmpi(d, *CHECKPOINTS, "-c", "out/ck/Checkpoint4"))
+    assert "Checkpoint4" in line and "damaged: layers/Err/V does not match its checksum" in line
+    tamper(d / "out" / "ck" / "Checkpoint6")  # the newest too: -r passes over both, and says so
+    proc = pvmpi(d, *CHECKPOINTS[:-1], "column.stopTime=8", "-r")
+    assert proc.returncode == 0, proc.stderr
+    assert "-r: passed over Checkpoint6: damaged: layers/Err/V" in proc.stderr
+    assert "Checkpoint4: damaged" in proc.stderr and "continuing from out/ck/Checkpoint2" in proc.stderr
