@@ -29,12 +29,21 @@ def _save(fig, path):
 
 # --------------------------------------------------------------------------- dictionary tableau
 
+def feature_grid(nfp):
+    """(columns, rows) of the grid a kernel's nfp features are laid out in: one row up to 3, then
+    near-square, so a many-feature kernel is not squashed into a thin strip."""
+    if nfp <= 3:
+        return nfp, 1
+    fc = math.ceil(math.sqrt(nfp))
+    return fc, math.ceil(nfp / fc)
+
+
 def tableau_image(W, order=None, pad=1, background=np.nan):
     """The kernels of one arbor as one mosaic image, each normalised on its own.
 
     ``W`` is float [kernels, nyp, nxp, nfp]. Each kernel is divided by its
     own max |w| and mapped to [0, 1] with 0 at mid-gray (0.5). Colour when
-    nfp == 3; otherwise the features of a kernel are laid side by side.
+    nfp == 3; otherwise a kernel's features are laid out by :func:`feature_grid`.
     Returns (image [H, W] or [H, W, 3] in [0, 1], grid columns, grid rows);
     the gaps between kernels hold ``background`` (NaN: drawn white).
     """
@@ -46,8 +55,11 @@ def tableau_image(W, order=None, pad=1, background=np.nan):
     scale[scale == 0] = 1.0
     K = 0.5 + 0.5 * W / scale[:, None, None, None]
     colour = nfp == 3
-    if not colour:  # features side by side: [n, nyp, nfp*nxp]
-        K = K.transpose(0, 1, 3, 2).reshape(n, nyp, nfp * nxp)
+    if not colour:  # a kernel's features in a near-square grid (side by side for a few)
+        fc, fr = feature_grid(nfp)
+        F = np.full((n, fr * fc, nyp, nxp), 0.5)
+        F[:, :nfp] = K.transpose(0, 3, 1, 2)
+        K = F.reshape(n, fr, fc, nyp, nxp).transpose(0, 1, 3, 2, 4).reshape(n, fr * nyp, fc * nxp)
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
     kh, kw = K.shape[1], K.shape[2]
@@ -76,16 +88,16 @@ def plot_tableau(W, path, title, order=None, subtitle=None):
         cmap = colormaps["gray"].with_extremes(bad="white")
     im = ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
-    kh = nyp + 1
-    kw = (nxp if colour else nxp * nfp) + 1
+    fc, fr = (1, 1) if colour else feature_grid(nfp)
+    kh = nyp * fr + 1
+    kw = nxp * fc + 1
     step = max(1, cols // 8)
     ax.set_xticks([1 + c * kw + (kw - 1) / 2 for c in range(0, cols, step)],
                   [str(c) for c in range(0, cols, step)])
     ax.set_yticks([1 + r * kh + (kh - 1) / 2 for r in range(0, rows, step)],
                   [str(r * cols) for r in range(0, rows, step)])
-    ax.set_xlabel(f"grid column (+ kernel index); each kernel {nyp}x{nxp}"
-                  + ("" if colour or nfp == 1 else f", its {nfp} features side by side")
-                  + " pixels of the post layer")
+    ax.set_xlabel(f"grid column (+ kernel index); each kernel {nyp}x{nxp} pixels of the post layer"
+                  + ("" if colour or nfp == 1 else f", its {nfp} features in {fr} row(s) of {fc}"), fontsize=9)
     ax.set_ylabel("kernel index at the row start")
     if not colour:
         cb = fig.colorbar(im, ax=ax, shrink=0.6, ticks=[0, 0.5, 1])

@@ -94,6 +94,8 @@ def test_tableau_image_normalises_each_kernel():
     assert colour.shape == (2 * 3 + 1, 2 * 3 + 1, 3)
     multi, _, _ = figures.tableau_image(np.ones((4, 2, 2, 2)))  # features side by side
     assert multi.shape == (2 * 3 + 1, 2 * 5 + 1)
+    many, cols, rows = figures.tableau_image(np.ones((64, 4, 4, 32)))  # V2's kernels: 32 features
+    assert (cols, rows) == (8, 8) and many.shape == (8 * (6 * 4 + 1) + 1,) * 2  # 6x6 features each, square
     ordered, _, _ = figures.tableau_image(W, order=[1, 0, 2, 3, 4])
     np.testing.assert_array_equal(ordered[1:3, 1:4], k1)
 
