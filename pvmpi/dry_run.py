@@ -176,12 +176,19 @@ def report(args, world_size):
     free = available_memory()
     # the network is built with one batch element (its arrays scale with the batch: measured once,
     # scaled to the layout), and only where that one element fits this process
-    one = load(args.config, [*args.set, f"{model.column.name}.nbatch=1"])
-    if free is not None and bytes_floor(network_shape(one), Layout(1, 1, 1)) > free / 2:
+    def build(m):
+        if free is not None and bytes_floor(network_shape(m), Layout(1, 1, 1)) > free / 2:
+            return None
+        return Simulation(m, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
+                          output_path=args.output_path, seed=args.seed,
+                          gpu_devices=getattr(args, "gpu_devices", None))
+
+    try:
+        sim = build(load(args.config, [*args.set, f"{model.column.name}.nbatch=1"]))
+    except PvmpiError:  # parameters given per batch element (start_frame_index, ...): the whole batch
+        sim = build(model)
+    if sim is None:
         return "\n".join(model_only_report(model, shape, layout, free))
-    sim = Simulation(one, one_process(), backend=args.backend, layout=Layout(1, 1, 1),
-                     output_path=args.output_path, seed=args.seed,
-                     gpu_devices=getattr(args, "gpu_devices", None))
     with sim:
         column = sim.column
         check_layout(column, layout, model.column["nbatch"])

@@ -62,7 +62,7 @@ def warnings_as_pvmpi(rank):
             pass
 
     warnings.showwarning = show
-    warnings.simplefilter("always")  # show() keeps each text once
+    warnings.simplefilter("always", UserWarning)  # show() keeps each text once; other kinds as Python
 
 
 def guarded(parser, body, argv):
