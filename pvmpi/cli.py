@@ -46,7 +46,8 @@ def build_parser():
     restart = p.add_mutually_exclusive_group()
     restart.add_argument("-r", "--restart", action="store_true",
                          help="continue from the newest complete checkpoint in checkpointWriteDir "
-                              "(or lastCheckpointDir); start fresh if there is none")
+                              "(or lastCheckpointDir), passing over damaged ones; with none, start at t = 0 only if "
+                              "there are no outputs yet")
     restart.add_argument("-c", "--checkpoint", metavar="DIR", type=checkpoint_dirs_value,
                          help="continue from this checkpoint directory")
     p.add_argument("--overwrite", action="store_true",
