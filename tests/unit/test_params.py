@@ -419,12 +419,13 @@ def test_sweep_syntax():
 
 # ---------------------------------------------------------------- files
 
-def test_lua_params_are_not_supported(tmp_path):
+def test_a_lua_file_that_prints_nothing_is_one_error(tmp_path):
+    """Lua params files run (tests/unit/test_lua.py); one that prints no params says so."""
     p = tmp_path / "net.lua"
     p.write_text("paramsFileString = ''")
-    with pytest.raises(PvmpiError, match="Lua params files are not supported") as e:
+    with pytest.raises(PvmpiError, match="printed no params") as e:
         load_params(p)
-    assert "run the Lua script" in e.value.hint
+    assert "pv.printConsole" in e.value.hint
 
 
 def test_missing_file(tmp_path):
