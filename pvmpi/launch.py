@@ -292,7 +292,7 @@ def run_check(cmd_prefix, python, env):
 
 def checkpoint_progress(model):
     """(newest complete checkpoint or None, its step, the final step) of a config's checkpointWriteDir."""
-    from .io.checkpoint import FILE, newest_checkpoint
+    from .io.checkpoint import newest_checkpoint, state_file
 
     col = model.column
     final = round(col["stopTime"] / col["dt"])
@@ -306,7 +306,7 @@ def checkpoint_progress(model):
         return None, -1, final
     import h5py
 
-    with h5py.File(os.path.join(newest, FILE), "r") as h:
+    with h5py.File(state_file(newest), "r") as h:
         step = int(h.attrs["step"])
     return newest, step, final
 

@@ -97,6 +97,8 @@ def remove_old_checkpoints(model):
     new run's outputs (the checkpoint initializeFromCheckpointDir reads is kept)."""
     import shutil
 
+    from .io.checkpoint import state_file
+
     col = model.column
     keep = os.path.realpath(col["initializeFromCheckpointDir"]) if col["initializeFromCheckpointDir"] else None
     old = []
@@ -105,7 +107,7 @@ def remove_old_checkpoints(model):
         old += [os.path.join(write_dir, n) for n in sorted(os.listdir(write_dir))
                 if n.startswith("Checkpoint") and (n[10:].isdigit() or n.endswith(".incomplete"))]
     last = col["lastCheckpointDir"]
-    if last and os.path.isdir(os.path.join(last)) and os.path.isfile(os.path.join(last, "checkpoint.h5")):
+    if last and os.path.isdir(last) and state_file(last):
         old.append(last)
     old = [d for d in old if keep is None or os.path.commonpath([os.path.realpath(d), keep]) != os.path.realpath(d)]
     for d in old:

@@ -210,9 +210,9 @@ def restart(column, path):
     benchmark network's dictionary, learning at dWMax 1, makes V1 unstable
     after its fifth update, t = 500, on every backend).
     """
-    from ..io.checkpoint import CheckpointReader
+    from ..io.openpv_checkpoint import open_checkpoint
 
-    reader = CheckpointReader(path, column.model.column["nbatch"])
+    reader = open_checkpoint(path, column.model.column["nbatch"])
     try:
         column.restore(reader)
     finally:

@@ -99,6 +99,8 @@ def _compare_pvp(d, rel, fa, fb):
 
     ha, hb = pvp.read_header(fa), pvp.read_header(fb)
     ha["nbatch"] = hb["nbatch"] = 0  # pvmpi writes the batch size there, OpenPV 1; no reader uses it
+    bounds = [k for k in ("wMin", "wMax") if k in ha and k in hb]  # computed: within the tolerance
+    d.values("pvp", f"{rel} (wMin, wMax)", [ha.pop(k) for k in bounds], [hb.pop(k) for k in bounds])
     if ha != hb:
         d.problems.append(f"{rel}: headers differ: {hb} instead of {ha}")
         return

@@ -92,24 +92,23 @@ def _refusal(case, step):
 
 def _outputs(params, folder):
     """The outputs the run of a ``params`` file (one, or one per ParameterSweep index) wrote under
-    ``folder``: ``{relative path: path under folder}`` of the files in its outputPath, less
-    checkpoints, the params echo and timers."""
+    ``folder``: ``{relative path: path under folder}`` of the files in its outputPath and its
+    checkpoints, less the params echo (and its Lua form) and timers."""
     from ..model.params import load_params
 
     found = {}
     for raw in load_params(params).sweep_configs():
         column = raw.groups[0].values
-        out = folder / str(column.get("outputPath", "output"))
-        skip = {Path(str(column[k])).name for k in ("checkpointWriteDir", "lastCheckpointDir")
-                if column.get(k)}
         echo = str(column.get("printParamsFilename", "pv.params"))
-        for p in sorted(out.rglob("*")) if out.is_dir() else []:
-            rel = p.relative_to(out)
-            if p.is_file() and not (set(rel.parts[:-1]) & skip) and not any(
-                    part.startswith(("Checkpoint", "paramsweep_")) for part in rel.parts[:-1]) \
-                    and not p.name.startswith((echo, "pv.params", "timers")) \
-                    and p.suffix not in (".lua", ".log"):
-                found[str(p.relative_to(folder))] = p
+        roots = [folder / str(column.get("outputPath", "output"))] + \
+            [folder / str(column[k]) for k in ("checkpointWriteDir", "lastCheckpointDir") if column.get(k)]
+        for out in roots:
+            for p in sorted(out.rglob("*")) if out.is_dir() else []:
+                rel = p.relative_to(out)
+                if p.is_file() and not any(part.startswith("paramsweep_") for part in rel.parts[:-1]) \
+                        and not p.name.startswith((echo, "pv.params", "timers")) \
+                        and p.suffix not in (".lua", ".log"):
+                    found[str(p.relative_to(folder))] = p
     return found
 
 

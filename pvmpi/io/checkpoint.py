@@ -1,7 +1,9 @@
-"""Checkpoints in HDF5: global arrays, independent of the MPI layout, written atomically.
+"""Checkpoints: global arrays, independent of the MPI layout, written atomically.
 
-A checkpoint is a directory ``Checkpoint<step>/`` holding ``checkpoint.h5``.
-Every array is global — a layer's V as ``[nbatch, ny, nx, nf]``, its
+A checkpoint is a directory ``Checkpoint<step>/``. In the HDF5 form
+(``checkpointFormat = "hdf5"``) it holds ``checkpoint.h5`` alone; in OpenPV's
+form (the default, :mod:`pvmpi.io.openpv_checkpoint`) OpenPV's files, with the
+state OpenPV does not keep in ``pvmpi_state.h5``. Every array is global — a layer's V as ``[nbatch, ny, nx, nf]``, its
 activity and delay levels as the global *extended* array — so any layout
 (B, R, C), and any nbatch, can restart from it. Writing is collective: every
 rank calls every method in the same order; tiles are gathered to world rank
@@ -20,8 +22,22 @@ import numpy as np
 from ..errors import PvmpiError
 from .outputs import fsync_path, fsync_tree, sync_outputs
 
-FILE = "checkpoint.h5"
+FILE = "checkpoint.h5"  # the whole state (checkpointFormat = "hdf5")
+STATE_FILE = "pvmpi_state.h5"  # what OpenPV's files do not hold (checkpointFormat = "openpv")
 FORMAT = "pvmpi-checkpoint-1"
+FORMAT_OPENPV = "pvmpi-openpv-checkpoint-1"
+FORMATS = (FORMAT, FORMAT_OPENPV)
+MANIFEST = "checksums.sha256"  # `sha256sum -c` format: every file of the checkpoint but timings
+UNCHECKED = (MANIFEST, "timers.txt")  # the manifest itself; wall-clock timings, not state
+
+
+def state_file(path):
+    """The HDF5 file of a pvmpi checkpoint directory (either form), or None."""
+    for name in (STATE_FILE, FILE):
+        f = os.path.join(path, name)
+        if os.path.isfile(f):
+            return f
+    return None
 
 
 def checkpoint_name(step, final_step, width=-1):
@@ -31,17 +47,53 @@ def checkpoint_name(step, final_step, width=-1):
 
 
 def is_complete(path):
-    """A checkpoint directory whose file says it was finished."""
-    f = os.path.join(path, FILE)
-    if not os.path.isfile(f):
+    """A checkpoint directory whose state file says it was finished."""
+    f = state_file(path)
+    if f is None:
         return False
     try:
         import h5py
 
         with h5py.File(f, "r") as h:
-            return h.attrs.get("format") == FORMAT and bool(h.attrs.get("complete", False))
+            return h.attrs.get("format") in FORMATS and bool(h.attrs.get("complete", False))
     except OSError:
         return False
+
+
+def file_checksum(path):
+    """SHA-256 of a file's bytes, as ``sha256sum`` prints it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory):
+    """``checksums.sha256`` listing the files of ``directory`` but timers.txt (``sha256sum -c``
+    reads it)."""
+    names = sorted(n for n in os.listdir(directory)
+                   if n not in UNCHECKED and os.path.isfile(os.path.join(directory, n)))
+    with open(os.path.join(directory, MANIFEST), "w") as f:
+        for n in names:
+            f.write(f"{file_checksum(os.path.join(directory, n))}  {n}\n")
+
+
+def damaged_file(directory):
+    """The first file the manifest lists that is missing or no longer matches it (None: all do,
+    or there is no manifest)."""
+    manifest = os.path.join(directory, MANIFEST)
+    if not os.path.isfile(manifest):
+        return None
+    with open(manifest) as f:
+        for line in f:
+            digest, _, name = line.rstrip("\n").partition("  ")
+            p = os.path.join(directory, name)
+            if not os.path.isfile(p):
+                return f"{name} (missing)"
+            if file_checksum(p) != digest:
+                return name
+    return None
 
 
 def checksum(array):
@@ -69,14 +121,16 @@ def verify_checksums(h5):
 
 def why_unusable(path):
     """Why checkpoint directory ``path`` cannot be continued from (None: it can)."""
-    f = os.path.join(path, FILE)
-    if not os.path.isfile(f):
-        return f"no {FILE}"
+    f = state_file(path)
+    if f is None:
+        if os.path.isfile(os.path.join(path, "timeinfo.bin")):
+            return f"written by OpenPV, not pvmpi (no {STATE_FILE}; -c continues from it)"
+        return f"no {STATE_FILE} or {FILE}"
     try:
         import h5py
 
         with h5py.File(f, "r") as h:
-            if h.attrs.get("format") != FORMAT:
+            if h.attrs.get("format") not in FORMATS:
                 return f"not a pvmpi checkpoint (format {h.attrs.get('format')!r})"
             if not bool(h.attrs.get("complete", False)):
                 return "written only in part (never marked complete)"
@@ -85,6 +139,9 @@ def why_unusable(path):
                 return f"damaged: {damaged} does not match its checksum"
     except OSError as e:
         return f"unreadable ({e})"
+    damaged = damaged_file(path)
+    if damaged:
+        return f"damaged: {damaged} does not match {MANIFEST}"
     return None
 
 
@@ -93,7 +150,7 @@ def saved_nbatch(path):
     try:
         import h5py
 
-        with h5py.File(os.path.join(path, FILE), "r") as h:
+        with h5py.File(state_file(path) or os.path.join(path, FILE), "r") as h:
             return int(h.attrs["nbatch"]) if "nbatch" in h.attrs else None
     except (OSError, ValueError):
         return None
@@ -105,7 +162,7 @@ def saved_config(path):
     try:
         import h5py
 
-        with h5py.File(os.path.join(path, FILE), "r") as h:
+        with h5py.File(state_file(path) or os.path.join(path, FILE), "r") as h:
             text = h.attrs.get("config")
         return json.loads(text) if text else None
     except (OSError, ValueError):
@@ -145,7 +202,9 @@ def newest_checkpoint(directory):
 
 
 class CheckpointWriter:
-    """Collective writer: rank 0 writes what every rank contributes."""
+    """Collective writer of the HDF5 form: rank 0 writes what every rank contributes."""
+
+    state_name, format = FILE, FORMAT
 
     def __init__(self, comms, path, attrs):
         import h5py
@@ -158,8 +217,8 @@ class CheckpointWriter:
             if os.path.exists(self.tmp):
                 shutil.rmtree(self.tmp)
             os.makedirs(self.tmp)
-            self.h5 = h5py.File(os.path.join(self.tmp, FILE), "w")
-            self.h5.attrs["format"] = FORMAT
+            self.h5 = h5py.File(os.path.join(self.tmp, self.state_name), "w")
+            self.h5.attrs["format"] = self.format
             self.h5.attrs["complete"] = False
             for k, v in attrs.items():
                 self.h5.attrs[k] = v
@@ -179,9 +238,20 @@ class CheckpointWriter:
             for k, v in values.items():
                 g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
 
-    def shared(self, name, array, doc):
-        """An array identical on every rank (shared weights, momentum, reduced dW)."""
+    def shared(self, name, array, doc, weights_geometry=None):
+        """An array identical on every rank (shared weights, momentum, reduced dW); weights give
+        ``weights_geometry`` = (nx kernels, ny kernels, pre nf) for forms that need a header."""
         self._dataset(name, np.asarray(array), doc)
+
+    def entry(self, obj, data, value, dtype, text=None):
+        """OpenPV's checkpoint entry ``<obj>_<data>`` (a few numbers; ``text`` replaces the one number
+        per line of its .txt): the HDF5 form keeps its state in attributes, so it writes nothing."""
+
+    def file_position(self, obj, position, data="filepos"):
+        """Where an output stream of ``obj`` stands (bytes), as OpenPV records it; see :meth:`entry`."""
+
+    def copy_file(self, path):
+        """A copy of file ``path`` in the checkpoint (OpenPV's form keeps the params echo there)."""
 
     def restricted(self, name, local, tile, doc):
         """A restricted layer buffer [nb, ny, nx, nf]: gathered into the global array."""
@@ -199,8 +269,11 @@ class CheckpointWriter:
             self._dataset(name, self.comms.spatial_sum_at_root(local), doc)
 
     def batch_values(self, name, local, doc):
-        """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...]."""
-        self._dataset(name, self.comms.gather_batch_values(np.ascontiguousarray(local)), doc)
+        """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...], returned on
+        the writing rank (None elsewhere)."""
+        glob = self.comms.gather_batch_values(np.ascontiguousarray(local))
+        self._dataset(name, glob, doc)
+        return glob
 
     def close(self):
         """Mark complete, fsync, rename: the checkpoint appears only when whole and on disk.
@@ -214,9 +287,11 @@ class CheckpointWriter:
         self.comms.barrier()
         if self.h5 is not None:
             self._keep_other_objects()
+            self._write_files()
             self.h5.attrs["complete"] = True
             self.h5.close()
             self.h5 = None
+            self._seal()
             fsync_tree(self.tmp)
             old = f"{self.path}.old"
             if os.path.exists(self.path):
@@ -230,6 +305,12 @@ class CheckpointWriter:
         self.comms.barrier()
 
 
+    def _write_files(self):
+        """Hook (root): files of the form written once every object has contributed."""
+
+    def _seal(self):
+        """Hook (root): after the state file is closed, before the directory is renamed."""
+
     def _keep_other_objects(self):
         """A checkpoint written over a complete one keeps the entries of objects this network
         lacks: as OpenPV adds its files to a checkpoint folder, a later run of a chain can read
@@ -238,7 +319,7 @@ class CheckpointWriter:
             return
         import h5py
 
-        with h5py.File(os.path.join(self.path, FILE), "r") as old:
+        with h5py.File(state_file(self.path), "r") as old:
             for kind, group in old.items():
                 if not isinstance(group, h5py.Group) or kind == "column":
                     continue
@@ -255,11 +336,10 @@ class CheckpointReader:
         import h5py
 
         self.path = path
-        f = os.path.join(path, FILE)
         if not is_complete(path):
             raise PvmpiError("not a complete pvmpi checkpoint", file=path,
-                             hint=f"expected {FILE} written to the end")
-        self.h5 = h5py.File(f, "r")
+                             hint=f"expected {STATE_FILE} or {FILE} written to the end")
+        self.h5 = h5py.File(state_file(path), "r")
         self.attrs = dict(self.h5.attrs)
         self.nbatch = nbatch
         self.saved_nbatch = int(self.attrs["nbatch"])

@@ -1,21 +1,206 @@
-"""Reading an OpenPV checkpoint directory, so a running OpenPV experiment can move to pvmpi.
+"""OpenPV's checkpoint form: written by pvmpi (the default), read from pvmpi's or OpenPV's runs.
 
 OpenPV writes one file per entry (facts §6.2, §6.3): ``<Layer>_V.pvp``,
 ``<Layer>_A.pvp`` and ``<Layer>_Delays.pvp`` (restricted frames, one per
 global batch element, delay level slowest), ``<Conn>_W.pvp`` (weights),
 ``<Conn>_prev_dW.pvp`` (momentum), ``<InputLayer>_FrameNumbers.bin`` and
-``timeinfo.bin``. This reader answers the same questions as
-:class:`pvmpi.io.checkpoint.CheckpointReader` for ``initializeFromCheckpointDir``
-(the objects' state; time restarts at 0). Halos start at zero: the publish
-at t = 0 refills them.
+``timeinfo.bin``. pvmpi writes those files, the
+small entries as ``.bin`` and ``.txt``, and keeps what OpenPV does not (halos,
+schedules, probe state) in ``pvmpi_state.h5``, so OpenPV continues from
+pvmpi's checkpoints and pvmpi from its own exactly. A checkpoint OpenPV wrote
+is read by :class:`OpenPVCheckpointReader`; halos start at zero there and the
+first publish refills them.
 """
 import os
+import shutil
 import warnings
 
 import numpy as np
 
 from ..errors import PvmpiError
 from . import pvp
+from .checkpoint import (
+    FORMAT_OPENPV,
+    MANIFEST,
+    STATE_FILE,
+    CheckpointReader,
+    CheckpointWriter,
+    checksum,
+    write_manifest,
+)
+
+TIMEINFO = np.dtype([("t", "<f8"), ("step", "<i8")])
+
+
+def openpv_file(name):
+    """OpenPV's file for a pvmpi array name, and the delay level (None: not one of OpenPV's).
+
+    ``layers/V1/V`` → ``V1_V.pvp``; ``layers/V1/Delays2`` → (``V1_Delays.pvp``, 2);
+    ``connections/C/W`` → ``C_W.pvp``.
+    """
+    parts = name.split("/", 2)
+    if len(parts) < 3:
+        return None, None
+    kind, obj, entry = parts
+    if kind == "layers" and entry in ("V", "A"):
+        return f"{obj}_{entry}.pvp", None
+    if kind == "layers" and entry.startswith("Delays") and entry[6:].isdigit():
+        return f"{obj}_Delays.pvp", int(entry[6:])
+    if kind == "connections" and entry in ("W", "prev_dW"):
+        return f"{obj}_{entry}.pvp", None
+    return None, None
+
+
+def _number_text(v):
+    """A number as OpenPV's .txt entries print it (C++ stream defaults: 6 significant digits)."""
+    if isinstance(v, (np.floating, float)):
+        return f"{float(v):g}"
+    return str(int(v))
+
+
+class OpenPVCheckpointWriter(CheckpointWriter):
+    """Writes OpenPV's files (global restricted frames, weights, ``.bin`` entries) and keeps the
+    rest in ``pvmpi_state.h5``; collective like its base, rank 0 writes."""
+
+    state_name, format = STATE_FILE, FORMAT_OPENPV
+
+    def __init__(self, comms, path, attrs):
+        super().__init__(comms, path, attrs)
+        self.time = float(attrs["time"])
+        self.step = int(attrs["step"])
+        self.delays = {}  # V1_Delays.pvp → {level: [nbatch, ny, nx, nf]}, written at close
+
+    def _pvp_frames(self, fname, frames):
+        """A dense activity file of restricted frames [n, ny, nx, nf], all at the checkpoint's time."""
+        n, ny, nx, nf = frames.shape
+        w = pvp.DenseWriter(os.path.join(self.tmp, fname), nx, ny, nf)
+        w.write(self.time, frames)
+        w.close()
+
+    def restricted(self, name, local, tile, doc):
+        fname, _ = openpv_file(name)
+        if fname is None:
+            return super().restricted(name, local, tile, doc)
+        glob = self.comms.gather_layer(np.ascontiguousarray(local), tile)
+        if self.h5 is not None:
+            self._pvp_frames(fname, np.ascontiguousarray(glob))
+
+    def extended(self, name, local, tile, mx, my, doc):
+        """OpenPV's file gets the restricted part; pvmpi_state.h5 the margins (zero inside)."""
+        fname, level = openpv_file(name)
+        if fname is None:
+            return super().extended(name, local, tile, mx, my, doc)
+        glob = self.comms.gather_extended(local, tile, mx, my)
+        if self.h5 is None:
+            return
+        ny, nx = glob.shape[1] - 2 * my, glob.shape[2] - 2 * mx
+        inner = glob[:, my:my + ny, mx:mx + nx].copy()
+        if level is None:
+            self._pvp_frames(fname, inner)
+        else:
+            self.delays.setdefault(fname, {})[level] = inner
+        margins = glob.copy()
+        margins[:, my:my + ny, mx:mx + nx] = 0
+        ds = self.h5.create_dataset(name + "_margins", data=margins, compression="gzip", compression_opts=1)
+        ds.attrs["description"] = f"{doc}: the halo only ({fname} holds the rest)"
+        ds.attrs["sha256"] = checksum(margins)
+
+    def shared(self, name, array, doc, weights_geometry=None):
+        fname, _ = openpv_file(name)
+        if fname is None or weights_geometry is None:
+            return super().shared(name, array, doc)
+        if self.h5 is not None:
+            w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
+            w.write(self.time, np.asarray(array, np.float32), *weights_geometry)
+            w.close()
+
+    def entry(self, obj, data, value, dtype, text=None):
+        if self.h5 is None:
+            return
+        values = np.atleast_1d(np.asarray(value, dtype))
+        base = os.path.join(self.tmp, f"{obj}_{data}")
+        values.tofile(base + ".bin")
+        with open(base + ".txt", "w") as f:
+            f.write(text if text is not None else "".join(_number_text(v) + "\n" for v in values.ravel()))
+
+    def file_position(self, obj, position, data="filepos"):
+        for way in ("Read", "Write"):
+            self.entry(obj, f"{data}_FileStream{way}", position, "<i8")
+
+    def copy_file(self, path):
+        if self.h5 is not None and os.path.isfile(path):
+            shutil.copy2(path, os.path.join(self.tmp, os.path.basename(path)))
+
+    def _write_files(self):
+        """The data stores (every delay level, level slowest) and timeinfo, OpenPV's last file."""
+        for fname, levels in self.delays.items():
+            self._pvp_frames(fname, np.concatenate([levels[k] for k in sorted(levels)]))
+        info = np.array([(self.time, self.step)], TIMEINFO)
+        info.tofile(os.path.join(self.tmp, "timeinfo.bin"))
+        with open(os.path.join(self.tmp, "timeinfo.txt"), "w") as f:
+            f.write(f"time = {_number_text(self.time)}\ntimestep = {self.step}\n")
+
+    def _seal(self):
+        write_manifest(self.tmp)
+
+    def _keep_other_objects(self):
+        """Also OpenPV's files of objects this network lacks (OpenPV adds files to the folder)."""
+        super()._keep_other_objects()
+        if os.path.isdir(self.path) and os.path.isfile(os.path.join(self.path, "timeinfo.bin")):
+            for name in os.listdir(self.path):
+                src = os.path.join(self.path, name)
+                if name != MANIFEST and os.path.isfile(src) and not os.path.exists(os.path.join(self.tmp, name)):
+                    shutil.copy2(src, os.path.join(self.tmp, name))
+
+
+class OpenPVFormReader(CheckpointReader):
+    """pvmpi's checkpoint in OpenPV's form: OpenPV's files for the arrays they hold, the rest
+    (and the halos) from pvmpi_state.h5."""
+
+    def _frames(self, fname, tile, nf, level):
+        path = os.path.join(self.path, fname)
+        if not os.path.isfile(path):
+            raise PvmpiError(f"the checkpoint has no {fname} (made by another network?)", file=self.path)
+        with pvp.ActivityFile(path) as f:
+            if (f.ny, f.nx, f.nf) != (tile.ny_global, tile.nx_global, nf):
+                raise PvmpiError(f"frames are {f.ny}x{f.nx}x{f.nf}, the layer is "
+                                 f"{tile.ny_global}x{tile.nx_global}x{nf}", file=path,
+                                 hint="the checkpoint comes from another network")
+            rows = [(level or 0) * self.saved_nbatch + (tile.kb0 + b) % self.saved_nbatch
+                    for b in range(tile.nb)]
+            return np.stack([f.read_frame(r)[tile.ky0:tile.ky0 + tile.ny, tile.kx0:tile.kx0 + tile.nx]
+                             for r in rows])
+
+    def has(self, name):
+        fname, _ = openpv_file(name)
+        if fname is not None:
+            return os.path.isfile(os.path.join(self.path, fname))
+        return super().has(name)
+
+    def restricted(self, name, tile, nf):
+        fname, _ = openpv_file(name)
+        if fname is None:
+            return super().restricted(name, tile, nf)
+        return self._frames(fname, tile, nf, None)
+
+    def extended(self, name, tile, nf, mx, my):
+        fname, level = openpv_file(name)
+        if fname is None:
+            return super().extended(name, tile, nf, mx, my)
+        out = np.array(super().extended(name + "_margins", tile, nf, mx, my))
+        out[:, my:my + tile.ny, mx:mx + tile.nx] = self._frames(fname, tile, nf, level)
+        return out
+
+    def shared(self, name, shape=None):
+        fname, _ = openpv_file(name)
+        if fname is None or not os.path.isfile(os.path.join(self.path, fname)):
+            return super().shared(name, shape)
+        _, W, _ = pvp.read_weights(os.path.join(self.path, fname), 0)
+        if shape is not None and W.shape != tuple(shape):
+            raise PvmpiError(f"weights have shape {W.shape}, the connection needs {tuple(shape)}",
+                             file=os.path.join(self.path, fname),
+                             hint="the checkpoint comes from another network")
+        return W
 
 
 def is_openpv_checkpoint(path):
@@ -112,9 +297,16 @@ class OpenPVCheckpointReader:
 
 
 def open_checkpoint(path, nbatch):
-    """A reader for a pvmpi checkpoint (checkpoint.h5) or an OpenPV checkpoint directory."""
-    from .checkpoint import CheckpointReader
+    """A reader for a pvmpi checkpoint (either form) or a checkpoint directory OpenPV wrote."""
+    from .checkpoint import FILE
 
-    if is_openpv_checkpoint(path) and not os.path.isfile(os.path.join(path, "checkpoint.h5")):
+    if os.path.isfile(os.path.join(path, STATE_FILE)):
+        return OpenPVFormReader(path, nbatch)
+    if is_openpv_checkpoint(path) and not os.path.isfile(os.path.join(path, FILE)):
         return OpenPVCheckpointReader(path, nbatch)
     return CheckpointReader(path, nbatch)
+
+
+def checkpoint_writer(form):
+    """The writer class of ``checkpointFormat`` ("openpv" or "hdf5")."""
+    return OpenPVCheckpointWriter if form == "openpv" else CheckpointWriter

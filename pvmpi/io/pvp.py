@@ -418,6 +418,11 @@ class _FrameWriter:
     def num_frames(self):
         return len(self._ends)
 
+    @property
+    def position(self):
+        """Bytes of whole frames written: where the next frame goes (OpenPV checkpoints it)."""
+        return self._end()
+
     def _end(self):
         return self._ends[-1] if self._ends else self._header_end
 

@@ -89,6 +89,8 @@ _cls("HyPerCol", "column", "The column: global size, batch, time step and run le
     P("checkpointWriteClockInterval", "float", None, "Wall-clock interval (mode clock)."),
     P("checkpointWriteClockUnit", "str", "seconds", "Unit of checkpointWriteClockInterval."),
     P("checkpointIndexWidth", "int", -1, "Zero-padding of Checkpoint<step>; -1: digits of the final step."),
+    P("checkpointFormat", "str", "openpv", "Checkpoint files: OpenPV's (OpenPV continues from them) "
+      "or one HDF5 file.", choices=("openpv", "hdf5"), origin="pvmpi"),
     P("suppressNonplasticCheckpoints", "bool", False, "Skip constant data in checkpoints."),
     P("deleteOlderCheckpoints", "bool", False, "Keep only the newest numCheckpointsKept checkpoints."),
     P("numCheckpointsKept", "int", 1, "How many checkpoints deleteOlderCheckpoints keeps."),

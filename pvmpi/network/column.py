@@ -66,6 +66,7 @@ class Column:
         self.step = 0
         self.timers = Timers()
         self.resumed_from = None
+        self.schedule = None  # the checkpoint schedule, from start()
         self.start_step = 0
         self.checkpoints_written = []
         self.stopped_by_signal = False
@@ -332,25 +333,49 @@ class Column:
         import json
 
         from .. import __version__
-        from ..io.checkpoint import CheckpointWriter
+        from ..io.openpv_checkpoint import checkpoint_writer
 
         for probe in self.probes.values():
             probe.flush()
         lay = self.comms.layout
         config = {g.name: {"class": g.cls, **{k: v for k, v in g.params.items() if k in g.given}}
                   for g in (self.model.column,) + self.model.groups}
-        ck = CheckpointWriter(self.comms, path, {
+        ck = checkpoint_writer(self.model.column["checkpointFormat"])(self.comms, path, {
             "pvmpi_version": __version__, "time": self.t, "step": self.step,
             "nbatch": self.model.column["nbatch"],
             "layout": f"BatchWidth={lay.batch_width} NumRows={lay.rows} NumColumns={lay.columns}",
             "config_path": str(self.model.path), "config": json.dumps(config)})
         ck.attrs("column", time=self.t, step=self.step)
+        self._column_entries(ck)
+        if self.model.column["printParamsFilename"]:
+            ck.copy_file(os.path.join(self.output_path, self.model.column["printParamsFilename"]))
         for obj in self.stateful():
             obj.write_checkpoint(ck)
         from ..io.timers_report import write_timers
 
         write_timers(os.path.join(ck.tmp, "timers.txt"), self)  # collective; rank 0 writes (facts §6.3)
         ck.close()
+
+    def _column_entries(self, ck):
+        """HyPerCol's own entries in OpenPV's form: the next progress message, the idle counts of
+        each phase (pvmpi never waits on a phase: 0) and the checkpoint schedule (facts §6.3)."""
+        name, interval = self.model.column.name, self.model.column["progressInterval"]
+        next_progress, steps_done = 0.0, self.step
+        if interval > 0:  # OpenPV adds the interval at each step that starts at or after it
+            for k in range(steps_done):
+                if k * self.dt >= next_progress:
+                    next_progress += interval
+                    if next_progress > self.t:
+                        break
+        ck.entry(name, "nextProgressTime", next_progress, "<f8")
+        ck.entry(name, "IdleCounts", np.zeros(len(self.phases), np.int32), "<i4")
+        schedule = self.schedule
+        if schedule is not None and schedule.enabled and schedule.mode == "step":
+            done = self.step if self.step < self.final_step else self.step - 1  # the loop's last check
+            ck.entry(name, "nextCheckpointStep",
+                     (max(done, 0) // schedule.step_interval + 1) * schedule.step_interval, "<i8")
+        elif schedule is not None and schedule.enabled and schedule.mode == "time":
+            ck.entry(name, "nextCheckpointTime", schedule.next_time, "<f8")
 
     def _signal_checkpoint(self, schedule):
         """A checkpoint asked for by a signal; never deleted by deleteOlderCheckpoints."""
@@ -385,7 +410,7 @@ class Column:
     def start(self, resume=None):
         """Initialise the state at t = 0, or take it from checkpoint directory ``resume``; from
         here signals ask for checkpoints (collective)."""
-        from ..io.checkpoint import CheckpointReader
+        from ..io.openpv_checkpoint import open_checkpoint
         from .checkpointing import SIGNALS, CheckpointSchedule
 
         self.schedule = CheckpointSchedule(self)
@@ -394,7 +419,7 @@ class Column:
         reader = None
         try:
             if resume is not None:
-                reader = CheckpointReader(resume, self.model.column["nbatch"])
+                reader = open_checkpoint(resume, self.model.column["nbatch"])
                 self.resumed_from = resume
             self.initialize(reader)
         except BaseException:

@@ -165,6 +165,10 @@ class WeightedConnection(Connection):
         """The output schedule and the frames written (the weights are the subclass's)."""
         ck.attrs(self.key, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
+        if self.writes():
+            ck.entry(self.name, "nextWrite", self.write_schedule.next, "<f8")
+        if self.writer is not None:
+            ck.file_position(self.name, self.writer.position)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Restore the output schedule unless fresh_outputs (initializeFromCheckpointDir)."""
@@ -427,7 +431,7 @@ class HyPerConn(WeightedConnection):
         array: as it is for shared weights, as [..., pre y, pre x, pre f (global extended),
         nyp, nxp, nfp] for non-shared ones, so that no layout shows in a checkpoint."""
         if self.shared:
-            ck.shared(name, W, doc)
+            ck.shared(name, W, doc, weights_geometry=(self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
             return
         lead = W.shape[:-4]
         glob = self.global_nonshared(W.reshape((-1,) + W.shape[-4:]))

@@ -141,6 +141,12 @@ class InputLayer(Layer):
             self.timestamps.flush()
         ck.attrs(self.key, frame_indexer=self.indexer.state(),
                  timestamps_position=self.timestamps.tell() if self.timestamps is not None else 0)
+        state = self.indexer.state()
+        ck.entry(self.name, "FrameNumbers", state["indices"], "<i4")
+        if state.get("batch_method") == "random":
+            ck.entry(self.name, "RandomSeed", state["seed"], "<u4")
+        if self.timestamps is not None:
+            ck.file_position(self.name, self.timestamps.tell(), "TimestampState")
         if self.jitter.active:
             ck.attrs(self.key, jitter=self.jitter.state())
 

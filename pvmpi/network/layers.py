@@ -239,6 +239,12 @@ class Layer:
                         f"published activity {level} steps ago, global extended")
         ck.attrs(self.key, last_update=self.controller.last_update, next_write=self.write_schedule.next,
                  output_frames=self.writer.num_frames if self.writer is not None else -1)
+        ck.entry(self.name, "lastUpdateTime", self.controller.last_update, "<f8")
+        ck.entry(self.name, "nextWrite", self.write_schedule.next, "<f8")
+        if self.writer is not None:
+            frames = "numframes_sparse" if self.group["sparseLayer"] else "numframes"
+            ck.entry(self.name, frames, self.writer.num_frames, "<i4")
+            ck.file_position(self.name, self.writer.position)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Restore A and the data store (rebuilding their active lists).

@@ -123,6 +123,19 @@ class HebbianUpdater:
         """W += dw (the reduced dW, host float32: it crosses back where W lives)."""
         self.run.kernels.scale_into(self.conn.W, dw, 1.0, True)
 
+    def next_update_time(self):
+        """OpenPV's weightUpdateTime: initialWeightUpdateTime (moved past 0 by periods), then past
+        each update by periods (kept for checkpoints in OpenPV's form)."""
+        w, period = self.conn.group["initialWeightUpdateTime"], self.period
+        if period <= 0:
+            return w
+        if w < 0:
+            while w <= 0:
+                w += period
+        while self.num_updates and self.last_update >= w:
+            w += period
+        return w
+
     def write_checkpoint(self, ck, key):
         """Schedules, the decayed dWMax, and a reduced dW still waiting to be applied."""
         pending = self.pending is not None
@@ -133,6 +146,9 @@ class HebbianUpdater:
         waiting = getattr(self, "waiting", False)
         ck.attrs(key, last_update=self.last_update, num_updates=self.num_updates, dw_max=self.dw_max,
                  pending_dw=waiting)
+        if self.trigger is None:  # OpenPV keeps an untriggered plastic connection's update times
+            ck.entry(self.conn.name, "lastUpdateTime", self.last_update, "<f8")
+            ck.entry(self.conn.name, "weightUpdateTime", self.next_update_time(), "<f8")
         if waiting:
             self.conn.checkpoint_weights(ck, key + "/dW", self.reduce_buf,
                                          "reduced [dW, counts] not yet applied "
@@ -200,6 +216,8 @@ class MomentumUpdater(HebbianUpdater):
         self.conn.checkpoint_weights(ck, key + "/prev_dW", self.run.kernels.to_host(self.prev_dW),
                                      "momentum state: the previous dW, shaped as W")
         ck.attrs(key, prev_delta_frames=self.writer.num_frames if self.writer is not None else -1)
+        if self.writer is not None:
+            ck.file_position(self.conn.name + ".prevDelta", self.writer.position)
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
         """Also restore prev_dW."""

@@ -144,8 +144,13 @@ class AdaptiveTimeScaleProbe(Probe):
         (OpenPV's timescaleinfo)."""
         super().write_checkpoint(ck)
         state = np.stack([self.time_scale, self.time_scale_true, self.time_scale_max], axis=1)
-        ck.batch_values(self.key + "/timescaleinfo", state,
-                        "per batch element: timeScale, timeScaleTrue, timeScaleMax (facts §5.4)")
+        glob = ck.batch_values(self.key + "/timescaleinfo", state,
+                               "per batch element: timeScale, timeScaleTrue, timeScaleMax (facts §5.4)")
+        if glob is not None:
+            t = f"{self.run.t:g}"
+            ck.entry(self.name, "timescaleinfo", glob, "<f8", text="".join(
+                f"batch index = {b}\ntime = {t}\ntimeScale = {v[0]:g}\ntimeScaleTrue = {v[1]:g}\n"
+                f"timeScaleMax = {v[2]:g}\n" for b, v in enumerate(glob)))
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Restore the time scales of this rank's batch elements."""

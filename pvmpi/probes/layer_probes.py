@@ -4,12 +4,13 @@ Each rank sums over its restricted tile in float64; the sums of one batch
 element are added over the spatial communicator, so a probe's value does not
 depend on how the layer is tiled.
 """
+import os
 import warnings
 
 import numpy as np
 
 from ..errors import PvmpiError
-from .output import BatchFiles
+from .output import BatchFiles, batch_file_name
 
 
 class Probe:
@@ -53,9 +54,12 @@ class Probe:
         """Where each batch element's output file stands (flushed first)."""
         if self.files is not None and self.group["probeOutputFile"] is not None:
             pos = self.files.positions()
-            ck.batch_values(self.key + "/file_positions",
-                            pos if pos is not None else np.zeros(self.run.batch_slice[1], np.int64),
-                            "bytes written to each batch element's output file")
+            glob = ck.batch_values(self.key + "/file_positions",
+                                   pos if pos is not None else np.zeros(self.run.batch_slice[1], np.int64),
+                                   "bytes written to each batch element's output file")
+            for g, p in enumerate(glob if glob is not None else ()):
+                name = os.path.basename(batch_file_name(self.group["probeOutputFile"], g))
+                ck.file_position(name, int(p))
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Nothing here: the file positions reach :meth:`open_output` through `resume`."""

@@ -14,7 +14,7 @@ from running import MPIEXEC, mpi_command
 
 from pvmpi.data.dead_leaves import make_image_set
 from pvmpi.io import pvp
-from pvmpi.io.checkpoint import is_complete, newest_checkpoint
+from pvmpi.io.checkpoint import MANIFEST, STATE_FILE, is_complete, newest_checkpoint, state_file
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "lca_demo.yaml"
 
@@ -77,7 +77,7 @@ def test_restart_ignores_an_incomplete_checkpoint(tmp_path, images):
     shutil.copytree(ck / "Checkpoint080", ck / "Checkpoint120.incomplete")
     # ... and a directory whose file was never marked complete is ignored too
     import h5py
-    with h5py.File(ck / "Checkpoint080" / "checkpoint.h5", "r+") as h:
+    with h5py.File(state_file(ck / "Checkpoint080"), "r+") as h:
         h.attrs["complete"] = False
     assert not is_complete(ck / "Checkpoint080")
     assert newest_checkpoint(ck) == str(ck / "Checkpoint040")
@@ -154,42 +154,17 @@ def test_sigusr2_to_one_rank_stops_every_rank(tmp_path, images):
     assert stopped is not None and 40 <= int(Path(stopped).name[10:]) < 3000
 
 
-def write_openpv_checkpoint(h5path, directory, layers, conns, nbatch):
-    """An OpenPV-style checkpoint directory (facts §6.3) holding the state of a pvmpi checkpoint."""
-    import h5py
-
-    directory.mkdir()
-    with h5py.File(h5path) as h:
-        np.array([(float(h.attrs["time"]), int(h.attrs["step"]))],
-                 dtype=[("t", "<f8"), ("s", "<i8")]).tofile(directory / "timeinfo.bin")
-        for name, (my, mx) in layers.items():
-            g = h[f"layers/{name}"]
-            A = g["A"][:, my:g["A"].shape[1] - my, mx:g["A"].shape[2] - mx]
-            for entry, data in (("V", g["V"][...]), ("A", A)):
-                with pvp.DenseWriter(directory / f"{name}_{entry}.pvp", *data.shape[2:0:-1], data.shape[3]) as w:
-                    w.write(float(h.attrs["time"]), data)
-            levels = [g[k][:, my:g[k].shape[1] - my, mx:g[k].shape[2] - mx] for k in sorted(g) if k.startswith("Delays")]
-            with pvp.DenseWriter(directory / f"{name}_Delays.pvp", *A.shape[2:0:-1], A.shape[3]) as w:
-                for level in levels:
-                    w.write(float(h.attrs["time"]), level)
-        for name, (nkx, nky, nfpre) in conns.items():
-            for entry in ("W", "prev_dW"):
-                with pvp.WeightsWriter(directory / f"{name}_{entry}.pvp") as w:
-                    w.write(float(h.attrs["time"]), h[f"connections/{name}/{entry}"][...], nkx, nky, nfpre)
-        import json
-        indices = json.loads(h["layers/Input"].attrs["frame_indexer"])["indices"]
-        np.asarray(indices, "<i4").tofile(directory / "Input_FrameNumbers.bin")
-    assert len(indices) == nbatch
-
-
 def test_initialize_from_an_openpv_checkpoint_directory(tmp_path, images):
-    """initializeFromCheckpointDir also reads OpenPV's <Layer>_V.pvp, <Conn>_W.pvp, timeinfo.bin layout."""
+    """initializeFromCheckpointDir also reads a checkpoint of OpenPV's files alone (<Layer>_V.pvp,
+    <Conn>_W.pvp, timeinfo.bin ...), as OpenPV writes them."""
     out = tmp_path / "run"
     immediate = "V1ToInputError.immediateWeightUpdate=true"  # no dW pending at the checkpoint
     pvmpi(*demo_args(images, out, immediate))
     ck = out / "checkpoints" / "Checkpoint120"
-    openpv = tmp_path / "openpv_ck"
-    write_openpv_checkpoint(ck / "checkpoint.h5", openpv, {"V1": (2, 2)}, {"V1ToInputError": (1, 1, 16)}, 4)
+    openpv = tmp_path / "openpv_ck"  # OpenPV's files alone, as OpenPV writes them
+    shutil.copytree(ck, openpv)
+    for name in (STATE_FILE, MANIFEST):
+        (openpv / name).unlink()
     flags = ["V1.initializeFromCheckpointFlag=true", "V1ToInputError.initializeFromCheckpointFlag=true",
              "column.stopTime=30", immediate]
     a, b = tmp_path / "from_pvmpi", tmp_path / "from_openpv"

@@ -3,7 +3,11 @@ checkpoint stops with one line naming what it found; --overwrite takes the old c
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from test_bad_inputs import NET_YAML, write_images
+
+from pvmpi.io.checkpoint import state_file
 
 CHECKPOINTS = ["--set", "column.checkpointWrite=true", "--set", "column.checkpointWriteDir=out/ck",
                "--set", "column.checkpointWriteStepInterval=2", "--set", "column.stopTime=6"]
@@ -47,7 +51,9 @@ def test_r_with_only_damaged_checkpoints_names_them(tmp_path):
     assert pvmpi(d, *CHECKPOINTS).returncode == 0
     before = outputs(d)
     for ck in (d / "out" / "ck").iterdir():
-        (ck / "checkpoint.h5").write_bytes((ck / "checkpoint.h5").read_bytes()[:100])
+        f = state_file(ck)
+        with open(f, "r+b") as h:
+            h.truncate(100)
     line = one_error(pvmpi(d, *CHECKPOINTS, "-r"))
     assert "Checkpoint0: unreadable" in line and "Checkpoint6: unreadable" in line, line
     assert outputs(d) == before
@@ -70,22 +76,33 @@ def test_overwrite_takes_the_old_checkpoints_with_it(tmp_path):
     assert sorted(p.name for p in (d / "out" / "ck").iterdir()) == ["Checkpoint0", "Checkpoint2"]
 
 
-def tamper(checkpoint, dataset="layers/Err/V"):
-    """Overwrite a dataset of a checkpoint with plausible numbers (its shape and type kept)."""
-    import h5py
+def tamper(checkpoint, form):
+    """Overwrite Err's V in a checkpoint with plausible numbers (its shape and type kept); the name
+    the refusal must give."""
+    if form == "hdf5":
+        import h5py
 
-    with h5py.File(checkpoint / "checkpoint.h5", "r+") as h:
-        h[dataset][...] = h[dataset][...] + 0.5
+        with h5py.File(state_file(checkpoint), "r+") as h:
+            h["layers/Err/V"][...] = h["layers/Err/V"][...] + 0.5
+        return "layers/Err/V does not match its checksum"
+    f = checkpoint / "Err_V.pvp"
+    data = bytearray(f.read_bytes())
+    values = np.frombuffer(data, "<f4", offset=88)  # after the 80-byte header and the frame's time
+    values += 0.5
+    f.write_bytes(bytes(data))
+    return "Err_V.pvp does not match checksums.sha256"
 
 
-def test_a_tampered_checkpoint_is_refused_naming_what_changed(tmp_path):
+@pytest.mark.parametrize("form", ["openpv", "hdf5"])
+def test_a_tampered_checkpoint_is_refused_naming_what_changed(tmp_path, form):
     d = net(tmp_path)
-    assert pvmpi(d, *CHECKPOINTS).returncode == 0
-    tamper(d / "out" / "ck" / "Checkpoint4")
-    line = one_error(pvmpi(d, *CHECKPOINTS, "-c", "out/ck/Checkpoint4"))
-    assert "Checkpoint4" in line and "damaged: layers/Err/V does not match its checksum" in line
-    tamper(d / "out" / "ck" / "Checkpoint6")  # the newest too: -r passes over both, and says so
-    proc = pvmpi(d, *CHECKPOINTS[:-1], "column.stopTime=8", "-r")
+    given = [*CHECKPOINTS, "--set", f"column.checkpointFormat={form}"]
+    assert pvmpi(d, *given).returncode == 0
+    why = tamper(d / "out" / "ck" / "Checkpoint4", form)
+    line = one_error(pvmpi(d, *given, "-c", "out/ck/Checkpoint4"))
+    assert "Checkpoint4" in line and f"damaged: {why}" in line, line
+    tamper(d / "out" / "ck" / "Checkpoint6", form)  # the newest too: -r passes over both, and says so
+    proc = pvmpi(d, *given[:-3], "column.stopTime=8", "--set", f"column.checkpointFormat={form}", "-r")
     assert proc.returncode == 0, proc.stderr
-    assert "-r: passed over Checkpoint6: damaged: layers/Err/V" in proc.stderr
+    assert f"-r: passed over Checkpoint6: damaged: {why}" in proc.stderr, proc.stderr
     assert "Checkpoint4: damaged" in proc.stderr and "continuing from out/ck/Checkpoint2" in proc.stderr

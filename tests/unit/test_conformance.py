@@ -88,9 +88,9 @@ def test_chain_of_runs(tmp_path, monkeypatch):
     v = classify(Case(folder, steps + (Step("input/Fail.params", fails=True),)), stand_in(tmp_path, ""),
                  tmp_path / "work")
     assert v.status == "agrees" and v.detail.endswith("over 4 runs"), v.detail
-    from pvmpi.io.checkpoint import CheckpointReader
+    from pvmpi.io.openpv_checkpoint import open_checkpoint
 
-    rd = CheckpointReader(str(tmp_path / "work/pvmpi/Chain/output/Last"), 1)
+    rd = open_checkpoint(str(tmp_path / "work/pvmpi/Chain/output/Last"), 1)
     assert rd.has("layers/Copy") and rd.has("layers/Other")  # a later run adds to the folder
     rd.h5.close()
     v = classify(Case(folder, steps + (Step("input/Fail.params"),)), stand_in(tmp_path, ""),
