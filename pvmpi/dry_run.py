@@ -172,6 +172,7 @@ def report(args, world_size):
     layout = target_layout(model, args, world_size)
     check_sizes(model, layout)  # before building the network, which opens its inputs
     check_memory(model, layout, processes_here=1)  # the floor a real run refuses, on one process of it
+    check_output(model, args)
     shape = network_shape(model)
     free = available_memory()
     # the network is built with one batch element (its arrays scale with the batch: measured once,
@@ -220,6 +221,30 @@ def report(args, world_size):
         else:
             text.append("pvmpi: dry run: the run could start")
         return "\n".join(text)
+
+
+def check_output(model, args):
+    """The output folder as the run would find it: writable, and holding no other run's files unless
+    --overwrite, -r or -c; a probe folder is made and removed in its nearest existing parent."""
+    import errno
+    import tempfile
+
+    from .simulation import continues_folder, holds_files
+
+    path = args.output_path or model.column["outputPath"]
+    continuing = args.overwrite or args.restart or args.checkpoint
+    if holds_files(path) and not continuing and not continues_folder(model, path):
+        raise PvmpiError("the output directory already holds files of another run", file=path,
+                         hint="--overwrite replaces them, -r continues that run, -o names another directory")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    try:
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory")
+        os.rmdir(tempfile.mkdtemp(prefix=".pvmpi-dry-run-", dir=parent))
+    except OSError as e:
+        raise PvmpiError(f"cannot write the output directory: {e.strerror}", file=path) from None
 
 
 def layout_line(model, layout):

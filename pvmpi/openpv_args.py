@@ -337,10 +337,16 @@ class Tee:
         self.streams = streams
 
     def write(self, text):
-        """Write to every stream, flushing each at once so nothing is lost if the job is aborted."""
+        """Write to every stream, flushing each at once so nothing is lost if the job is aborted; a
+        failed write (a full disk) names the file."""
         for s in self.streams:
-            s.write(text)
-            s.flush()
+            try:
+                s.write(text)
+                s.flush()
+            except OSError as e:
+                if e.filename is not None or not isinstance(getattr(s, "name", None), str):
+                    raise
+                raise OSError(e.errno, e.strerror, s.name) from None
         return len(text)
 
     def flush(self):
@@ -387,7 +393,7 @@ def open_log(path, rank):
     sys.stdout.flush()
     sys.stderr.flush()
     _log_stream = stream
-    sys.stdout = stream
+    sys.stdout = Tee(stream)
     sys.stderr = Tee(stream, sys.stderr)
     return name
 

@@ -18,6 +18,7 @@ import numpy as np
 
 LAYOUT_RTOL = 1e-5
 IGNORED = {"timers.txt"}  # wall-clock timings, not results
+_POSITION = re.compile(r"(?P<file>.+)_filepos_FileStream(Read|Write)\.(bin|txt)$")  # an output file's
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|(?<![A-Za-z])[-+]?(?:nan|inf)(?![A-Za-z])")
 
 
@@ -79,7 +80,12 @@ def compare_runs(ref, other, rtol=LAYOUT_RTOL, files=None):
         a = [f for f in a if f in set(files)]
     for rel in sorted(set(a) & set(b)):
         fa, fb = ref / rel, other / rel
-        if rel.endswith(".pvp"):
+        position = _POSITION.match(Path(rel).name)
+        if position:
+            _compare_file_position(d, rel, (ref, other), position["file"], (fa, fb))
+        elif rel.endswith(".bin") and (ref / rel).with_suffix(".txt").is_file():
+            continue  # an OpenPV checkpoint entry: its .txt beside it holds the same numbers
+        elif rel.endswith(".pvp"):
             _compare_pvp(d, rel, fa, fb)
         elif rel.endswith(".h5"):
             _compare_h5(d, rel, fa, fb, (ref, other))
@@ -138,6 +144,42 @@ def _compare_h5(d, rel, fa, fb, roots):
                     d.problems.append(f"{rel}:{name}: {vb!r} instead of {va!r}")
 
 
+def _compare_file_position(d, rel, roots, name, entries):
+    """An OpenPV checkpoint's position in an output file must be the same line of each run's own
+    probe file (a number may print with more characters), the same frame of its own activity
+    file (a sparse frame stores as many values as are nonzero), else the same byte."""
+    from pvmpi.errors import PvmpiError
+    from pvmpi.io import pvp
+
+    pa, pb = (int(np.fromfile(f, "<i8")[0]) if f.suffix == ".bin" else int(f.read_text().split()[0])
+              for f in entries)
+    name = name if name.endswith(".txt") else name + ".pvp"
+    files = [sorted(p for p in Path(r).rglob(name) if p.is_file() and "Checkpoint" not in str(p))
+             for r in roots]
+    if not all(files) or pa == pb:
+        if pa != pb:
+            d.problems.append(f"{rel}: byte {pb} instead of {pa}")
+        return
+    if name.endswith(".txt"):
+        _same_line(d, rel, files[0][0], files[1][0], pa, pb)
+        return
+    try:
+        with pvp.ActivityFile(files[0][0]) as fa, pvp.ActivityFile(files[1][0]) as fb:
+            ka, kb = fa.frames_before(pa), fb.frames_before(pb)
+    except PvmpiError:  # a weights file: frames of one size, so the bytes must match
+        ka = kb = None
+    if ka is None or ka != kb:
+        d.problems.append(f"{rel}: byte {pb} instead of {pa}, not the same frame of {name}")
+
+
+def _same_line(d, where, fa, fb, pa, pb):
+    """Whether byte ``pa`` of ``fa`` and ``pb`` of ``fb`` both start a line, the same one."""
+    la, lb = fa.read_bytes()[:int(pa)], fb.read_bytes()[:int(pb)]
+    if la.count(b"\n") != lb.count(b"\n") or not (la.endswith(b"\n") or not la) \
+            or not (lb.endswith(b"\n") or not lb):
+        d.problems.append(f"{where}: byte {pb} instead of {pa}, not the same line of its file")
+
+
 def _compare_positions(d, where, roots, probe, va, vb):
     """A probe's checkpointed byte offsets, one per batch element, must point at the same line of
     each run's own file: a value that rounds differently may print with another number of
@@ -148,11 +190,7 @@ def _compare_positions(d, where, roots, probe, va, vb):
             if pa != pb:
                 d.problems.append(f"{where}: batch element {g} at byte {pb} instead of {pa}")
             continue
-        la, lb = (f[0].read_bytes()[:int(pos)] for f, pos in zip(files, (pa, pb)))
-        if la.count(b"\n") != lb.count(b"\n") or not (la.endswith(b"\n") or not la) \
-                or not (lb.endswith(b"\n") or not lb):
-            d.problems.append(f"{where}: batch element {g} at byte {pb} instead of {pa}, "
-                              f"not the same line of its file")
+        _same_line(d, f"{where}: batch element {g}", files[0][0], files[1][0], pa, pb)
 
 
 IGNORED_ATTRS = {"layout", "sha256"}  # the writing layout; checksums of values compared within tolerance

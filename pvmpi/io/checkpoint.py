@@ -47,10 +47,11 @@ def checkpoint_name(step, final_step, width=-1):
 
 
 def is_complete(path):
-    """A checkpoint directory whose state file says it was finished."""
+    """A checkpoint directory whose state file says it was finished, or one OpenPV finished (it
+    writes timeinfo.bin last)."""
     f = state_file(path)
     if f is None:
-        return False
+        return os.path.isfile(os.path.join(path, "timeinfo.bin"))
     try:
         import h5py
 
@@ -124,8 +125,8 @@ def why_unusable(path):
     f = state_file(path)
     if f is None:
         if os.path.isfile(os.path.join(path, "timeinfo.bin")):
-            return f"written by OpenPV, not pvmpi (no {STATE_FILE}; -c continues from it)"
-        return f"no {STATE_FILE} or {FILE}"
+            return None  # OpenPV's own: it writes timeinfo.bin last
+        return f"no {STATE_FILE}, {FILE} or timeinfo.bin"
     try:
         import h5py
 
@@ -264,9 +265,17 @@ class CheckpointWriter:
             self._dataset(name, glob, doc)
 
     def tile_sum(self, name, local, doc):
-        """An array each tile contributes its own part to (zeros elsewhere): summed over batch slice 0."""
+        """An array each tile contributes its own part to (zeros elsewhere): summed over batch slice 0,
+        returned on the writing rank (None elsewhere)."""
         if self.comms.batch_index == 0:
-            self._dataset(name, self.comms.spatial_sum_at_root(local), doc)
+            total = self.comms.spatial_sum_at_root(local)
+            self._dataset(name, total, doc)
+            return total if self.h5 is not None else None
+        return None
+
+    def nonshared_weights(self, name, conn, total):
+        """Non-shared weights as OpenPV stores them (type 3, written by ``conn`` from the global array
+        ``total`` :meth:`tile_sum` returned); the HDF5 form keeps that array only."""
 
     def batch_values(self, name, local, doc):
         """Per-batch-element values [nb, ...] of each batch slice → [nbatch, ...], returned on
@@ -399,6 +408,11 @@ class CheckpointReader:
         self._check(name, ds, (tile.ny_global + 2 * my, tile.nx_global + 2 * mx, nf))
         ys, xs = slice(tile.ky0, tile.ky0 + tile.ny + 2 * my), slice(tile.kx0, tile.kx0 + tile.nx + 2 * mx)
         return np.stack([ds[g, ys, xs] for g in self._batch_rows(tile)])
+
+    def file_positions(self, key, file_name, kb0, nb):
+        """Where the output files of batch elements kb0 .. kb0+nb-1 stood (bytes), as the object
+        ``key`` checkpointed them; ``file_name`` (``{g}``: the element) names them in OpenPV's form."""
+        return self.batch_values(key + "/file_positions", kb0, nb)
 
     def batch_values(self, name, kb0, nb):
         """Per-batch-element values of global elements kb0 .. kb0+nb-1 (g reads saved g

@@ -42,7 +42,7 @@ def openpv_file(name):
     if len(parts) < 3:
         return None, None
     kind, obj, entry = parts
-    if kind == "layers" and entry in ("V", "A"):
+    if kind == "layers" and entry in ("V", "A", "prevDrive"):
         return f"{obj}_{entry}.pvp", None
     if kind == "layers" and entry.startswith("Delays") and entry[6:].isdigit():
         return f"{obj}_Delays.pvp", int(entry[6:])
@@ -112,6 +112,13 @@ class OpenPVCheckpointWriter(CheckpointWriter):
         if self.h5 is not None:
             w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
             w.write(self.time, np.asarray(array, np.float32), *weights_geometry)
+            w.close()
+
+    def nonshared_weights(self, name, conn, total):
+        fname, _ = openpv_file(name)
+        if fname is not None and self.h5 is not None:
+            w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
+            conn.write_nonshared_frame(w, self.time, total)
             w.close()
 
     def entry(self, obj, data, value, dtype, text=None):
@@ -193,8 +200,8 @@ class OpenPVFormReader(CheckpointReader):
 
     def shared(self, name, shape=None):
         fname, _ = openpv_file(name)
-        if fname is None or not os.path.isfile(os.path.join(self.path, fname)):
-            return super().shared(name, shape)
+        if fname is None or name in self.h5 or not os.path.isfile(os.path.join(self.path, fname)):
+            return super().shared(name, shape)  # non-shared weights: pvmpi's global array, exact
         _, W, _ = pvp.read_weights(os.path.join(self.path, fname), 0)
         if shape is not None and W.shape != tuple(shape):
             raise PvmpiError(f"weights have shape {W.shape}, the connection needs {tuple(shape)}",
@@ -274,8 +281,48 @@ class OpenPVCheckpointReader:
                              file=self._file(name, ".pvp"))
         return W
 
+    def _entry(self, obj, data, dtype):
+        """The values of entry ``<obj>_<data>.bin`` (None when OpenPV wrote none)."""
+        path = os.path.join(self.path, f"{obj}_{data}.bin")
+        return np.fromfile(path, dtype) if os.path.isfile(path) else None
+
+    def _weight_frames(self, obj, stream):
+        """Frames of a weights output file that OpenPV's position entry for ``stream`` covers
+        (frames are all alike: the checkpoint's own ``<obj>_W.pvp`` gives their size); -1: none."""
+        pos = self._entry(stream, "filepos_FileStreamWrite", "<i8")
+        w = os.path.join(self.path, f"{obj}_W.pvp")
+        if pos is None or not os.path.isfile(w):
+            return -1
+        h = pvp.read_header(w)
+        for datasize in (4, 1):  # float32, or writeCompressedWeights' bytes
+            frame = 104 + h["nbands"] * h["numpatches"] * (8 + h["nyp"] * h["nxp"] * h["nfp"] * datasize)
+            if pos[0] % frame == 0:
+                return int(pos[0] // frame)
+        raise PvmpiError(f"{stream}'s output position {int(pos[0])} is not a whole number of weight frames",
+                         file=self.path)
+
     def attr(self, group, key, default=None):
-        """The few values OpenPV keeps in .bin files; everything else keeps the run's own value."""
+        """The values OpenPV keeps in .bin entries (time, update and write times, output positions,
+        frame numbers); what it keeps nowhere takes ``default``."""
+        kind, _, obj = group.partition("/")
+        if group == "column" and key in ("time", "step"):
+            return self.time if key == "time" else self.step
+        if key in ("last_update", "next_write"):
+            v = self._entry(obj, "lastUpdateTime" if key == "last_update" else "nextWrite", "<f8")
+            return float(v[0]) if v is not None else (default if default is not None else self.time)
+        if key == "output_frames" and kind == "layers":
+            v = self._entry(obj, "numframes", "<i4")
+            v = self._entry(obj, "numframes_sparse", "<i4") if v is None else v
+            return int(v[0]) if v is not None else -1
+        if key == "output_frames":
+            return self._weight_frames(obj, obj)
+        if key == "prev_delta_frames":
+            return self._weight_frames(obj, obj + ".prevDelta")
+        if key == "timestamps_position":
+            v = self._entry(obj, "TimestampState_FileStreamWrite", "<i8")
+            return int(v[0]) if v is not None else 0
+        if key == "num_updates":
+            return 0 if default is None else default
         if key == "frame_indexer":
             path = os.path.join(self.path, f"{group.split('/', 1)[1]}_FrameNumbers.bin")
             if not os.path.isfile(path):
@@ -289,8 +336,25 @@ class OpenPVCheckpointReader:
         return default
 
     def batch_values(self, name, kb0, nb):
-        """Probe state: OpenPV checkpoints hold none of pvmpi's, so asking for it is an error."""
-        raise PvmpiError(f"an OpenPV checkpoint holds no pvmpi probe state ({name})", file=self.path)
+        """Per-batch-element probe state: the adaptive time scales (``<probe>_timescaleinfo``)."""
+        _, obj, entry = name.split("/", 2)
+        v = self._entry(obj, entry, "<f8")
+        if v is None:
+            raise PvmpiError(f"the OpenPV checkpoint has no {obj}_{entry}.bin", file=self.path,
+                             hint="is it a checkpoint of this network?")
+        v = v.reshape(-1, 3)
+        return np.stack([v[(kb0 + b) % len(v)] for b in range(nb)])
+
+    def file_positions(self, key, file_name, kb0, nb):
+        """Where each batch element's output file ``file_name`` (``{g}``: the element) stood."""
+        out = []
+        for g in range(kb0, kb0 + nb):
+            v = self._entry(file_name.format(g=g), "filepos_FileStreamWrite", "<i8")
+            if v is None:
+                raise PvmpiError(f"the OpenPV checkpoint has no position of {file_name.format(g=g)}",
+                                 file=self.path, hint="is it a checkpoint of this network?")
+            out.append(int(v[0]))
+        return np.array(out, np.int64)
 
     def close(self):
         """Nothing to close: every file is opened and closed per read."""

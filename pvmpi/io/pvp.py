@@ -291,6 +291,14 @@ class ActivityFile:
     def frame_shape(self):
         return (self.ny, self.nx, self.nf)
 
+    def frames_before(self, position):
+        """How many whole frames end at byte ``position`` (None: it is not between two frames)."""
+        if self.filetype == PVP_NONSPIKING_ACT_FILE_TYPE:
+            starts = [self._dense_offset(k) for k in range(self.num_frames + 1)]
+        else:
+            starts = list(self._offsets) + [_file_size(self._f)]
+        return starts.index(position) if position in starts else None
+
     def __len__(self):
         return self.num_frames
 
@@ -730,6 +738,24 @@ class WeightsWriter(_FrameWriter):
                                 layout.frame_bytes))
         self._layout = tuple(layout[:5]) + (h["nx"], h["ny"], h["nf"])
 
+    def write_nonshared(self, time, W, nx_pre, ny_pre, nf_pre, margin_x, margin_y, inside=None):
+        """Append one frame of non-shared weights (type 3): W float32 [numArbors, numPatches, nyp,
+        nxp, nfp], one patch per neuron of the global extended pre layer ([y][x][f] over
+        (ny_pre + 2 margin_y) x (nx_pre + 2 margin_x) x nf_pre, facts §1.5); wMin and wMax over the
+        elements ``inside`` the post layer (a mask broadcasting to W; default all)."""
+        w = np.asarray(W, dtype="<f4")
+        nxe, nye = nx_pre + 2 * margin_x, ny_pre + 2 * margin_y
+        if w.ndim != 5 or w.shape[1] != nxe * nye * nf_pre:
+            raise ValueError(f"non-shared W must be [arbors, {nxe * nye * nf_pre}, nyp, nxp, nfp], got {list(w.shape)}")
+        if self.compressed:
+            raise PvmpiError("compressed non-shared weights are not written", file=self.path,
+                             hint="writeCompressedWeights = false")
+        values = w[np.broadcast_to(inside, w.shape)] if inside is not None else w
+        bounds = (values.min(), values.max()) if values.size else (0, 0)
+        header, patches = self._frame_parts(time, w, nx_pre, ny_pre, nf_pre, filetype=PVP_WGT_FILE_TYPE,
+                                            nxExtended=nxe, nyExtended=nye, wMin=bounds[0], wMax=bounds[1])
+        self._append([header, patches], [len(header) + patches.nbytes])
+
     def write(self, time, W, nx_kernels, ny_kernels, nf_pre):
         """Append one frame of W float32 [numArbors, numPatches, nyp, nxp, nfp]."""
         w = np.asarray(W, dtype="<f4")
@@ -747,8 +773,9 @@ class WeightsWriter(_FrameWriter):
         self._append([header, patches], [len(header) + patches.nbytes])
         self._layout = layout
 
-    def _frame_parts(self, time, w, nx_kernels, ny_kernels, nf_pre):
-        """The frame's header bytes and its patch records."""
+    def _frame_parts(self, time, w, nx_kernels, ny_kernels, nf_pre, **fields):
+        """The frame's header bytes (``fields`` replacing the shared-weights values) and its patch
+        records."""
         arbors, patches, nyp, nxp, nfp = w.shape
         wmin = np.float32(w.min()) if w.size else np.float32(0)
         wmax = np.float32(w.max()) if w.size else np.float32(0)
@@ -761,6 +788,7 @@ class WeightsWriter(_FrameWriter):
             nbatch=1, nbands=arbors, time=time, nxp=nxp, nyp=nyp, nfp=nfp,
             wMin=wmin, wMax=wmax, numpatches=patches,
         )
+        header.update(fields)
         rec = np.empty(arbors * patches, _patch_record(nyp, nxp, nfp, self.compressed))
         rec["nx"], rec["ny"], rec["offset"] = nxp, nyp, 0
         values = w.reshape(arbors * patches, nyp, nxp, nfp)

@@ -129,6 +129,15 @@ class CheckpointSchedule:
             return True
         return False
 
+    def skips(self, path, read_from):
+        """Whether writing checkpoint ``path`` is skipped because the run was read from it: OpenPV
+        compares ``checkpointWriteDir + "/Checkpoint<step>"`` with the directory read as strings
+        (so with a checkpointWriteDir ending in '/' it rewrites it), and always writes
+        lastCheckpointDir (facts §6.1)."""
+        if not self.enabled or read_from is None or os.path.normpath(os.path.dirname(path)) != os.path.normpath(self.directory):
+            return False
+        return f"{self.directory}/{os.path.basename(path)}" == str(read_from)
+
     def final_path(self, step):
         """Where the end-of-run checkpoint goes: the one of ``step`` in checkpointWriteDir
         when checkpointWrite is on, else lastCheckpointDir (None: nowhere)."""

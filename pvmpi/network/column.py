@@ -324,8 +324,8 @@ class Column:
         """Collective: every rank calls it at the same step."""
 
 
-        if self.resumed_from is not None and os.path.abspath(path) == os.path.abspath(self.resumed_from):
-            return  # never overwrite the checkpoint this run was read from (facts §6.1)
+        if self.schedule is not None and self.schedule.skips(path, self.resumed_from):
+            return  # the checkpoint this run was read from, as OpenPV tells it (facts §6.1)
         self.timers.call("checkpoint", self._write_checkpoint, path)
         self.checkpoints_written.append(path)
 
@@ -368,7 +368,7 @@ class Column:
                     if next_progress > self.t:
                         break
         ck.entry(name, "nextProgressTime", next_progress, "<f8")
-        ck.entry(name, "IdleCounts", np.zeros(len(self.phases), np.int32), "<i4")
+        ck.entry(name, "IdleCounts", np.zeros(max(self.phases, default=0) + 1, np.int32), "<i4")
         schedule = self.schedule
         if schedule is not None and schedule.enabled and schedule.mode == "step":
             done = self.step if self.step < self.final_step else self.step - 1  # the loop's last check

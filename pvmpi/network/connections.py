@@ -311,9 +311,9 @@ class HyPerConn(WeightedConnection):
 
     def __init__(self, group, run):
         super().__init__(group, run)
-        if not group["sharedWeights"] and group["writeStep"] >= 0:
-            raise PvmpiError("writing non-shared weights (PVP type 3) is not implemented yet",
-                             group=self.name, param="writeStep", hint="set writeStep = -1")
+        if not group["sharedWeights"] and group["writeStep"] >= 0 and group["writeCompressedWeights"]:
+            raise PvmpiError("compressed non-shared weights are not written", group=self.name,
+                             param="writeCompressedWeights", hint="set writeCompressedWeights = false")
         self.plastic = bool(group["plasticityFlag"])
         self.version = 0  # bumped whenever W changes, so transposes know when to follow
 
@@ -426,6 +426,34 @@ class HyPerConn(WeightedConnection):
         out[:, ye + t.ky0, xe + t.kx0, f] = W * owned[None, :, :, :, None]
         return out
 
+    def nonshared_geometry(self):
+        """nx, ny, nf of the pre layer (global) and this connection's own margins: a type-3 header."""
+        t = self.pre.tile
+        return t.nx_global, t.ny_global, self.pre.nf, self.xmap.margin, self.ymap.margin
+
+    def write_nonshared_frame(self, writer, t, glob):
+        """Append global non-shared weights (see :meth:`global_nonshared`) to ``writer`` as OpenPV
+        writes them (type 3)."""
+        patches, inside = self.openpv_nonshared(glob)
+        writer.write_nonshared(t, patches, *self.nonshared_geometry(), inside=inside)
+
+    def openpv_nonshared(self, glob):
+        """Global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp] (the pre layer's margins)
+        as OpenPV writes them: [arbor, patch, nyp, nxp, nfp], one patch per neuron of the pre layer
+        extended by this connection's margins, elements past the post layer 0 (facts §1.5); and the
+        mask of the elements inside the post layer, shaped to broadcast to them."""
+        pre, post, xm, ym = self.pre, self.post.tile, self.xmap, self.ymap
+        cy, cx = pre.margin_y - ym.margin, pre.margin_x - xm.margin
+        g = glob[:, cy:glob.shape[1] - cy, cx:glob.shape[2] - cx]
+        ye, xe = np.arange(g.shape[1]), np.arange(g.shape[2])
+        py = ((ym.mul * (ye - ym.margin) + ym.off) // ym.div)[:, None] + np.arange(g.shape[4])
+        px = ((xm.mul * (xe - xm.margin) + xm.off) // xm.div)[:, None] + np.arange(g.shape[5])
+        inside_y, inside_x = (py >= 0) & (py < post.ny_global), (px >= 0) & (px < post.nx_global)
+        mask = np.broadcast_to(inside_y[:, None, None, :, None, None] & inside_x[None, :, None, None, :, None],
+                               g.shape[1:])
+        shape = (g.shape[0], -1) + g.shape[4:]
+        return (g * mask[None]).reshape(shape), mask.reshape(shape[1:])[None]
+
     def checkpoint_weights(self, ck, name, W, doc):
         """Write weights-shaped data ``[..., kernel, nyp, nxp, nfp]`` (W, dW, prev_dW) as a global
         array: as it is for shared weights, as [..., pre y, pre x, pre f (global extended),
@@ -435,7 +463,9 @@ class HyPerConn(WeightedConnection):
             return
         lead = W.shape[:-4]
         glob = self.global_nonshared(W.reshape((-1,) + W.shape[-4:]))
-        ck.tile_sum(name, glob.reshape(lead + glob.shape[1:]), doc)
+        total = ck.tile_sum(name, glob.reshape(lead + glob.shape[1:]), doc)
+        if total is not None and len(lead) == 1:  # W, prev_dW (not the [dW, counts] pair)
+            ck.nonshared_weights(name, self, total)
 
     def restore_weights(self, rd, name, like):
         """The data :meth:`checkpoint_weights` wrote under ``name``, shaped like ``like`` (this
@@ -478,9 +508,25 @@ class HyPerConn(WeightedConnection):
             self.updater.read_checkpoint(rd, self.key, fresh_outputs)
 
     def write_output(self, t):
-        """The weights frame when due (see the base class); a MomentumConn's updater also writes prev_dW."""
-        if super().write_output(t) and self.writer is not None and self.plastic:
+        """The weights frame when due (collective for non-shared weights); a MomentumConn's updater
+        also writes prev_dW."""
+        if not self.writes() or not self.write_schedule.due(t):
+            return False
+        self.write_weights(self.writer, t, self.run.kernels.to_host(self.weights))
+        if self.plastic:
             self.updater.write_output(t)
+        return True
+
+    def write_weights(self, writer, t, W):
+        """Append this rank's ``W`` at ``t`` to ``writer`` (the root's; None elsewhere): shared weights
+        as they are (type 5), non-shared ones gathered from the tiles (type 3; collective)."""
+        if self.shared:
+            if writer is not None:
+                writer.write(t, W, self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf)
+            return
+        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
+        if writer is not None:
+            self.write_nonshared_frame(writer, t, total)
 
     def close(self):
         """Close the weights file and the updater (its outputs, any dW all-reduce in flight)."""

@@ -237,11 +237,8 @@ class MomentumUpdater(HebbianUpdater):
             continue_output(self.writer, frames)
 
     def write_output(self, t):
-        """Append prev_dW at time t to <conn>.prevDelta.pvp."""
-        if self.writer is not None:
-            c = self.conn
-            self.writer.write(t, self.run.kernels.to_host(self.prev_dW), c.xmap.n_kernels, c.ymap.n_kernels,
-                              c.pre.nf)
+        """Append prev_dW at time t to <conn>.prevDelta.pvp (collective for non-shared weights)."""
+        self.conn.write_weights(self.writer, t, self.run.kernels.to_host(self.prev_dW))
 
     def close(self):
         """Also close the prevDelta file."""

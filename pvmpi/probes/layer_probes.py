@@ -43,7 +43,8 @@ class Probe:
             positions = None
             if resume is not None and self.group["probeOutputFile"] is not None:
                 kb0, nb = self.run.batch_slice
-                positions = resume.batch_values(self.key + "/file_positions", kb0, nb)
+                name = os.path.basename(batch_file_name(self.group["probeOutputFile"], "{g}"))
+                positions = resume.file_positions(self.key, name, kb0, nb)
             self.files = BatchFiles(self.run, self.group["probeOutputFile"], self.name, positions)
 
     @property
@@ -347,7 +348,7 @@ class RequireAllZeroActivityProbe(StatsProbe):
 
     def read_checkpoint(self, rd, fresh_outputs=False):
         """Restore when activity was first nonzero, so a continued run still fails."""
-        v = rd.attr(self.key, "first_nonzero")
+        v = rd.attr(self.key, "first_nonzero", -1.0)
         self.first_nonzero = None if v < 0 else v
 
     def failure(self):

@@ -106,3 +106,18 @@ def test_a_tampered_checkpoint_is_refused_naming_what_changed(tmp_path, form):
     assert proc.returncode == 0, proc.stderr
     assert f"-r: passed over Checkpoint6: damaged: {why}" in proc.stderr, proc.stderr
     assert "Checkpoint4: damaged" in proc.stderr and "continuing from out/ck/Checkpoint2" in proc.stderr
+
+
+def test_r_from_last_checkpoint_dir_writes_the_continued_state_there(tmp_path):
+    """Without checkpointWrite, -r continues lastCheckpointDir and leaves the new final state in it
+    (OpenPV always writes lastCheckpointDir, even the one it read)."""
+    import numpy as np
+
+    d = net(tmp_path)
+    last = ["--set", "column.lastCheckpointDir=out/last"]
+    assert pvmpi(d, *last).returncode == 0
+    proc = pvmpi(d, *last, "--set", "column.stopTime=8", "-r")
+    assert proc.returncode == 0 and "continuing from out/last" in proc.stderr, proc.stderr
+    time_, step = np.fromfile(d / "out" / "last" / "timeinfo.bin", "<f8")[0], \
+        np.fromfile(d / "out" / "last" / "timeinfo.bin", "<i8")[1]
+    assert (time_, step) == (8.0, 8)
