@@ -5,7 +5,7 @@ laid out so) is run as OpenPV's own test runs it, once through OpenPV and
 once through pvmpi, and classified:
 
 * ``agrees``: every output OpenPV writes (layer and weight ``.pvp`` files,
-  probe files, timestamps; not its checkpoints) matches pvmpi's within
+  probe files, timestamps and its checkpoints, less the params echo) matches pvmpi's within
   ORACLE_RTOL of the largest magnitude in its file, all else identical;
 * ``differs``: which file, by how much;
 * ``refused``: pvmpi stops with a clear error (an unsupported class or
