@@ -159,7 +159,7 @@ def resume_path(model, checkpoint=None, restart=False, announce=True, output_pat
         out = output_path or col["outputPath"]
         if holds_files(out):
             seen = "; ".join(f"{name}: {why}" for name, why in bad) or "none"
-            raise PvmpiError(f"-r: no checkpoint to continue from in {directory} (found: {seen}); starting "
+            raise PvmpiError(f"no checkpoint to continue from in {directory} (found: {seen}); starting "
                              f"at t = 0 would replace the outputs in {out}", param="-r",
                              hint="-c DIR names a checkpoint; --overwrite starts the run again")
         if announce:

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from ..errors import PvmpiError
-from .outputs import fsync_path, fsync_tree, sync_outputs
+from .outputs import fsync_path, fsync_tree, naming, sync_outputs
 
 FILE = "checkpoint.h5"  # the whole state (checkpointFormat = "hdf5")
 STATE_FILE = "pvmpi_state.h5"  # what OpenPV's files do not hold (checkpointFormat = "openpv")
@@ -123,7 +123,10 @@ def verify_checksums(h5):
 def why_unusable(path):
     """Why checkpoint directory ``path`` cannot be continued from (None: it can)."""
     f = state_file(path)
+    damaged = damaged_file(path)
     if f is None:
+        if damaged:  # pvmpi's, without its state file
+            return f"damaged: {damaged} does not match {MANIFEST}"
         if os.path.isfile(os.path.join(path, "timeinfo.bin")):
             return None  # OpenPV's own: it writes timeinfo.bin last
         return f"no {STATE_FILE}, {FILE} or timeinfo.bin"
@@ -135,12 +138,13 @@ def why_unusable(path):
                 return f"not a pvmpi checkpoint (format {h.attrs.get('format')!r})"
             if not bool(h.attrs.get("complete", False)):
                 return "written only in part (never marked complete)"
-            damaged = verify_checksums(h)
-            if damaged:
-                return f"damaged: {damaged} does not match its checksum"
+            if h.attrs.get("format") == FORMAT_OPENPV and not os.path.isfile(os.path.join(path, MANIFEST)):
+                return f"damaged: its {MANIFEST} is missing, so its files cannot be verified"
+            bad = verify_checksums(h)
+            if bad:
+                return f"damaged: {bad} does not match its checksum"
     except OSError as e:
         return f"unreadable ({e})"
-    damaged = damaged_file(path)
     if damaged:
         return f"damaged: {damaged} does not match {MANIFEST}"
     return None
@@ -227,7 +231,8 @@ class CheckpointWriter:
     def _dataset(self, name, data, doc):
         if self.h5 is not None:
             data = np.ascontiguousarray(data)
-            ds = self.h5.create_dataset(name, data=data)
+            with naming(os.path.join(self.tmp, self.state_name)):
+                ds = self.h5.create_dataset(name, data=data)
             ds.attrs["description"] = doc
             ds.attrs["sha256"] = checksum(data)  # -r and -c verify it (verify_checksums)
         return data
@@ -273,6 +278,9 @@ class CheckpointWriter:
             return total if self.h5 is not None else None
         return None
 
+    def openpv_weights(self, name, W, weights_geometry):
+        """Shared weights for OpenPV's form only (its ``<conn>_dW.pvp``); see :meth:`shared`."""
+
     def nonshared_weights(self, name, conn, total):
         """Non-shared weights as OpenPV stores them (type 3, written by ``conn`` from the global array
         ``total`` :meth:`tile_sum` returned); the HDF5 form keeps that array only."""
@@ -295,13 +303,14 @@ class CheckpointWriter:
         sync_outputs()
         self.comms.barrier()
         if self.h5 is not None:
-            self._keep_other_objects()
-            self._write_files()
-            self.h5.attrs["complete"] = True
-            self.h5.close()
-            self.h5 = None
-            self._seal()
-            fsync_tree(self.tmp)
+            with naming(self.tmp):
+                self._keep_other_objects()
+                self._write_files()
+                self.h5.attrs["complete"] = True
+                self.h5.close()
+                self.h5 = None
+                self._seal()
+                fsync_tree(self.tmp)
             old = f"{self.path}.old"
             if os.path.exists(self.path):
                 if os.path.exists(old):

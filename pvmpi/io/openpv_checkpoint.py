@@ -28,6 +28,7 @@ from .checkpoint import (
     checksum,
     write_manifest,
 )
+from .outputs import naming
 
 TIMEINFO = np.dtype([("t", "<f8"), ("step", "<i8")])
 
@@ -46,7 +47,7 @@ def openpv_file(name):
         return f"{obj}_{entry}.pvp", None
     if kind == "layers" and entry.startswith("Delays") and entry[6:].isdigit():
         return f"{obj}_Delays.pvp", int(entry[6:])
-    if kind == "connections" and entry in ("W", "prev_dW"):
+    if kind == "connections" and entry in ("W", "prev_dW", "dW"):
         return f"{obj}_{entry}.pvp", None
     return None, None
 
@@ -78,6 +79,7 @@ class OpenPVCheckpointWriter(CheckpointWriter):
         w.close()
 
     def restricted(self, name, local, tile, doc):
+        """OpenPV's ``<L>_V.pvp`` (one global frame per batch element) for V; others as the base."""
         fname, _ = openpv_file(name)
         if fname is None:
             return super().restricted(name, local, tile, doc)
@@ -106,15 +108,22 @@ class OpenPVCheckpointWriter(CheckpointWriter):
         ds.attrs["sha256"] = checksum(margins)
 
     def shared(self, name, array, doc, weights_geometry=None):
+        """Shared weights as OpenPV's ``<C>_W.pvp`` / ``_prev_dW.pvp`` (type 5); other arrays in pvmpi_state.h5."""
         fname, _ = openpv_file(name)
-        if fname is None or weights_geometry is None:
+        if fname is None or weights_geometry is None or np.ndim(array) != 5:  # not W-shaped: [dW, counts]
             return super().shared(name, array, doc)
+        self.openpv_weights(name, array, weights_geometry)
+
+    def openpv_weights(self, name, W, weights_geometry):
+        """Write ``W`` as OpenPV's type-5 file for ``name`` (on the writing rank)."""
+        fname, _ = openpv_file(name)
         if self.h5 is not None:
             w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
-            w.write(self.time, np.asarray(array, np.float32), *weights_geometry)
+            w.write(self.time, np.asarray(W, np.float32), *weights_geometry)
             w.close()
 
     def nonshared_weights(self, name, conn, total):
+        """Write non-shared weights as OpenPV's type-3 file for ``name`` (``conn`` shapes them)."""
         fname, _ = openpv_file(name)
         if fname is not None and self.h5 is not None:
             w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
@@ -122,19 +131,23 @@ class OpenPVCheckpointWriter(CheckpointWriter):
             w.close()
 
     def entry(self, obj, data, value, dtype, text=None):
+        """``<obj>_<data>.bin`` (raw values) and ``.txt`` (one number per line, or ``text``)."""
         if self.h5 is None:
             return
         values = np.atleast_1d(np.asarray(value, dtype))
         base = os.path.join(self.tmp, f"{obj}_{data}")
-        values.tofile(base + ".bin")
-        with open(base + ".txt", "w") as f:
+        with naming(base + ".bin"):
+            values.tofile(base + ".bin")
+        with naming(base + ".txt"), open(base + ".txt", "w") as f:
             f.write(text if text is not None else "".join(_number_text(v) + "\n" for v in values.ravel()))
 
     def file_position(self, obj, position, data="filepos"):
+        """OpenPV's two position entries of a stream (``_FileStreamRead`` and ``_FileStreamWrite``)."""
         for way in ("Read", "Write"):
             self.entry(obj, f"{data}_FileStream{way}", position, "<i8")
 
     def copy_file(self, path):
+        """A copy of ``path`` in the checkpoint (the params echo)."""
         if self.h5 is not None and os.path.isfile(path):
             shutil.copy2(path, os.path.join(self.tmp, os.path.basename(path)))
 
@@ -179,18 +192,21 @@ class OpenPVFormReader(CheckpointReader):
                              for r in rows])
 
     def has(self, name):
+        """Whether the checkpoint holds ``name``: OpenPV's file for it, else an entry of pvmpi_state.h5."""
         fname, _ = openpv_file(name)
         if fname is not None:
             return os.path.isfile(os.path.join(self.path, fname))
         return super().has(name)
 
     def restricted(self, name, tile, nf):
+        """This tile's part of V (from ``<L>_V.pvp``) or another restricted array."""
         fname, _ = openpv_file(name)
         if fname is None:
             return super().restricted(name, tile, nf)
         return self._frames(fname, tile, nf, None)
 
     def extended(self, name, tile, nf, mx, my):
+        """This tile's part of A or a delay level: OpenPV's restricted frames inside, pvmpi_state.h5's halo around."""
         fname, level = openpv_file(name)
         if fname is None:
             return super().extended(name, tile, nf, mx, my)
@@ -199,6 +215,7 @@ class OpenPVFormReader(CheckpointReader):
         return out
 
     def shared(self, name, shape=None):
+        """Shared weights from OpenPV's file; non-shared ones and other arrays from pvmpi_state.h5."""
         fname, _ = openpv_file(name)
         if fname is None or name in self.h5 or not os.path.isfile(os.path.join(self.path, fname)):
             return super().shared(name, shape)  # non-shared weights: pvmpi's global array, exact

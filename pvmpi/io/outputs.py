@@ -15,6 +15,7 @@
 import os
 import warnings
 import weakref
+from contextlib import contextmanager
 
 _STREAMS = weakref.WeakSet()  # open output streams of this process; closed ones drop out
 
@@ -23,6 +24,18 @@ def track(f):
     """Register an open output file for :func:`sync_outputs`; returns it."""
     _STREAMS.add(f)
     return f
+
+
+@contextmanager
+def naming(path):
+    """An OSError raised inside names ``path`` (a failed write on an open file names none: a full
+    disk would otherwise be reported without the file it filled)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def sync_outputs():

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.io.outputs import track
+from pvmpi.io.outputs import naming, track
 
 # File types (`fileType`, facts 1.3).
 PVP_FILE_TYPE = 1
@@ -437,12 +437,13 @@ class _FrameWriter:
     def _append(self, chunks, frame_sizes):
         """Write whole frames at the end, then fix the header, so the file stays valid."""
         start = self._end()
-        self._f.seek(start)
-        for chunk in chunks:
-            self._f.write(chunk)
-        self._ends.extend((start + np.cumsum(frame_sizes, dtype=np.int64)).tolist())
-        self._frames_changed()
-        self._f.flush()
+        with naming(self.path):
+            self._f.seek(start)
+            for chunk in chunks:
+                self._f.write(chunk)
+            self._ends.extend((start + np.cumsum(frame_sizes, dtype=np.int64)).tolist())
+            self._frames_changed()
+            self._f.flush()
 
     def _frames_changed(self):
         """Hook: activity files keep their frame count in nbands."""
@@ -459,10 +460,14 @@ class _FrameWriter:
         self._f.flush()
 
     def flush(self):
-        self._f.flush()
+        """Flush the file (an error names it)."""
+        with naming(self.path):
+            self._f.flush()
 
     def close(self):
-        self._f.close()
+        """Close the file (an error names it)."""
+        with naming(self.path):
+            self._f.close()
 
     def __enter__(self):
         return self

@@ -363,6 +363,9 @@ def _check_references(model, raw, kinds, err_for):
             delays = g["delay"]
             if any(d < 0 for d in delays):
                 raise err_for(rg, "delay")("delays must be >= 0")
+            if g["channelCode"] not in (-1, 0, 1, 2, 3, 4):
+                raise err_for(rg, "channelCode")(f"{g['channelCode']} is not a channel: 0 excitatory, 1 inhibitory, "
+                                                 "2 inhibitory B, 3 gap, 4 norm, -1 no delivery (OpenPV's channels)")
         elif g.kind == "probe":
             if "targetLayer" in g.params:
                 target = _ref(model, g, "targetLayer", "layer", raw, err_for)

@@ -467,6 +467,16 @@ class HyPerConn(WeightedConnection):
         if total is not None and len(lead) == 1:  # W, prev_dW (not the [dW, counts] pair)
             ck.nonshared_weights(name, self, total)
 
+    def checkpoint_openpv_weights(self, ck, name, W):
+        """Weights-shaped data only OpenPV's form keeps (its ``<conn>_dW.pvp``): shared as they are,
+        non-shared gathered from the tiles (collective)."""
+        if self.shared:
+            ck.openpv_weights(name, W, (self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
+            return
+        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
+        if total is not None and self.run.comms.batch_index == 0:
+            ck.nonshared_weights(name, self, total)
+
     def restore_weights(self, rd, name, like):
         """The data :meth:`checkpoint_weights` wrote under ``name``, shaped like ``like`` (this
         tile's patches of non-shared weights)."""

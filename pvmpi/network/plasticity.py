@@ -153,6 +153,9 @@ class HebbianUpdater:
             self.conn.checkpoint_weights(ck, key + "/dW", self.reduce_buf,
                                          "reduced [dW, counts] not yet applied "
                                          "(immediateWeightUpdate = false), float64")
+        if not self.immediate:  # OpenPV keeps the dW the next update applies (0 before the first)
+            dw = self.reduced_dw() if waiting else np.zeros(self.conn.shape, F32)
+            self.conn.checkpoint_openpv_weights(ck, key + "/dW", dw)
 
     def read_checkpoint(self, rd, key, fresh_outputs=False):
         """Restore dWMax, the update schedule (unless ``fresh_outputs``: initialising from

@@ -8,7 +8,7 @@ communication across batch slices.
 import os
 import sys
 
-from ..io.outputs import open_text
+from ..io.outputs import naming, open_text
 
 
 def batch_file_name(path, g):
@@ -44,7 +44,9 @@ class BatchFiles:
         if self.to_log:
             sys.stdout.write(text)
         else:
-            self.files[self.kb0 + b].write(text)
+            f = self.files[self.kb0 + b]
+            with naming(f.name):
+                f.write(text)
 
     def write_all(self, text):
         """Write text (e.g. a header) to every local batch element's file."""
@@ -64,7 +66,8 @@ class BatchFiles:
     def flush(self):
         """Flush the files, or stdout when the probe writes to the log."""
         for f in self.files.values():
-            f.flush()
+            with naming(f.name):
+                f.flush()
         if self.to_log and self.writes:
             sys.stdout.flush()
 

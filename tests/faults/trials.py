@@ -785,7 +785,7 @@ def checkpoint_trials():
               ("Checkpoint6",)),
         Trial("checkpoints", "r-checksum-list-removed", with_checkpoints(*tail, "column.stopTime=8", "-r",
                                                                          damage=every("all", no_manifest)),
-              ("continuing from out/ck/Checkpoint6", MANIFEST), status=0, changes=("out/",)),
+              ("Checkpoint6: damaged", MANIFEST, "is missing")),
         Trial("checkpoints", "c-is-a-file", with_checkpoints(*CHECKPOINTS, "-c", "net.yaml"), ("net.yaml",)),
         Trial("checkpoints", "overwrite-with-old-checkpoints", with_checkpoints(*tail, "column.stopTime=2",
                                                                                "--overwrite"),
