@@ -627,6 +627,14 @@ class TransposeConn(WeightedConnection):
     def weights(self):
         return self.W
 
+    def write_checkpoint(self, ck):
+        """Also the transposed W, in OpenPV's form only, when it writes its weights (OpenPV keeps a
+        writing TransposeConn's weights; pvmpi recomputes them from the original's)."""
+        super().write_checkpoint(ck)
+        if self.writes():
+            ck.openpv_weights(self.key + "/W", self.run.kernels.to_host(self.weights),
+                              (self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
+
     def finalize(self):
         """Follow the original's weights when they have changed: a fixed gather of its W.
 

@@ -58,6 +58,27 @@ def test_openpv_continues_a_pvmpi_checkpoint_of_the_benchmark_network(tmp_path, 
     assert "Checkpoints/Checkpoint200/V1ToInputError_W.pvp" in files and "V1.pvp" in files
     diff = compare_runs(whole / "output", cont / "output", rtol=ORACLE_RTOL, files=files)
     assert not diff.problems, diff.problems[:5]
+    read_with_pvtools(ck)
+
+
+def read_with_pvtools(ck):
+    """OpenPV's own Python reader (suite/python/pvtools) reads a pvmpi checkpoint's files as pvmpi does."""
+    pytest.importorskip("scipy", reason="OpenPV's pvtools need scipy (pip install -e .[test])")
+    from pvmpi.io import pvp
+
+    sys.path.insert(0, str(require(OPENPV_SUITE / "python", "OpenPV's Python readers", "PVMPI_OPENPV_SUITE")))
+    try:
+        import pvtools
+    finally:
+        sys.path.pop(0)
+    for name in ("V1_V.pvp", "V1_A.pvp", "V1_Delays.pvp", "InputError_V.pvp"):
+        theirs = pvtools.readpvpfile(str(ck / name))
+        mine = pvp.read(ck / name)
+        np.testing.assert_array_equal(np.asarray(theirs["values"]), mine.values.reshape(np.shape(theirs["values"])))
+        assert list(theirs["time"]) == [100.0] * 4
+    theirs = pvtools.readpvpfile(str(ck / "V1ToInputError_W.pvp"))
+    _, W, _ = pvp.read_weights(ck / "V1ToInputError_W.pvp", 0)
+    np.testing.assert_array_equal(np.squeeze(theirs["values"]), np.squeeze(W))
 
 
 def test_pvmpi_continues_an_openpv_checkpoint_of_the_benchmark_network(tmp_path, openpv):
@@ -72,14 +93,39 @@ def test_pvmpi_continues_an_openpv_checkpoint_of_the_benchmark_network(tmp_path,
     assert not diff.problems, diff.problems[:5]
 
 
+def tutorial_copy(tmp_path):
+    """A writable copy of OpenPV's LCA-CIFAR tutorial."""
+    tutorial = require(OPENPV_SUITE / "tutorials" / "LCA-CIFAR", "OpenPV's LCA-CIFAR tutorial", "PVMPI_OPENPV_SUITE")
+    folder = tmp_path / "LCA-CIFAR"
+    shutil.copytree(tutorial, folder)
+    return folder
+
+
+def test_lca_cifar_lua_runs_unchanged(tmp_path):
+    """``python -m pvmpi input/LCA_CIFAR.lua`` from the tutorial's folder, as its README has OpenPV run
+    it, with the one CIFAR image it names (a stand-in: CIFAR-10 is not here)."""
+    from PIL import Image
+
+    from pvmpi.data.dead_leaves import dead_leaves_image
+
+    folder = tutorial_copy(tmp_path)
+    image = folder / "cifar-10-images" / "6" / "CIFAR_10000.png"
+    image.parent.mkdir(parents=True)
+    Image.fromarray(dead_leaves_image(32, np.random.default_rng(6), colour=True)).save(image)
+    run(pvmpi("input/LCA_CIFAR.lua", "-q"), folder)
+    out = folder / "output"
+    assert sorted(p.name for p in (out / "Checkpoints").iterdir()) == ["Checkpoint000", "Checkpoint400"]
+    from pvmpi.io import pvp
+
+    assert pvp.read(out / "LeakyIntegrator.pvp").values.shape[0] == 401  # every step, t = 0 included
+
+
 def test_the_lca_cifar_tutorial_runs_and_plot_weights_draws_its_checkpoints(tmp_path):
     """LCA_CIFAR_full.lua as it is (the run shortened to two display periods of 4 images), then the
     tutorial's scripts/plot_weights.py, reading the checkpoints with OpenPV's pvtools."""
     pytest.importorskip("imageio", reason="plot_weights.py needs imageio (pip install -e .[test])")
     pytest.importorskip("scipy", reason="OpenPV's pvtools need scipy (pip install -e .[test])")
-    tutorial = require(OPENPV_SUITE / "tutorials" / "LCA-CIFAR", "OpenPV's LCA-CIFAR tutorial", "PVMPI_OPENPV_SUITE")
-    folder = tmp_path / "LCA-CIFAR"
-    shutil.copytree(tutorial, folder)
+    folder = tutorial_copy(tmp_path)
     from PIL import Image
 
     from pvmpi.data.dead_leaves import dead_leaves_image

@@ -106,20 +106,18 @@ def test_input_system_test(openpv_tests, tmp_path, params):
 
 @pytest.mark.parametrize("ranks, layout", [(1, []), (4, ["--batchwidth", "2", "--rows", "2"])])
 def test_reduce_across_batch_test(openpv_tests, tmp_path, ranks, layout):
-    """Non-shared dW is summed over the batch, across batch processes too: W = the sum of the inputs."""
-    import h5py
-
+    """Non-shared dW is summed over the batch, across batch processes too: W = the sum of the inputs
+    (read from the final checkpoint's InputToOutput_W.pvp, PVP type 3: one 1x1 patch per pre neuron)."""
     work = tmp_path / "ReduceAcrossBatchTest"
     shutil.copytree(openpv_tests / "ReduceAcrossBatchTest", work)
     proc = subprocess.run([*mpi_command(ranks), "-m", "pvmpi", "input/ReduceAcrossBatchTest.params", "-q", *layout],
                           cwd=work, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    with h5py.File(work / "output" / "Last" / "checkpoint.h5") as h:
-        W = h["connections/InputToOutput/W"][...]
+    _, W, header = pvp.read_weights(work / "output" / "Last" / "InputToOutput_W.pvp", 0)
     want = pvp.read(work / "input" / "suminputs.pvp").values[0, 0, :, :, 0]
-    assert want.max() > 0
-    np.testing.assert_array_equal(W[0, :, :, 0, 0, 0, 0], want)
+    assert want.max() > 0 and header["filetype"] == 3
+    np.testing.assert_array_equal(W[0, :, 0, 0, 0].reshape(header["ny"], header["nx"], -1)[:, :, 0], want)
 
 
 PROBE_TESTS = {"L1NormProbeTest": ["InputL1Norm", "OutputL1Norm"],
@@ -139,7 +137,8 @@ def test_probe_tests_under_every_layout(openpv_tests, tmp_path, test, config):
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    outputs = [p for p in work.rglob("*_batchElement_*.txt") if p.parent.name != "input"]
+    outputs = [p for p in work.rglob("*_batchElement_*.txt") if p.parent.name != "input"
+               and "_filepos_" not in p.name]  # not the checkpoints' position entries
     assert len(outputs) == 4 * len(PROBE_TESTS[test])
     for out in outputs:
         reference = work / "input" / out.name
