@@ -44,25 +44,51 @@ def quiet_fail(message, code=USER_ERROR):
     return code
 
 
+_SEEN = set()  # warning texts this process has shown or held back
+_HELD = []  # texts another rank than 0 saw: rank 0 prints them at the end of the run (print_held)
+
+
 def warnings_as_pvmpi(rank):
     """Warnings from here on print as ``pvmpi: warning: <message>`` on rank 0 alone, each text once
-    (not Python's form with pvmpi's source line, once per rank)."""
+    (not Python's form with pvmpi's source line, once per rank); the other ranks hold theirs back
+    for :func:`take_held`, so a warning only they see (an image only they read) is not lost."""
     import warnings
-
-    seen = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
         text = str(message)
-        if rank not in (None, 0) or text in seen:
+        if text in _SEEN:
             return
-        seen.add(text)
-        try:
-            print(f"pvmpi: warning: {text}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):
-            pass
+        _SEEN.add(text)
+        if rank in (None, 0):
+            print_warning(text)
+        else:
+            _HELD.append(text)
 
     warnings.showwarning = show
     warnings.simplefilter("always", UserWarning)  # show() keeps each text once; other kinds as Python
+
+
+def print_warning(text):
+    """``pvmpi: warning: <text>`` on stderr (nothing if stderr is gone)."""
+    try:
+        print(f"pvmpi: warning: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def take_held():
+    """The warnings this rank held back since the last call (see :func:`warnings_as_pvmpi`)."""
+    held = list(_HELD)
+    _HELD.clear()
+    return held
+
+
+def print_held(texts):
+    """Rank 0: print the other ranks' held-back warnings it has not shown itself."""
+    for text in texts:
+        if text not in _SEEN:
+            _SEEN.add(text)
+            print_warning(text)
 
 
 def guarded(parser, body, argv):

@@ -462,7 +462,11 @@ class Column:
                 self.write_checkpoint(final)
         finally:
             self.abandon()
-        self.comms.barrier()  # when finish returns on any rank, every rank's output files are closed
+        from ..failure import print_held, take_held
+
+        held = self.comms.allgather(take_held())  # also: every rank's output files are closed
+        if self.comms.is_root:
+            print_held([text for texts in held for text in texts])
         return self.failures()
 
     def abandon(self):

@@ -653,12 +653,13 @@ def disk_trials():
               ranks=2, start=(FAULTY, "step=3,rank=all,kind=nospace")),
         Trial("full disk", "log-file-on-dev-full", lambda d: net(d, 3)[:-1] + ["-l", "/dev/full"], ("/dev/full",)),
         Trial("full disk", "file-size-limit-outputs", tiny("--set", "Err.writeStep=1", stop=100, edits=big),
-              ("out/Err.pvp", "File too large"), fsize=LIMIT),
+              ("out/", ".pvp: cannot write or read: File too large"), fsize=LIMIT),  # Input's or Err's
         Trial("full disk", "file-size-limit-checkpoint", tiny(*ck, "--set", "Err.writeStep=-1", "--set",
                                                               "Input.writeStep=-1", "--set", "column.nbatch=8",
                                                               stop=2, edits=huge),
               ("out/ck", "File too large"), fsize=LIMIT),
-        Trial("full disk", "file-size-limit-2-ranks", lambda d: _big_tiny(d), ("out/Err.pvp", "File too large"),
+        Trial("full disk", "file-size-limit-2-ranks", lambda d: _big_tiny(d),
+              ("out/", ".pvp: cannot write or read: File too large"),
               ranks=2, fsize=LIMIT),
     ]
 
