@@ -51,8 +51,14 @@ def test_classification(tmp_path, monkeypatch):
     failing.chmod(0o755)
     v = classify(case(tmp_path, "OpenPVFails"), str(failing), where / "f")
     assert v.status == "OpenPV fails" and "HyPerCol.cpp" in v.detail
-    v = classify(case(tmp_path, "Unknown", "NoSuchLayer"), same, where / "u")
+    runs = tmp_path / "runs"  # an OpenPV that has the class: it runs the file
+    runs.write_text("#!/bin/sh\nexit 0\n")
+    runs.chmod(0o755)
+    unknown = case(tmp_path, "Unknown", "NoSuchLayer")
+    v = classify(unknown, str(runs), where / "u")
     assert v.status == "refused" and "NoSuchLayer" in v.detail
+    v = classify(unknown, same, where / "u2")  # an OpenPV that lacks it too
+    assert v.status == "OpenPV fails" and "pvmpi refuses it too" in v.detail and "NoSuchLayer" in v.detail
     v = classify(case(tmp_path, "Own", "OwnTestLayer", "class OwnTestLayer : public HyPerLayer {};"),
                  same, where / "o")
     assert v.status == "test-only class" and v.detail == "OwnTestLayer"
@@ -106,11 +112,12 @@ def test_suite_table(tmp_path, monkeypatch):
     assert [c.params for c in find_cases(tmp_path / "suite")] == ["input/A.params", "input/B.params",
                                                                   "input/C.params"]
     verdicts = run_suite(tmp_path / "suite", stand_in(tmp_path, ""), jobs=2)
-    assert summary(verdicts) == {"agrees": 2, "differs": 0, "refused": 1, "test-only class": 0,
-                                 "OpenPV fails": 0, "pvmpi fails": 0, "not run by its test": 0}
+    # the stand-in is pvmpi, which lacks NoSuchLayer too: "OpenPV fails" (pvmpi's refusal in the detail)
+    assert summary(verdicts) == {"agrees": 2, "differs": 0, "refused": 0, "test-only class": 0,
+                                 "OpenPV fails": 1, "pvmpi fails": 0, "not run by its test": 0}
     write_markdown(verdicts, tmp_path / "table.md", "suite")
     text = (tmp_path / "table.md").read_text()
-    assert "| 2 | 0 | 1 | 0 | 0 | 0 | 0 |" in text and "| C/input/C.params | refused |" in text
+    assert "| 2 | 0 | 0 | 0 | 1 | 0 | 0 |" in text and "| C/input/C.params | OpenPV fails |" in text
 
 
 def test_conformance_command_needs_openpv(monkeypatch, capsys):
