@@ -384,7 +384,8 @@ def _check_references(model, raw, kinds, err_for):
             _ref(model, g, "triggerLayerName", "layer", raw, err_for)
 
 
-TRANSPOSABLE = ("HyPerConn", "TransposeConn")  # connections with weights a TransposeConn can follow
+TRANSPOSABLE = ("HyPerConn", "TransposeConn", "CopyConn")  # connections with weights a TransposeConn can follow
+COPYABLE = ("HyPerConn", "CopyConn")  # connections with weights of their own, which a CopyConn can copy
 
 
 SCALAR_PROBES = ("ColumnEnergyProbe", "QuotientProbe", "L0NormProbe", "L1NormProbe", "L2NormProbe",
@@ -434,10 +435,15 @@ def _check_original(model, g, raw, err_for):
         if not orig.is_a("HyPerConn"):
             raise err_for(rg, "originalConnName")(f"'{orig.name}' is a {orig.cls}; a CloneConn needs a HyPerConn")
         return
-    if not any(orig.is_a(c) for c in TRANSPOSABLE):
+    if g.cls == "CopyConn":
+        if not any(orig.is_a(c) for c in COPYABLE):
+            raise err_for(rg, "originalConnName")(
+                f"'{orig.name}' is a {orig.cls}; a CopyConn needs a connection with weights of its own "
+                f"(HyPerConn, MomentumConn or CopyConn)")
+    elif not any(orig.is_a(c) for c in TRANSPOSABLE):
         raise err_for(rg, "originalConnName")(
             f"'{orig.name}' is a {orig.cls}; a {g.cls} needs a connection with weights "
-            f"(HyPerConn, MomentumConn, TransposeConn or FeedbackConn)")
+            f"(HyPerConn, MomentumConn, CopyConn, TransposeConn or FeedbackConn)")
     seen = [g.name]
     while "originalConnName" in orig.params:
         if orig.name in seen:

@@ -234,6 +234,22 @@ _cls("BaseConnection", "connection", "Parameters every connection has.", [
     P("initWeightsFile", "str", None, "PVP file of initial weights."),
 ], abstract=True)
 
+_NORMALIZE = [
+    P("normalizeMethod", "str", doc="Weight normalisation.",
+      choices=("normalizeL2", "normalizeSum", "normalizeMax", "none")),
+    P("strength", "float", 1.0, "Target norm."),
+    P("normalizeArborsIndividually", "bool", False, "Normalise each arbor on its own."),
+    P("normalizeOnInitialize", "bool", True, "Normalise at t = 0."),
+    P("normalizeOnWeightUpdate", "bool", True, "Normalise after each weight update."),
+    P("normalizeFromPostPerspective", "bool", False, "Scale the target by numPost/numPre."),
+    P("rMinX", "float", 0.0, "Zero weights within this x radius of the patch centre."),
+    P("rMinY", "float", 0.0, "Zero weights within this y radius of the patch centre."),
+    P("nonnegativeConstraintFlag", "bool", False, "Clip negative weights to 0."),
+    P("normalize_cutoff", "float", 0.0, "Zero |w| < cutoff * max|w|."),
+    P("minL2NormTolerated", "float", 0.0, "normalizeL2 skips patches with a smaller sum of squares."),
+    P("minSumTolerated", "float", 0.0, "normalizeSum skips patches with a smaller |sum|."),
+    P("minMaxTolerated", "float", 0.0, "normalizeMax skips patches with a smaller max."),
+]
 _WEIGHTS = [
     P("nxp", "int", 1, "Patch width.", unit="post pixels"),
     P("nyp", "int", 1, "Patch height.", unit="post pixels"),
@@ -268,20 +284,7 @@ _WEIGHTS = [
     P("bowtieFlag", "bool", False, "Gauss2DWeight: keep only a bowtie around the orientation axis."),
     P("bowtieAngle", "float", 2 * 3.141592653589793, "Gauss2DWeight: half-angle of the bowtie.",
       unit="radians"),
-    P("normalizeMethod", "str", doc="Weight normalisation.",
-      choices=("normalizeL2", "normalizeSum", "normalizeMax", "none")),
-    P("strength", "float", 1.0, "Target norm."),
-    P("normalizeArborsIndividually", "bool", False, "Normalise each arbor on its own."),
-    P("normalizeOnInitialize", "bool", True, "Normalise at t = 0."),
-    P("normalizeOnWeightUpdate", "bool", True, "Normalise after each weight update."),
-    P("normalizeFromPostPerspective", "bool", False, "Scale the target by numPost/numPre."),
-    P("rMinX", "float", 0.0, "Zero weights within this x radius of the patch centre."),
-    P("rMinY", "float", 0.0, "Zero weights within this y radius of the patch centre."),
-    P("nonnegativeConstraintFlag", "bool", False, "Clip negative weights to 0."),
-    P("normalize_cutoff", "float", 0.0, "Zero |w| < cutoff * max|w|."),
-    P("minL2NormTolerated", "float", 0.0, "normalizeL2 skips patches with a smaller sum of squares."),
-    P("minSumTolerated", "float", 0.0, "normalizeSum skips patches with a smaller |sum|."),
-    P("minMaxTolerated", "float", 0.0, "normalizeMax skips patches with a smaller max."),
+] + _NORMALIZE + [
     P("plasticityFlag", "bool", True, "Learn (Hebbian update)."),
     P("triggerLayerName", "str", None, "Update weights when this layer updates."),
     P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.", unit="time"),
@@ -309,7 +312,7 @@ _cls("MomentumConn", "connection", "HyPerConn whose updates carry momentum (fact
 ], parent="HyPerConn")
 _cls("TransposeConn", "connection", "The adjoint of another connection's weights; follows it.", [
     P("originalConnName", "str", doc="The connection transposed (any connection with weights of its "
-      "own or transposed: HyPerConn, MomentumConn, TransposeConn, FeedbackConn)."),
+      "own or transposed: HyPerConn, MomentumConn, CopyConn, TransposeConn, FeedbackConn)."),
 ], parent="BaseConnection")
 _cls("FeedbackConn", "connection", "A TransposeConn whose pre and post layers are the original's post "
      "and pre.", [
@@ -319,6 +322,11 @@ _cls("FeedbackConn", "connection", "A TransposeConn whose pre and post layers ar
 _cls("CloneConn", "connection", "Delivers with another connection's weights.", [
     P("originalConnName", "str", doc="The connection whose weights are used."),
 ], parent="BaseConnection")
+_cls("CopyConn", "connection", "Its own copy of another connection's weights, taken at the start and "
+     "whenever the original's change, normalised by its own normalizer.", [
+         P("originalConnName", "str", doc="The connection copied (one with weights of its own: "
+           "HyPerConn, MomentumConn, CopyConn); its patch size, arbors and sharedWeights are taken too."),
+     ] + _NORMALIZE, parent="BaseConnection")
 _cls("IdentConn", "connection", "One-to-one copy: GSyn += A_pre.", parent="BaseConnection")
 _cls("RescaleConn", "connection", "One-to-one scaled copy: GSyn += scale * A_pre.", [
     P("scale", "float", 1.0, "Factor."),

@@ -37,11 +37,11 @@ def conn_maps(model, g, conns, depth=0):
         return None
     pnx, pny, _ = model.layer_size(pre)
     qnx, qny, _ = model.layer_size(post)
-    if g.is_a("TransposeConn") or g.is_a("CloneConn"):
+    if g.is_a("TransposeConn") or g.is_a("CloneConn") or g.is_a("CopyConn"):
         o = conn_maps(model, conns.get(g.params.get("originalConnName")), conns, depth + 1)
         if o is None:
             return None
-        if g.is_a("CloneConn"):
+        if not g.is_a("TransposeConn"):
             return o
         return axis_map(pnx, qnx, o[0].patch_post), axis_map(pny, qny, o[1].patch_post)
     if "nxp" in g.params and "nyp" in g.params:

@@ -236,6 +236,7 @@ class Column:
         # sampled at the end of each step, in file order (OpenPV's ColProbeOutputState)
         self.column_probes = [p for p in self.probes.values() if isinstance(p, (ColumnEnergyProbe, QuotientProbe))]
         self.plastic = [c for c in self.connections.values() if c.plastic]
+        self.updating = [c for c in self.connections.values() if c.updater is not None]
         self.guard = NumericGuard(self)
         self.local_flags = None  # run() sets it: this rank's signal/clock flags for the step's collective
 
@@ -268,8 +269,11 @@ class Column:
         seeds = SeedAllocator(self.initial_seed)
         for g in self.model.groups:  # params-file order decides the seeds (facts §3.11(c))
             obj = self.layers.get(g.name) or self.connections.get(g.name)
-            if obj is not None:
+            if obj is not None and "originalConnName" not in g.params:
                 obj.initialize(seeds)
+        for conn in self.conn_order:  # those with an original after it (OpenPV postpones them); no seeds
+            if "originalConnName" in conn.group.params:
+                conn.initialize(seeds)
         init_dir = self.model.column["initializeFromCheckpointDir"]
         if resume is None and init_dir:
             flagged = [o for o in self.stateful() if o.group.params.get("initializeFromCheckpointFlag")]
@@ -519,8 +523,10 @@ class Column:
             with timers.time("probes"):
                 for probe in self.layer_probes[p]:
                     probe.output(t)
-        for conn in self.plastic:
+        for conn in self.updating:
             timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
+        for conn in self.updating:
+            timers.call("learn:" + conn.name, conn.normalize_updated)
         for conn in self.conn_order:
             conn.finalize()
         for conn in self.connections.values():

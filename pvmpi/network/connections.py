@@ -20,6 +20,7 @@ class Connection:
 
     has_weights = False
     plastic = False
+    updater = None  # the weight updater of a plastic connection or a CopyConn
 
     def __init__(self, group, run):
         self.group = group
@@ -311,11 +312,10 @@ class HyPerConn(WeightedConnection):
 
     def __init__(self, group, run):
         super().__init__(group, run)
-        if not group["sharedWeights"] and group["writeStep"] >= 0 and group["writeCompressedWeights"]:
-            raise PvmpiError("compressed non-shared weights are not written", group=self.name,
-                             param="writeCompressedWeights", hint="set writeCompressedWeights = false")
-        self.plastic = bool(group["plasticityFlag"])
+        self.plastic = bool(group.params.get("plasticityFlag"))  # a CopyConn's: its original's (see link)
         self.version = 0  # bumped whenever W changes, so transposes know when to follow
+        self.timestamp = -np.inf  # OpenPV's weights timestamp: when W last changed (learning, normalising)
+        self.renormalize = False  # W learned this step: normalize_updated renormalises it
 
     @property
     def num_arbors(self):
@@ -346,12 +346,19 @@ class HyPerConn(WeightedConnection):
         return (self.num_arbors, self.num_kernels, g["nyp"], g["nxp"], g["nfp"])
 
     def link(self, layers, connections):
-        """Also build the weight updater (Hebbian, or momentum for a MomentumConn) when plasticityFlag is set."""
+        """Also build the weight updater; compressed non-shared weights are refused."""
         super().link(layers, connections)
-        if self.plastic:
-            from .plasticity import make_updater
+        g = self.group
+        if not self.shared and g["writeStep"] >= 0 and g["writeCompressedWeights"]:
+            raise PvmpiError("compressed non-shared weights are not written", group=self.name,
+                             param="writeCompressedWeights", hint="set writeCompressedWeights = false")
+        self.updater = self.weight_updater(layers)
 
-            self.updater = make_updater(self, layers)
+    def weight_updater(self, layers):
+        """Hebbian (momentum for a MomentumConn) when plasticityFlag is set, else None."""
+        from .plasticity import make_updater
+
+        return make_updater(self, layers) if self.plastic else None
 
     def uses_active_list(self):
         """Learning from a sparse pre layer also walks its active list."""
@@ -360,7 +367,7 @@ class HyPerConn(WeightedConnection):
     def initialize(self, seeds):
         """W at t = 0 from weightInitType (seeds in params-file order); a plastic connection allocates dW."""
         self.W = self.run.kernels.to_device(np.ascontiguousarray(self.run.initial_weights(self, seeds), dtype=F32))
-        if self.plastic:
+        if self.updater is not None:
             self.updater.allocate()
 
     def normalize_on_initialize(self):
@@ -369,7 +376,8 @@ class HyPerConn(WeightedConnection):
             self.normalize()
 
     def normalize(self):
-        """Apply normalizeMethod to W (facts §4.8) and bump `version` for transposes; 'none' does nothing."""
+        """Apply normalizeMethod to W (facts §4.8), bump `version` for transposes and set the
+        timestamp; 'none' does nothing."""
         from .normalizers import normalize
 
         g = self.group
@@ -390,18 +398,26 @@ class HyPerConn(WeightedConnection):
                   first_of_all=first_of_all)
         k.upload(self.W, W)
         self.version += 1
+        self.timestamp = self.run.t
 
     def update_weights(self, t):
-        """Hebbian update if due at t, then renormalise if normalizeOnWeightUpdate (facts §4.5)."""
-        if self.plastic and self.updater.update(t):
-            if self.group["normalizeOnWeightUpdate"]:
-                self.normalize()
+        """The updater's step at t (Hebbian learning if due; a CopyConn's copy); renormalising
+        waits for :meth:`normalize_updated` (OpenPV normalises after every connection's update)."""
+        self.renormalize = self.updater is not None and self.updater.update(t)
+        if self.renormalize:
             self.version += 1
+            self.timestamp = t
+
+    def normalize_updated(self):
+        """Renormalise W changed by this step's update if normalizeOnWeightUpdate (facts §4.5)."""
+        if self.renormalize and self.group["normalizeOnWeightUpdate"]:
+            self.normalize()
+        self.renormalize = False
 
     def open_output(self, resume=None):
         """The weights file (see the base class) and the updater's files, on the root."""
         super().open_output(resume)
-        if self.writer is not None and self.plastic:
+        if self.writer is not None and self.updater is not None:
             self.updater.open_output(resume)
 
     def global_nonshared(self, W):
@@ -502,7 +518,7 @@ class HyPerConn(WeightedConnection):
                                 "weights [arbor, kernel, y, x, f] (PVP type-5 order); non-shared: "
                                 "[arbor, pre y, pre x, pre f (global extended), y, x, f]")
         super().write_checkpoint(ck)
-        if self.plastic:
+        if self.updater is not None:
             self.updater.write_checkpoint(ck, self.key)
 
     def read_checkpoint(self, rd, fresh_outputs=False):
@@ -513,8 +529,9 @@ class HyPerConn(WeightedConnection):
         k = self.run.kernels
         k.upload(self.W, self.restore_weights(rd, self.key + "/W", k.to_host(self.W)))
         self.version += 1
+        self.timestamp = self.run.t
         super().read_checkpoint(rd, fresh_outputs)
-        if self.plastic:
+        if self.updater is not None:
             self.updater.read_checkpoint(rd, self.key, fresh_outputs)
 
     def write_output(self, t):
@@ -523,7 +540,7 @@ class HyPerConn(WeightedConnection):
         if not self.writes() or not self.write_schedule.due(t):
             return False
         self.write_weights(self.writer, t, self.run.kernels.to_host(self.weights))
-        if self.plastic:
+        if self.updater is not None:
             self.updater.write_output(t)
         return True
 
@@ -541,12 +558,33 @@ class HyPerConn(WeightedConnection):
     def close(self):
         """Close the weights file and the updater (its outputs, any dW all-reduce in flight)."""
         super().close()
-        if self.plastic:
+        if self.updater is not None:
             self.updater.close()
 
 
 class MomentumConn(HyPerConn):
     """HyPerConn with momentum (facts §4.6); the updater holds prev_dW."""
+
+
+def same_geometry(conn, layers, connections):
+    """Link a CloneConn or CopyConn: its original, pre and post (which must have the original's
+    sizes) and the original's axis maps."""
+    o = conn.original = connections[conn.group["originalConnName"]]
+    Connection.link(conn, layers, connections)
+    if (conn.pre.tile.nx, conn.pre.tile.ny, conn.pre.nf) != (o.pre.tile.nx, o.pre.tile.ny, o.pre.nf) \
+            or (conn.post.tile.nx, conn.post.tile.ny, conn.post.nf) != \
+            (o.post.tile.nx, o.post.tile.ny, o.post.nf):
+        raise PvmpiError(f"pre/post sizes differ from those of '{o.name}'", group=conn.name,
+                         param="originalConnName")
+    conn.maps = o.maps
+
+
+def same_pre_margins(conn, verb):
+    """Non-shared weights are indexed by extended pre neuron: the pre margins must be the original's."""
+    o = conn.original
+    if not o.shared and (conn.pre.margin_x, conn.pre.margin_y) != (o.pre.margin_x, o.pre.margin_y):
+        raise PvmpiError(f"{verb} the non-shared weights of '{o.name}' needs the same pre-layer margins",
+                         group=conn.name, param="originalConnName")
 
 
 class CloneConn(WeightedConnection):
@@ -556,15 +594,7 @@ class CloneConn(WeightedConnection):
 
     def link(self, layers, connections):
         """Take the original's axis maps and weights; pre and post must have the original's sizes."""
-        self.original = connections[self.group["originalConnName"]]
-        Connection.link(self, layers, connections)
-        self.maps = self.original.maps
-        o = self.original
-        if (self.pre.tile.nx, self.pre.tile.ny, self.pre.nf) != (o.pre.tile.nx, o.pre.tile.ny, o.pre.nf) \
-                or (self.post.tile.nx, self.post.tile.ny, self.post.nf) != \
-                (o.post.tile.nx, o.post.tile.ny, o.post.nf):
-            raise PvmpiError(f"pre/post sizes differ from those of '{o.name}'", group=self.name,
-                             param="originalConnName")
+        same_geometry(self, layers, connections)
 
     @property
     def num_arbors(self):
@@ -580,11 +610,55 @@ class CloneConn(WeightedConnection):
 
     def allocate(self):
         """Non-shared weights are indexed by extended pre neuron, so the pre margins must match the original's."""
-        o = self.original
-        if not o.shared and (self.pre.margin_x, self.pre.margin_y) != (o.pre.margin_x, o.pre.margin_y):
-            raise PvmpiError(f"cloning the non-shared weights of '{o.name}' needs the same pre-layer margins",
-                             group=self.name, param="originalConnName")
+        same_pre_margins(self, "cloning")
         super().allocate()
+
+
+class CopyConn(HyPerConn):
+    """Its own copy of the original's weights (geometry, arbors and sharedWeights too), taken at
+    InitializeState and whenever the original's change, normalised by its own normalizer; delivers,
+    writes and checkpoints like a HyPerConn (OpenPV's CopyConn)."""
+
+    uses_active_list = WeightedConnection.uses_active_list  # it never learns
+
+    def link(self, layers, connections):
+        """The original's geometry (see :func:`same_geometry`); plastic when the original is; its
+        updater is a :class:`~.plasticity.CopyUpdater`."""
+        same_geometry(self, layers, connections)
+        self.plastic = self.original.plastic
+        self.updater = self.weight_updater(layers)
+
+    def weight_updater(self, layers):
+        """A CopyUpdater, plastic or not (OpenPV checkpoints its lastUpdateTime either way)."""
+        from .plasticity import CopyUpdater
+
+        return CopyUpdater(self)
+
+    @property
+    def num_arbors(self):
+        return self.original.num_arbors
+
+    @property
+    def shared(self):
+        return self.original.shared
+
+    @property
+    def shape(self):
+        return self.original.shape
+
+    def allocate(self):
+        """The pre margins must be the original's for non-shared weights (see :func:`same_pre_margins`)."""
+        same_pre_margins(self, "copying")
+        super().allocate()
+
+    def initialize(self, seeds):
+        """A copy of the original's initial weights (the column initialises it after its original)."""
+        self.W = self.run.kernels.zeros(self.original.W.shape)
+        self.copy_original()
+
+    def copy_original(self):
+        """W = the original's W, where the weights live."""
+        self.run.kernels.copy(self.W, self.original.W)
 
 
 class TransposeConn(WeightedConnection):
@@ -674,6 +748,7 @@ CONNECTION_CLASSES = {
     "HyPerConn": HyPerConn,
     "MomentumConn": MomentumConn,
     "CloneConn": CloneConn,
+    "CopyConn": CopyConn,
     "TransposeConn": TransposeConn,
     "FeedbackConn": FeedbackConn,
     "IdentConn": IdentConn,

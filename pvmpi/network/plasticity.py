@@ -251,6 +251,45 @@ class MomentumUpdater(HebbianUpdater):
             self.writer = None
 
 
+class CopyUpdater:
+    """A CopyConn's updater (OpenPV's CopyUpdater): copies the original's W whenever it changed
+    after the copy's own (their timestamps); checkpoints the time of the last copy."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.last_update = 0.0
+
+    def allocate(self):
+        """No buffers of its own."""
+
+    def update(self, t):
+        """Copy the original's W if it is newer than the copy's; return True when W changed."""
+        if self.conn.original.timestamp <= self.conn.timestamp:
+            return False
+        self.conn.copy_original()
+        self.last_update = t
+        return True
+
+    def write_checkpoint(self, ck, key):
+        """lastUpdateTime, as OpenPV's CopyUpdater registers it."""
+        ck.attrs(key, last_update=self.last_update)
+        ck.entry(self.conn.name, "lastUpdateTime", self.last_update, "<f8")
+
+    def read_checkpoint(self, rd, key, fresh_outputs=False):
+        """The time of the last copy, unless ``fresh_outputs`` (initialising from a checkpoint)."""
+        if not fresh_outputs:
+            self.last_update = rd.attr(key, "last_update", self.last_update)
+
+    def open_output(self, resume=None):
+        """No output of its own."""
+
+    def write_output(self, t):
+        """Nothing to write."""
+
+    def close(self):
+        """Nothing to close."""
+
+
 def make_updater(conn, layers):
     """The weight updater of a plastic connection: MomentumUpdater for a MomentumConn, else Hebbian."""
     return (MomentumUpdater if conn.group.cls == "MomentumConn" else HebbianUpdater)(conn, layers)

@@ -52,6 +52,10 @@ def test_feedback_conn_layer_names_are_not_read():
     (('TransposeConn "BToA" = { channelCode = 0; originalConnName = "AToB"; };\n'
       'CloneConn "C" = { preLayerName = "B"; postLayerName = "A"; channelCode = 0; originalConnName = "BToA"; };'),
      "C.originalConnName: 'BToA' is a TransposeConn; a CloneConn needs a HyPerConn"),
+    (('TransposeConn "BToA" = { channelCode = 0; originalConnName = "AToB"; };\n'
+      'CopyConn "C" = { preLayerName = "B"; postLayerName = "A"; channelCode = 0; originalConnName = "BToA"; '
+      'normalizeMethod = "none"; };'),
+     "C.originalConnName: 'BToA' is a TransposeConn; a CopyConn needs a connection with weights of its own"),
 ])
 def test_bad_originals_are_one_line_errors(text, what):
     with pytest.raises(PvmpiError, match=what) as e:
