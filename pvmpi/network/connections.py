@@ -367,6 +367,7 @@ class HyPerConn(WeightedConnection):
     def initialize(self, seeds):
         """W at t = 0 from weightInitType (seeds in params-file order); a plastic connection allocates dW."""
         self.W = self.run.kernels.to_device(np.ascontiguousarray(self.run.initial_weights(self, seeds), dtype=F32))
+        self.timestamp = 0.0  # OpenPV's weight initialisation stamps W with t = 0
         if self.updater is not None:
             self.updater.allocate()
 
@@ -652,7 +653,8 @@ class CopyConn(HyPerConn):
         super().allocate()
 
     def initialize(self, seeds):
-        """A copy of the original's initial weights (the column initialises it after its original)."""
+        """A copy of the original's initial weights (the column initialises it after its original); its
+        timestamp stays -inf unless normalised, so the first update copies again (as in OpenPV)."""
         self.W = self.run.kernels.zeros(self.original.W.shape)
         self.copy_original()
 

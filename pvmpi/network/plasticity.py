@@ -32,7 +32,8 @@ class HebbianUpdater:
         self.trigger_offset = g["triggerOffset"]
         self.period = g["weightUpdatePeriod"]
         self.last_update = g["initialWeightUpdateTime"]
-        self.num_updates = 0
+        self.num_updates = 0  # updates that came due (applied at once, or delayed to the next)
+        self.decay_timer = 0  # OpenPV's dWMax decay timer: decays at the first update, then every interval + 1
         self.pending = None  # the request of a reduction still in flight
         self.waiting = False  # a reduced dW (restored from a checkpoint) waits to be applied
 
@@ -53,25 +54,25 @@ class HebbianUpdater:
         return periodic_due(t, self.last_update, self.period, self.run.dt)
 
     def update(self, t):
-        """Learn if due at t; return True when W changed."""
+        """Learn if due at t; whether it was. As in OpenPV, a due update counts as a change of W
+        (its timestamp, renormalising, copies) even when a delayed update has nothing to apply yet."""
         if not self.due(t):
             return False
         self.last_update = t
-        changed = False
         if not self.immediate and (self.pending is not None or self.waiting):
-            self.apply(self.finish_reduction())
-            changed = True
+            self.add_to_weights(self.finish_reduction())
         self.accumulate()
         comms = self.run.comms
         # shared weights: every rank's dW adds up; non-shared: only the batch copies of this tile
         if self.immediate:
             reduce = comms.allreduce_sum if self.conn.shared else comms.batch_sum
             self.run.timers.call("allreduce:" + self.conn.name, reduce, self.local_buf, self.reduce_buf)
-            self.apply(self.reduced_dw())
-            return True
-        start = comms.iallreduce_sum if self.conn.shared else comms.ibatch_sum
-        self.pending = start(self.local_buf, self.reduce_buf)
-        return changed
+            self.add_to_weights(self.reduced_dw())
+        else:
+            start = comms.iallreduce_sum if self.conn.shared else comms.ibatch_sum
+            self.pending = start(self.local_buf, self.reduce_buf)
+        self.count_update()
+        return True
 
     def accumulate(self):
         """This rank's dW and counts, over its batch elements and tile, into the reduction buffer."""
@@ -111,13 +112,15 @@ class HebbianUpdater:
             out = dw
         return out.astype(F32)
 
-    def apply(self, dw):
-        """Add the reduced dW to W (through momentum in a MomentumConn); every dWMaxDecayInterval
-        updates, dWMax shrinks by dWMaxDecayFactor."""
-        self.add_to_weights(dw)
+    def count_update(self):
+        """One more update came due (its dW applied now or at the next): dWMax shrinks by
+        dWMaxDecayFactor at the first, then every dWMaxDecayInterval + 1 (OpenPV's timer, float32)."""
         self.num_updates += 1
-        if self.decay_interval > 0 and self.num_updates % self.decay_interval == 0:
-            self.dw_max *= 1 - self.decay_factor
+        if self.decay_interval > 0:
+            self.decay_timer -= 1
+            if self.decay_timer < 0:
+                self.decay_timer = self.decay_interval
+                self.dw_max = float(F32(self.dw_max) * (F32(1) - F32(self.decay_factor)))
 
     def add_to_weights(self, dw):
         """W += dw (the reduced dW, host float32: it crosses back where W lives)."""
@@ -145,7 +148,7 @@ class HebbianUpdater:
             self.waiting = True
         waiting = getattr(self, "waiting", False)
         ck.attrs(key, last_update=self.last_update, num_updates=self.num_updates, dw_max=self.dw_max,
-                 pending_dw=waiting)
+                 pending_dw=waiting, decay_timer=self.decay_timer)
         if self.trigger is None:  # OpenPV keeps an untriggered plastic connection's update times
             ck.entry(self.conn.name, "lastUpdateTime", self.last_update, "<f8")
             ck.entry(self.conn.name, "weightUpdateTime", self.next_update_time(), "<f8")
@@ -164,6 +167,7 @@ class HebbianUpdater:
         if not fresh_outputs:
             self.last_update = rd.attr(key, "last_update")
             self.num_updates = rd.attr(key, "num_updates")
+            self.decay_timer = rd.attr(key, "decay_timer", 0)
         self.waiting = bool(rd.attr(key, "pending_dw"))
         if self.waiting:
             self.reduce_buf[...] = self.conn.restore_weights(rd, key + "/dW", self.reduce_buf)

@@ -145,6 +145,8 @@ def _learning(draw):
          "normalizeDw": draw(st.booleans())}
     # normalizeDw false sums dW over every position and batch element: a smaller rate
     g["dWMax"] = draw(st.sampled_from([0.05, 0.5] if g["normalizeDw"] else [0.005, 0.05]))
+    if draw(st.booleans()):  # dWMax shrinking: at the first update, then every interval + 1
+        g.update(dWMaxDecayInterval=draw(st.sampled_from([1, 2])), dWMaxDecayFactor=0.25)
     if draw(st.booleans()):
         g.update(triggerLayerName="Input", triggerOffset=draw(st.sampled_from([0, 1])))
     else:
@@ -283,6 +285,10 @@ def networks(draw):
                             "writeStep": draw(st.sampled_from([-1, 1, 2])), "initialWriteTime": 0},
               "V1ToRecon": {"class": "CloneConn", "channelCode": 0, "originalConnName": "V1ToError",
                             "writeStep": -1}}
+    if draw(st.booleans()):  # a CopyConn instead: its own copy of the weights, under its own normalizer
+        groups["V1ToRecon"].update({"class": "CopyConn", "strength": draw(st.sampled_from([1.0, 2.0])),
+                                    "normalizeMethod": draw(_normalization(dictionary)),
+                                    "writeStep": draw(st.sampled_from([-1, 1])), "initialWriteTime": 0})
     if draw(st.booleans()):
         groups["ReconToError"] = {"class": "IdentConn", "channelCode": 1}
     else:
