@@ -588,13 +588,14 @@ def same_pre_margins(conn, verb):
                          group=conn.name, param="originalConnName")
 
 
-class CloneConn(WeightedConnection):
-    """Delivers with the original connection's weights (same geometry); never writes them."""
+class FollowsOriginal:
+    """What a CloneConn and a CopyConn take from their original: geometry, arbors, sharedWeights
+    (and for non-shared weights its pre margins)."""
 
-    writes_weights = False
+    verb = "following"  # in the message when the pre margins differ
 
     def link(self, layers, connections):
-        """Take the original's axis maps and weights; pre and post must have the original's sizes."""
+        """Take the original's axis maps; pre and post must have the original's sizes."""
         same_geometry(self, layers, connections)
 
     @property
@@ -605,27 +606,35 @@ class CloneConn(WeightedConnection):
     def shared(self):
         return self.original.shared
 
+    def allocate(self):
+        """Non-shared weights are indexed by extended pre neuron, so the pre margins must match the original's."""
+        same_pre_margins(self, self.verb)
+        super().allocate()
+
+
+class CloneConn(FollowsOriginal, WeightedConnection):
+    """Delivers with the original connection's weights (same geometry); never writes them."""
+
+    writes_weights = False
+    verb = "cloning"
+
     @property
     def weights(self):
         return self.original.W
 
-    def allocate(self):
-        """Non-shared weights are indexed by extended pre neuron, so the pre margins must match the original's."""
-        same_pre_margins(self, "cloning")
-        super().allocate()
 
-
-class CopyConn(HyPerConn):
+class CopyConn(FollowsOriginal, HyPerConn):
     """Its own copy of the original's weights (geometry, arbors and sharedWeights too), taken at
     InitializeState and whenever the original's change, normalised by its own normalizer; delivers,
     writes and checkpoints like a HyPerConn (OpenPV's CopyConn)."""
 
     uses_active_list = WeightedConnection.uses_active_list  # it never learns
+    verb = "copying"
 
     def link(self, layers, connections):
-        """The original's geometry (see :func:`same_geometry`); plastic when the original is; its
+        """The original's geometry (see :class:`FollowsOriginal`); plastic when the original is; its
         updater is a :class:`~.plasticity.CopyUpdater`."""
-        same_geometry(self, layers, connections)
+        super().link(layers, connections)
         self.plastic = self.original.plastic
         self.updater = self.weight_updater(layers)
 
@@ -636,21 +645,8 @@ class CopyConn(HyPerConn):
         return CopyUpdater(self)
 
     @property
-    def num_arbors(self):
-        return self.original.num_arbors
-
-    @property
-    def shared(self):
-        return self.original.shared
-
-    @property
     def shape(self):
         return self.original.shape
-
-    def allocate(self):
-        """The pre margins must be the original's for non-shared weights (see :func:`same_pre_margins`)."""
-        same_pre_margins(self, "copying")
-        super().allocate()
 
     def initialize(self, seeds):
         """A copy of the original's initial weights (the column initialises it after its original); its
