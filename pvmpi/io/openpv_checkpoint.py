@@ -244,6 +244,11 @@ class OpenPVCheckpointReader:
         self.time, self.step = float(info["t"][0]), int(info["step"][0])
         self.saved_nbatch = None
 
+    def has(self, name):
+        """Whether the checkpoint holds ``name``: only OpenPV's own files (it has no pvmpi_state.h5)."""
+        fname, _ = openpv_file(name)
+        return fname is not None and os.path.isfile(os.path.join(self.path, fname))
+
     def _file(self, name, suffix):
         """`layers/V1/V` → V1_V.pvp; `connections/C/W` → C_W.pvp."""
         _, obj, entry = name.split("/", 2)

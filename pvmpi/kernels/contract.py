@@ -79,6 +79,15 @@ COMPUTE = (
        "A's restricted window = the piecewise-linear transfer of V through (verticesV, verticesA)"),
     _k("momentum_weights", "W dw prev a f c",
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
+    _k("rescale_batch", "dst src coeffs dst_lt dst_up src_lt src_up",
+       "RescaleLayer over the whole layer: dst = ((src - shift) / div) * scale + offset, coeffs [nb, 4] per "
+       "batch element"),
+    _k("rescale_features", "dst src method target_mean target_std dst_lt dst_up src_lt src_up",
+       "RescaleLayer over the features at each position (pointmeanstd, pointResponseNormalization, "
+       "softmax) or per neuron (logreg, zerotonegative)"),
+    _k("dropout", "A rng probability lt up",
+       "DropoutLayer: step each neuron's taus88 generator (rng uint32 [4, nb, ny, nx, nf]), A = 0 where "
+       "s0 % 100 < probability"),
 )
 
 #: The engine's state, made and moved where the backend keeps it: every backend has them.

@@ -31,8 +31,15 @@ from pvmpi.kernels.host import (  # noqa: F401  (the engine's state in host memo
     zeros,
 )
 from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in numpy: the reference's)
+    FLT_MIN,
+    LOGREG,
+    POINTMEANSTD,
+    POINTRESPONSENORMALIZATION,
+    SOFTMAX,
+    ZEROTONEGATIVE,
     apply_vertex_transfer,
     momentum_weights,
+    rescale_batch,
     scale_into,
     update_momentum_lca,
 )
@@ -908,3 +915,92 @@ def firm_threshold_cost(X, lt, up, ny, nx, w):
     out = np.empty(X.shape[0], np.float64)
     _firm_threshold_cost(np.ascontiguousarray(X), *_ints(lt, up, ny, nx), float(w), part, out)
     return out
+
+
+# --------------------------------------------------------------------- RescaleLayer, DropoutLayer
+
+@njit(**_JIT)
+def _rescale_features(D, S, method, mean_t, std_t, ny, nx, dlt, dup, slt, sup):
+    nf = S.shape[3]
+    fnf = np.float32(nf)
+    for r in prange(D.shape[0] * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            s = S[b, sup + y, slt + x]
+            d = D[b, dup + y, dlt + x]
+            if method == POINTMEANSTD or method == POINTRESPONSENORMALIZATION:
+                total = np.float32(0)
+                if method == POINTMEANSTD:
+                    for f in range(nf):
+                        total += s[f]
+                mean = total / fnf
+                sq = np.float32(0)
+                for f in range(nf):
+                    sq += (s[f] - mean) * (s[f] - mean)
+                spread = np.float32(math.sqrt(sq / fnf)) if method == POINTMEANSTD else np.float32(math.sqrt(sq))
+                for f in range(nf):
+                    if spread == 0:
+                        d[f] = s[f]
+                    elif method == POINTMEANSTD:
+                        d[f] = (s[f] - mean) * (std_t / spread) + mean_t
+                    else:
+                        d[f] = s[f] / spread
+            elif method == SOFTMAX:
+                top = FLT_MIN
+                for f in range(nf):
+                    top = max(top, s[f])
+                total = np.float32(0)
+                for f in range(nf):
+                    total += np.float32(math.exp(s[f] - top))
+                for f in range(nf):
+                    ok = total != 0 and total == total
+                    d[f] = np.float32(math.exp(s[f] - top)) / total if ok else np.float32(0)
+            elif method == LOGREG:
+                for f in range(nf):
+                    d[f] = np.float32(1) / (np.float32(1) + np.float32(math.exp(s[f])))
+            else:  # ZEROTONEGATIVE
+                for f in range(nf):
+                    d[f] = np.float32(-1) if s[f] == 0 else s[f]
+
+
+def rescale_features(dst, src, method, target_mean, target_std, dst_lt, dst_up, src_lt, src_up):
+    """RescaleLayer's per-position and per-neuron methods (see numpy_ref.rescale_features)."""
+    _check_out("dst", dst)
+    ny, nx = dst.shape[1] - 2 * int(dst_up), dst.shape[2] - 2 * int(dst_lt)
+    _rescale_features(dst, np.ascontiguousarray(src, np.float32), int(method), _F32(target_mean),
+                      _F32(target_std), *_ints(ny, nx, dst_lt, dst_up, src_lt, src_up))
+
+
+@njit(inline="always")
+def _taus88(s1, s2, s3):
+    """One taus88 step on uint32 values held in uint64 (numba widens integer arithmetic)."""
+    m = np.uint64(0xFFFFFFFF)
+    s1 = (((s1 & np.uint64(0xFFFFFFFE)) << np.uint64(12)) & m) ^ ((((s1 << np.uint64(13)) & m) ^ s1) >> np.uint64(19))
+    s2 = (((s2 & np.uint64(0xFFFFFFF8)) << np.uint64(4)) & m) ^ ((((s2 << np.uint64(2)) & m) ^ s2) >> np.uint64(25))
+    s3 = (((s3 & np.uint64(0xFFFFFFF0)) << np.uint64(17)) & m) ^ ((((s3 << np.uint64(3)) & m) ^ s3) >> np.uint64(11))
+    return s1, s2, s3
+
+
+@njit(**_JIT)
+def _dropout(A, R, p, lt, up):
+    nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            for f in range(nf):
+                s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]),
+                                     np.uint64(R[3, b, y, x, f]))
+                s0 = s1 ^ s2 ^ s3
+                R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
+                R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+                if s0 % np.uint64(100) < p:
+                    A[b, up + y, lt + x, f] = np.float32(0)
+
+
+def dropout(A, rng, probability, lt, up):
+    """DropoutLayer's draw: each neuron's taus88 step, A = 0 where s0 % 100 < probability
+    (see numpy_ref.dropout)."""
+    _check_out("A", A)
+    _dropout(A, rng, np.uint64(probability), *_ints(lt, up))

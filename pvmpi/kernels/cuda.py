@@ -1299,3 +1299,127 @@ def momentum_weights(W, dw, prev, a, f, c):
         _k_momentum_weights[_blocks(n, THREADS), THREADS](w.dev, d.dev, p.dev, _F32(a), _F32(f), _F32(c))
     w.done()
     p.done()
+
+
+# --------------------------------------------------------------------- RescaleLayer, DropoutLayer
+
+POINTMEANSTD, POINTRESPONSENORMALIZATION, SOFTMAX, LOGREG, ZEROTONEGATIVE = range(5)  # numpy_ref's codes
+_FLT_MIN = float32(1.17549435e-38)
+
+
+@cuda.jit
+def _k_rescale_batch(D3, S3, c, ny, dlt, dup, slt, sup, n):
+    for r in range(cuda.blockIdx.y, D3.shape[0] * ny, cuda.gridDim.y):
+        b = r // ny
+        y = r - b * ny
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            D3[b, dup + y, dlt + j] = ((S3[b, sup + y, slt + j] - c[b, 0]) / c[b, 1]) * c[b, 2] + c[b, 3]
+
+
+def rescale_batch(dst, src, coeffs, dst_lt, dst_up, src_lt, src_up):
+    """RescaleLayer's whole-layer methods per batch element (see numpy_ref.rescale_batch), on the device."""
+    _check_out("dst", dst)
+    nb, Y, X, nf = dst.shape
+    ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
+    d = _Arg("rb.dst", dst, shape=(nb, Y, X * nf))
+    s = _Arg("rb.src", src, shape=(src.shape[0], src.shape[1], src.shape[2] * src.shape[3]))
+    c = _Arg("rb.c", np.ascontiguousarray(coeffs, dtype=np.float32).reshape(nb, 4))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_rescale_batch[grid, block](d.dev, s.dev, c.dev, ny, int(dst_lt) * nf, int(dst_up), int(src_lt) * nf,
+                                      int(src_up), nx * nf)
+    d.done()
+
+
+@cuda.jit
+def _k_rescale_features(D, S, method, mean_t, std_t, ny, nx, dlt, dup, slt, sup):
+    nf = S.shape[3]
+    fnf = float32(nf)
+    for i in range(cuda.grid(1), D.shape[0] * ny * nx, cuda.gridsize(1)):  # one thread per position
+        b = i // (ny * nx)
+        y = (i // nx) % ny
+        x = i % nx
+        ys, xs, yd, xd = sup + y, slt + x, dup + y, dlt + x
+        if method == POINTMEANSTD or method == POINTRESPONSENORMALIZATION:
+            total = float32(0)
+            if method == POINTMEANSTD:
+                for f in range(nf):
+                    total += S[b, ys, xs, f]
+            mean = total / fnf
+            sq = float32(0)
+            for f in range(nf):
+                sq += (S[b, ys, xs, f] - mean) * (S[b, ys, xs, f] - mean)
+            spread = math.sqrt(sq / fnf) if method == POINTMEANSTD else math.sqrt(sq)
+            for f in range(nf):
+                v = S[b, ys, xs, f]
+                if spread == 0:
+                    D[b, yd, xd, f] = v
+                elif method == POINTMEANSTD:
+                    D[b, yd, xd, f] = (v - mean) * (std_t / spread) + mean_t
+                else:
+                    D[b, yd, xd, f] = v / spread
+        elif method == SOFTMAX:
+            top = _FLT_MIN
+            for f in range(nf):
+                top = max(top, S[b, ys, xs, f])
+            total = float32(0)
+            for f in range(nf):
+                total += math.exp(S[b, ys, xs, f] - top)
+            for f in range(nf):
+                ok = total != 0 and total == total
+                D[b, yd, xd, f] = math.exp(S[b, ys, xs, f] - top) / total if ok else float32(0)
+        elif method == LOGREG:
+            for f in range(nf):
+                D[b, yd, xd, f] = float32(1) / (float32(1) + math.exp(S[b, ys, xs, f]))
+        else:  # ZEROTONEGATIVE
+            for f in range(nf):
+                v = S[b, ys, xs, f]
+                D[b, yd, xd, f] = float32(-1) if v == 0 else v
+
+
+def rescale_features(dst, src, method, target_mean, target_std, dst_lt, dst_up, src_lt, src_up):
+    """RescaleLayer's per-position and per-neuron methods (see numpy_ref.rescale_features), on the device."""
+    _check_out("dst", dst)
+    nb, Y, X, nf = dst.shape
+    ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
+    d, s = _Arg("rf.dst", dst), _Arg("rf.src", src)
+    n = nb * ny * nx
+    if n:
+        _k_rescale_features[_blocks(n, THREADS), THREADS](d.dev, s.dev, int(method), _F32(target_mean),
+                                                          _F32(target_std), *_ints(ny, nx, dst_lt, dst_up,
+                                                                                   src_lt, src_up))
+    d.done()
+
+
+@cuda.jit
+def _k_dropout(A, R, p, lt, up):
+    nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
+    m = np.uint32(0xFFFFFFFF)
+    for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
+        f = i % nf
+        x = (i // nf) % nx
+        y = (i // (nf * nx)) % ny
+        b = i // (nf * nx * ny)
+        s1, s2, s3 = R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f]
+        s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
+        s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
+        s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
+        s0 = s1 ^ s2 ^ s3
+        R[0, b, y, x, f] = s0
+        R[1, b, y, x, f] = s1
+        R[2, b, y, x, f] = s2
+        R[3, b, y, x, f] = s3
+        if s0 % 100 < p:
+            A[b, up + y, lt + x, f] = float32(0)
+
+
+def dropout(A, rng, probability, lt, up):
+    """DropoutLayer's draw (see numpy_ref.dropout): one thread per neuron and its taus88 generator."""
+    _check_out("A", A)
+    a, r = _Arg("do.A", A), _Arg("do.rng", rng)
+    n = int(np.prod(rng.shape[1:]))
+    if n:
+        _k_dropout[_blocks(n, THREADS), THREADS](a.dev, r.dev, int(probability), int(lt), int(up))
+    a.done()
+    r.done()

@@ -344,3 +344,73 @@ def momentum_weights(W, dw, prev, a, f, c):
     new = _F32(a) * dw + _F32(f) * prev - _F32(c) * W
     prev[...] = new
     W += new
+
+
+# --------------------------------------------------------------------- RescaleLayer, DropoutLayer
+
+#: rescale_features' methods, by code (RescaleLayer's rescaleMethod)
+POINTMEANSTD, POINTRESPONSENORMALIZATION, SOFTMAX, LOGREG, ZEROTONEGATIVE = range(5)
+FLT_MIN = _F32(1.17549435e-38)  # OpenPV's softmax starts its maximum here, not at -FLT_MAX
+
+
+def _windows(dst, src, dst_lt, dst_up, src_lt, src_up):
+    ny, nx = dst.shape[1] - 2 * dst_up, dst.shape[2] - 2 * dst_lt
+    return (dst[:, dst_up:dst_up + ny, dst_lt:dst_lt + nx], src[:, src_up:src_up + ny, src_lt:src_lt + nx])
+
+
+def rescale_batch(dst, src, coeffs, dst_lt, dst_up, src_lt, src_up):
+    """dst's restricted window = ((src - shift) / div) * scale + offset, per batch element b with
+    ``coeffs[b] = (shift, div, scale, offset)`` (float32 [nb, 4]): RescaleLayer's whole-layer methods."""
+    d, s = _windows(dst, src, dst_lt, dst_up, src_lt, src_up)
+    c = np.asarray(coeffs, _F32).reshape(-1, 4, 1, 1, 1)
+    d[...] = ((s - c[:, 0]) / c[:, 1]) * c[:, 2] + c[:, 3]
+
+
+def rescale_features(dst, src, method, target_mean, target_std, dst_lt, dst_up, src_lt, src_up):
+    """dst's restricted window = src rescaled over the features at each position (pointmeanstd,
+    pointResponseNormalization, softmax) or neuron by neuron (logreg, zerotonegative); ``method``
+    is one of the codes above. A zero spread leaves the values unchanged, as in OpenPV."""
+    d, s = _windows(dst, src, dst_lt, dst_up, src_lt, src_up)
+    nf = _F32(s.shape[-1])
+    if method == POINTMEANSTD:
+        mean = s.sum(axis=-1, keepdims=True, dtype=_F32) / nf
+        std = np.sqrt(((s - mean) ** 2).sum(axis=-1, keepdims=True, dtype=_F32) / nf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d[...] = np.where(std != 0, (s - mean) * (_F32(target_std) / std) + _F32(target_mean), s)
+    elif method == POINTRESPONSENORMALIZATION:
+        norm = np.sqrt((s * s).sum(axis=-1, keepdims=True, dtype=_F32))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d[...] = np.where(norm != 0, s / norm, s)
+    elif method == SOFTMAX:
+        e = np.exp(s - np.maximum(s.max(axis=-1, keepdims=True), FLT_MIN))
+        total = e.sum(axis=-1, keepdims=True, dtype=_F32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d[...] = np.where((total != 0) & (total == total), e / total, _F32(0))
+    elif method == LOGREG:
+        d[...] = _F32(1) / (_F32(1) + np.exp(s))
+    elif method == ZEROTONEGATIVE:
+        d[...] = np.where(s == 0, _F32(-1), s)
+    else:
+        raise ValueError(f"unknown rescale method code {method}")
+
+
+def taus88_step(s1, s2, s3):
+    """One taus88 step (OpenPV's cl_random_get) on uint32 arrays: new arrays; shifts drop bits > 32."""
+    s1 = ((s1 & np.uint32(0xFFFFFFFE)) << np.uint32(12)) ^ (
+        ((s1 << np.uint32(13)) ^ s1) >> np.uint32(19))
+    s2 = ((s2 & np.uint32(0xFFFFFFF8)) << np.uint32(4)) ^ (
+        ((s2 << np.uint32(2)) ^ s2) >> np.uint32(25))
+    s3 = ((s3 & np.uint32(0xFFFFFFF0)) << np.uint32(17)) ^ (
+        ((s3 << np.uint32(3)) ^ s3) >> np.uint32(11))
+    return s1, s2, s3
+
+
+def dropout(A, rng, probability, lt, up):
+    """DropoutLayer: step each restricted neuron's taus88 generator (``rng`` uint32 [4, nb, ny, nx, nf]:
+    s0 s1 s2 s3) and zero A where the new s0 % 100 < probability (OpenPV's draw, bit for bit)."""
+    s1, s2, s3 = taus88_step(rng[1], rng[2], rng[3])
+    rng[1], rng[2], rng[3] = s1, s2, s3
+    rng[0] = s1 ^ s2 ^ s3
+    ny, nx = rng.shape[2], rng.shape[3]
+    a = A[:, up:up + ny, lt:lt + nx]
+    a[rng[0] % np.uint32(100) < np.uint32(probability)] = _F32(0)

@@ -329,6 +329,8 @@ def _check_references(model, raw, kinds, err_for):
             for p in ("triggerLayerName", "triggerResetLayerName"):
                 if p in g.params:
                     _ref(model, g, p, "layer", raw, err_for)
+            if g.is_a("CloneVLayer"):
+                _check_original_layer(model, g, raw, err_for)
             if g.is_a("HyPerLCALayer"):
                 _ref(model, g, "adaptiveTimeScaleProbe", "probe", raw, err_for, "AdaptiveTimeScaleProbe")
             if g.is_a("ANNLayer") and (g["verticesV"] is not None or g["verticesA"] is not None):
@@ -347,6 +349,9 @@ def _check_references(model, raw, kinds, err_for):
             post = _ref(model, g, "postLayerName", "layer", raw, err_for)
             if post.is_a("InputLayer") and g["channelCode"] >= 0:
                 raise err_for(rg, "postLayerName")(f"input layer '{post.name}' cannot receive input")
+            if post.is_a("CloneVLayer") and g["channelCode"] >= 0:
+                raise err_for(rg, "postLayerName")(f"{post.cls} '{post.name}' has no input channels: it "
+                                                   f"follows {post['originalLayerName']} (use channelCode = -1)")
             if "triggerLayerName" in g.params:
                 _ref(model, g, "triggerLayerName", "layer", raw, err_for)
             if "nfp" in g.params:
@@ -450,6 +455,26 @@ def _check_original(model, g, raw, err_for):
             raise err_for(rg, "originalConnName")("the originals form a loop: " + " -> ".join(seen + [orig.name]))
         seen.append(orig.name)
         orig = model.group(orig["originalConnName"])
+
+
+def _check_original_layer(model, g, raw, err_for):
+    """originalLayerName names a layer of the same size; a CloneVLayer's has a V; no loop of originals."""
+    rg = raw.group(g.name)
+    orig = _ref(model, g, "originalLayerName", "layer", raw, err_for)
+    if orig is None:
+        raise err_for(rg, "originalLayerName")("required: the layer this one follows")
+    if model.layer_size(orig) != model.layer_size(g):
+        raise err_for(rg, "originalLayerName")(
+            f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer is {model.layer_size(g)}: "
+            f"a {g.cls} has its original's size")
+    if g.cls == "CloneVLayer" and not orig.is_a("HyPerLayer"):
+        raise err_for(rg, "originalLayerName")(f"'{orig.name}' is a {orig.cls}, which has no V to clone")
+    seen = [g.name]
+    while orig is not None and orig.kind == "layer" and orig.is_a("CloneVLayer"):
+        if orig.name in seen:
+            raise err_for(rg, "originalLayerName")("the originals form a loop: " + " -> ".join(seen + [orig.name]))
+        seen.append(orig.name)
+        orig = model._index().get(orig["originalLayerName"])  # a bad name is that group's own error
 
 
 def _feedback_layers(model, g):

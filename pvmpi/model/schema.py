@@ -117,6 +117,11 @@ _LAYER_BASE = [
 ]
 _cls("BaseLayer", "layer", "Geometry and output parameters every layer has.", _LAYER_BASE, abstract=True)
 
+_TRIGGER = [
+    P("triggerLayerName", "str", None, "Update only when this layer updates."),
+    P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.", unit="time"),
+]
+
 _cls("HyPerLayer", "layer",
      "A layer with membrane potential V and activity A = V, V = sum of channel inputs.", [
          P("InitVType", "str", "ConstantV", "How V starts.",
@@ -130,9 +135,7 @@ _cls("HyPerLayer", "layer",
          P("numValues", "int", 2, "Number of levels (DiscreteUniformRandomV)."),
          P("Vfilename", "str", None, "PVP file of the initial V (InitVFromFile)."),
          P("frameNumber", "int", 0, "Frame of Vfilename (InitVFromFile)."),
-         P("triggerLayerName", "str", None, "Update only when this layer updates."),
-         P("triggerOffset", "float", 0.0, "Trigger when the trigger layer updates at t + offset.",
-           unit="time"),
+         *_TRIGGER,
          P("triggerBehavior", "str", "updateOnlyOnTrigger", "What a trigger does.",
            choices=("updateOnlyOnTrigger", "resetStateOnTrigger", "ignore")),
          P("triggerResetLayerName", "str", None, "Layer whose V (or A) resets this V "
@@ -173,8 +176,35 @@ _cls("LeakyIntegrator", "layer", "ANNLayer integrating its input: V = V*exp(-dt/
     P("integrationTime", "float", FLT_MAX, "Leak time constant; infinity: no leak.", unit="time"),
 ], parent="ANNLayer")
 
+_cls("DropoutLayer", "layer", "ANNLayer whose activity drops to 0 at each update with a probability, "
+     "neuron by neuron (OpenPV's random streams).", [
+    P("probability", "int", 0, "Percent chance, 0 to 99, that a neuron's A is set to 0 at an update; "
+      "values outside 0..99 act as 99 (OpenPV's rule).", unit="percent"),
+], parent="ANNLayer")
+
 _cls("ConstantLayer", "layer", "A HyPerLayer that keeps its initial state (it never updates).",
      parent="HyPerLayer")
+
+_cls("CloneVLayer", "layer", "A = the V of originalLayerName (a layer of the same size); no input of its own.", [
+    P("originalLayerName", "str", doc="The layer whose V (RescaleLayer: whose A) this layer follows."),
+    *_TRIGGER,
+    P("triggerBehavior", "str", "updateOnlyOnTrigger", "What a trigger does (a layer without V of its "
+      "own has no state to reset).", choices=("updateOnlyOnTrigger", "ignore")),
+], parent="BaseLayer")
+
+_cls("RescaleLayer", "layer", "A = the A of originalLayerName rescaled each update by rescaleMethod "
+     "(per batch element: over the whole layer, or over the features at each position).", [
+    P("rescaleMethod", "str", doc="maxmin, meanstd, l2, l2NoMean: over the whole layer; pointmeanstd, "
+      "pointResponseNormalization, softmax: over the features at each position; logreg "
+      "(1/(1+exp(a))), zerotonegative (0 becomes -1): each neuron.",
+      choices=("maxmin", "meanstd", "pointmeanstd", "l2", "l2NoMean", "pointResponseNormalization",
+               "zerotonegative", "softmax", "logreg")),
+    P("targetMax", "float", 1.0, "Largest activity (maxmin)."),
+    P("targetMin", "float", -1.0, "Smallest activity (maxmin)."),
+    P("targetMean", "float", 0.0, "Mean of the activity (meanstd, pointmeanstd)."),
+    P("targetStd", "float", 1.0, "Standard deviation of the activity (meanstd, pointmeanstd)."),
+    P("patchSize", "int", 1, "l2, l2NoMean: A = a/(std*sqrt(patchSize)), std over the layer."),
+], parent="CloneVLayer")
 
 _cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).", [
     P("inputPath", "str", doc="Image, list of images (.txt) or PVP file."),

@@ -18,11 +18,12 @@ from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe,
 from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
 from .connections import CONNECTION_CLASSES, link_order
 from .guard import NumericGuard
+from .clone_layers import CLONE_CLASSES
 from .inputs import INPUT_CLASSES
 from .layers import LAYER_CLASSES
 from .timers import Timers
 
-LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES}
+LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES}
 PROBES = {**LAYER_PROBE_CLASSES, **COLUMN_PROBE_CLASSES}
 SEED_MIN = 10_000_000
 
@@ -267,10 +268,16 @@ class Column:
         from .random import SeedAllocator
 
         seeds = SeedAllocator(self.initial_seed)
+        for g in self.model.groups:  # generators made at allocation take their seeds first (facts §3.11(c))
+            if g.name in self.layers:
+                self.layers[g.name].allocate_random(seeds)
         for g in self.model.groups:  # params-file order decides the seeds (facts §3.11(c))
             obj = self.layers.get(g.name) or self.connections.get(g.name)
-            if obj is not None and "originalConnName" not in g.params:
+            if obj is not None and "originalConnName" not in g.params and "originalLayerName" not in g.params:
                 obj.initialize(seeds)
+        for layer in self.layers.values():  # clones once their originals have their state (OpenPV postpones them)
+            if "originalLayerName" in layer.group.params:
+                layer.initialize(seeds)
         for conn in self.conn_order:  # those with an original after it (OpenPV postpones them); no seeds
             if "originalConnName" in conn.group.params:
                 conn.initialize(seeds)

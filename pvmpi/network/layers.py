@@ -92,6 +92,19 @@ class Layer:
     def link(self, layers):
         """Resolve references to other layers (triggers)."""
 
+    def trigger_controller(self, layers):
+        """The controller of an update on triggerLayerName's updates (at t + triggerOffset), or None
+        without a trigger or when triggerBehavior is ignore (facts §3.3)."""
+        g = self.group
+        trig = g["triggerLayerName"]
+        if trig is None or g["triggerBehavior"] == "ignore":
+            return None
+        return UpdateController(self.run.dt, self.run.dt, layers[trig].controller, g["triggerOffset"])
+
+    def allocate_random(self, seeds):
+        """Take the seeds of random generators made at allocation (OpenPV's AllocateDataStructures,
+        before any InitializeState draws); most layers have none."""
+
     def initialize(self, seeds):
         """Initial state at t = 0 (facts §3.1, InitializeState)."""
 
@@ -319,17 +332,13 @@ class HyPerLayer(Layer):
 
     def link(self, layers):
         g = self.group
-        trig = g["triggerLayerName"]
         self.reset_layer = None
-        if trig is not None and g["triggerBehavior"] != "ignore":
-            trigger = layers[trig]
-            if g["triggerBehavior"] == "updateOnlyOnTrigger":
-                self.controller = UpdateController(self.run.dt, self.run.dt, trigger.controller,
-                                                   g["triggerOffset"])
-            else:  # resetStateOnTrigger: update every step, reset V when the trigger fires
-                self.trigger_controller = UpdateController(self.run.dt, self.run.dt, trigger.controller,
-                                                           g["triggerOffset"])
-                self.reset_layer = layers[g["triggerResetLayerName"] or trig]
+        trigger = self.trigger_controller(layers)
+        if trigger is not None and g["triggerBehavior"] == "updateOnlyOnTrigger":
+            self.controller = trigger
+        elif trigger is not None:  # resetStateOnTrigger: update every step, reset V when the trigger fires
+            self.reset_controller = trigger
+            self.reset_layer = layers[g["triggerResetLayerName"] or g["triggerLayerName"]]
 
     def initialize(self, seeds):
         self.run.kernels.upload(self.V, self.run.initial_v(self, seeds))
@@ -367,7 +376,7 @@ class HyPerLayer(Layer):
 
         A reset layer without V gives its restricted A instead (facts §3.3).
         """
-        if self.reset_layer is not None and self.trigger_controller.due(t):
+        if self.reset_layer is not None and self.reset_controller.due(t):
             src = self.reset_layer
             if src.has_v:
                 self.run.kernels.scale_into(self.V, src.V, 1.0, False)
@@ -519,6 +528,58 @@ class LeakyIntegrator(ANNLayer):
         self.transfer()
 
 
+
+
+class DropoutLayer(ANNLayer):
+    """An ANNLayer whose A is set to 0 at each update, neuron by neuron, with probability
+    ``probability`` percent, drawn from OpenPV's per-neuron taus88 streams (bit for bit)."""
+
+    a_is_v = False
+
+    def allocate(self):
+        """Also the probability, clipped to 0..99 as OpenPV does (values above 99 act as 99)."""
+        super().allocate()
+        self.a_is_v = False
+        p = int(self.group["probability"])
+        self.probability = 99 if p < 0 or p > 99 else p  # OpenPV turns a negative one into 99 too
+        self.rng = None
+
+    def allocate_random(self, seeds):
+        """One generator per extended neuron of the global layer, as OpenPV's Random(loc, extended);
+        this rank keeps those of its restricted tile, uint32 [4, nb, ny, nx, nf] (s0 s1 s2 s3)."""
+        from .random import TausBank, tile_seeds
+
+        t, mx, my = self.tile, self.margin_x, self.margin_y
+        base = seeds.allocate(t.nbatch_global * (t.ny_global + 2 * my) * (t.nx_global + 2 * mx) * self.nf)
+        ext = tile_seeds(base, ny_global=t.ny_global, nx_global=t.nx_global, kb0=t.kb0, ky0=t.ky0, kx0=t.kx0,
+                         nb=t.nb, ny=t.ny, nx=t.nx, nf=self.nf, halo=(mx, mx, my, my))
+        ext = ext.reshape(t.nb, t.ny + 2 * my, t.nx + 2 * mx, self.nf)[:, my:my + t.ny, mx:mx + t.nx]
+        bank = TausBank(ext)
+        state = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape((4,) + self.restricted_shape)
+        self.rng = self.run.kernels.to_device(state)
+
+    def transfer(self):
+        """The transfer function, then the drop (OpenPV draws at InitializeState too)."""
+        super().transfer()
+        self.run.kernels.dropout(self.A, self.rng, self.probability, self.margin_x, self.margin_y)
+
+    def write_checkpoint(self, ck):
+        """Also the generators' state (pvmpi_state.h5: OpenPV keeps none and reseeds on a restart)."""
+        super().write_checkpoint(ck)
+        state = np.asarray(self.run.kernels.to_host(self.rng))
+        ck.restricted(self.key + "/DropoutRNG", np.ascontiguousarray(np.moveaxis(state, 0, -1)).reshape(
+            self.restricted_shape[:3] + (4 * self.nf,)), self.tile, "taus88 state [s0 s1 s2 s3] per neuron")
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        """Also the generators' state, where the checkpoint has it (one of OpenPV's keeps the
+        generators as a restarted OpenPV has them: seeded and drawn once)."""
+        super().read_checkpoint(rd, fresh_outputs)
+        name = self.key + "/DropoutRNG"
+        if rd.has(name):
+            saved = rd.restricted(name, self.tile, 4 * self.nf).reshape(self.restricted_shape + (4,))
+            self.rng = self.run.kernels.to_device(np.ascontiguousarray(np.moveaxis(saved, -1, 0), np.uint32))
+
+
 LAYER_CLASSES = {
     "HyPerLayer": HyPerLayer,
     "ANNLayer": ANNLayer,
@@ -527,4 +588,5 @@ LAYER_CLASSES = {
     "ConstantLayer": ConstantLayer,
     "MomentumLCALayer": MomentumLCALayer,
     "LeakyIntegrator": LeakyIntegrator,
+    "DropoutLayer": DropoutLayer,
 }

@@ -18,6 +18,7 @@ import ctypes.util
 import numpy as np
 
 from pvmpi.errors import PvmpiError
+from pvmpi.kernels.numpy_ref import taus88_step as _taus_step
 
 __all__ = [
     "SEED_FLOOR",
@@ -159,17 +160,6 @@ def uniform_from_uint(u) -> np.ndarray:
 # --------------------------------------------------------------------------
 # taus88 bank
 # --------------------------------------------------------------------------
-
-def _taus_step(s1, s2, s3):
-    """One taus88 step on uint32 arrays (new arrays; shifts drop bits > 32)."""
-    s1 = ((s1 & np.uint32(0xFFFFFFFE)) << np.uint32(12)) ^ (
-        ((s1 << np.uint32(13)) ^ s1) >> np.uint32(19))
-    s2 = ((s2 & np.uint32(0xFFFFFFF8)) << np.uint32(4)) ^ (
-        ((s2 << np.uint32(2)) ^ s2) >> np.uint32(25))
-    s3 = ((s3 & np.uint32(0xFFFFFFF0)) << np.uint32(17)) ^ (
-        ((s3 << np.uint32(3)) ^ s3) >> np.uint32(11))
-    return s1, s2, s3
-
 
 def _as_u32(values) -> np.ndarray:
     """Integers -> uint32 with mod-2^32 wrap (negative and huge ones too)."""

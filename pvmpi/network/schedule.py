@@ -41,8 +41,13 @@ class WriteSchedule:
     """writeStep / initialWriteTime: write when t >= next - slack, then next += step."""
 
     def __init__(self, write_step, initial_write_time, slack):
+        """A negative initialWriteTime moves up by whole writeSteps to >= 0; without writes (writeStep < 0)
+        OpenPV never reads it and the next write time stays 0 (both as OpenPV's checkpoints record)."""
         self.step = write_step
-        self.next = initial_write_time
+        self.next = initial_write_time if write_step >= 0 else 0.0
+        if write_step > 0:
+            while self.next < 0:
+                self.next += write_step
         self.slack = slack
 
     def due(self, t):

@@ -8,8 +8,9 @@ optional side branch (a fixed or learning HyPerConn, shared or not, one or
 two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
 of probes (norm probes with and without triggers, inside and outside an
 energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
-are multiples of 4 so that several layouts of 2 and 4 ranks fit. Later
-issues add their classes here.
+are multiples of 4 so that several layouts of 2 and 4 ranks fit. A CloneVLayer or
+RescaleLayer may follow one of them, and the side branch may drop out
+(DropoutLayer). Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -172,7 +173,7 @@ def _side_branch(draw):
     """Input -> Side through a HyPerConn with margins: shared or not, 1 or 2 arbors with delays."""
     arbors = draw(st.integers(1, 2))
     patch = draw(st.sampled_from([1, 3, 5]))
-    side = {"class": draw(st.sampled_from(["ANNLayer", "LeakyIntegrator"])),
+    side = {"class": draw(st.sampled_from(["ANNLayer", "LeakyIntegrator", "DropoutLayer"])),
             "nf": draw(st.integers(1, 2)), "InitVType": "ZeroV",
             "sparseLayer": draw(st.booleans()), "mirrorBCflag": draw(st.booleans()),
             "writeStep": 1, "initialWriteTime": 0}
@@ -180,6 +181,8 @@ def _side_branch(draw):
         side["integrationTime"] = draw(st.sampled_from([2.0, 10.0]))
     else:
         side.update(VThresh=draw(st.sampled_from(["-infinity", 0.1])), AMin=0.0)
+    if side["class"] == "DropoutLayer":
+        side["probability"] = draw(st.sampled_from([10, 50, 120]))
     conn = {"class": "HyPerConn", "preLayerName": "Input", "postLayerName": "Side",
             "channelCode": 0, "nxp": patch, "nyp": patch,
             "sharedWeights": draw(st.booleans()), "numAxonalArbors": arbors,
@@ -192,6 +195,38 @@ def _side_branch(draw):
     conn.update(draw(_learning()))
     conn["normalizeMethod"] = draw(_normalization(conn))
     return side, conn
+
+
+_FEATURE_RESCALES = ("pointmeanstd", "pointResponseNormalization", "softmax")
+_RESCALES = _FEATURE_RESCALES + ("maxmin", "meanstd", "l2", "l2NoMean", "logreg", "zerotonegative")
+
+
+@st.composite
+def _follower(draw, groups, with_v):
+    """A CloneVLayer of a layer with V, or a RescaleLayer of any layer, with its original's size.
+
+    The per-position rescales follow Recon, which has no margins: with margins OpenPV indexes
+    those methods' buffers as if it had none (docs/openpv-migration.md, a deliberate difference).
+    """
+    if draw(st.booleans()):
+        g = {"class": "CloneVLayer", "originalLayerName": draw(st.sampled_from(with_v))}
+    else:
+        method = draw(st.sampled_from(_RESCALES))
+        g = {"class": "RescaleLayer", "rescaleMethod": method,
+             "originalLayerName": "Recon" if method in _FEATURE_RESCALES else
+             draw(st.sampled_from(["Input"] + with_v))}
+        if method == "maxmin":
+            g.update(targetMax=draw(st.sampled_from([1.0, 3.0])), targetMin=-1.0)
+        if method in ("meanstd", "pointmeanstd"):
+            g.update(targetMean=draw(st.sampled_from([0.0, 0.5])), targetStd=draw(st.sampled_from([1.0, 2.0])))
+        if method in ("l2", "l2NoMean"):
+            g["patchSize"] = draw(st.sampled_from([1, 4]))
+    orig = groups[g["originalLayerName"]]
+    g.update(nxScale=orig.get("nxScale", 1.0), nyScale=orig.get("nyScale", 1.0), nf=orig.get("nf", 1),
+             phase=draw(st.integers(0, 4)), writeStep=1, initialWriteTime=0)
+    if draw(st.integers(0, 2)) == 0:
+        g.update(triggerLayerName="Input", triggerOffset=0)
+    return g
 
 
 @st.composite
@@ -300,6 +335,8 @@ def networks(draw):
         side["phase"] = draw(st.integers(1, 3))
         groups["Side"], groups["InputToSide"] = side, conn
         layers.append("Side")
+    if draw(st.integers(0, 2)) == 0:
+        groups["Follower"] = draw(_follower(groups, [n for n in layers if n != "Input"]))
     energy = draw(st.booleans())
     if energy:  # the LCA energy: half the error's squared norm, plus whatever probes join it
         groups["Energy"] = {"class": "ColumnEnergyProbe", "probeOutputFile": "Energy.txt"}

@@ -592,3 +592,46 @@ def test_learning_and_layer_ops_equal_the_reference(cu):
     ad = cu.to_device(A)
     cu.apply_vertex_transfer(cu.to_device(V), ad, 1, 1, vv, va, 0.1, 2.0)
     close(ad.copy_to_host(), a1)
+
+
+# ------------------------------------------------------------------- RescaleLayer, DropoutLayer
+
+@inner
+@pytest.mark.parametrize("method", range(5))
+def test_rescale_features(cu, method):
+    src = np.random.default_rng(method).normal(size=(2, 3, 4, 3)).astype(np.float32)
+    src[0, 1, 1] = 0.0
+    src = np.pad(src, ((0, 0), (1, 1), (2, 2), (0, 0)))
+    want = np.full((2, 5, 6, 3), 9.0, np.float32)
+    got = want.copy()
+    ref.rescale_features(want, src, method, 0.5, 2.0, 1, 1, 2, 1)
+    cu.rescale_features(got, src, method, 0.5, 2.0, 1, 1, 2, 1)
+    close(got, want)
+
+
+@inner
+def test_rescale_batch(cu):
+    src = np.random.default_rng(7).normal(size=(2, 5, 6, 2)).astype(np.float32)
+    coeffs = np.array([[0.25, 2.0, 3.0, -1.0], [0.0, 1.0, 0.5, 0.0]], np.float32)
+    want = np.zeros((2, 3, 4, 2), np.float32)
+    got = want.copy()
+    ref.rescale_batch(want, src, coeffs, 0, 0, 1, 1)
+    cu.rescale_batch(got, src, coeffs, 0, 0, 1, 1)
+    close(got, want)
+
+
+@inner
+def test_dropout_bit_for_bit(cu):
+    from pvmpi.network.random import TausBank
+
+    shape = (2, 2, 3, 2)
+    bank = TausBank(np.arange(np.prod(shape)) + 12_345_678)
+    state = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape((4,) + shape)
+    mine = state.copy()
+    for _ in range(3):
+        A = np.ones((2, 4, 5, 2), np.float32)
+        B = A.copy()
+        ref.dropout(A, state, 45, 1, 1)
+        cu.dropout(B, mine, 45, 1, 1)
+        np.testing.assert_array_equal(A, B)
+    np.testing.assert_array_equal(state, mine)

@@ -553,3 +553,79 @@ def test_array_accounting_counts_arrays_not_huge_page_padding():
     assert array_bytes(layer) == want
     column = SimpleNamespace(layers={"L": layer}, connections={})
     assert footprint(column)["layer_bytes"] == want
+
+
+# --------------------------------------------------------------------- RescaleLayer, DropoutLayer
+
+def _rescale_source(seed=3):
+    """An extended source [2, 4+2, 5+4, 3] with a constant position, a zero position and negatives."""
+    src = np.random.default_rng(seed).normal(size=(2, 4, 5, 3)).astype(np.float32)
+    src[0, 1, 1] = 0.7
+    src[1, 2, 2] = 0.0
+    return np.pad(src, ((0, 0), (1, 1), (2, 2), (0, 0)), constant_values=5.0)
+
+
+@pytest.mark.parametrize("method", range(5))
+def test_rescale_features_reference_equals_formulas(method):
+    """Each per-position method against its formula written out per position, margins skipped."""
+    src = _rescale_source()
+    got = np.full((2, 4 + 2, 5 + 2, 3), 9.0, np.float32)
+    ref.rescale_features(got, src, method, 0.5, 2.0, 1, 1, 2, 1)
+    assert (got[:, 0] == 9).all() and (got[:, :, 0] == 9).all()  # margins untouched
+    for b, y, x in np.ndindex(2, 4, 5):
+        s = src[b, 1 + y, 2 + x].astype(np.float64)
+        if method == ref.POINTMEANSTD:
+            want = s if s.std() == 0 else (s - s.mean()) * (2.0 / s.std()) + 0.5
+        elif method == ref.POINTRESPONSENORMALIZATION:
+            n = np.sqrt((s * s).sum())
+            want = s if n == 0 else s / n
+        elif method == ref.SOFTMAX:
+            e = np.exp(s - max(s.max(), 0.0))
+            want = e / e.sum()
+        elif method == ref.LOGREG:
+            want = 1 / (1 + np.exp(s))
+        else:
+            want = np.where(s == 0, -1.0, s)
+        np.testing.assert_allclose(got[b, 1 + y, 1 + x], want, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", range(5))
+def test_rescale_features_numba_equals_numpy(method):
+    src = _rescale_source(4)
+    want = np.zeros((2, 4, 5, 3), np.float32)
+    got = want.copy()
+    ref.rescale_features(want, src, method, -1.0, 0.5, 0, 0, 2, 1)
+    cpu.rescale_features(got, src, method, -1.0, 0.5, 0, 0, 2, 1)
+    close(got, want)
+
+
+def test_rescale_batch_per_element():
+    src = _rescale_source(5)
+    coeffs = np.array([[0.25, 2.0, 3.0, -1.0], [0.0, 1.0, 0.5, 0.0]], np.float32)
+    got = np.zeros((2, 6, 7, 3), np.float32)
+    cpu.rescale_batch(got, src, coeffs, 1, 1, 2, 1)
+    inner = src[:, 1:5, 2:7]
+    close(got[0, 1:5, 1:6], ((inner[0] - np.float32(0.25)) / np.float32(2)) * np.float32(3) - np.float32(1))
+    close(got[1, 1:5, 1:6], inner[1] * np.float32(0.5))
+
+
+def test_dropout_follows_each_neurons_taus88_stream():
+    """A neuron is dropped exactly when its generator's next output % 100 < probability, the
+    generators stepping once per call (OpenPV's draw); numba equals numpy bit for bit."""
+    from pvmpi.network.random import TausBank
+
+    shape = (2, 3, 4, 2)
+    bank = TausBank(np.arange(np.prod(shape)) + 31_000_000)
+    truth = bank.copy()
+    state = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape((4,) + shape)
+    fast = state.copy()
+    for _ in range(4):
+        A = np.ones((2, 3 + 2, 4 + 2, 2), np.float32)
+        B = A.copy()
+        ref.dropout(A, state, 30, 1, 1)
+        cpu.dropout(B, fast, 30, 1, 1)
+        drops = (truth.uint().reshape(shape) % 100) < 30
+        np.testing.assert_array_equal(A[:, 1:4, 1:5] == 0, drops)
+        np.testing.assert_array_equal(A, B)
+        assert (A[:, 0] == 1).all()  # the halo is left alone
+    np.testing.assert_array_equal(state, fast)
