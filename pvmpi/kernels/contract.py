@@ -79,6 +79,10 @@ COMPUTE = (
        "A's restricted window = the piecewise-linear transfer of V through (verticesV, verticesA)"),
     _k("momentum_weights", "W dw prev a f c",
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
+    _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
+    _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
+       "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "
+       "w = VThresh + VWidth (FirmThresholdCostLayer)"),
     _k("rescale_batch", "dst src coeffs dst_lt dst_up src_lt src_up",
        "RescaleLayer over the whole layer: dst = ((src - shift) / div) * scale + offset, coeffs [nb, 4] per "
        "batch element"),

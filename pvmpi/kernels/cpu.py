@@ -38,6 +38,8 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     SOFTMAX,
     ZEROTONEGATIVE,
     apply_vertex_transfer,
+    divide_channels,
+    firm_threshold_transfer,
     momentum_weights,
     rescale_batch,
     scale_into,

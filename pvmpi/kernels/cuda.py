@@ -1423,3 +1423,47 @@ def dropout(A, rng, probability, lt, up):
         _k_dropout[_blocks(n, THREADS), THREADS](a.dev, r.dev, int(probability), int(lt), int(up))
     a.done()
     r.done()
+
+
+# --------------------------------------------------------------------- PtwiseQuotientLayer, FirmThresholdCostLayer
+
+@cuda.jit
+def _k_divide(N, D, G):
+    for i in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
+        G[i] = N[i] / D[i]
+
+
+def divide_channels(GSyn, G):
+    """G = GSyn[0] / GSyn[1] on the device (see numpy_ref.divide_channels)."""
+    _check_out("G", G)
+    n = int(np.prod(G.shape))
+    gs = _Arg("dc.GSyn", GSyn, shape=(GSyn.shape[0], n))
+    g = _Arg("dc.G", G, shape=(n,), copy_in=False)
+    if n:
+        _k_divide[_blocks(n, THREADS), THREADS](gs.dev[0], gs.dev[1], g.dev)
+    g.done()
+
+
+@cuda.jit
+def _k_firm_transfer(V2, A3, ny, lt, up, w, a2):
+    n = V2.shape[1]
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            x = abs(V2[r, j])
+            A3[b, ya, lt + j] = x * (float32(1) - x * a2) if x <= w else float32(0.5) * w
+
+
+def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
+    """The firm-threshold cost of V into A's restricted window (see numpy_ref), on the device."""
+    _check_out("A", A)
+    nb, ny, nx, nf = V.shape
+    v = _Arg("ft.V", V, shape=(nb * ny, nx * nf))
+    a = _Arg("ft.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    w = _F32(VThresh) + _F32(VWidth)
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_firm_transfer[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up), w, _F32(0.5) / w)
+    a.done()

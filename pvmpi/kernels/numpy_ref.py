@@ -414,3 +414,21 @@ def dropout(A, rng, probability, lt, up):
     ny, nx = rng.shape[2], rng.shape[3]
     a = A[:, up:up + ny, lt:lt + nx]
     a[rng[0] % np.uint32(100) < np.uint32(probability)] = _F32(0)
+
+
+# --------------------------------------------------------------------- PtwiseQuotientLayer, FirmThresholdCostLayer
+
+def divide_channels(GSyn, G):
+    """G = GSyn[0] / GSyn[1]: PtwiseQuotientLayer's input (exc over inh, neuron by neuron)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(GSyn[0], GSyn[1], out=G)
+
+
+def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
+    """A's restricted window = |v|(1 - |v|·a2) where |v| <= w, else w/2 (w = VThresh + VWidth,
+    a2 = 0.5/w in float32, as OpenPV's FirmThresholdCostActivityBuffer)."""
+    ny, nx = V.shape[1], V.shape[2]
+    w = _F32(VThresh) + _F32(VWidth)
+    a2 = _F32(0.5) / w
+    x = np.abs(V)
+    A[:, up:up + ny, lt:lt + nx] = np.where(x <= w, x * (_F32(1) - x * a2), _F32(0.5) * w)

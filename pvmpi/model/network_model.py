@@ -331,6 +331,8 @@ def _check_references(model, raw, kinds, err_for):
                     _ref(model, g, p, "layer", raw, err_for)
             if g.is_a("CloneVLayer"):
                 _check_original_layer(model, g, raw, err_for)
+            if g.is_a("DependentFirmThresholdCostLayer"):
+                _check_cost_original(model, g, raw, err_for)
             if g.is_a("HyPerLCALayer"):
                 _ref(model, g, "adaptiveTimeScaleProbe", "probe", raw, err_for, "AdaptiveTimeScaleProbe")
             if g.is_a("ANNLayer") and (g["verticesV"] is not None or g["verticesA"] is not None):
@@ -475,6 +477,23 @@ def _check_original_layer(model, g, raw, err_for):
             raise err_for(rg, "originalLayerName")("the originals form a loop: " + " -> ".join(seen + [orig.name]))
         seen.append(orig.name)
         orig = model._index().get(orig["originalLayerName"])  # a bad name is that group's own error
+
+
+def _check_cost_original(model, g, raw, err_for):
+    """A DependentFirmThresholdCostLayer's original: an ANNLayer with a plain threshold (AMin 0,
+    AMax infinity, AShift 0, no vertices), as OpenPV requires."""
+    rg = raw.group(g.name)
+    orig = _ref(model, g, "originalLayerName", "layer", raw, err_for)
+    what = None
+    if orig is None or not orig.is_a("ANNLayer"):
+        what = f"'{orig.name}' is a {orig.cls}: it must be an ANNLayer" if orig else "required: an ANNLayer"
+    elif orig["verticesV"] is not None:
+        what = f"'{orig.name}' gives verticesV/verticesA: it must give VThresh and VWidth"
+    elif orig["AMax"] < 0.99 * schema.FLT_MAX or orig["AMin"] != 0 or orig["AShift"] != 0:
+        what = (f"'{orig.name}' must have AMin = 0, AMax = infinity and AShift = 0 (it has {orig['AMin']}, "
+                f"{orig['AMax']}, {orig['AShift']})")
+    if what:
+        raise err_for(rg, "originalLayerName")(what)
 
 
 def _feedback_layers(model, g):

@@ -182,6 +182,22 @@ _cls("DropoutLayer", "layer", "ANNLayer whose activity drops to 0 at each update
       "values outside 0..99 act as 99 (OpenPV's rule).", unit="percent"),
 ], parent="ANNLayer")
 
+_cls("PtwiseQuotientLayer", "layer", "HyPerLayer whose V is the excitatory input divided by the inhibitory "
+     "one, neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
+
+_cls("FirmThresholdCostLayer", "layer", "HyPerLayer whose A is the firm-threshold cost of V: "
+     "|V|(1 - |V|/(2w)) up to w = VThresh + VWidth, w/2 beyond.", [
+    P("VThresh", "float", doc="Threshold of the cost function."),
+    P("VWidth", "float", 0.0, "Width of the cost's ramp beyond VThresh."),
+], parent="HyPerLayer")
+
+_cls("DependentFirmThresholdCostLayer", "layer", "FirmThresholdCostLayer taking VThresh and VWidth from "
+     "originalLayerName, an ANNLayer with AMin = 0, AMax = infinity and AShift = 0.", [
+    P("originalLayerName", "str", doc="The ANNLayer whose VThresh and VWidth the cost uses."),
+    P("VThresh", "float", 0.0, "Not used: the original's VThresh.", ignored=True),
+    P("VWidth", "float", 0.0, "Not used: the original's VWidth.", ignored=True),
+], parent="FirmThresholdCostLayer")
+
 _cls("ConstantLayer", "layer", "A HyPerLayer that keeps its initial state (it never updates).",
      parent="HyPerLayer")
 

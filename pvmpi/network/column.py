@@ -273,10 +273,10 @@ class Column:
                 self.layers[g.name].allocate_random(seeds)
         for g in self.model.groups:  # params-file order decides the seeds (facts §3.11(c))
             obj = self.layers.get(g.name) or self.connections.get(g.name)
-            if obj is not None and "originalConnName" not in g.params and "originalLayerName" not in g.params:
+            if obj is not None and "originalConnName" not in g.params and not g.is_a("CloneVLayer"):
                 obj.initialize(seeds)
         for layer in self.layers.values():  # clones once their originals have their state (OpenPV postpones them)
-            if "originalLayerName" in layer.group.params:
+            if layer.group.is_a("CloneVLayer"):
                 layer.initialize(seeds)
         for conn in self.conn_order:  # those with an original after it (OpenPV postpones them); no seeds
             if "originalConnName" in conn.group.params:

@@ -580,6 +580,46 @@ class DropoutLayer(ANNLayer):
             self.rng = self.run.kernels.to_device(np.ascontiguousarray(np.moveaxis(saved, -1, 0), np.uint32))
 
 
+class PtwiseQuotientLayer(HyPerLayer):
+    """V = GSyn exc / GSyn inh neuron by neuron, A = V (a missing inh channel is 0: the guard stops the run)."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.channels = 2
+
+    def update(self, t):
+        """After any trigger reset, V = exc / inh, then A = V."""
+        self.reset_state(t)
+        self.run.kernels.divide_channels(self.gsyn, self.V)
+        self.transfer()
+
+
+class FirmThresholdCostLayer(HyPerLayer):
+    """V = the channels' sum, A = the firm-threshold cost of V (OpenPV's formula and rounding)."""
+
+    a_is_v = False
+
+    def thresholds(self):
+        """(VThresh, VWidth) of the cost."""
+        return self.group["VThresh"], self.group["VWidth"]
+
+    def transfer(self):
+        self.run.kernels.firm_threshold_transfer(self.V, self.A, self.margin_x, self.margin_y, *self.thresholds())
+
+
+class DependentFirmThresholdCostLayer(FirmThresholdCostLayer):
+    """A FirmThresholdCostLayer with the threshold of originalLayerName (an ANNLayer)."""
+
+    def link(self, layers):
+        super().link(layers)
+        self.original = layers[self.group["originalLayerName"]]
+
+    def thresholds(self):
+        """The original's VThresh and VWidth (after OpenPV's turn of a negative VWidth)."""
+        p = self.original.transfer_params
+        return p[0], p[4]
+
+
 LAYER_CLASSES = {
     "HyPerLayer": HyPerLayer,
     "ANNLayer": ANNLayer,
@@ -589,4 +629,7 @@ LAYER_CLASSES = {
     "MomentumLCALayer": MomentumLCALayer,
     "LeakyIntegrator": LeakyIntegrator,
     "DropoutLayer": DropoutLayer,
+    "PtwiseQuotientLayer": PtwiseQuotientLayer,
+    "FirmThresholdCostLayer": FirmThresholdCostLayer,
+    "DependentFirmThresholdCostLayer": DependentFirmThresholdCostLayer,
 }

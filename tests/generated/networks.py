@@ -9,8 +9,9 @@ two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
 of probes (norm probes with and without triggers, inside and outside an
 energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
 are multiples of 4 so that several layouts of 2 and 4 ranks fit. A CloneVLayer or
-RescaleLayer may follow one of them, and the side branch may drop out
-(DropoutLayer). Later issues add their classes here.
+RescaleLayer may follow one of them, the side branch may drop out
+(DropoutLayer), and a point-wise layer may join (FirmThresholdCostLayer,
+DependentFirmThresholdCostLayer, PtwiseQuotientLayer). Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -230,6 +231,31 @@ def _follower(draw, groups, with_v):
 
 
 @st.composite
+def _pointwise(draw, groups):
+    """A FirmThresholdCostLayer (or a DependentFirmThresholdCostLayer of an ANNLayer side branch)
+    of the input, or a PtwiseQuotientLayer of the error over a ConstantLayer; groups to add."""
+    nf = groups["Input"]["nf"]
+    side = groups.get("Side", {})
+    kind = draw(st.sampled_from(["cost", "quotient"] + (["dependent"] if side.get("class") in (
+        "ANNLayer", "DropoutLayer") else [])))
+    layer = {"nf": nf, "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV", "writeStep": 1,
+             "initialWriteTime": 0}
+    if kind == "quotient":
+        layer["class"] = "PtwiseQuotientLayer"
+        return {"Divisor": {"class": "ConstantLayer", "nf": nf, "InitVType": "ConstantV",
+                            "valueV": draw(st.sampled_from([0.5, 2.0])), "writeStep": -1},
+                "Ratio": layer,
+                "ErrorToRatio": {"class": "IdentConn", "channelCode": 0},
+                "DivisorToRatio": {"class": "IdentConn", "channelCode": 1}}
+    if kind == "cost":
+        layer.update({"class": "FirmThresholdCostLayer", "VThresh": draw(st.sampled_from([0.1, 0.5])),
+                      "VWidth": draw(st.sampled_from([0.0, 0.25]))})
+    else:
+        layer.update({"class": "DependentFirmThresholdCostLayer", "originalLayerName": "Side"})
+    return {"Cost": layer, "InputToCost": {"class": "IdentConn", "channelCode": 0}}
+
+
+@st.composite
 def _normalization(draw, conn):
     """normalizeMethod for a connection: learning weights are always normalised (by L2, or by
     their sum when they are nonnegative), as learning networks are: an unnormalised learning
@@ -337,6 +363,8 @@ def networks(draw):
         layers.append("Side")
     if draw(st.integers(0, 2)) == 0:
         groups["Follower"] = draw(_follower(groups, [n for n in layers if n != "Input"]))
+    if draw(st.integers(0, 2)) == 0:
+        groups.update(draw(_pointwise(groups)))
     energy = draw(st.booleans())
     if energy:  # the LCA energy: half the error's squared norm, plus whatever probes join it
         groups["Energy"] = {"class": "ColumnEnergyProbe", "probeOutputFile": "Energy.txt"}
@@ -366,5 +394,5 @@ def networks(draw):
         # into any relative difference: that is the quotient's arithmetic, not the layout's)
         groups["Quotient"] = {"class": "QuotientProbe", "numerator": draw(st.sampled_from(
                                   scalar + ["ErrorL2"])), "denominator": "Energy",
-                              "probeOutputFile": "Quotient.txt"}
+                              "probeOutputFile": "Quotient.txt", "message": "share"}  # OpenPV crashes without one
     return Network(groups, inputs)

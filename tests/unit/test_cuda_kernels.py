@@ -635,3 +635,23 @@ def test_dropout_bit_for_bit(cu):
         cu.dropout(B, mine, 45, 1, 1)
         np.testing.assert_array_equal(A, B)
     np.testing.assert_array_equal(state, mine)
+
+
+@inner
+def test_firm_threshold_transfer(cu):
+    V = np.random.default_rng(2).normal(size=(2, 3, 4, 2)).astype(np.float32)
+    want = np.full((2, 5, 6, 2), 9.0, np.float32)
+    got = want.copy()
+    ref.firm_threshold_transfer(V, want, 1, 1, 0.5, 0.25)
+    cu.firm_threshold_transfer(V, got, 1, 1, 0.5, 0.25)
+    close(got, want)
+
+
+@inner
+def test_divide_channels(cu):
+    GSyn = np.random.default_rng(3).normal(size=(2, 2, 3, 4, 2)).astype(np.float32)
+    want = np.zeros((2, 3, 4, 2), np.float32)
+    got = want.copy()
+    ref.divide_channels(GSyn, want)
+    cu.divide_channels(GSyn, got)
+    close(got, want)

@@ -629,3 +629,21 @@ def test_dropout_follows_each_neurons_taus88_stream():
         np.testing.assert_array_equal(A, B)
         assert (A[:, 0] == 1).all()  # the halo is left alone
     np.testing.assert_array_equal(state, fast)
+
+
+def test_firm_threshold_transfer_is_the_cost_function():
+    """A = |v|(1 - |v|/(2w)) up to and including w = VThresh + VWidth, w/2 beyond; margins untouched."""
+    V = np.array([-2.0, -0.8, -0.3, 0.0, 0.2, 0.75, 0.8, 1.5] * 3, np.float32).reshape(1, 3, 4, 2)
+    A = np.full((1, 5, 8, 2), 9.0, np.float32)
+    ref.firm_threshold_transfer(V, A, 2, 1, 0.5, 0.3)
+    x = np.abs(V.astype(np.float64))
+    want = np.where(x <= 0.8, x * (1 - x / 1.6), 0.4)
+    np.testing.assert_allclose(A[:, 1:4, 2:6], want, rtol=1e-6)
+    assert (A[:, 0] == 9).all() and (A[:, :, :2] == 9).all()
+
+
+def test_divide_channels():
+    GSyn = np.array([[6.0, -1.0, 0.0], [2.0, 4.0, 5.0]], np.float32).reshape(2, 1, 1, 1, 3)
+    G = np.zeros((1, 1, 1, 3), np.float32)
+    ref.divide_channels(GSyn, G)
+    np.testing.assert_array_equal(G.ravel(), [3.0, -0.25, 0.0])
