@@ -79,6 +79,8 @@ COMPUTE = (
        "A's restricted window = the piecewise-linear transfer of V through (verticesV, verticesA)"),
     _k("momentum_weights", "W dw prev a f c",
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
+    _k("deliver_feature_max", "A G lt up add",
+       "G[nb, ny, nx, 0] (+)= the largest feature of extended A at each restricted position (WTAConn)"),
     _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
        "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "

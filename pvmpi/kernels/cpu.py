@@ -38,6 +38,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     SOFTMAX,
     ZEROTONEGATIVE,
     apply_vertex_transfer,
+    deliver_feature_max,
     divide_channels,
     firm_threshold_transfer,
     momentum_weights,

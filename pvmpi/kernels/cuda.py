@@ -1467,3 +1467,30 @@ def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
         grid, block = _grid2(nb * ny, nx * nf)
         _k_firm_transfer[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up), w, _F32(0.5) / w)
     a.done()
+
+
+@cuda.jit
+def _k_feature_max(A, G, ny, nx, lt, up, add):
+    nf = A.shape[3]
+    for i in range(cuda.grid(1), G.shape[0] * ny * nx, cuda.gridsize(1)):
+        b = i // (ny * nx)
+        y = (i // nx) % ny
+        x = i % nx
+        top = A[b, up + y, lt + x, 0]
+        for f in range(1, nf):
+            top = max(top, A[b, up + y, lt + x, f])
+        if add:
+            G[b, y, x, 0] += top
+        else:
+            G[b, y, x, 0] = top
+
+
+def deliver_feature_max(A, G, lt, up, add):
+    """WTAConn's delivery on the device (see numpy_ref.deliver_feature_max)."""
+    _check_out("G", G)
+    nb, ny, nx, _ = G.shape
+    a, g = _Arg("fm.A", A), _Arg("fm.G", G)
+    n = nb * ny * nx
+    if n:
+        _k_feature_max[_blocks(n, THREADS), THREADS](a.dev, g.dev, ny, nx, int(lt), int(up), bool(add))
+    g.done()

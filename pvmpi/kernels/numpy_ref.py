@@ -432,3 +432,13 @@ def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
     a2 = _F32(0.5) / w
     x = np.abs(V)
     A[:, up:up + ny, lt:lt + nx] = np.where(x <= w, x * (_F32(1) - x * a2), _F32(0.5) * w)
+
+
+def deliver_feature_max(A, G, lt, up, add):
+    """G[..., 0] (+)= max over features of A's restricted window (WTAConn's delivery; G has nf = 1)."""
+    ny, nx = G.shape[1], G.shape[2]
+    top = A[:, up:up + ny, lt:lt + nx].max(axis=-1)
+    if add:
+        G[..., 0] += top
+    else:
+        G[..., 0] = top

@@ -331,6 +331,15 @@ def _check_references(model, raw, kinds, err_for):
                     _ref(model, g, p, "layer", raw, err_for)
             if g.is_a("CloneVLayer"):
                 _check_original_layer(model, g, raw, err_for)
+            if g.is_a("InputRegionLayer"):
+                orig = _ref(model, g, "originalLayerName", "layer", raw, err_for, "InputLayer")
+                if orig is None:
+                    raise err_for(rg, "originalLayerName")("required: the input layer whose region is shown")
+                if model.layer_size(orig) != model.layer_size(g):
+                    raise err_for(rg, "originalLayerName")(
+                        f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer {model.layer_size(g)}")
+                _set(g, "phase", orig["phase"])  # OpenPV's DependentPhaseParam and boundary conditions
+                _set(g, "mirrorBCflag", orig["mirrorBCflag"])
             if g.is_a("DependentFirmThresholdCostLayer"):
                 _check_cost_original(model, g, raw, err_for)
             if g.is_a("HyPerLCALayer"):
@@ -351,7 +360,7 @@ def _check_references(model, raw, kinds, err_for):
             post = _ref(model, g, "postLayerName", "layer", raw, err_for)
             if post.is_a("InputLayer") and g["channelCode"] >= 0:
                 raise err_for(rg, "postLayerName")(f"input layer '{post.name}' cannot receive input")
-            if post.is_a("CloneVLayer") and g["channelCode"] >= 0:
+            if (post.is_a("CloneVLayer") or post.is_a("InputRegionLayer")) and g["channelCode"] >= 0:
                 raise err_for(rg, "postLayerName")(f"{post.cls} '{post.name}' has no input channels: it "
                                                    f"follows {post['originalLayerName']} (use channelCode = -1)")
             if "triggerLayerName" in g.params:
@@ -363,6 +372,11 @@ def _check_references(model, raw, kinds, err_for):
                     _set(g, "nfp", nfp)
                 if nfp != post["nf"]:
                     raise err_for(rg, "nfp")(f"must equal the post layer's nf ({post['nf']})")
+            if g.cls == "WTAConn":
+                (px, py, _), (qx, qy, qf) = model.layer_size(pre), model.layer_size(post)
+                if (px, py) != (qx, qy) or qf != 1:
+                    raise err_for(rg)(f"WTAConn needs pre and post of the same nx, ny and a post of nf 1: "
+                                      f"{model.layer_size(pre)} vs {model.layer_size(post)}")
             if g.cls in ("IdentConn", "RescaleConn"):
                 if model.layer_size(pre) != model.layer_size(post):
                     raise err_for(rg)(f"{g.cls} needs pre and post of the same size: "

@@ -260,6 +260,13 @@ _cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).",
     P("jitterFlag", "bool", False, "Obsolete in OpenPV.", ignored=True),
 ], parent="BaseLayer", abstract=True)
 
+_cls("InputRegionLayer", "layer", "A = 1 where originalLayerName (an input layer) shows image data, 0 where "
+     "it pads; it takes the original's phase, mirrorBCflag and margins, and never updates on its own.", [
+    P("originalLayerName", "str", doc="The ImageLayer or PvpLayer whose region is shown."),
+    P("phase", "int", 0, "Not used: the original's phase.", ignored=True),
+    P("mirrorBCflag", "bool", False, "Not used: the original's mirrorBCflag.", ignored=True),
+], parent="BaseLayer")
+
 _cls("ImageLayer", "layer", "Input layer reading PNG/JPEG images or a list of them.", parent="InputLayer")
 _cls("PvpLayer", "layer", "Input layer reading frames of a PVP activity file.", parent="InputLayer")
 
@@ -374,6 +381,9 @@ _cls("CopyConn", "connection", "Its own copy of another connection's weights, ta
            "HyPerConn, MomentumConn, CopyConn); its patch size, arbors and sharedWeights are taken too."),
      ] + _NORMALIZE, parent="BaseConnection")
 _cls("IdentConn", "connection", "One-to-one copy: GSyn += A_pre.", parent="BaseConnection")
+_cls("WTAConn", "connection", "Winner take all over features: the one-feature post layer receives the "
+     "largest feature of the pre layer at each position (pre and post of the same nx, ny).",
+     parent="BaseConnection")
 _cls("RescaleConn", "connection", "One-to-one scaled copy: GSyn += scale * A_pre.", [
     P("scale", "float", 1.0, "Factor."),
 ], parent="BaseConnection")

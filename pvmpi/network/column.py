@@ -213,6 +213,8 @@ class Column:
                 post.channels = max(post.channels, conn.channel + 1)
                 self.incoming[post.name].append(conn)
         for layer in self.layers.values():
+            layer.share_margins()
+        for layer in self.layers.values():
             # A layer without delays whose activity no other layer of its phase reads (deliveries
             # into a layer run just before that layer's update) can update its A in place
             layer.in_place = layer.num_levels == 1 and not any(

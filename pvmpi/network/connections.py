@@ -120,6 +120,20 @@ class RescaleConn(IdentConn):
         return self.group["scale"]
 
 
+class WTAConn(Connection):
+    """GSyn_ch of the one-feature post layer += the largest feature of the pre layer at each
+    position (pre and post of the same nx, ny)."""
+
+    def deliver(self):
+        """For each delay; channelCode -1 delivers nothing. A stale channel is overwritten."""
+        if self.channel < 0:
+            return
+        pre = self.pre
+        for d in self.delays():
+            g, overwrite = self.post.gsyn_target(self.channel, True)
+            self.run.kernels.deliver_feature_max(pre.level(d), g, pre.margin_x, pre.margin_y, not overwrite)
+
+
 class WeightedConnection(Connection):
     """Shared weights W[arbor, kernel, nyp, nxp, nfp] with the geometry of facts §4.1, written to
     ``<outputPath>/<name>.pvp`` (PVP type 5) every writeStep."""
@@ -751,4 +765,5 @@ CONNECTION_CLASSES = {
     "FeedbackConn": FeedbackConn,
     "IdentConn": IdentConn,
     "RescaleConn": RescaleConn,
+    "WTAConn": WTAConn,
 }

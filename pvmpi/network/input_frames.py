@@ -286,9 +286,18 @@ def fill_extended(A_b, D, R, *, pad_value, margin_x, margin_y, use_input_bc, x0,
     the restricted part, or over the whole tile with ``use_input_bc`` (D then
     has the extended global size, so the tile's window starts at (y0, x0)).
     """
+    A_b[...] = pad_value
+    dst, d, r = tile_window(A_b, D, R, margin_x=margin_x, margin_y=margin_y, use_input_bc=use_input_bc,
+                            x0=x0, y0=y0)
+    np.copyto(dst, d, where=r > 0)
+    return A_b
+
+
+def tile_window(A_b, D, R, *, margin_x, margin_y, use_input_bc, x0, y0):
+    """The part of one batch element's extended tile a frame covers, and the frame's D and R there:
+    the restricted part, or the whole tile with ``use_input_bc`` (D, R then of the extended global size)."""
     ny = A_b.shape[0] - 2 * margin_y
     nx = A_b.shape[1] - 2 * margin_x
-    A_b[...] = pad_value
     if use_input_bc:
         dst = A_b
         src = (slice(y0, y0 + ny + 2 * margin_y), slice(x0, x0 + nx + 2 * margin_x))
@@ -298,5 +307,4 @@ def fill_extended(A_b, D, R, *, pad_value, margin_x, margin_y, use_input_bc, x0,
     d, r = D[src], R[src]
     if d.shape != dst.shape:
         raise ValueError(f"tile {dst.shape} at ({y0}, {x0}) does not fit the frame {D.shape}")
-    np.copyto(dst, d, where=r > 0)
-    return A_b
+    return dst, d, r

@@ -1,4 +1,4 @@
-"""Input layers at run time: ImageLayer and PvpLayer (facts §3.9, §3.9b).
+"""Input layers at run time: ImageLayer and PvpLayer (facts §3.9, §3.9b), and InputRegionLayer.
 
 Every rank reads only the frames of its own batch elements and cuts out its
 own tile, so no rank is an input bottleneck. The BatchIndexer is cheap and
@@ -7,9 +7,11 @@ rank 0 write the timestamp file without communication.
 """
 import os
 
+import numpy as np
+
 from ..errors import PvmpiError
 from .batch_indexer import BatchIndexer
-from .input_frames import Jitter, fill_extended, prepare_frame
+from .input_frames import Jitter, fill_extended, prepare_frame, tile_window
 from .layers import Layer
 from .schedule import UpdateController
 
@@ -118,6 +120,7 @@ class InputLayer(Layer):
         self.pipeline = {k: group[k] for k in PIPELINE_PARAMS}
         self.jitter = Jitter.from_params(group, nbatch, group["randomSeed"])
         self.timestamps = None
+        self.region_layers = []  # InputRegionLayers showing where the frames have data
 
     def initialize(self, seeds):
         """Load the frames shown at t = 0 (``seeds`` is not used: the indexer and jitter have theirs)."""
@@ -179,10 +182,14 @@ class InputLayer(Layer):
             D, R = prepare_frame(data, nx_global=t.nx_global, ny_global=t.ny_global,
                                  margin_x=self.margin_x, margin_y=self.margin_y, params=self.pipeline,
                                  **self.jitter.of(t.kb0 + b))
-            fill_extended(host[b], D, R, pad_value=self.group["padValue"], margin_x=self.margin_x,
-                          margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
-                          x0=t.kx0, y0=t.ky0)
+            where = dict(margin_x=self.margin_x, margin_y=self.margin_y, use_input_bc=self.group["useInputBCflag"],
+                         x0=t.kx0, y0=t.ky0)
+            fill_extended(host[b], D, R, pad_value=self.group["padValue"], **where)
+            for layer in self.region_layers:
+                layer.show(b, D, R, where)
         k.upload(self.A, host)
+        for layer in self.region_layers:
+            k.upload(layer.A, layer.region)
 
     def _note_size(self, data, index):
         """Say once when a frame's size differs from the layer's and nothing resizes it: it is
@@ -221,6 +228,44 @@ class InputLayer(Layer):
             self.source.close()
 
 
+class InputRegionLayer(Layer):
+    """A = 1 where its original input layer has shown image data, 0 where it padded: as in OpenPV a
+    position, once covered, stays 1. It has the original's phase and margins and no update of its own."""
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.channels = 0
+
+    def link(self, layers):
+        self.original = layers[self.group["originalLayerName"]]
+        self.original.region_layers.append(self)
+
+    def share_margins(self):
+        """The original and this layer take the larger of their margins (OpenPV synchronises them)."""
+        o = self.original
+        for a, b in ((self, o), (o, self)):
+            a.require_margin(b.margin_x, b.margin_y)
+
+    def allocate(self):
+        """Also the region on the host, zero until the original shows a frame."""
+        super().allocate()
+        self.region = np.zeros(self.extended_shape, np.float32)
+
+    def needs_update(self, t):
+        """Never: the original writes the region when it shows frames."""
+        return False
+
+    def show(self, b, D, R, where):
+        """Mark batch element b's positions where frame mask R is positive (``where``: tile_window's keywords)."""
+        dst, _, r = tile_window(self.region[b], D, R, **where)
+        np.copyto(dst, r, where=r > 0)
+
+    def read_checkpoint(self, rd, fresh_outputs=False):
+        """Also the region, from A."""
+        super().read_checkpoint(rd, fresh_outputs)
+        self.region = np.array(self.run.kernels.to_host(self.A), np.float32)
+
+
 class ImageLayer(InputLayer):
     """OpenPV's ImageLayer: inputPath is an image or a .txt list of images."""
 
@@ -229,4 +274,4 @@ class PvpLayer(InputLayer):
     """OpenPV's PvpLayer: inputPath is a PVP activity file."""
 
 
-INPUT_CLASSES = {"ImageLayer": ImageLayer, "PvpLayer": PvpLayer}
+INPUT_CLASSES = {"ImageLayer": ImageLayer, "PvpLayer": PvpLayer, "InputRegionLayer": InputRegionLayer}

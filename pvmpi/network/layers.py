@@ -101,6 +101,10 @@ class Layer:
             return None
         return UpdateController(self.run.dt, self.run.dt, layers[trig].controller, g["triggerOffset"])
 
+    def share_margins(self):
+        """Once every connection has set its margins: agree on margins with a layer this one
+        follows (InputRegionLayer); most layers have none."""
+
     def allocate_random(self, seeds):
         """Take the seeds of random generators made at allocation (OpenPV's AllocateDataStructures,
         before any InitializeState draws); most layers have none."""
@@ -543,6 +547,10 @@ class DropoutLayer(ANNLayer):
         p = int(self.group["probability"])
         self.probability = 99 if p < 0 or p > 99 else p  # OpenPV turns a negative one into 99 too
         self.rng = None
+
+    def share_margins(self):
+        """Once every connection has set its margins: agree on margins with a layer this one
+        follows (InputRegionLayer); most layers have none."""
 
     def allocate_random(self, seeds):
         """One generator per extended neuron of the global layer, as OpenPV's Random(loc, extended);

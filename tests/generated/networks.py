@@ -11,7 +11,9 @@ energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
 are multiples of 4 so that several layouts of 2 and 4 ranks fit. A CloneVLayer or
 RescaleLayer may follow one of them, the side branch may drop out
 (DropoutLayer), and a point-wise layer may join (FirmThresholdCostLayer,
-DependentFirmThresholdCostLayer, PtwiseQuotientLayer). Later issues add their classes here.
+DependentFirmThresholdCostLayer, PtwiseQuotientLayer), and an
+InputRegionLayer may show where the input has data, and a WTAConn may pick
+V1's largest feature. Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -365,6 +367,14 @@ def networks(draw):
         groups["Follower"] = draw(_follower(groups, [n for n in layers if n != "Input"]))
     if draw(st.integers(0, 2)) == 0:
         groups.update(draw(_pointwise(groups)))
+    if draw(st.integers(0, 3)) == 0:  # winner take all over V1's features
+        groups["Winner"] = {"class": "HyPerLayer", "nf": 1, "nxScale": v1["nxScale"], "nyScale": v1["nyScale"],
+                            "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV", "writeStep": 1,
+                            "initialWriteTime": 0}
+        groups["V1ToWinner"] = {"class": "WTAConn", "channelCode": 0, "delay": [draw(st.sampled_from([0, 1]))]}
+    if draw(st.integers(0, 3)) == 0:  # where the input shows image data
+        groups["Region"] = {"class": "InputRegionLayer", "originalLayerName": "Input", "nf": inp["nf"],
+                            "writeStep": 1, "initialWriteTime": 0}
     energy = draw(st.booleans())
     if energy:  # the LCA energy: half the error's squared norm, plus whatever probes join it
         groups["Energy"] = {"class": "ColumnEnergyProbe", "probeOutputFile": "Energy.txt"}

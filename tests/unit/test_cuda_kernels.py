@@ -655,3 +655,14 @@ def test_divide_channels(cu):
     ref.divide_channels(GSyn, want)
     cu.divide_channels(GSyn, got)
     close(got, want)
+
+
+@inner
+@pytest.mark.parametrize("add", [False, True])
+def test_deliver_feature_max(cu, add):
+    A = np.random.default_rng(9).normal(size=(2, 5, 6, 3)).astype(np.float32)
+    want = np.ones((2, 3, 4, 1), np.float32)
+    got = want.copy()
+    ref.deliver_feature_max(A, want, 1, 1, add)
+    cu.deliver_feature_max(A, got, 1, 1, add)
+    close(got, want)

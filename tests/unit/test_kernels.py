@@ -647,3 +647,12 @@ def test_divide_channels():
     G = np.zeros((1, 1, 1, 3), np.float32)
     ref.divide_channels(GSyn, G)
     np.testing.assert_array_equal(G.ravel(), [3.0, -0.25, 0.0])
+
+
+def test_deliver_feature_max():
+    A = np.random.default_rng(8).normal(size=(2, 5, 6, 3)).astype(np.float32)
+    G = np.ones((2, 3, 4, 1), np.float32)
+    ref.deliver_feature_max(A, G, 1, 1, True)
+    np.testing.assert_array_equal(G[..., 0], 1 + A[:, 1:4, 1:5].max(axis=-1))
+    ref.deliver_feature_max(A, G, 1, 1, False)
+    np.testing.assert_array_equal(G[..., 0], A[:, 1:4, 1:5].max(axis=-1))
