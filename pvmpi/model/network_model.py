@@ -452,7 +452,7 @@ def _check_original(model, g, raw, err_for):
     """originalConnName names a connection of the right kind, and the chain of originals has no loop."""
     rg = raw.group(g.name)
     orig = _ref(model, g, "originalConnName", "connection", raw, err_for)
-    if g.cls == "CloneConn":
+    if g.is_a("CloneConn"):
         if not orig.is_a("HyPerConn"):
             raise err_for(rg, "originalConnName")(f"'{orig.name}' is a {orig.cls}; a CloneConn needs a HyPerConn")
         return

@@ -375,6 +375,9 @@ _cls("FeedbackConn", "connection", "A TransposeConn whose pre and post layers ar
 _cls("CloneConn", "connection", "Delivers with another connection's weights.", [
     P("originalConnName", "str", doc="The connection whose weights are used."),
 ], parent="BaseConnection")
+_cls("PlasticCloneConn", "connection", "A CloneConn whose pre and post activity also teach the "
+     "original: the original's dW sums its own Hebbian term and each of its PlasticCloneConns'.",
+     parent="CloneConn")
 _cls("CopyConn", "connection", "Its own copy of another connection's weights, taken at the start and "
      "whenever the original's change, normalised by its own normalizer.", [
          P("originalConnName", "str", doc="The connection copied (one with weights of its own: "

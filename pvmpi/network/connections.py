@@ -637,6 +637,22 @@ class CloneConn(FollowsOriginal, WeightedConnection):
         return self.original.W
 
 
+class PlasticCloneConn(CloneConn):
+    """A CloneConn that joins its original's learning: the original's updater adds this
+    connection's Hebbian term (its own pre and post) to its dW."""
+
+    def link(self, layers, connections):
+        """Also join the original's updater (a non-plastic original learns nothing from it either)."""
+        super().link(layers, connections)
+        updater = self.original.updater
+        if hasattr(updater, "clones"):
+            updater.clones.append(self)
+
+    def uses_active_list(self):
+        """Learning from a sparse pre layer walks its active list."""
+        return super().uses_active_list() or (self.original.plastic and self.pre.group["sparseLayer"])
+
+
 class CopyConn(FollowsOriginal, HyPerConn):
     """Its own copy of the original's weights (geometry, arbors and sharedWeights too), taken at
     InitializeState and whenever the original's change, normalised by its own normalizer; delivers,
@@ -760,6 +776,7 @@ CONNECTION_CLASSES = {
     "HyPerConn": HyPerConn,
     "MomentumConn": MomentumConn,
     "CloneConn": CloneConn,
+    "PlasticCloneConn": PlasticCloneConn,
     "CopyConn": CopyConn,
     "TransposeConn": TransposeConn,
     "FeedbackConn": FeedbackConn,

@@ -36,6 +36,7 @@ class HebbianUpdater:
         self.decay_timer = 0  # OpenPV's dWMax decay timer: decays at the first update, then every interval + 1
         self.pending = None  # the request of a reduction still in flight
         self.waiting = False  # a reduced dW (restored from a checkpoint) waits to be applied
+        self.clones = []  # PlasticCloneConns whose Hebbian terms join this dW
 
     def allocate(self):
         """dW and the normalizeDw counts (float32, shaped like W), this rank's [dW, counts] in
@@ -75,22 +76,23 @@ class HebbianUpdater:
         return True
 
     def accumulate(self):
-        """This rank's dW and counts, over its batch elements and tile, into the reduction buffer."""
+        """This rank's dW and counts, over its batch elements and tile (the connection's pre and post,
+        then each PlasticCloneConn's, per arbor as OpenPV), into the reduction buffer."""
         conn, k = self.conn, self.run.kernels
-        pre, post = conn.pre, conn.post
         k.fill_zero(self.dW)
         k.fill_zero(self.counts)
         args = conn.map_args()
         for arbor, d in enumerate(conn.delays()):
-            if pre.group["sparseLayer"]:
-                offsets, idx, val = pre.active_level(d)
-                k.hebbian_shared_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], post.level(0),
-                                        self.dW[arbor], self.counts[arbor], F32(self.dw_max), *args,
-                                        pre.margin_x, pre.margin_y, post.margin_x, post.margin_y)
-            else:
-                k.hebbian_shared(pre.level(d), post.level(0), self.dW[arbor], self.counts[arbor],
-                                 F32(self.dw_max), *args, pre.margin_x, pre.margin_y,
-                                 post.margin_x, post.margin_y)
+            for pre, post in [(conn.pre, conn.post)] + [(c.pre, c.post) for c in self.clones]:
+                if pre.group["sparseLayer"]:
+                    offsets, idx, val = pre.active_level(d)
+                    k.hebbian_shared_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], post.level(0),
+                                            self.dW[arbor], self.counts[arbor], F32(self.dw_max), *args,
+                                            pre.margin_x, pre.margin_y, post.margin_x, post.margin_y)
+                else:
+                    k.hebbian_shared(pre.level(d), post.level(0), self.dW[arbor], self.counts[arbor],
+                                     F32(self.dw_max), *args, pre.margin_x, pre.margin_y,
+                                     post.margin_x, post.margin_y)
         self.local_buf[0] = k.to_host(self.dW)  # dW crosses to the host for the all-reduce
         self.local_buf[1] = k.to_host(self.counts)
 

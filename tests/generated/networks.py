@@ -8,12 +8,13 @@ optional side branch (a fixed or learning HyPerConn, shared or not, one or
 two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
 of probes (norm probes with and without triggers, inside and outside an
 energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
-are multiples of 4 so that several layouts of 2 and 4 ranks fit. A CloneVLayer or
-RescaleLayer may follow one of them, the side branch may drop out
-(DropoutLayer), and a point-wise layer may join (FirmThresholdCostLayer,
-DependentFirmThresholdCostLayer, PtwiseQuotientLayer), and an
-InputRegionLayer may show where the input has data, and a WTAConn may pick
-V1's largest feature. Later issues add their classes here.
+are multiples of 4 so that several layouts of 2 and 4 ranks fit. Added
+for the classes of issue 23: a CloneVLayer or RescaleLayer following one
+of the layers, dropout in the side branch (DropoutLayer), a point-wise
+layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
+PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
+feature, and a reconstruction clone that teaches the dictionary
+(PlasticCloneConn). Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -348,7 +349,9 @@ def networks(draw):
                             "writeStep": draw(st.sampled_from([-1, 1, 2])), "initialWriteTime": 0},
               "V1ToRecon": {"class": "CloneConn", "channelCode": 0, "originalConnName": "V1ToError",
                             "writeStep": -1}}
-    if draw(st.booleans()):  # a CopyConn instead: its own copy of the weights, under its own normalizer
+    if draw(st.integers(0, 3)) == 0:  # the reconstruction also teaches the dictionary (V1 x Recon)
+        groups["V1ToRecon"]["class"] = "PlasticCloneConn"
+    elif draw(st.booleans()):  # a CopyConn instead: its own copy of the weights, under its own normalizer
         groups["V1ToRecon"].update({"class": "CopyConn", "strength": draw(st.sampled_from([1.0, 2.0])),
                                     "normalizeMethod": draw(_normalization(dictionary)),
                                     "writeStep": draw(st.sampled_from([-1, 1])), "initialWriteTime": 0})
