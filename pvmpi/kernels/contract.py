@@ -81,6 +81,9 @@ COMPUTE = (
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
     _k("deliver_feature_max", "A G lt up add",
        "G[nb, ny, nx, 0] (+)= the largest feature of extended A at each restricted position (WTAConn)"),
+    _k("sigmoid_transfer", "V A lt up Vth scale sigmoid inverse",
+       "A's restricted window = 1/(1 + exp(2(V - Vth) scale)), or with sigmoid False the clipped ramp "
+       "0.5 - (V - Vth) scale/2; with inverse 1 - that (SigmoidLayer)"),
     _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
        "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "

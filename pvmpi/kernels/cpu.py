@@ -44,6 +44,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     momentum_weights,
     rescale_batch,
     scale_into,
+    sigmoid_transfer,
     update_momentum_lca,
 )
 from pvmpi.kernels.transfer import transfer1, transfer_args

@@ -1494,3 +1494,32 @@ def deliver_feature_max(A, G, lt, up, add):
     if n:
         _k_feature_max[_blocks(n, THREADS), THREADS](a.dev, g.dev, ny, nx, int(lt), int(up), bool(add))
     g.done()
+
+
+@cuda.jit
+def _k_sigmoid(V2, A3, ny, lt, up, vth, scale, sigmoid, inverse):
+    n = V2.shape[1]
+    one = float32(1)
+    for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
+        b = r // ny
+        ya = r - b * ny + up
+        for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n,
+                       cuda.gridDim.x * cuda.blockDim.x):
+            if sigmoid:
+                a = one / (one + math.exp(float32(2) * (V2[r, j] - vth) * scale))
+            else:
+                a = min(max(float32(0.5) - (V2[r, j] - vth) * scale / float32(2), float32(0)), one)
+            A3[b, ya, lt + j] = one - a if inverse else a
+
+
+def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
+    """SigmoidLayer's A on the device (see numpy_ref.sigmoid_transfer)."""
+    _check_out("A", A)
+    nb, ny, nx, nf = V.shape
+    v = _Arg("sg.V", V, shape=(nb * ny, nx * nf))
+    a = _Arg("sg.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
+    if nb * ny and nx * nf:
+        grid, block = _grid2(nb * ny, nx * nf)
+        _k_sigmoid[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up), _F32(Vth), _F32(scale), bool(sigmoid),
+                                bool(inverse))
+    a.done()

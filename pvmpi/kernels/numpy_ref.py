@@ -442,3 +442,15 @@ def deliver_feature_max(A, G, lt, up, add):
         G[..., 0] += top
     else:
         G[..., 0] = top
+
+
+def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
+    """SigmoidLayer's A on the restricted window: 1/(1 + exp(2(V - Vth)·scale)), or (sigmoid False)
+    0.5 - (V - Vth)·scale/2 clipped to [0, 1]; inverse gives 1 - A."""
+    ny, nx = V.shape[1], V.shape[2]
+    Vth, scale, one = _F32(Vth), _F32(scale), _F32(1)
+    if sigmoid:
+        a = one / (one + np.exp(_F32(2) * (V - Vth) * scale))
+    else:
+        a = np.clip(_F32(0.5) - (V - Vth) * scale / _F32(2), _F32(0), one)
+    A[:, up:up + ny, lt:lt + nx] = one - a if inverse else a

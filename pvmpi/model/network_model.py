@@ -340,6 +340,8 @@ def _check_references(model, raw, kinds, err_for):
                         f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer {model.layer_size(g)}")
                 _set(g, "phase", orig["phase"])  # OpenPV's DependentPhaseParam and boundary conditions
                 _set(g, "mirrorBCflag", orig["mirrorBCflag"])
+            if g.is_a("SigmoidLayer") and not 0 <= g["SigmoidAlpha"] <= 1:
+                raise err_for(rg, "SigmoidAlpha")(f"{g['SigmoidAlpha']} is not between 0 and 1")
             if g.is_a("DependentFirmThresholdCostLayer"):
                 _check_cost_original(model, g, raw, err_for)
             if g.is_a("HyPerLCALayer"):
@@ -483,7 +485,7 @@ def _check_original_layer(model, g, raw, err_for):
         raise err_for(rg, "originalLayerName")(
             f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer is {model.layer_size(g)}: "
             f"a {g.cls} has its original's size")
-    if g.cls == "CloneVLayer" and not orig.is_a("HyPerLayer"):
+    if not g.is_a("RescaleLayer") and not orig.is_a("HyPerLayer"):
         raise err_for(rg, "originalLayerName")(f"'{orig.name}' is a {orig.cls}, which has no V to clone")
     seen = [g.name]
     while orig is not None and orig.kind == "layer" and orig.is_a("CloneVLayer"):

@@ -208,6 +208,14 @@ _cls("CloneVLayer", "layer", "A = the V of originalLayerName (a layer of the sam
       "own has no state to reset).", choices=("updateOnlyOnTrigger", "ignore")),
 ], parent="BaseLayer")
 
+_cls("SigmoidLayer", "layer", "A = a sigmoid of the V of originalLayerName (a CloneVLayer; A starts at 0).", [
+    P("Vrest", "float", -70.0, "Resting potential: with VthRest, the sigmoid's midpoint (VthRest + Vrest)/2."),
+    P("VthRest", "float", -55.0, "Resting threshold."),
+    P("SigmoidAlpha", "float", 0.1, "A at V = Vrest (0 to 1): sets the slope."),
+    P("SigmoidFlag", "bool", True, "The logistic function; false: a linear ramp clipped to [0, 1]."),
+    P("InverseFlag", "bool", False, "A = 1 - the sigmoid."),
+], parent="CloneVLayer")
+
 _cls("RescaleLayer", "layer", "A = the A of originalLayerName rescaled each update by rescaleMethod "
      "(per batch element: over the whole layer, or over the features at each position).", [
     P("rescaleMethod", "str", doc="maxmin, meanstd, l2, l2NoMean: over the whole layer; pointmeanstd, "
@@ -311,7 +319,7 @@ _WEIGHTS = [
     P("numAxonalArbors", "int", 1, "Number of arbors."),
     P("weightInitType", "str", doc="Weight initialisation.",
       choices=("UniformRandomWeight", "GaussianRandomWeight", "UniformWeight", "Gauss2DWeight",
-               "FileWeight")),
+               "FileWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")),
     P("frameNumber", "int", 0, "Frame of initWeightsFile."),
     P("wMinInit", "float", 0.0, "UniformRandomWeight lower bound."),
     P("wMaxInit", "float", 1.0, "UniformRandomWeight upper bound."),
@@ -319,7 +327,8 @@ _WEIGHTS = [
     P("minNNZ", "int", 0, "UniformRandomWeight: minimum nonzeros per patch."),
     P("wGaussMean", "float", 0.0, "GaussianRandomWeight mean."),
     P("wGaussStdev", "float", 1.0, "GaussianRandomWeight standard deviation."),
-    P("weightInit", "float", 0.0, "UniformWeight value."),
+    P("weightInit", "float", 0.0, "UniformWeight value; OneToOneWeights' value at the patch centre "
+      "(IdentWeight: 1)."),
     P("connectOnlySameFeatures", "bool", False, "UniformWeight: only f -> f."),
     P("aspect", "float", 1.0, "Gauss2DWeight: aspect ratio (scales the rotated y distance)."),
     P("sigma", "float", 0.8, "Gauss2DWeight: width of the Gaussian.", unit="pre pixels"),

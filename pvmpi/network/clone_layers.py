@@ -1,5 +1,5 @@
-"""Layers that follow another layer (originalLayerName) instead of integrating input: CloneVLayer
-and RescaleLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
+"""Layers that follow another layer (originalLayerName) instead of integrating input: CloneVLayer,
+SigmoidLayer and RescaleLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
 
 Each reads the original's current buffer directly, as OpenPV does: the new one if the original
 updated earlier in this step, the previous one otherwise (a later layer of the same phase).
@@ -40,6 +40,31 @@ class CloneVLayer(FollowsLayer):
     def update(self, t):
         self.run.kernels.scale_into(self.A, self.original.V, 1.0, False, dst_lt=self.margin_x,
                                     dst_up=self.margin_y)
+
+
+class SigmoidLayer(CloneVLayer):
+    """A = a sigmoid of the original's V (A starts at 0, as OpenPV's SigmoidActivityBuffer)."""
+
+    def initialize(self, seeds):
+        """A stays 0 until the first update."""
+
+    def update(self, t):
+        g = self.group
+        self.run.kernels.sigmoid_transfer(self.original.V, self.A, self.margin_x, self.margin_y,
+                                          *self.sigmoid_constants(), g["SigmoidFlag"], g["InverseFlag"])
+
+    def sigmoid_constants(self):
+        """(Vth, scale) in OpenPV's float32: Vth = (VthRest + Vrest)/2, scale = -log(1/alpha - 1)/(Vth - Vrest),
+        divided by log 3 without SigmoidFlag."""
+        from .random import logf
+
+        g = self.group
+        vrest, one = F32(g["Vrest"]), F32(1)
+        vth = (F32(g["VthRest"]) + vrest) / F32(2)
+        scale = -logf(np.array([one / F32(g["SigmoidAlpha"]) - one], F32))[0] / (vth - vrest)
+        if not g["SigmoidFlag"]:
+            scale = scale / logf(np.array([3], F32))[0]
+        return vth, F32(scale)
 
 
 class RescaleLayer(FollowsLayer):
@@ -89,4 +114,4 @@ class RescaleLayer(FollowsLayer):
         return out
 
 
-CLONE_CLASSES = {"CloneVLayer": CloneVLayer, "RescaleLayer": RescaleLayer}
+CLONE_CLASSES = {"CloneVLayer": CloneVLayer, "RescaleLayer": RescaleLayer, "SigmoidLayer": SigmoidLayer}

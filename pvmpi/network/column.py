@@ -126,7 +126,7 @@ class Column:
         Shared weights are seeded per kernel; non-shared per global extended pre neuron,
         so the weights do not depend on the MPI layout (facts §3.11(c)).
         """
-        from .initializers import init_weights, weights_seed_count
+        from .initializers import GEOMETRIC_WEIGHT_TYPES, init_weights, weights_seed_count
 
         g = conn.group
         pre = conn.pre
@@ -142,15 +142,16 @@ class Column:
         if base is not None and not conn.shared:
             patch_seeds = (base + conn.global_patch_numbers()) & 0xFFFFFFFF
             base = None
-        geometry = self.gauss2d_geometry(conn) if g["weightInitType"] == "Gauss2DWeight" else None
+        geometry = self.unit_cells(conn) if g["weightInitType"] in GEOMETRIC_WEIGHT_TYPES else None
         return init_weights(g["weightInitType"], g, shape=conn.shape, seed_base=base, patch_seeds=patch_seeds,
                             read_weights=lambda path, frame: self.read_weights(path, frame, conn,
                                                                                "initWeightsFile"),
                             group=g.name, geometry=geometry)
 
     @staticmethod
-    def gauss2d_geometry(conn):
-        """Each kernel's OpenPV data-patch index and unit-cell position (InitWeights' conventions)."""
+    def unit_cells(conn):
+        """Each kernel's OpenPV data-patch index and unit-cell position (InitWeights' conventions), for
+        Gauss2DWeight and the one-to-one types."""
         from .initializers import Gauss2DGeometry
 
         pre, xm, ym = conn.pre, conn.xmap, conn.ymap

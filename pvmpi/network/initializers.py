@@ -25,6 +25,7 @@ __all__ = [
     "RANDOM_INITV_TYPES",
     "RANDOM_WEIGHT_TYPES",
     "WEIGHT_INIT_TYPES",
+    "GEOMETRIC_WEIGHT_TYPES",
     "Gauss2DGeometry",
     "gauss2d_weights",
     "init_v",
@@ -38,7 +39,10 @@ INITV_TYPES = ("ZeroV", "ConstantV", "UniformRandomV", "GaussianRandomV",
 RANDOM_INITV_TYPES = frozenset({"UniformRandomV", "GaussianRandomV", "DiscreteUniformRandomV"})
 
 WEIGHT_INIT_TYPES = ("UniformRandomWeight", "GaussianRandomWeight",
-                     "DiscreteUniformRandomWeight", "UniformWeight", "Gauss2DWeight", "FileWeight")
+                     "DiscreteUniformRandomWeight", "UniformWeight", "Gauss2DWeight", "FileWeight",
+                     "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
+#: the types that need the connection's unit cells (a Gauss2DGeometry)
+GEOMETRIC_WEIGHT_TYPES = ("Gauss2DWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
 RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
                                  "DiscreteUniformRandomWeight"})
 
@@ -223,9 +227,12 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
             same = (np.arange(nfp)[None, :] == kf[:, None])  # [nk, nfp]
             w = np.where(same[None, :, None, None, :], w, np.float32(0)).astype(np.float32)
         return w
+    if init_type in GEOMETRIC_WEIGHT_TYPES and geometry is None:
+        raise ValueError(f"{init_type} needs the connection geometry")
+    if init_type in ("OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"):
+        value = np.float32(1) if init_type == "IdentWeight" else get_f32(params, "weightInit", "HyPerConn")
+        return one_to_one_weights(shape, geometry, value, init_type == "OneToOneWeightsWithDelays")
     if init_type == "Gauss2DWeight":
-        if geometry is None:
-            raise ValueError("Gauss2DWeight needs the connection geometry")
         w = gauss2d_weights(params, shape=shape, geometry=geometry, group=group)
         return np.array(np.broadcast_to(w, shape))
     if init_type not in RANDOM_WEIGHT_TYPES:
@@ -341,6 +348,21 @@ def _read_weights_file(path, params, shape, read_weights, group):
 
 _PI = 3.1415926535897932  # OpenPV's PI, a double
 F32 = np.float32
+
+
+def one_to_one_weights(shape, geometry, value, with_delays):
+    """OpenPV's one-to-one patches [arbors, nk, nyp, nxp, nfp]: ``value`` at the patch centre for the
+    post feature equal to the pre neuron's unit-cell index u = f + nf*(unit_x + sx*unit_y) (with
+    delays: numArbors*u + arbor), 0 elsewhere."""
+    arbors, nk, nyp, nxp, nfp = shape
+    g = geometry
+    sx = 2 ** g.log2_diff_x if g.log2_diff_x > 0 else 1
+    unit = g.patch_index % g.nf_pre + g.nf_pre * (g.unit_x + sx * g.unit_y)  # [nk]
+    w = np.zeros(shape, np.float32)
+    for arbor in range(arbors):
+        target = arbors * unit + arbor if with_delays else unit
+        w[arbor, :, nyp // 2, nxp // 2, :] = np.where(np.arange(nfp)[None, :] == target[:, None], value, 0)
+    return w
 
 
 class Gauss2DGeometry:

@@ -9,12 +9,12 @@ two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
 of probes (norm probes with and without triggers, inside and outside an
 energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
 are multiples of 4 so that several layouts of 2 and 4 ranks fit. Added
-for the classes of issue 23: a CloneVLayer or RescaleLayer following one
+for the classes of issue 23: a CloneVLayer, SigmoidLayer or RescaleLayer following one
 of the layers, dropout in the side branch (DropoutLayer), a point-wise
 layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
-feature, and a reconstruction clone that teaches the dictionary
-(PlasticCloneConn). Later issues add their classes here.
+feature, a reconstruction clone that teaches the dictionary
+(PlasticCloneConn), and one-to-one side weights. Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,8 +161,13 @@ def _learning(draw):
 
 @st.composite
 def _weights(draw, gauss2d=False):
-    kinds = ["UniformRandomWeight", "GaussianRandomWeight"] + (["Gauss2DWeight"] if gauss2d else [])
+    kinds = ["UniformRandomWeight", "GaussianRandomWeight"] + (
+        ["Gauss2DWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"] if gauss2d else [])
     kind = draw(st.sampled_from(kinds))
+    if kind in ("OneToOneWeights", "OneToOneWeightsWithDelays"):
+        return {"weightInitType": kind, "weightInit": draw(st.sampled_from([0.5, 2.0]))}
+    if kind == "IdentWeight":
+        return {"weightInitType": kind}
     if kind == "Gauss2DWeight":
         return {"weightInitType": kind, "sigma": draw(st.sampled_from([0.8, 2.0])),
                 "rMax": draw(st.sampled_from([1.4, 3.0])), "aspect": draw(st.sampled_from([1.0, 2.0]))}
@@ -207,13 +212,18 @@ _RESCALES = _FEATURE_RESCALES + ("maxmin", "meanstd", "l2", "l2NoMean", "logreg"
 
 @st.composite
 def _follower(draw, groups, with_v):
-    """A CloneVLayer of a layer with V, or a RescaleLayer of any layer, with its original's size.
+    """A CloneVLayer or SigmoidLayer of a layer with V, or a RescaleLayer of any layer, with its original's size.
 
     The per-position rescales follow Recon, which has no margins: with margins OpenPV indexes
     those methods' buffers as if it had none (docs/openpv-migration.md, a deliberate difference).
     """
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["CloneVLayer", "SigmoidLayer", "RescaleLayer"]))
+    if kind == "CloneVLayer":
         g = {"class": "CloneVLayer", "originalLayerName": draw(st.sampled_from(with_v))}
+    elif kind == "SigmoidLayer":
+        g = {"class": "SigmoidLayer", "originalLayerName": draw(st.sampled_from(with_v)), "Vrest": 0.0,
+             "VthRest": draw(st.sampled_from([0.5, 1.0])), "SigmoidAlpha": draw(st.sampled_from([0.1, 0.3])),
+             "SigmoidFlag": draw(st.booleans()), "InverseFlag": draw(st.booleans())}
     else:
         method = draw(st.sampled_from(_RESCALES))
         g = {"class": "RescaleLayer", "rescaleMethod": method,

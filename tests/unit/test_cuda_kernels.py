@@ -666,3 +666,14 @@ def test_deliver_feature_max(cu, add):
     ref.deliver_feature_max(A, want, 1, 1, add)
     cu.deliver_feature_max(A, got, 1, 1, add)
     close(got, want)
+
+
+@inner
+@pytest.mark.parametrize("sigmoid,inverse", [(True, False), (False, True)])
+def test_sigmoid_transfer(cu, sigmoid, inverse):
+    V = np.random.default_rng(4).normal(size=(2, 3, 4, 2)).astype(np.float32)
+    want = np.full((2, 5, 6, 2), 9.0, np.float32)
+    got = want.copy()
+    ref.sigmoid_transfer(V, want, 1, 1, 0.25, 2.0, sigmoid, inverse)
+    cu.sigmoid_transfer(V, got, 1, 1, 0.25, 2.0, sigmoid, inverse)
+    close(got, want)

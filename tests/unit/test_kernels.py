@@ -656,3 +656,14 @@ def test_deliver_feature_max():
     np.testing.assert_array_equal(G[..., 0], 1 + A[:, 1:4, 1:5].max(axis=-1))
     ref.deliver_feature_max(A, G, 1, 1, False)
     np.testing.assert_array_equal(G[..., 0], A[:, 1:4, 1:5].max(axis=-1))
+
+
+@pytest.mark.parametrize("sigmoid,inverse", [(True, False), (False, False), (True, True), (False, True)])
+def test_sigmoid_transfer(sigmoid, inverse):
+    V = np.linspace(-3, 3, 24, dtype=np.float32).reshape(1, 3, 4, 2)
+    A = np.full((1, 5, 6, 2), 9.0, np.float32)
+    ref.sigmoid_transfer(V, A, 1, 1, 0.5, 1.5, sigmoid, inverse)
+    v = V.astype(np.float64)
+    want = 1 / (1 + np.exp(2 * (v - 0.5) * 1.5)) if sigmoid else np.clip(0.5 - (v - 0.5) * 0.75, 0, 1)
+    np.testing.assert_allclose(A[:, 1:4, 1:5], 1 - want if inverse else want, rtol=1e-6, atol=1e-7)
+    assert (A[:, 0] == 9).all()
