@@ -110,6 +110,13 @@ def _compare_pvp(d, rel, fa, fb):
     if ha != hb:
         d.problems.append(f"{rel}: headers differ: {hb} instead of {ha}")
         return
+    if ha["datatype"] == pvp.DATATYPE_TAUS_UINT4:  # random generator states: equal, bit for bit
+        from pvmpi.io.openpv_checkpoint import read_rand_state
+
+        sa, sb = read_rand_state(fa), read_rand_state(fb)
+        if not np.array_equal(sa, sb):
+            d.problems.append(f"{rel}: {int((sa != sb).any(axis=-1).sum())} generator states differ")
+        return
     ra, rb = pvp.read(fa), pvp.read(fb)
     if not np.array_equal(ra.times, rb.times):
         d.problems.append(f"{rel}: timestamps {list(rb.times)} instead of {list(ra.times)}")

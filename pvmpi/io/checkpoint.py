@@ -278,6 +278,13 @@ class CheckpointWriter:
             return total if self.h5 is not None else None
         return None
 
+    def rand_state(self, name, local, tile, frames_of):
+        """Random generator states of the restricted neurons, local uint32 [nb, ny, nx, nf, 4], gathered;
+        ``frames_of`` lays them out as OpenPV's rand_state file (used by the OpenPV form only)."""
+        nb, ny, nx, nf, _ = local.shape
+        glob = self.comms.gather_layer(np.ascontiguousarray(local).reshape(nb, ny, nx, nf * 4), tile)
+        self._dataset(name, glob, "taus88 generator states [s0 s1 s2 s3] per restricted neuron")
+
     def openpv_weights(self, name, W, weights_geometry):
         """Shared weights for OpenPV's form only (its ``<conn>_dW.pvp``); see :meth:`shared`."""
 
@@ -422,6 +429,10 @@ class CheckpointReader:
         """Where the output files of batch elements kb0 .. kb0+nb-1 stood (bytes), as the object
         ``key`` checkpointed them; ``file_name`` (``{g}``: the element) names them in OpenPV's form."""
         return self.batch_values(key + "/file_positions", kb0, nb)
+
+    def rand_state(self, name, tile, nf, neurons_of):
+        """This tile's generator states uint32 [nb, ny, nx, nf, 4] (``neurons_of``: for OpenPV's file layout)."""
+        return self.restricted(name, tile, 4 * nf).reshape(tile.nb, tile.ny, tile.nx, nf, 4)
 
     def batch_values(self, name, kb0, nb):
         """Per-batch-element values of global elements kb0 .. kb0+nb-1 (g reads saved g

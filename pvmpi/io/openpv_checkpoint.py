@@ -43,13 +43,51 @@ def openpv_file(name):
     if len(parts) < 3:
         return None, None
     kind, obj, entry = parts
-    if kind == "layers" and entry in ("V", "A", "prevDrive"):
+    if kind == "layers" and entry in ("V", "A", "prevDrive", "SinceLastSpike"):
         return f"{obj}_{entry}.pvp", None
     if kind == "layers" and entry.startswith("Delays") and entry[6:].isdigit():
         return f"{obj}_Delays.pvp", int(entry[6:])
     if kind == "connections" and entry in ("W", "prev_dW", "dW"):
         return f"{obj}_{entry}.pvp", None
     return None, None
+
+
+def write_rand_state(path, time, frames):
+    """A PVP file of taus88 generator states (OpenPV's rand_state: dense, data type 5, 16 bytes per
+    neuron s0 s1 s2 s3), one frame per batch element; ``frames`` uint32 [n, ny, nx, nf, 4]."""
+    n, ny, nx, nf, _ = frames.shape
+    fields = pvp._activity_header(pvp.PVP_NONSPIKING_ACT_FILE_TYPE, nx, ny, nf, n)
+    fields.update(datasize=16, datatype=pvp.DATATYPE_TAUS_UINT4, nbatch=n)  # header time 0, as OpenPV
+    record = np.dtype([("time", "<f8"), ("data", "<u4", (ny * nx * nf * 4,))])
+    body = np.zeros(n, record)
+    body["time"] = time
+    body["data"] = np.ascontiguousarray(frames, np.uint32).reshape(n, -1)
+    with naming(path), open(path, "wb") as f:
+        f.write(pvp._pack_header(fields))
+        f.write(body.tobytes())
+
+
+def read_rand_state(path):
+    """The frames of a rand_state PVP file, uint32 [n, ny, nx, nf, 4]."""
+    h = pvp.read_header(path)
+    if h["datatype"] != pvp.DATATYPE_TAUS_UINT4 or h["datasize"] != 16:
+        raise PvmpiError(f"not a file of random generator states (data type {h['datatype']}, "
+                         f"{h['datasize']} bytes per value)", file=path)
+    ny, nx, nf = h["ny"], h["nx"], h["nf"]
+    record = np.dtype([("time", "<f8"), ("data", "<u4", (ny * nx * nf * 4,))])
+    body = np.fromfile(path, record, offset=h["headersize"])
+    return body["data"].reshape(len(body), ny, nx, nf, 4)
+
+
+def rand_state_tile(path, tile, nf, neurons_of, saved_nbatch=None):
+    """A tile's generator states uint32 [nb, ny, nx, nf, 4] from a rand_state file: ``neurons_of(frames)``
+    gives the global [nbatch, ny, nx, nf, 4] of each neuron; element g reads saved g mod the saved nbatch."""
+    if not os.path.isfile(path):
+        raise PvmpiError(f"the checkpoint has no {os.path.basename(path)}", file=os.path.dirname(path))
+    glob = neurons_of(read_rand_state(path))
+    n = saved_nbatch or len(glob)
+    return np.stack([glob[(tile.kb0 + b) % n, tile.ky0:tile.ky0 + tile.ny, tile.kx0:tile.kx0 + tile.nx]
+                     for b in range(tile.nb)])
 
 
 def _number_text(v):
@@ -106,6 +144,15 @@ class OpenPVCheckpointWriter(CheckpointWriter):
         ds = self.h5.create_dataset(name + "_margins", data=margins, compression="gzip", compression_opts=1)
         ds.attrs["description"] = f"{doc}: the halo only ({fname} holds the rest)"
         ds.attrs["sha256"] = checksum(margins)
+
+    def rand_state(self, name, local, tile, frames_of):
+        """OpenPV's ``<L>_rand_state.pvp``: the generators of the restricted neurons, local uint32 [nb, ny, nx, nf, 4],
+        gathered; ``frames_of(global)`` lays them out as OpenPV's file holds them ([nbatch, nyE, nxE, nf, 4])."""
+        nb, ny, nx, nf, _ = local.shape
+        glob = self.comms.gather_layer(np.ascontiguousarray(local).reshape(nb, ny, nx, nf * 4), tile)
+        if self.h5 is not None:
+            frames = frames_of(glob.reshape(glob.shape[:3] + (nf, 4)))
+            write_rand_state(os.path.join(self.tmp, f"{name.split('/')[1]}_rand_state.pvp"), self.time, frames)
 
     def shared(self, name, array, doc, weights_geometry=None):
         """Shared weights as OpenPV's ``<C>_W.pvp`` / ``_prev_dW.pvp`` (type 5); other arrays in pvmpi_state.h5."""
@@ -214,6 +261,11 @@ class OpenPVFormReader(CheckpointReader):
         out[:, my:my + tile.ny, mx:mx + tile.nx] = self._frames(fname, tile, nf, level)
         return out
 
+    def rand_state(self, name, tile, nf, neurons_of):
+        """This tile's generator states from ``<L>_rand_state.pvp`` (see :func:`rand_state_tile`)."""
+        return rand_state_tile(os.path.join(self.path, f"{name.split('/')[1]}_rand_state.pvp"), tile, nf,
+                               neurons_of, self.saved_nbatch)
+
     def shared(self, name, shape=None):
         """Shared weights from OpenPV's file; non-shared ones and other arrays from pvmpi_state.h5."""
         fname, _ = openpv_file(name)
@@ -294,6 +346,11 @@ class OpenPVCheckpointReader:
         out = np.zeros((tile.nb, tile.ny + 2 * my, tile.nx + 2 * mx, nf), np.float32)
         out[:, my:my + tile.ny, mx:mx + tile.nx] = core
         return out
+
+    def rand_state(self, name, tile, nf, neurons_of):
+        """This tile's generator states from ``<L>_rand_state.pvp`` (see :func:`rand_state_tile`)."""
+        return rand_state_tile(self._file(name.rsplit("/", 1)[0] + "/rand_state", ".pvp"), tile, nf, neurons_of,
+                               self.saved_nbatch)
 
     def shared(self, name, shape=None):
         """Shared weights (``<Conn>/W``, ``<Conn>/prev_dW``) from the connection's .pvp file."""

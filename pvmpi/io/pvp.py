@@ -33,6 +33,7 @@ PVP_ACT_SPARSEVALUES_FILE_TYPE = 6
 # Data types (`dataType`, facts 1.4).
 DATATYPE_BYTE = 1
 DATATYPE_FLOAT = 3
+DATATYPE_TAUS_UINT4 = 5  # random generator states (rand_state checkpoint files)
 
 _INT_FIELDS = (
     "headersize", "numparams", "filetype", "nx", "ny", "nf", "numrecords",

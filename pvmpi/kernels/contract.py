@@ -84,6 +84,12 @@ COMPUTE = (
     _k("sigmoid_transfer", "V A lt up Vth scale sigmoid inverse",
        "A's restricted window = 1/(1 + exp(2(V - Vth) scale)), or with sigmoid False the clipped ramp "
        "0.5 - (V - Vth) scale/2; with inverse 1 - that (SigmoidLayer)"),
+    _k("retina_rate", "GSyn A lt up gain base",
+       "A's restricted window = gain (GSyn[0] - GSyn[1]) + base (the non-spiking Retina)"),
+    _k("retina_spikes", "GSyn A since rng lt up dt prob_base prob_stim burst abs_refractory refractory",
+       "the spiking Retina: each neuron past its absolute refractory period draws from its taus88 generator "
+       "(rng uint32 [4, nb, ny, nx, nf]) and spikes (A = 1, since = 0) with OpenPV's probability; since "
+       "[nb, ny, nx, nf] counts the time since the last spike"),
     _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
        "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "

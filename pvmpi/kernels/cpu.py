@@ -43,6 +43,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     firm_threshold_transfer,
     momentum_weights,
     rescale_batch,
+    retina_rate,
     scale_into,
     sigmoid_transfer,
     update_momentum_lca,
@@ -1008,3 +1009,37 @@ def dropout(A, rng, probability, lt, up):
     (see numpy_ref.dropout)."""
     _check_out("A", A)
     _dropout(A, rng, np.uint64(probability), *_ints(lt, up))
+
+
+@njit(**_JIT)
+def _retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
+    nb, ny, nx, nf = T.shape
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            for f in range(nf):
+                t = T[b, y, x, f] + dt
+                spike = False
+                if t >= absr:
+                    rf = np.float32(1) - np.float32(math.exp(-(t - absr) / refr))
+                    if rf < 0:
+                        rf = np.float32(0)
+                    p = base * rf + (stim * (G[0, b, y, x, f] - G[1, b, y, x, f])) * rf * burst
+                    s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]),
+                                         np.uint64(R[3, b, y, x, f]))
+                    s0 = s1 ^ s2 ^ s3
+                    R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
+                    R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+                    spike = np.float32(s0) / np.float32(4294967296.0) < p
+                A[b, up + y, lt + x, f] = np.float32(1) if spike else np.float32(0)
+                T[b, y, x, f] = np.float32(0) if spike else t
+
+
+def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, abs_refractory, refractory):
+    """The spiking Retina (see numpy_ref.retina_spikes), rows in parallel."""
+    _check_out("A", A)
+    _check_out("since", since)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _retina_spikes(np.ascontiguousarray(GSyn, np.float32), A, since, rng, *_ints(lt, up),
+                       *(_F32(v) for v in (dt, prob_base, prob_stim, burst, abs_refractory, refractory)))

@@ -1523,3 +1523,72 @@ def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
         _k_sigmoid[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up), _F32(Vth), _F32(scale), bool(sigmoid),
                                 bool(inverse))
     a.done()
+
+
+# --------------------------------------------------------------------- Retina
+
+@cuda.jit
+def _k_retina_rate(GS, A, ny, nx, lt, up, gain, base):
+    nf = A.shape[3]
+    for i in range(cuda.grid(1), GS.shape[1] * ny * nx * nf, cuda.gridsize(1)):
+        f = i % nf
+        x = (i // nf) % nx
+        y = (i // (nf * nx)) % ny
+        b = i // (nf * nx * ny)
+        A[b, up + y, lt + x, f] = gain * (GS[0, b, y, x, f] - GS[1, b, y, x, f]) + base
+
+
+def retina_rate(GSyn, A, lt, up, gain, base):
+    """The non-spiking Retina on the device (see numpy_ref.retina_rate)."""
+    _check_out("A", A)
+    g, a = _Arg("rr.G", GSyn), _Arg("rr.A", A)
+    n = int(np.prod(GSyn.shape[1:]))
+    if n:
+        _k_retina_rate[_blocks(n, THREADS), THREADS](g.dev, a.dev, GSyn.shape[2], GSyn.shape[3], int(lt), int(up),
+                                                     _F32(gain), _F32(base))
+    a.done()
+
+
+@cuda.jit
+def _k_retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
+    nb, ny, nx, nf = T.shape
+    m = np.uint32(0xFFFFFFFF)
+    for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
+        f = i % nf
+        x = (i // nf) % nx
+        y = (i // (nf * nx)) % ny
+        b = i // (nf * nx * ny)
+        t = T[b, y, x, f] + dt
+        spike = False
+        if t >= absr:
+            rf = float32(1) - math.exp(-(t - absr) / refr)
+            if rf < 0:
+                rf = float32(0)
+            p = base * rf + (stim * (G[0, b, y, x, f] - G[1, b, y, x, f])) * rf * burst
+            s1, s2, s3 = R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f]
+            s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
+            s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
+            s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
+            s0 = s1 ^ s2 ^ s3
+            R[0, b, y, x, f] = s0
+            R[1, b, y, x, f] = s1
+            R[2, b, y, x, f] = s2
+            R[3, b, y, x, f] = s3
+            spike = float32(s0) / float32(4294967296.0) < p
+        A[b, up + y, lt + x, f] = float32(1) if spike else float32(0)
+        T[b, y, x, f] = float32(0) if spike else t
+
+
+def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, abs_refractory, refractory):
+    """The spiking Retina on the device (see numpy_ref.retina_spikes): one thread per neuron."""
+    _check_out("A", A)
+    _check_out("since", since)
+    g, a, t, r = _Arg("rs.G", GSyn), _Arg("rs.A", A), _Arg("rs.T", since), _Arg("rs.R", rng)
+    n = int(np.prod(since.shape))
+    if n:
+        _k_retina_spikes[_blocks(n, THREADS), THREADS](g.dev, a.dev, t.dev, r.dev, int(lt), int(up),
+                                                       *(_F32(v) for v in (dt, prob_base, prob_stim, burst,
+                                                                           abs_refractory, refractory)))
+    a.done()
+    t.done()
+    r.done()

@@ -454,3 +454,33 @@ def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
     else:
         a = np.clip(_F32(0.5) - (V - Vth) * scale / _F32(2), _F32(0), one)
     A[:, up:up + ny, lt:lt + nx] = one - a if inverse else a
+
+
+# --------------------------------------------------------------------- Retina
+
+def retina_rate(GSyn, A, lt, up, gain, base):
+    """The non-spiking Retina: A = gain·(exc − inh) + base on the restricted window (gain = the burst
+    status times the stimulus probability, base the background probability, float32)."""
+    ny, nx = GSyn.shape[2], GSyn.shape[3]
+    A[:, up:up + ny, lt:lt + nx] = _F32(gain) * (GSyn[0] - GSyn[1]) + _F32(base)
+
+
+def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, abs_refractory, refractory):
+    """The spiking Retina, neuron by neuron as OpenPV: t = since + dt; within the absolute refractory
+    period no spike and no draw; else p = base·r + stim·(exc − inh)·r·burst with r = 1 − exp(−(t − abs)/refractory)
+    (at least 0), one draw u = s0/2^32, spike if u < p; since = 0 where it spiked, else t."""
+    ny, nx = GSyn.shape[2], GSyn.shape[3]
+    t = since + _F32(dt)
+    awake = t >= _F32(abs_refractory)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = _F32(1) - np.exp(-(t - _F32(abs_refractory)) / _F32(refractory))
+    r = np.where(r < 0, _F32(0), r).astype(_F32)
+    p = _F32(prob_base) * r + (_F32(prob_stim) * (GSyn[0] - GSyn[1])) * r * _F32(burst)
+    s1, s2, s3 = taus88_step(rng[1], rng[2], rng[3])
+    s0 = s1 ^ s2 ^ s3
+    for i, new in enumerate((s0, s1, s2, s3)):
+        rng[i] = np.where(awake, new, rng[i])
+    u = rng[0].astype(_F32) / _F32(4294967296.0)
+    spike = awake & (u < p)
+    A[:, up:up + ny, lt:lt + nx] = spike.astype(_F32)
+    since[...] = np.where(spike, _F32(0), t)

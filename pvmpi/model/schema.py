@@ -268,6 +268,25 @@ _cls("InputLayer", "layer", "Layers that read frames from files (facts §3.9).",
     P("jitterFlag", "bool", False, "Obsolete in OpenPV.", ignored=True),
 ], parent="BaseLayer", abstract=True)
 
+_cls("Retina", "layer", "Activity from the excitatory minus the inhibitory input: a rate "
+     "burst*P_stim*(exc - inh) + P_base, or spikes with that probability and refractoriness "
+     "(OpenPV's per-neuron random streams); no V.", [
+    *_TRIGGER,
+    P("triggerBehavior", "str", "updateOnlyOnTrigger", "What a trigger does.",
+      choices=("updateOnlyOnTrigger", "ignore")),
+    P("spikingFlag", "bool", True, "Spikes (A = 0 or 1) instead of rates."),
+    P("foregroundRate", "float", 1.0, "Stimulus rate: P_stim = foregroundRate*dt/1000 (at most 1).", unit="Hz"),
+    P("backgroundRate", "float", 0.0, "Background rate: P_base = backgroundRate*dt/1000 (at most 1).", unit="Hz"),
+    P("beginStim", "float", 0.0, "The stimulus acts from this time.", unit="time"),
+    P("endStim", "float", FLT_MAX, "The stimulus acts before this time (< 0: forever).", unit="time"),
+    P("burstFreq", "float", 1.0, "Bursts per second.", unit="Hz"),
+    P("burstDuration", "float", 1000.0, "Length of each burst; <= 0: a cosine of burstFreq instead.",
+      unit="ms"),
+    P("refractoryPeriod", "float", 5.0, "Spiking: the refractory factor 1 - exp(-(t - abs)/refractoryPeriod).",
+      unit="ms"),
+    P("absRefractoryPeriod", "float", 3.0, "Spiking: no spike this long after a spike.", unit="ms"),
+], parent="BaseLayer")
+
 _cls("InputRegionLayer", "layer", "A = 1 where originalLayerName (an input layer) shows image data, 0 where "
      "it pads; it takes the original's phase, mirrorBCflag and margins, and never updates on its own.", [
     P("originalLayerName", "str", doc="The ImageLayer or PvpLayer whose region is shown."),

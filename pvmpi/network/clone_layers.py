@@ -35,9 +35,11 @@ class CloneVLayer(FollowsLayer):
     """A = the original's V (restricted); at InitializeState too, once the original has its V."""
 
     def initialize(self, seeds):
+        """A = the original's initial V (the column initialises clones after their originals)."""
         self.update(0.0)
 
     def update(self, t):
+        """A = the original's current V."""
         self.run.kernels.scale_into(self.A, self.original.V, 1.0, False, dst_lt=self.margin_x,
                                     dst_up=self.margin_y)
 
@@ -49,6 +51,7 @@ class SigmoidLayer(CloneVLayer):
         """A stays 0 until the first update."""
 
     def update(self, t):
+        """A = the sigmoid of the original's current V."""
         g = self.group
         self.run.kernels.sigmoid_transfer(self.original.V, self.A, self.margin_x, self.margin_y,
                                           *self.sigmoid_constants(), g["SigmoidFlag"], g["InverseFlag"])
@@ -75,6 +78,7 @@ class RescaleLayer(FollowsLayer):
     """
 
     def update(self, t):
+        """A = the original's current A, rescaled."""
         g, k, src = self.group, self.run.kernels, self.original
         method = g["rescaleMethod"]
         args = (self.margin_x, self.margin_y, src.margin_x, src.margin_y)

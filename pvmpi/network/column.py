@@ -20,10 +20,11 @@ from .connections import CONNECTION_CLASSES, link_order
 from .guard import NumericGuard
 from .clone_layers import CLONE_CLASSES
 from .inputs import INPUT_CLASSES
+from .retina import Retina
 from .layers import LAYER_CLASSES
 from .timers import Timers
 
-LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES}
+LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES, "Retina": Retina}
 PROBES = {**LAYER_PROBE_CLASSES, **COLUMN_PROBE_CLASSES}
 SEED_MIN = 10_000_000
 

@@ -237,6 +237,7 @@ class InputRegionLayer(Layer):
         self.channels = 0
 
     def link(self, layers):
+        """Register with the original input layer, which marks its frames' region here."""
         self.original = layers[self.group["originalLayerName"]]
         self.original.region_layers.append(self)
 

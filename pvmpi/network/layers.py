@@ -619,6 +619,7 @@ class DependentFirmThresholdCostLayer(FirmThresholdCostLayer):
     """A FirmThresholdCostLayer with the threshold of originalLayerName (an ANNLayer)."""
 
     def link(self, layers):
+        """Also the original ANNLayer."""
         super().link(layers)
         self.original = layers[self.group["originalLayerName"]]
 

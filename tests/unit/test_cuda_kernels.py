@@ -677,3 +677,27 @@ def test_sigmoid_transfer(cu, sigmoid, inverse):
     ref.sigmoid_transfer(V, want, 1, 1, 0.25, 2.0, sigmoid, inverse)
     cu.sigmoid_transfer(V, got, 1, 1, 0.25, 2.0, sigmoid, inverse)
     close(got, want)
+
+
+@inner
+def test_retina(cu):
+    from pvmpi.network.random import TausBank
+
+    rng = np.random.default_rng(10)
+    G = rng.uniform(0, 1, (2, 2, 2, 3, 2)).astype(np.float32)
+    bank = TausBank(np.arange(24) + 30_000_000)
+    state = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape(4, 2, 2, 3, 2)
+    mine = state.copy()
+    since = np.where(rng.uniform(size=(2, 2, 3, 2)) < 0.3, 0.0, 5.0).astype(np.float32)
+    since2 = since.copy()
+    for _ in range(3):
+        A, B = np.zeros((2, 4, 5, 2), np.float32), np.zeros((2, 4, 5, 2), np.float32)
+        ref.retina_spikes(G, A, since, state, 1, 1, 1.0, 0.2, 0.9, 0.5, 1.5, 2.0)
+        cu.retina_spikes(G, B, since2, mine, 1, 1, 1.0, 0.2, 0.9, 0.5, 1.5, 2.0)
+        np.testing.assert_array_equal(A, B)
+    np.testing.assert_array_equal(state, mine)
+    np.testing.assert_array_equal(since, since2)
+    want, got = np.zeros((2, 4, 5, 2), np.float32), np.zeros((2, 4, 5, 2), np.float32)
+    ref.retina_rate(G, want, 1, 1, 0.5, 0.25)
+    cu.retina_rate(G, got, 1, 1, 0.5, 0.25)
+    close(got, want)

@@ -667,3 +667,42 @@ def test_sigmoid_transfer(sigmoid, inverse):
     want = 1 / (1 + np.exp(2 * (v - 0.5) * 1.5)) if sigmoid else np.clip(0.5 - (v - 0.5) * 0.75, 0, 1)
     np.testing.assert_allclose(A[:, 1:4, 1:5], 1 - want if inverse else want, rtol=1e-6, atol=1e-7)
     assert (A[:, 0] == 9).all()
+
+
+def test_retina_spikes_follow_the_rule_and_the_streams():
+    """Within the absolute refractory period no spike and no draw; past it one taus88 step per neuron and
+    a spike when s0/2^32 < p = (base + stim (exc - inh) burst) r; numba equals numpy bit for bit."""
+    from pvmpi.kernels.numpy_ref import taus88_step
+    from pvmpi.network.random import TausBank
+
+    rng = np.random.default_rng(5)
+    G = rng.uniform(0, 1, (2, 2, 3, 4, 2)).astype(np.float32)
+    bank = TausBank(np.arange(48) + 20_000_000)
+    before = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape(4, 2, 3, 4, 2)
+    state, fast = before.copy(), before.copy()
+    asleep = rng.uniform(size=(2, 3, 4, 2)) < 0.3
+    since = np.where(asleep, 0.0, 5.0).astype(np.float32)  # t = since + 1: 1 < 1.5 asleep, 6 awake
+    since2 = since.copy()
+    A, B = np.zeros((2, 5, 6, 2), np.float32), np.zeros((2, 5, 6, 2), np.float32)
+    ref.retina_spikes(G, A, since, state, 1, 1, 1.0, 0.2, 0.9, 0.5, 1.5, 2.0)
+    cpu.retina_spikes(G, B, since2, fast, 1, 1, 1.0, 0.2, 0.9, 0.5, 1.5, 2.0)
+    for x, y in ((A, B), (since, since2), (state, fast)):
+        np.testing.assert_array_equal(x, y)
+    spikes = A[:, 1:4, 1:5] == 1
+    np.testing.assert_array_equal(state[:, asleep], before[:, asleep])
+    assert not spikes[asleep].any() and (since[asleep] == 1).all()
+    s1, s2, s3 = taus88_step(before[1], before[2], before[3])
+    np.testing.assert_array_equal(state[0][~asleep], (s1 ^ s2 ^ s3)[~asleep])
+    r = np.float32(1) - np.exp(-(np.float32(6) - np.float32(1.5)) / np.float32(2))
+    p = np.float32(0.2) * r + (np.float32(0.9) * (G[0] - G[1])) * r * np.float32(0.5)
+    u = state[0].astype(np.float32) / np.float32(2**32)
+    np.testing.assert_array_equal(spikes[~asleep], (u < p)[~asleep])
+    assert 0 < spikes[~asleep].sum() < (~asleep).sum()
+    np.testing.assert_array_equal(since[~asleep], np.where(spikes, 0, 6)[~asleep])
+
+
+def test_retina_rate():
+    G = np.random.default_rng(6).normal(size=(2, 1, 2, 3, 1)).astype(np.float32)
+    A = np.zeros((1, 4, 5, 1), np.float32)
+    ref.retina_rate(G, A, 1, 1, 0.5, 0.25)
+    np.testing.assert_array_equal(A[:, 1:3, 1:4], np.float32(0.5) * (G[0] - G[1]) + np.float32(0.25))
