@@ -114,7 +114,8 @@ STATE = (
     _k("upload", "dst host", "dst[...] = host (broadcast)"),
     _k("fill_zero", "X", "X[...] = 0"),
     _k("copy", "dst src", "dst[...] = src for buffers of one shape"),
-    _k("gather_flat", "dst src index", "dst.flat[i] = src.flat[index[i]] (a TransposeConn's weights)"),
+    _k("gather_flat", "dst src index", "dst.flat[i] = src.flat[index[i]], 0 where index[i] < 0 (a "
+       "TransposeConn's weights)"),
 )
 
 #: Only with ``gemm_delivery``.

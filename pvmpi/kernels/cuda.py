@@ -1196,11 +1196,13 @@ def _flat4(a):
 @cuda.jit
 def _k_gather_flat(dst, src, index):
     for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
-        dst[i] = src[index[i]]
+        j = index[i]
+        dst[i] = src[j] if j >= 0 else float32(0)
 
 
 def gather_flat(dst, src, index):
-    """``dst.flat[i] = src.flat[index[i]]`` on the device (a TransposeConn following its original)."""
+    """``dst.flat[i] = src.flat[index[i]]``, 0 where ``index[i] < 0``, on the device (a TransposeConn
+    following its original)."""
     _check_out("dst", dst)
     n = int(np.prod(dst.shape))
     d, s = _Arg("gf.dst", dst, shape=(n,)), _Arg("gf.src", src, shape=(int(np.prod(src.shape)),))

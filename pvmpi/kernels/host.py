@@ -59,5 +59,8 @@ def copy(dst, src):
 
 
 def gather_flat(dst, src, index):
-    """``dst.flat[i] = src.flat[index[i]]`` (a TransposeConn's weights: a fixed permutation of W)."""
-    np.take(src.reshape(-1), index, out=dst.reshape(-1))
+    """``dst.flat[i] = src.flat[index[i]]``, 0 where ``index[i] < 0`` (a TransposeConn's weights: a
+    fixed gather of the original's)."""
+    flat = dst.reshape(-1)
+    np.take(src.reshape(-1), np.maximum(index, 0), out=flat)
+    flat[index < 0] = 0

@@ -168,12 +168,10 @@ class WeightedConnection(Connection):
             continue_output(self.writer, frames)
 
     def write_output(self, t):
-        """Append a weights frame (PVP type 5) when due; whether one was due."""
+        """Append a weights frame (PVP type 5, or type 3 for non-shared weights) when due; whether one was due."""
         if not self.writes() or not self.write_schedule.due(t):
             return False
-        if self.writer is not None:
-            self.writer.write(t, self.run.kernels.to_host(self.weights), self.xmap.n_kernels,
-                              self.ymap.n_kernels, self.pre.nf)
+        self.write_weights(self.writer, t, self.run.kernels.to_host(self.weights))
         return True
 
     def write_checkpoint(self, ck):
@@ -248,6 +246,77 @@ class WeightedConnection(Connection):
         ye, xe, f = self.pre_of_kernel()
         nxe = t.nx_global + 2 * self.pre.margin_x
         return ((ye + t.ky0) * nxe + xe + t.kx0) * nf + f
+
+    def global_nonshared(self, W):
+        """This tile's part of global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp].
+
+        A patch element belongs to the rank owning its post neuron: only that
+        rank's copy is up to date (the others never deliver through it). An
+        element past the post layer's edge (never updated) belongs to the tile at that edge.
+        """
+        pre, t, pt = self.pre, self.pre.tile, self.post.tile
+        ye, xe, f = self.pre_of_kernel()
+        xm, ym = self.xmap, self.ymap
+        px = (xm.mul * (xe - pre.margin_x) + xm.off) // xm.div
+        py = (ym.mul * (ye - pre.margin_y) + ym.off) // ym.div
+        px = px[:, None] + np.arange(W.shape[3])
+        py = py[:, None] + np.arange(W.shape[2])
+        in_x = ((px >= 0) | (pt.kx0 == 0)) & ((px < pt.nx) | (pt.kx0 + pt.nx == pt.nx_global))
+        in_y = ((py >= 0) | (pt.ky0 == 0)) & ((py < pt.ny) | (pt.ky0 + pt.ny == pt.ny_global))
+        owned = in_y[:, :, None] & in_x[:, None, :]
+        out = np.zeros((W.shape[0], t.ny_global + 2 * pre.margin_y, t.nx_global + 2 * pre.margin_x, pre.nf)
+                       + W.shape[2:], W.dtype)
+        out[:, ye + t.ky0, xe + t.kx0, f] = W * owned[None, :, :, :, None]
+        return out
+
+    def nonshared_geometry(self):
+        """nx, ny, nf of the pre layer (global) and this connection's own margins: a type-3 header."""
+        t = self.pre.tile
+        return t.nx_global, t.ny_global, self.pre.nf, self.xmap.margin, self.ymap.margin
+
+    def write_nonshared_frame(self, writer, t, glob):
+        """Append global non-shared weights (see :meth:`global_nonshared`) to ``writer`` as OpenPV
+        writes them (type 3)."""
+        patches, inside = self.openpv_nonshared(glob)
+        writer.write_nonshared(t, patches, *self.nonshared_geometry(), inside=inside)
+
+    def openpv_nonshared(self, glob):
+        """Global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp] (the pre layer's margins)
+        as OpenPV writes them: [arbor, patch, nyp, nxp, nfp], one patch per neuron of the pre layer
+        extended by this connection's margins, elements past the post layer 0 (facts §1.5); and the
+        mask of the elements inside the post layer, shaped to broadcast to them."""
+        pre, post, xm, ym = self.pre, self.post.tile, self.xmap, self.ymap
+        cy, cx = pre.margin_y - ym.margin, pre.margin_x - xm.margin
+        g = glob[:, cy:glob.shape[1] - cy, cx:glob.shape[2] - cx]
+        ye, xe = np.arange(g.shape[1]), np.arange(g.shape[2])
+        py = ((ym.mul * (ye - ym.margin) + ym.off) // ym.div)[:, None] + np.arange(g.shape[4])
+        px = ((xm.mul * (xe - xm.margin) + xm.off) // xm.div)[:, None] + np.arange(g.shape[5])
+        inside_y, inside_x = (py >= 0) & (py < post.ny_global), (px >= 0) & (px < post.nx_global)
+        mask = np.broadcast_to(inside_y[:, None, None, :, None, None] & inside_x[None, :, None, None, :, None],
+                               g.shape[1:])
+        shape = (g.shape[0], -1) + g.shape[4:]
+        return (g * mask[None]).reshape(shape), mask.reshape(shape[1:])[None]
+
+    def checkpoint_openpv_weights(self, ck, name, W):
+        """Weights-shaped data only OpenPV's form keeps (its ``<conn>_dW.pvp``): shared as they are,
+        non-shared gathered from the tiles (collective)."""
+        if self.shared:
+            ck.openpv_weights(name, W, (self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
+            return
+        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
+        if total is not None and self.run.comms.batch_index == 0:
+            ck.nonshared_weights(name, self, total)
+
+    def write_weights(self, writer, t, W):
+        """Append this rank's ``W`` at ``t`` to ``writer`` (the root's; None elsewhere): shared weights
+        as they are (type 5), non-shared ones gathered from the tiles (type 3; collective)."""
+        if self.shared:
+            if writer is not None:
+                writer.write(t, W, self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf)
+            return
+        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
+        if writer is not None:
+            self.write_nonshared_frame(writer, t, total)
 
     def margins(self):
         return self.xmap.margin, self.ymap.margin
@@ -435,56 +504,6 @@ class HyPerConn(WeightedConnection):
         if self.writer is not None and self.updater is not None:
             self.updater.open_output(resume)
 
-    def global_nonshared(self, W):
-        """This tile's part of global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp].
-
-        A patch element belongs to the rank owning its post neuron: only that
-        rank's copy is up to date (the others never deliver through it). An
-        element past the post layer's edge (never updated) belongs to the tile at that edge.
-        """
-        pre, t, pt = self.pre, self.pre.tile, self.post.tile
-        ye, xe, f = self.pre_of_kernel()
-        xm, ym = self.xmap, self.ymap
-        px = (xm.mul * (xe - pre.margin_x) + xm.off) // xm.div
-        py = (ym.mul * (ye - pre.margin_y) + ym.off) // ym.div
-        px = px[:, None] + np.arange(W.shape[3])
-        py = py[:, None] + np.arange(W.shape[2])
-        in_x = ((px >= 0) | (pt.kx0 == 0)) & ((px < pt.nx) | (pt.kx0 + pt.nx == pt.nx_global))
-        in_y = ((py >= 0) | (pt.ky0 == 0)) & ((py < pt.ny) | (pt.ky0 + pt.ny == pt.ny_global))
-        owned = in_y[:, :, None] & in_x[:, None, :]
-        out = np.zeros((W.shape[0], t.ny_global + 2 * pre.margin_y, t.nx_global + 2 * pre.margin_x, pre.nf)
-                       + W.shape[2:], W.dtype)
-        out[:, ye + t.ky0, xe + t.kx0, f] = W * owned[None, :, :, :, None]
-        return out
-
-    def nonshared_geometry(self):
-        """nx, ny, nf of the pre layer (global) and this connection's own margins: a type-3 header."""
-        t = self.pre.tile
-        return t.nx_global, t.ny_global, self.pre.nf, self.xmap.margin, self.ymap.margin
-
-    def write_nonshared_frame(self, writer, t, glob):
-        """Append global non-shared weights (see :meth:`global_nonshared`) to ``writer`` as OpenPV
-        writes them (type 3)."""
-        patches, inside = self.openpv_nonshared(glob)
-        writer.write_nonshared(t, patches, *self.nonshared_geometry(), inside=inside)
-
-    def openpv_nonshared(self, glob):
-        """Global non-shared weights [arbor, yExt, xExt, f, nyp, nxp, nfp] (the pre layer's margins)
-        as OpenPV writes them: [arbor, patch, nyp, nxp, nfp], one patch per neuron of the pre layer
-        extended by this connection's margins, elements past the post layer 0 (facts §1.5); and the
-        mask of the elements inside the post layer, shaped to broadcast to them."""
-        pre, post, xm, ym = self.pre, self.post.tile, self.xmap, self.ymap
-        cy, cx = pre.margin_y - ym.margin, pre.margin_x - xm.margin
-        g = glob[:, cy:glob.shape[1] - cy, cx:glob.shape[2] - cx]
-        ye, xe = np.arange(g.shape[1]), np.arange(g.shape[2])
-        py = ((ym.mul * (ye - ym.margin) + ym.off) // ym.div)[:, None] + np.arange(g.shape[4])
-        px = ((xm.mul * (xe - xm.margin) + xm.off) // xm.div)[:, None] + np.arange(g.shape[5])
-        inside_y, inside_x = (py >= 0) & (py < post.ny_global), (px >= 0) & (px < post.nx_global)
-        mask = np.broadcast_to(inside_y[:, None, None, :, None, None] & inside_x[None, :, None, None, :, None],
-                               g.shape[1:])
-        shape = (g.shape[0], -1) + g.shape[4:]
-        return (g * mask[None]).reshape(shape), mask.reshape(shape[1:])[None]
-
     def checkpoint_weights(self, ck, name, W, doc):
         """Write weights-shaped data ``[..., kernel, nyp, nxp, nfp]`` (W, dW, prev_dW) as a global
         array: as it is for shared weights, as [..., pre y, pre x, pre f (global extended),
@@ -496,16 +515,6 @@ class HyPerConn(WeightedConnection):
         glob = self.global_nonshared(W.reshape((-1,) + W.shape[-4:]))
         total = ck.tile_sum(name, glob.reshape(lead + glob.shape[1:]), doc)
         if total is not None and len(lead) == 1:  # W, prev_dW (not the [dW, counts] pair)
-            ck.nonshared_weights(name, self, total)
-
-    def checkpoint_openpv_weights(self, ck, name, W):
-        """Weights-shaped data only OpenPV's form keeps (its ``<conn>_dW.pvp``): shared as they are,
-        non-shared gathered from the tiles (collective)."""
-        if self.shared:
-            ck.openpv_weights(name, W, (self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
-            return
-        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
-        if total is not None and self.run.comms.batch_index == 0:
             ck.nonshared_weights(name, self, total)
 
     def restore_weights(self, rd, name, like):
@@ -558,17 +567,6 @@ class HyPerConn(WeightedConnection):
         if self.updater is not None:
             self.updater.write_output(t)
         return True
-
-    def write_weights(self, writer, t, W):
-        """Append this rank's ``W`` at ``t`` to ``writer`` (the root's; None elsewhere): shared weights
-        as they are (type 5), non-shared ones gathered from the tiles (type 3; collective)."""
-        if self.shared:
-            if writer is not None:
-                writer.write(t, W, self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf)
-            return
-        total = self.run.comms.spatial_sum_at_root(self.global_nonshared(W))
-        if writer is not None:
-            self.write_nonshared_frame(writer, t, total)
 
     def close(self):
         """Close the weights file and the updater (its outputs, any dW all-reduce in flight)."""
@@ -708,9 +706,6 @@ class TransposeConn(WeightedConnection):
         self.original = connections[self.group["originalConnName"]]
         Connection.link(self, layers, connections)
         o = self.original
-        if not o.shared:
-            raise PvmpiError(f"transposing the non-shared weights of '{o.name}' is not implemented yet",
-                             group=self.name, param="originalConnName")
         for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
             if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
                 raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
@@ -726,6 +721,11 @@ class TransposeConn(WeightedConnection):
         return self.original.num_arbors
 
     @property
+    def shared(self):
+        """Shared when the original's weights are; non-shared transposes are non-shared too (OpenPV)."""
+        return self.original.shared
+
+    @property
     def weights(self):
         return self.W
 
@@ -734,26 +734,77 @@ class TransposeConn(WeightedConnection):
         writing TransposeConn's weights; pvmpi recomputes them from the original's)."""
         super().write_checkpoint(ck)
         if self.writes():
-            ck.openpv_weights(self.key + "/W", self.run.kernels.to_host(self.weights),
-                              (self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
+            self.checkpoint_openpv_weights(ck, self.key + "/W", self.run.kernels.to_host(self.weights))
 
     def finalize(self):
         """Follow the original's weights when they have changed: a fixed gather of its W.
 
         The transpose only moves weights, so it is computed once on an index
-        array; every later change is one gather where the weights live.
+        array; every later change is one gather where the weights live. Non-shared
+        weights are gathered from the original's global array, each element from the
+        rank owning its post neuron (collective over the tiles).
         """
         o = self.original
         if o.version != self.seen_version:
             k = self.run.kernels
+            if o.shared:
+                source = o.W
+            else:  # OpenPV's transpose of a transpose has the weights of the original's original
+                root, odd = self.root()
+                source = k.to_device(self.run.comms.spatial_sum(root.global_nonshared(np.asarray(k.to_host(root.W)))))
             if self.source_index is None:
-                where = np.arange(o.W.size, dtype=np.int64).reshape(o.W.shape)
-                index = transpose_weights(where, o.xmap, o.ymap, o.pre.nf)
+                index = self.shared_source() if o.shared else self.nonshared_source(source.shape, root, odd)
                 self.W = k.zeros(index.shape)
                 self.source_index = k.to_device(np.ascontiguousarray(index.reshape(-1)))
-            k.gather_flat(self.W, o.W, self.source_index)
+            k.gather_flat(self.W, source, self.source_index)
             self.seen_version = o.version
             self.version += 1
+
+    def shared_source(self):
+        """Where each transposed weight is in the original's shared W (flat indices, W_T's shape)."""
+        o = self.original
+        return transpose_weights(np.arange(o.W.size, dtype=np.int64).reshape(o.W.shape), o.xmap, o.ymap, o.pre.nf)
+
+    def root(self):
+        """The first original that is not a transpose, and whether this connection transposes it (an odd
+        number of transposes) or has its very weights (even: OpenPV shares the Weights object)."""
+        o, odd = self.original, True
+        while isinstance(o, TransposeConn):
+            o, odd = o.original, not odd
+        return o, odd
+
+    def nonshared_source(self, glob_shape, root, odd):
+        """Where each weight of this non-shared transpose is in ``root``'s global non-shared array
+        ``glob_shape`` = [arbor, pre y, pre x (global extended), pre f, nyp, nxp, nfp] (flat indices,
+        W_T's shape): w_T[q → p] = w[p → q], -1 (a zero) where no such weight exists or q is past the
+        layer's edge; with ``odd`` False the root's own patches."""
+        o, t = root, self.pre.tile
+        arbors, YE, XE, nf_o, nyp_o, nxp_o, nfp_o = glob_shape
+        ye, xe, fq = self.pre_of_kernel()  # this transpose's pre neurons (the original's post)
+        if not odd:  # the root's own patches of this tile's pre neurons
+            a = np.arange(arbors)[:, None]
+            base = ((a * YE + ye + t.ky0) * XE + xe + t.kx0) * nf_o + fq
+            return (base[:, :, None] * (nyp_o * nxp_o * nfp_o) + np.arange(nyp_o * nxp_o * nfp_o)).reshape(
+                (arbors, len(fq), nyp_o, nxp_o, nfp_o))
+        iq_y, iq_x = ye - self.pre.margin_y + t.ky0, xe - self.pre.margin_x + t.kx0  # global restricted
+
+        def axis(iq, n_q, mine, theirs, margin, n_ext, patch_o):
+            j = ((mine.mul * iq + mine.off) // mine.div)[:, None] + np.arange(mine.patch)  # p, global restricted
+            offset = iq[:, None] - (theirs.mul * j + theirs.off) // theirs.div  # q in p's patch
+            ok = (j + margin >= 0) & (j + margin < n_ext) & (offset >= 0) & (offset < patch_o)
+            # OpenPV transposes only the patch parts inside the post layer: q beyond its edge gets 0
+            return j + margin, offset, ok & ((iq >= 0) & (iq < n_q))[:, None]
+
+        jy, oy, ok_y = axis(iq_y, t.ny_global, self.ymap, o.ymap, o.pre.margin_y, YE, nyp_o)
+        jx, ox, ok_x = axis(iq_x, t.nx_global, self.xmap, o.xmap, o.pre.margin_x, XE, nxp_o)
+        a = np.arange(arbors)[:, None, None, None, None]
+        fo = np.arange(nf_o)[None, None, None, None, :]
+        jy, oy = jy[None, :, :, None, None], oy[None, :, :, None, None]
+        jx, ox = jx[None, :, None, :, None], ox[None, :, None, :, None]
+        index = (((((a * YE + jy) * XE + jx) * nf_o + fo) * nyp_o + oy) * nxp_o + ox) * nfp_o + fq[None, :, None,
+                                                                                                    None, None]
+        ok = (ok_y[:, :, None] & ok_x[:, None, :])[None, :, :, :, None]
+        return np.where(ok, index, -1).astype(np.int64)
 
 
 class FeedbackConn(TransposeConn):

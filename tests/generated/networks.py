@@ -14,8 +14,8 @@ of the layers, dropout in the side branch (DropoutLayer), a point-wise
 layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
 feature, a reconstruction clone that teaches the dictionary
-(PlasticCloneConn), one-to-one side weights, and a Retina (rates or
-spikes). Later issues add their classes here.
+(PlasticCloneConn), one-to-one side weights, the side weights transposed
+back (shared or not), and a Retina (rates or spikes). Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -375,6 +375,12 @@ def networks(draw):
         side["phase"] = draw(st.integers(1, 3))
         groups["Side"], groups["InputToSide"] = side, conn
         layers.append("Side")
+        if draw(st.integers(0, 2)) == 0:  # the side branch's weights transposed back (shared or not)
+            groups["SideBack"] = {"class": "HyPerLayer", "nf": inp["nf"], "phase": 4, "InitVType": "ZeroV",
+                                  "writeStep": 1, "initialWriteTime": 0}
+            groups["SideToSideBack"] = {"class": "TransposeConn", "originalConnName": "InputToSide",
+                                        "channelCode": 0, "writeStep": draw(st.sampled_from([-1, 1])),
+                                        "initialWriteTime": 0}
     if draw(st.integers(0, 2)) == 0:
         groups["Follower"] = draw(_follower(groups, [n for n in layers if n != "Input"]))
     if draw(st.integers(0, 2)) == 0:
