@@ -79,6 +79,9 @@ COMPUTE = (
        "A's restricted window = the piecewise-linear transfer of V through (verticesV, verticesA)"),
     _k("momentum_weights", "W dw prev a f c",
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
+    _k("deliver_max_pool", "A G xtab ytab overwrite active_only",
+       "max pooling: G[b, y, x, f] (= or max=) the largest A of feature f over the pre neurons of the post "
+       "tables (geometry.post_table); active_only: zeros do not count (-inf where none is nonzero)"),
     _k("deliver_feature_max", "A G lt up add",
        "G[nb, ny, nx, 0] (+)= the largest feature of extended A at each restricted position (WTAConn)"),
     _k("sigmoid_transfer", "V A lt up Vth scale sigmoid inverse",
@@ -91,6 +94,7 @@ COMPUTE = (
        "(rng uint32 [4, nb, ny, nx, nf]) and spikes (A = 1, since = 0) with OpenPV's probability; since "
        "[nb, ny, nx, nf] counts the time since the last spike"),
     _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
+    _k("square_input", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0]² (ANNSquaredLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
        "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "
        "w = VThresh + VWidth (FirmThresholdCostLayer)"),

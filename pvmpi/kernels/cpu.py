@@ -46,6 +46,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     retina_rate,
     scale_into,
     sigmoid_transfer,
+    square_input,
     update_momentum_lca,
 )
 from pvmpi.kernels.transfer import transfer1, transfer_args
@@ -1043,3 +1044,27 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
     with np.errstate(divide="ignore", invalid="ignore"):
         _retina_spikes(np.ascontiguousarray(GSyn, np.float32), A, since, rng, *_ints(lt, up),
                        *(_F32(v) for v in (dt, prob_base, prob_stim, burst, abs_refractory, refractory)))
+
+
+@njit(**_JIT)
+def _max_pool(A, G, xtab, ytab, overwrite, active_only):
+    nb, ny, nx, nf = G.shape
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            for f in range(nf):
+                top = -np.inf if overwrite else G[b, y, x, f]
+                for jy in range(ytab.shape[1]):
+                    ye = ytab[y, jy, 0]
+                    for jx in range(xtab.shape[1]):
+                        a = A[b, ye, xtab[x, jx, 0], f]
+                        if (a != 0 or not active_only) and a > top:
+                            top = a
+                G[b, y, x, f] = top
+
+
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
+    """PoolingConn's maxpooling (see numpy_ref.deliver_max_pool): post rows in parallel."""
+    _check_out("G", G)
+    _max_pool(np.ascontiguousarray(A, np.float32), G, xtab, ytab, bool(overwrite), bool(active_only))

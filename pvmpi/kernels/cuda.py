@@ -1594,3 +1594,49 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
     a.done()
     t.done()
     r.done()
+
+
+@cuda.jit
+def _k_max_pool(A, G, xtab, ytab, overwrite, active_only):
+    nb, ny, nx, nf = G.shape
+    for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
+        f = i % nf
+        x = (i // nf) % nx
+        y = (i // (nf * nx)) % ny
+        b = i // (nf * nx * ny)
+        top = -math.inf if overwrite else G[b, y, x, f]
+        for jy in range(ytab.shape[1]):
+            ye = ytab[y, jy, 0]
+            for jx in range(xtab.shape[1]):
+                a = A[b, ye, xtab[x, jx, 0], f]
+                if (a != 0 or not active_only) and a > top:
+                    top = a
+        G[b, y, x, f] = top
+
+
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
+    """PoolingConn's maxpooling on the device (see numpy_ref.deliver_max_pool): one thread per post neuron."""
+    _check_out("G", G)
+    a, g = _Arg("mp.A", A), _Arg("mp.G", G)
+    xt, yt = _user_table(xtab, "xtab"), _user_table(ytab, "ytab")
+    n = int(np.prod(G.shape))
+    if n:
+        _k_max_pool[_blocks(n, THREADS), THREADS](a.dev, g.dev, xt, yt, bool(overwrite), bool(active_only))
+    g.done()
+
+
+@cuda.jit
+def _k_square(N, G):
+    for i in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
+        G[i] = N[i] * N[i]
+
+
+def square_input(GSyn, G):
+    """G = GSyn[0]² on the device (see numpy_ref.square_input)."""
+    _check_out("G", G)
+    n = int(np.prod(G.shape))
+    gs = _Arg("sq.GSyn", GSyn, shape=(GSyn.shape[0], n))
+    g = _Arg("sq.G", G, shape=(n,), copy_in=False)
+    if n:
+        _k_square[_blocks(n, THREADS), THREADS](gs.dev[0], g.dev)
+    g.done()

@@ -484,3 +484,23 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
     spike = awake & (u < p)
     A[:, up:up + ny, lt:lt + nx] = spike.astype(_F32)
     since[...] = np.where(spike, _F32(0), t)
+
+
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
+    """PoolingConn's maxpooling: each post neuron takes the largest pre value of its own feature over the
+    pre neurons of the post tables (from -inf, or from G without ``overwrite``); with ``active_only``
+    zeros do not count (OpenPV's pre-perspective walk of a sparse layer's active list)."""
+    if overwrite:
+        G[...] = -np.inf
+    for jy in range(ytab.shape[1]):
+        iey = ytab[:, jy, 0][:, None]
+        for jx in range(xtab.shape[1]):
+            a = A[:, iey, xtab[:, jx, 0][None, :], :]
+            if active_only:
+                a = np.where(a != 0, a, _F32(-np.inf))
+            np.maximum(G, a, out=G)
+
+
+def square_input(GSyn, G):
+    """G = GSyn[0]²: ANNSquaredLayer's input (the excitatory channel only)."""
+    np.multiply(GSyn[0], GSyn[0], out=G)

@@ -210,7 +210,9 @@ def _fill(g, column, raw, kinds, err_for):
         if pname in g.values:
             values[pname] = _coerce(g.values[pname], p, err)
             if pname == "pvpatchAccumulateType" and values[pname]:
-                values[pname] = values[pname].lower()  # OpenPV compares it case-insensitively
+                v = values[pname].lower()  # OpenPV compares it case-insensitively
+                # and PoolingConn reads "max pooling" and "max_pooling" as "maxpooling"
+                values[pname] = v[:3] + v[4:] if len(v) >= 4 and v[3] in " _" else v
             if pname in _ANY_CASE and values[pname]:  # OpenPV lower-cases these before use
                 values[pname] = {c.lower(): c for c in p.choices}.get(values[pname].lower(), values[pname])
             if p.choices and values[pname] is not None and values[pname] not in p.choices:

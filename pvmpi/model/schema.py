@@ -182,6 +182,9 @@ _cls("DropoutLayer", "layer", "ANNLayer whose activity drops to 0 at each update
       "values outside 0..99 act as 99 (OpenPV's rule).", unit="percent"),
 ], parent="ANNLayer")
 
+_cls("ANNSquaredLayer", "layer", "ANNLayer whose V is the square of its excitatory input (other channels "
+     "are not used).", parent="ANNLayer")
+
 _cls("PtwiseQuotientLayer", "layer", "HyPerLayer whose V is the excitatory input divided by the inhibitory "
      "one, neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
 
@@ -316,7 +319,7 @@ _cls("BaseConnection", "connection", "Parameters every connection has.", [
 
 _NORMALIZE = [
     P("normalizeMethod", "str", doc="Weight normalisation.",
-      choices=("normalizeL2", "normalizeSum", "normalizeMax", "none")),
+      choices=("normalizeL2", "normalizeSum", "normalizeMax", "normalizeContrastZeroMean", "none")),
     P("strength", "float", 1.0, "Target norm."),
     P("normalizeArborsIndividually", "bool", False, "Normalise each arbor on its own."),
     P("normalizeOnInitialize", "bool", True, "Normalise at t = 0."),
@@ -412,6 +415,16 @@ _cls("CopyConn", "connection", "Its own copy of another connection's weights, ta
            "HyPerConn, MomentumConn, CopyConn); its patch size, arbors and sharedWeights are taken too."),
      ] + _NORMALIZE, parent="BaseConnection")
 _cls("IdentConn", "connection", "One-to-one copy: GSyn += A_pre.", parent="BaseConnection")
+_cls("PoolingConn", "connection", "Pools each feature of the pre layer over patches: the largest value "
+     "(maxpooling), the sum (sumpooling) or the mean (avgpooling); pre and post have the same nf.", [
+    P("pvpatchAccumulateType", "str", doc="How a post neuron pools the pre neurons whose patches reach it.",
+      choices=("maxpooling", "sumpooling", "avgpooling")),
+    P("nxp", "int", 1, "Patch width.", unit="post pixels"),
+    P("nyp", "int", 1, "Patch height.", unit="post pixels"),
+    P("nfp", "int", From("post.nf"), "Patch features: the post layer's nf."),
+    P("needPostIndexLayer", "bool", False, "Record which pre neuron won each max (a PoolingIndexLayer)."),
+    P("postIndexLayerName", "str", None, "The PoolingIndexLayer of needPostIndexLayer."),
+], parent="BaseConnection")
 _cls("WTAConn", "connection", "Winner take all over features: the one-feature post layer receives the "
      "largest feature of the pre layer at each position (pre and post of the same nx, ny).",
      parent="BaseConnection")

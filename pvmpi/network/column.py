@@ -16,12 +16,12 @@ import numpy as np
 from ..errors import PvmpiError
 from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe, QuotientProbe
 from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
+from .clone_layers import CLONE_CLASSES
 from .connections import CONNECTION_CLASSES, link_order
 from .guard import NumericGuard
-from .clone_layers import CLONE_CLASSES
 from .inputs import INPUT_CLASSES
-from .retina import Retina
 from .layers import LAYER_CLASSES
+from .retina import Retina
 from .timers import Timers
 
 LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES, "Retina": Retina}

@@ -635,6 +635,67 @@ class CloneConn(FollowsOriginal, WeightedConnection):
         return self.original.W
 
 
+class PoolingConn(WeightedConnection):
+    """Pools each feature of the pre layer over HyPerConn's patch geometry (nxp, nyp): maxpooling takes
+    the largest value, overwriting its channel as OpenPV does; sumpooling and avgpooling deliver through
+    implied weights (1, or 1/(nxp·nyp·pre/post scale)) of the same feature. As in OpenPV the pooled
+    activity is always the current one, whatever the delay."""
+
+    writes_weights = False
+    axis_maps = HyPerConn.axis_maps
+
+    def __init__(self, group, run):
+        super().__init__(group, run)
+        self.method = group["pvpatchAccumulateType"]
+        if group["needPostIndexLayer"]:
+            raise PvmpiError("needPostIndexLayer (a PoolingIndexLayer of the winners) is not implemented yet",
+                             group=self.name, param="needPostIndexLayer")
+
+    def delays(self):
+        """OpenPV's pooling reads delay level 0 only."""
+        return [0]
+
+    def link(self, layers, connections):
+        """Pre and post have the same nf; the implied weights of sum and avg pooling."""
+        super().link(layers, connections)
+        if self.pre.nf != self.post.nf:
+            raise PvmpiError(f"pre layer '{self.pre.name}' and post layer '{self.post.name}' must have the same "
+                             f"nf ({self.pre.nf} vs {self.post.nf})", group=self.name, param="postLayerName")
+        w = F32(1)
+        if self.method == "avgpooling":
+            sx = F32(self.pre.tile.nx) / F32(self.post.tile.nx)
+            sy = F32(self.pre.tile.ny) / F32(self.post.tile.ny)
+            w = F32(1) / (F32(self.group["nxp"]) * sx * F32(self.group["nyp"]) * sy)
+        nk, nf = self.num_kernels, self.pre.nf
+        same = np.arange(nf)[None, :] == (np.arange(nk) % nf)[:, None]  # [kernel, post f]: the same feature
+        W = np.where(same[:, None, None, :], w, F32(0)).astype(F32)
+        self.implied = np.ascontiguousarray(np.broadcast_to(W[None], (1, nk, self.group["nyp"], self.group["nxp"], nf)))
+
+    def allocate(self):
+        """The implied weights where the kernels read them; max pooling gathers through the post tables."""
+        super().allocate()
+        self.W = self.run.kernels.to_device(self.implied)
+        if self.method == "maxpooling" and self.channel >= 0 and not hasattr(self, "xtab"):
+            self.xtab = post_table(self.xmap, self.pre.margin_x)
+            self.ytab = post_table(self.ymap, self.pre.margin_y)
+
+    @property
+    def weights(self):
+        return self.W
+
+    def deliver(self):
+        """Max pooling overwrites its channel with the largest values (a sparse pre layer walked from its
+        active list, unless updateGSynFromPostPerspective, counts nonzero values only); sum and avg
+        pooling deliver as a HyPerConn."""
+        if self.channel < 0:
+            return
+        if self.method != "maxpooling":
+            return super().deliver()
+        G, _ = self.post.gsyn_target(self.channel, True)
+        active_only = self.delivery_mode() == "sparse"
+        self.run.kernels.deliver_max_pool(self.pre.level(0), G, self.xtab, self.ytab, True, active_only)
+
+
 class PlasticCloneConn(CloneConn):
     """A CloneConn that joins its original's learning: the original's updater adds this
     connection's Hebbian term (its own pre and post) to its dW."""
@@ -834,4 +895,5 @@ CONNECTION_CLASSES = {
     "IdentConn": IdentConn,
     "RescaleConn": RescaleConn,
     "WTAConn": WTAConn,
+    "PoolingConn": PoolingConn,
 }

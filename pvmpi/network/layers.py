@@ -602,6 +602,25 @@ class PtwiseQuotientLayer(HyPerLayer):
         self.transfer()
 
 
+class ANNSquaredLayer(ANNLayer):
+    """An ANNLayer whose V is the square of its excitatory input (other channels are not used)."""
+
+    def allocate(self):
+        """As an ANNLayer; say so when other channels receive input (OpenPV warns too)."""
+        super().allocate()
+        if self.channels > 1:
+            import warnings
+
+            warnings.warn(f"{self.name}: an ANNSquaredLayer uses only its excitatory channel; the input into "
+                          f"channels 1..{self.channels - 1} is not used, as in OpenPV")
+
+    def update(self, t):
+        """After any trigger reset, V = exc², then the transfer function."""
+        self.reset_state(t)
+        self.run.kernels.square_input(self.gsyn, self.V)
+        self.transfer()
+
+
 class FirmThresholdCostLayer(HyPerLayer):
     """V = the channels' sum, A = the firm-threshold cost of V (OpenPV's formula and rounding)."""
 
@@ -639,6 +658,7 @@ LAYER_CLASSES = {
     "LeakyIntegrator": LeakyIntegrator,
     "DropoutLayer": DropoutLayer,
     "PtwiseQuotientLayer": PtwiseQuotientLayer,
+    "ANNSquaredLayer": ANNSquaredLayer,
     "FirmThresholdCostLayer": FirmThresholdCostLayer,
     "DependentFirmThresholdCostLayer": DependentFirmThresholdCostLayer,
 }

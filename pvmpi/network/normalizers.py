@@ -37,7 +37,7 @@ from pvmpi.network.paramget import get, get_f32
 
 __all__ = ["NORMALIZE_METHODS", "normalize"]
 
-NORMALIZE_METHODS = ("normalizeL2", "normalizeSum", "normalizeMax", "none")
+NORMALIZE_METHODS = ("normalizeL2", "normalizeSum", "normalizeMax", "normalizeContrastZeroMean", "none")
 _NONE = np.iinfo(np.int64).max  # no failing patch
 
 
@@ -103,6 +103,10 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
             bad = np.abs(total) <= tol
             with np.errstate(divide="ignore"):
                 mult = scale / total
+        elif method == "normalizeContrastZeroMean":
+            _contrast_zero_mean(flat, Wg, get_f32(params, "strength", "HyPerConn"),  # no post perspective
+                                get_f32(params, "minSumTolerated", "HyPerConn"), label, where, warn)
+            continue
         else:
             tol = get_f32(params, "minMaxTolerated", "HyPerConn")
             peak = np.maximum(flat.max(axis=1, initial=-np.inf), np.float32(0)).astype(np.float32)
@@ -129,6 +133,23 @@ def normalize(W, method, params=None, *, num_pre=None, num_post=None, name=None,
         if sel.size:
             Wg[:, sel] *= mult[sel][None, :, None, None, None]
     return W
+
+
+def _contrast_zero_mean(flat, Wg, strength, tol, label, where, warn):
+    """normalizeContrastZeroMean on one arbor group: each patch (``flat`` [nk, elements], sums in OpenPV's
+    float32 order) becomes (w - mean) / (std / strength); a patch whose |sum| <= tol is left alone."""
+    total = _seq_sum(flat)
+    sumsq = _seq_sum(flat * flat)
+    count = np.float32(flat.shape[1])
+    mean = total / count
+    std = np.sqrt(sumsq / count - mean * mean) / strength
+    bad = np.abs(total) <= tol
+    for k in np.flatnonzero(bad):
+        warn(f"{label}: the sum of the weights in patch {k}{where} is within minSumTolerated={float(tol)} of "
+             f"zero; weights in this patch unchanged")
+    sel = np.flatnonzero(~bad)
+    shape = (1, -1, 1, 1, 1)
+    Wg[:, sel] = (Wg[:, sel] - mean[sel].reshape(shape)) / std[sel].reshape(shape)
 
 
 def _preprocess(W, params):

@@ -15,7 +15,9 @@ layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
 feature, a reconstruction clone that teaches the dictionary
 (PlasticCloneConn), one-to-one side weights, the side weights transposed
-back (shared or not), and a Retina (rates or spikes). Later issues add their classes here.
+back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
+into a layer that may square it (ANNSquaredLayer), and contrast
+normalisation (normalizeContrastZeroMean). Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,7 +277,7 @@ def _normalization(draw, conn):
     nonnegative = conn["weightInitType"] == "Gauss2DWeight"
     methods = ["normalizeL2"] + (["normalizeSum"] if nonnegative else [])
     if not conn["plasticityFlag"]:
-        methods += ["none"] + ([] if nonnegative else ["normalizeSum"])
+        methods += ["none", "normalizeContrastZeroMean"] + ([] if nonnegative else ["normalizeSum"])
     return draw(st.sampled_from(methods))
 
 
@@ -405,6 +407,17 @@ def networks(draw):
         groups["InputToRetina"] = {"class": "IdentConn", "channelCode": 0}
         if draw(st.booleans()):
             groups["ReconToRetina"] = {"class": "IdentConn", "channelCode": 1}
+    if draw(st.integers(0, 3)) == 0:  # V1 pooled (max, sum or mean), maybe squared
+        shrink = draw(st.sampled_from([1, 2]))  # a neighbourhood max/sum, or 2x2 blocks
+        groups["Pooled"] = {"class": draw(st.sampled_from(["HyPerLayer", "ANNSquaredLayer"])), "nf": v1["nf"],
+                            "nxScale": v1["nxScale"] / shrink, "nyScale": v1["nyScale"] / shrink,
+                            "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV", "writeStep": 1,
+                            "initialWriteTime": 0}
+        groups["V1ToPooled"] = {"class": "PoolingConn", "channelCode": 0,
+                                "pvpatchAccumulateType": draw(st.sampled_from(["maxpooling", "sumpooling",
+                                                                               "avgpooling"])),
+                                "nxp": draw(st.sampled_from([1, 3])), "nyp": draw(st.sampled_from([1, 3])),
+                                "updateGSynFromPostPerspective": draw(st.booleans())}
     if draw(st.integers(0, 3)) == 0:  # where the input shows image data
         groups["Region"] = {"class": "InputRegionLayer", "originalLayerName": "Input", "nf": inp["nf"],
                             "writeStep": 1, "initialWriteTime": 0}

@@ -701,3 +701,23 @@ def test_retina(cu):
     ref.retina_rate(G, want, 1, 1, 0.5, 0.25)
     cu.retina_rate(G, got, 1, 1, 0.5, 0.25)
     close(got, want)
+
+
+@inner
+@pytest.mark.parametrize("active_only", [False, True])
+def test_deliver_max_pool(cu, active_only):
+    from pvmpi.geometry import axis_map
+
+    A = np.random.default_rng(13).normal(size=(2, 6, 8, 2)).astype(np.float32)
+    A[1, 2:4] = 0
+    tx, ty = post_table(axis_map(6, 6, 3), 1), post_table(axis_map(4, 4, 3), 1)
+    want = np.zeros((2, 4, 6, 2), np.float32)
+    got = want.copy()
+    ref.deliver_max_pool(A, want, tx, ty, True, active_only)
+    cu.deliver_max_pool(A, got, tx, ty, True, active_only)
+    np.testing.assert_array_equal(got, want)
+    GSyn = np.random.default_rng(14).normal(size=(2, 2, 3, 4, 2)).astype(np.float32)
+    w2, g2 = np.zeros((2, 3, 4, 2), np.float32), np.zeros((2, 3, 4, 2), np.float32)
+    ref.square_input(GSyn, w2)
+    cu.square_input(GSyn, g2)
+    close(g2, w2)

@@ -706,3 +706,34 @@ def test_retina_rate():
     A = np.zeros((1, 4, 5, 1), np.float32)
     ref.retina_rate(G, A, 1, 1, 0.5, 0.25)
     np.testing.assert_array_equal(A[:, 1:3, 1:4], np.float32(0.5) * (G[0] - G[1]) + np.float32(0.25))
+
+
+def _pool_tables(n_pre, n_post, patch, margin):
+    from pvmpi.geometry import axis_map
+
+    amap = axis_map(n_pre, n_post, patch)
+    return post_table(amap, margin)
+
+
+@pytest.mark.parametrize("active_only", [False, True])
+def test_max_pool_is_the_largest_input_of_each_feature(active_only):
+    """2x2 blocks (many-to-one, patch 1): each post neuron is the max of its block, per feature; with
+    active_only zeros are skipped (-inf where a block holds only zeros)."""
+    A = np.random.default_rng(11).normal(size=(2, 4, 6, 3)).astype(np.float32)
+    A[0, :2, :2] = 0  # one block of zeros
+    tx, ty = _pool_tables(6, 3, 1, 0), _pool_tables(4, 2, 1, 0)
+    G = np.zeros((2, 2, 3, 3), np.float32)
+    ref.deliver_max_pool(A, G, tx, ty, True, active_only)
+    blocks = A.reshape(2, 2, 2, 3, 2, 3)
+    want = np.where(blocks != 0, blocks, -np.inf).max(axis=(2, 4)) if active_only else blocks.max(axis=(2, 4))
+    np.testing.assert_array_equal(G, want)
+    got = np.zeros_like(G)
+    cpu.deliver_max_pool(A, got, tx, ty, True, active_only)
+    np.testing.assert_array_equal(got, G)
+
+
+def test_square_input():
+    GSyn = np.random.default_rng(12).normal(size=(2, 1, 2, 3, 2)).astype(np.float32)
+    G = np.zeros((1, 2, 3, 2), np.float32)
+    ref.square_input(GSyn, G)
+    np.testing.assert_array_equal(G, GSyn[0] * GSyn[0])
