@@ -170,8 +170,23 @@ def test_none_and_unknown():
     for m in ("none", None, ""):
         assert np.array_equal(normalize(W.copy(), m, {}), W)
     with pytest.raises(PvmpiError) as e:
-        normalize(W.copy(), "normalizeContrastZeroMean", {})
+        normalize(W.copy(), "normalizeGroup", {})
     assert e.value.param == "normalizeMethod"
+
+
+def test_contrast_zero_mean():
+    """Each patch gets mean 0 and standard deviation = strength (population std); a patch whose sum is
+    within minSumTolerated of 0 is left alone, and the arbors are one patch unless individually."""
+    W = random_weights((2, 3, 3, 3, 2))
+    W[:, 1] -= W[:, 1].mean()  # patch 1 sums to ~0 over both arbors
+    W[:, 1, 0, 0, 0] -= W[:, 1].sum() / 2  # exactly 0 in float32 is not guaranteed: make it tiny
+    out = normalize(W.copy(), "normalizeContrastZeroMean", {"strength": 2.0, "minSumTolerated": 1e-3})
+    for k in (0, 2):
+        patch = out[:, k].astype(np.float64)
+        assert abs(patch.mean()) < 1e-5 and patch.std() == pytest.approx(2.0, rel=1e-4)
+    np.testing.assert_array_equal(out[:, 1], W[:, 1])
+    each = normalize(W.copy(), "normalizeContrastZeroMean", {"normalizeArborsIndividually": True})
+    assert each[1, 0].std() == pytest.approx(1.0, rel=1e-4)
 
 
 # ---------------------------------------------------------------- OpenPV data
