@@ -341,7 +341,7 @@ _WEIGHTS = [
     P("numAxonalArbors", "int", 1, "Number of arbors."),
     P("weightInitType", "str", doc="Weight initialisation.",
       choices=("UniformRandomWeight", "GaussianRandomWeight", "UniformWeight", "Gauss2DWeight",
-               "FileWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")),
+               "FileWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays", "CoCircWeight")),
     P("frameNumber", "int", 0, "Frame of initWeightsFile."),
     P("wMinInit", "float", 0.0, "UniformRandomWeight lower bound."),
     P("wMaxInit", "float", 1.0, "UniformRandomWeight upper bound."),
@@ -368,6 +368,12 @@ _WEIGHTS = [
     P("bowtieFlag", "bool", False, "Gauss2DWeight: keep only a bowtie around the orientation axis."),
     P("bowtieAngle", "float", 2 * 3.141592653589793, "Gauss2DWeight: half-angle of the bowtie.",
       unit="radians"),
+    P("sigmaCocirc", "float", 0.5 * 3.141592653589793, "CoCircWeight: width of the co-circularity Gaussian.",
+      unit="radians"),
+    P("cocircSelf", "bool", False, "CoCircWeight: also weight a neuron's own feature at its own position."),
+    P("sigmaKurve", "float", 1.0, "CoCircWeight: width of the curvature Gaussian (several curvatures only)."),
+    P("deltaRadiusCurvature", "float", 1.0, "CoCircWeight: step of the radii of curvature (several "
+      "curvatures only)."),
 ] + _NORMALIZE + [
     P("plasticityFlag", "bool", True, "Learn (Hebbian update)."),
     P("triggerLayerName", "str", None, "Update weights when this layer updates."),

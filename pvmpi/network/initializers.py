@@ -40,9 +40,9 @@ RANDOM_INITV_TYPES = frozenset({"UniformRandomV", "GaussianRandomV", "DiscreteUn
 
 WEIGHT_INIT_TYPES = ("UniformRandomWeight", "GaussianRandomWeight",
                      "DiscreteUniformRandomWeight", "UniformWeight", "Gauss2DWeight", "FileWeight",
-                     "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
+                     "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays", "CoCircWeight")
 #: the types that need the connection's unit cells (a Gauss2DGeometry)
-GEOMETRIC_WEIGHT_TYPES = ("Gauss2DWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
+GEOMETRIC_WEIGHT_TYPES = ("Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
 RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
                                  "DiscreteUniformRandomWeight"})
 
@@ -232,8 +232,9 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     if init_type in ("OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"):
         value = np.float32(1) if init_type == "IdentWeight" else get_f32(params, "weightInit", "HyPerConn")
         return one_to_one_weights(shape, geometry, value, init_type == "OneToOneWeightsWithDelays")
-    if init_type == "Gauss2DWeight":
-        w = gauss2d_weights(params, shape=shape, geometry=geometry, group=group)
+    if init_type in ("Gauss2DWeight", "CoCircWeight"):
+        make = gauss2d_weights if init_type == "Gauss2DWeight" else cocirc_weights
+        w = make(params, shape=shape, geometry=geometry, group=group)
         return np.array(np.broadcast_to(w, shape))
     if init_type not in RANDOM_WEIGHT_TYPES:
         raise PvmpiError(f"unsupported weightInitType {init_type!r}", group=group,
@@ -452,6 +453,64 @@ def _f32_unary(fn, x):
     return fn(np.asarray(x, np.float64)).astype(F32)
 
 
+class _Frame:
+    """What Gauss2DWeight and CoCircWeight compute alike for every kernel and post feature: parameters,
+    orientations and the patch's post-cell offsets from the pre cell (see :func:`_oriented_frame`)."""
+
+
+def _oriented_frame(params, shape, geometry, group):
+    """OpenPV's InitGauss2DWeights set-up in float32: ``th_pre`` [nk], ``th_post`` [nk, nfp], ``keep_theta``
+    (|th_pre - th_post| <= deltaThetaMax), the pre-unit offsets ``xd`` [nk,1,1,nxp] and ``yd`` [nk,1,nyp,1]."""
+    fr = _Frame()
+    _, nk, nyp, nxp, nfp = shape
+    geo = geometry
+    fr.nk, fr.nfp = nk, nfp
+    if len(geo.patch_index) != nk:
+        raise ValueError(f"{len(geo.patch_index)} patch indices for {nk} kernels")
+
+    def f(name):
+        return get_f32(params, name, "HyPerConn")
+
+    fr.f = f
+    fr.aspect, fr.sigma, fr.shift = f("aspect"), f("sigma"), f("flankShift")
+    if fr.sigma == 0:
+        raise PvmpiError("sigma must not be 0", group=group, param="sigma")
+    with np.errstate(over="ignore"):  # rMax = infinity (FLT_MAX): its square is inf in float
+        fr.r2max = F32(np.float64(f("rMax")) ** 2)
+        fr.r2min = F32(np.float64(f("rMin")) ** 2)
+    n_post = _int_param(params, "numOrientationsPost", group, "HyPerConn")
+    n_pre = _int_param(params, "numOrientationsPre", group, "HyPerConn")
+    fr.n_post = n_post = n_post if n_post > 0 else geo.nf_post
+    fr.n_pre = n_pre = n_pre if n_pre > 0 else geo.nf_pre
+    theta_max, rotate = f("thetaMax"), f("rotate")
+    dtheta_max = f("deltaThetaMax")
+    fr.num_flanks = _int_param(params, "numFlanks", group, "HyPerConn")
+
+    # orientations (calculateThetas, calcThPost)
+    dth_post = F32(_PI * float(theta_max) / float(F32(n_post)))
+    th0_post = F32(F32(rotate * dth_post) / F32(2))
+    dth_pre = F32(_PI * float(theta_max) / float(F32(n_pre)))
+    th0_pre = F32(F32(rotate * dth_pre) / F32(2))
+    fr.f_pre = geo.patch_index % geo.nf_pre
+    fr.th_pre = th_pre = (th0_pre + ((geo.patch_index % n_pre).astype(F32) * dth_pre).astype(F32)).astype(F32)  # [nk]
+    fr.fp = fp = np.arange(nfp)
+    if n_post == 1 and n_pre > 1:
+        th_post = np.broadcast_to(th_pre[:, None], (nk, nfp)).astype(F32)
+    else:
+        th_post = np.broadcast_to((th0_post + ((fp % n_post).astype(F32) * dth_post).astype(F32)).astype(F32),
+                                  (nk, nfp))
+    fr.th_post = th_post
+    fr.dtheta = np.abs((th_pre[:, None] - th_post).astype(F32))
+    fr.keep_theta = fr.dtheta <= dtheta_max  # checkThetaDiff
+
+    # positions of the patch's post cells relative to the pre cell, in pre units
+    xdist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_x)
+    ydist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_y)  # OpenPV passes the x index here too
+    fr.xd = _deltas(geo.unit_x, nxp, geo.log2_diff_x, xdist)[:, None, None, :]  # [nk,1,1,nxp]
+    fr.yd = _deltas(geo.unit_y, nyp, geo.log2_diff_y, ydist)[:, None, :, None]  # [nk,1,nyp,1]
+    return fr
+
+
 def gauss2d_weights(params, *, shape, geometry, group=None):
     """Gauss2DWeight values ``[1, kernels, nyp, nxp, nfp]`` (every arbor gets the same).
 
@@ -466,51 +525,14 @@ def gauss2d_weights(params, *, shape, geometry, group=None):
     Weights to other "colours" (f div numOrientations) or to orientations
     farther than deltaThetaMax from the pre one stay 0.
     """
-    _, nk, nyp, nxp, nfp = shape
-    geo = geometry
-    if len(geo.patch_index) != nk:
-        raise ValueError(f"{len(geo.patch_index)} patch indices for {nk} kernels")
-
-    def f(name):
-        return get_f32(params, name, "HyPerConn")
-
-    aspect, sigma, strength, shift = f("aspect"), f("sigma"), f("strength"), f("flankShift")
-    if sigma == 0:
-        raise PvmpiError("sigma must not be 0", group=group, param="sigma")
-    with np.errstate(over="ignore"):  # rMax = infinity (FLT_MAX): its square is inf in float
-        r2max = F32(np.float64(f("rMax")) ** 2)
-        r2min = F32(np.float64(f("rMin")) ** 2)
-    n_post = _int_param(params, "numOrientationsPost", group, "HyPerConn")
-    n_pre = _int_param(params, "numOrientationsPre", group, "HyPerConn")
-    n_post = n_post if n_post > 0 else geo.nf_post
-    n_pre = n_pre if n_pre > 0 else geo.nf_pre
-    theta_max, rotate = f("thetaMax"), f("rotate")
-    dtheta_max = f("deltaThetaMax")
-    num_flanks = _int_param(params, "numFlanks", group, "HyPerConn")
+    fr = _oriented_frame(params, shape, geometry, group)
+    geo, f = geometry, fr.f
+    aspect, sigma, strength, shift = fr.aspect, fr.sigma, f("strength"), fr.shift
+    r2max, r2min, num_flanks, th_post, xd, yd, fp, f_pre = (fr.r2max, fr.r2min, fr.num_flanks, fr.th_post, fr.xd,
+                                                            fr.yd, fr.fp, fr.f_pre)
     bowtie = bool(get(params, "bowtieFlag", "HyPerConn"))
     bowtie_angle = f("bowtieAngle")
-
-    # orientations (calculateThetas, calcThPost)
-    dth_post = F32(_PI * float(theta_max) / float(F32(n_post)))
-    th0_post = F32(F32(rotate * dth_post) / F32(2))
-    dth_pre = F32(_PI * float(theta_max) / float(F32(n_pre)))
-    th0_pre = F32(F32(rotate * dth_pre) / F32(2))
-    f_pre = geo.patch_index % geo.nf_pre
-    th_pre = (th0_pre + ((geo.patch_index % n_pre).astype(F32) * dth_pre).astype(F32)).astype(F32)  # [nk]
-    fp = np.arange(nfp)
-    if n_post == 1 and n_pre > 1:
-        th_post = np.broadcast_to(th_pre[:, None], (nk, nfp)).astype(F32)
-    else:
-        th_post = np.broadcast_to((th0_post + ((fp % n_post).astype(F32) * dth_post).astype(F32)).astype(F32),
-                                  (nk, nfp))
-    keep = np.abs((th_pre[:, None] - th_post).astype(F32)) <= dtheta_max  # checkThetaDiff
-    keep &= (fp[None, :] // n_post) == (f_pre[:, None] // n_pre)  # checkColorDiff
-
-    # positions of the patch's post cells relative to the pre cell, in pre units
-    xdist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_x)
-    ydist = _dist_to_nearest_cell(geo.unit_x, geo.log2_diff_y)  # OpenPV passes the x index here too
-    xd = _deltas(geo.unit_x, nxp, geo.log2_diff_x, xdist)[:, None, None, :]  # [nk,1,1,nxp]
-    yd = _deltas(geo.unit_y, nyp, geo.log2_diff_y, ydist)[:, None, :, None]  # [nk,1,nyp,1]
+    keep = fr.keep_theta & ((fp[None, :] // fr.n_post) == (f_pre[:, None] // fr.n_pre))  # checkColorDiff
 
     th = th_post[:, :, None, None]  # [nk, nfp, 1, 1]
     c, s = _f32_unary(np.cos, th), _f32_unary(np.sin, th)
@@ -535,5 +557,66 @@ def gauss2d_weights(params, *, shape, geometry, group=None):
     w = flank(-1)
     if num_flanks > 1:
         w = (w + flank(+1)).astype(F32)
+    w = np.where(keep, w, F32(0)).astype(F32)  # [nk, nfp, nyp, nxp]
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))[None]
+
+
+def cocirc_weights(params, *, shape, geometry, group=None):
+    """CoCircWeight values ``[1, kernels, nyp, nxp, nfp]``: OpenPV's co-circularity weights in float32.
+
+    In the frame of the pre neuron's orientation, a weight is the Gaussian of distance (flanks as
+    Gauss2DWeight, divided by 2σ², rMax only) times exp(-χ²/(2 sigmaCocirc²)), χ the difference between
+    the post orientation and the tangent of the circle through both cells (at the pre cell itself: the
+    orientation difference; zero to its own feature unless cocircSelf). One curvature per orientation
+    only: with nf > numOrientations OpenPV reads curvatures it never sets.
+    """
+    fr = _oriented_frame(params, shape, geometry, group)
+    f, geo = fr.f, geometry
+    if geo.nf_pre // fr.n_pre > 1 or fr.nfp // fr.n_post > 1:
+        raise PvmpiError(f"CoCircWeight with more than one curvature per orientation (nf {geo.nf_pre} pre, "
+                         f"{fr.nfp} post, numOrientations {fr.n_pre}, {fr.n_post}) is not reproducible: OpenPV "
+                         f"reads the pre curvatures without ever setting them", group=group, param="weightInitType",
+                         hint="give numOrientationsPre/Post equal to the layers' nf")
+    sigma_c2 = F32(F32(2) * f("sigmaCocirc")) * f("sigmaCocirc")
+    one_flank = fr.num_flanks <= 1
+    c = _f32_unary(np.cos, fr.th_pre)[:, None, None, None]
+    s = _f32_unary(np.sin, fr.th_pre)[:, None, None, None]
+    xd, yd = fr.xd, fr.yd
+    dx = ((xd * c).astype(F32) + (yd * s).astype(F32)).astype(F32)  # [nk, 1, nyp, nxp]
+    dy = (((-xd) * s).astype(F32) + (yd * c).astype(F32)).astype(F32)
+    sigma2 = F32(F32(2) * fr.sigma) * fr.sigma
+
+    def d2(v):
+        return ((dx * dx).astype(F32) + (((fr.aspect * v).astype(F32) * fr.aspect).astype(F32) * v).astype(F32)
+                ).astype(F32)
+
+    def gauss(v):
+        q = d2(v)
+        return np.where(q <= fr.r2max, _f32_unary(np.exp, ((-q) / sigma2).astype(F32)), F32(0)).astype(F32)
+
+    dy1, dy2 = (dy - fr.shift).astype(F32), (dy + fr.shift).astype(F32)
+    g_dist = gauss(dy1) if one_flank else (gauss(dy1) + gauss(dy2)).astype(F32)
+
+    def g_of(chi):
+        g = _f32_unary(np.exp, (((-chi) * chi).astype(F32) / sigma_c2).astype(F32))
+        return g if sigma_c2 > 0 else (g - F32(1)).astype(F32)
+
+    def chord(v):  # updateCocircNChord: the tangent's orientation against the post one
+        atan = np.arctan2(v.astype(np.float64), dx.astype(np.float64)).astype(F32)  # atan2f
+        a = (fr.th_pre[:, None, None, None] + (F32(2) * atan).astype(F32)).astype(F32)
+        a = (a.astype(np.float64) + 2.0 * _PI).astype(F32)
+        a = np.fmod(a, F32(_PI))
+        a = np.abs((a - fr.th_post[:, :, None, None]).astype(F32))  # [nk, nfp, nyp, nxp]
+        return np.where(a.astype(np.float64) >= _PI / 2.0, (_PI - a.astype(np.float64)).astype(F32), a)
+
+    oriented = fr.n_pre > 1 and fr.n_post > 1
+    g_chord = g_of(chord(dy1 if one_flank else dy2)) if oriented else F32(1)
+    dth = np.where(fr.dtheta.astype(np.float64) <= _PI / 2.0, fr.dtheta,
+                   (_PI - fr.dtheta.astype(np.float64)).astype(F32))[:, :, None, None]  # checkThetaDiff's fold
+    same_loc = (fr.f_pre[:, None] == fr.fp[None, :])[:, :, None, None]
+    at_pre = d2(dy) == 0
+    g_self = np.where(same_loc & ~bool(f("cocircSelf")), F32(0), g_of(dth))
+    w = (g_dist * np.where(at_pre, g_self, g_chord)).astype(F32)
+    keep = fr.keep_theta[:, :, None, None] & (g_dist > 0) & (w >= F32(0))
     w = np.where(keep, w, F32(0)).astype(F32)  # [nk, nfp, nyp, nxp]
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1))[None]

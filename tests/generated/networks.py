@@ -14,7 +14,7 @@ of the layers, dropout in the side branch (DropoutLayer), a point-wise
 layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
 feature, a reconstruction clone that teaches the dictionary
-(PlasticCloneConn), one-to-one side weights, the side weights transposed
+(PlasticCloneConn), one-to-one and co-circular side weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
 into a layer that may square it (ANNSquaredLayer), and contrast
 normalisation (normalizeContrastZeroMean). Later issues add their classes here.
@@ -165,8 +165,13 @@ def _learning(draw):
 @st.composite
 def _weights(draw, gauss2d=False):
     kinds = ["UniformRandomWeight", "GaussianRandomWeight"] + (
-        ["Gauss2DWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"] if gauss2d else [])
+        ["Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"]
+        if gauss2d else [])
     kind = draw(st.sampled_from(kinds))
+    if kind == "CoCircWeight":  # one curvature per orientation: numOrientations = nf (the default)
+        return {"weightInitType": kind, "sigma": draw(st.sampled_from([0.8, 2.0])),
+                "rMax": draw(st.sampled_from([1.4, 3.0])), "sigmaCocirc": draw(st.sampled_from([0.3, 1.5])),
+                "cocircSelf": draw(st.booleans())}
     if kind in ("OneToOneWeights", "OneToOneWeightsWithDelays"):
         return {"weightInitType": kind, "weightInit": draw(st.sampled_from([0.5, 2.0]))}
     if kind == "IdentWeight":
@@ -274,7 +279,7 @@ def _normalization(draw, conn):
     """normalizeMethod for a connection: learning weights are always normalised (by L2, or by
     their sum when they are nonnegative), as learning networks are: an unnormalised learning
     connection grows without bound and turns float32 round-off into any difference."""
-    nonnegative = conn["weightInitType"] == "Gauss2DWeight"
+    nonnegative = conn["weightInitType"] in ("Gauss2DWeight", "CoCircWeight")
     methods = ["normalizeL2"] + (["normalizeSum"] if nonnegative else [])
     if not conn["plasticityFlag"]:
         methods += ["none", "normalizeContrastZeroMean"] + ([] if nonnegative else ["normalizeSum"])

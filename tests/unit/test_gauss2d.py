@@ -150,3 +150,23 @@ def test_init_weights_gives_every_arbor_the_same_weights():
                      geometry=geo)
     assert w.shape == (3, 1, 3, 3, 2) and w.flags.writeable and w.dtype == np.float32
     assert np.array_equal(w[0], w[2]) and w[0, 0, 1, 1, 0] == 1.0
+
+
+def test_cocirc_without_orientations_is_the_distance_gaussian():
+    """One orientation: no co-circularity factor, so a weight is exp(-d²/2σ²) within rMax, except
+    the pre neuron's own position and feature (cocircSelf false), which is 0."""
+    from pvmpi.network.initializers import cocirc_weights
+
+    geo = Gauss2DGeometry(patch_index=[0], unit_x=[0], unit_y=[0], log2_diff_x=0, log2_diff_y=0,
+                          nf_pre=1, nf_post=1)
+    params = {"aspect": 1.0, "sigma": 1.5, "rMax": 2.0, "rMin": 0.0, "strength": 1.0, "numOrientationsPost": 1,
+              "numOrientationsPre": 1, "deltaThetaMax": 6.3, "thetaMax": 1.0, "numFlanks": 1, "flankShift": 0.0,
+              "rotate": 0.0, "bowtieFlag": False, "bowtieAngle": 6.3, "sigmaCocirc": 0.5, "cocircSelf": False}
+    w = cocirc_weights(params, shape=(1, 1, 5, 5, 1), geometry=geo)[0, 0, :, :, 0]
+    y, x = np.mgrid[-2:3, -2:3]
+    d2 = (x * x + y * y).astype(np.float64)
+    want = np.where(d2 <= 4.0, np.exp(-d2 / (2 * 1.5 ** 2)), 0.0)
+    want[2, 2] = 0.0
+    np.testing.assert_allclose(w, want, rtol=1e-6)
+    params["cocircSelf"] = True
+    assert cocirc_weights(params, shape=(1, 1, 5, 5, 1), geometry=geo)[0, 0, 2, 2, 0] == np.float32(1)
