@@ -1,0 +1,40 @@
+"""Variants of OpenPV's own test files that exercise what the files alone do not, through OpenPV and
+pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes nothing to compare), and
+test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints).
+"""
+import re
+import shutil
+
+import pytest
+
+from pvmpi.conformance.oracle import Case
+from pvmpi.conformance.suite import classify
+
+VARIANTS = {
+    "cocirc_two_steps": ("tests/test_cocirc", "test_cocirc.params",
+                         [(r"(nx\s*=\s*16;)", r"\1 stopTime = 2.0; dt = 1.0;")]),
+    "spiking_retina": ("tests/test_border_activity", "test_border_activity.params",
+                       [(r"spikingFlag = false;", "spikingFlag = true; refractoryPeriod = 4; absRefractoryPeriod = 2;"),
+                        (r"stopTime = 3.0;", "stopTime = 25.0;"),
+                        (r"(nx\s*=\s*64;)", r"\1 randomSeed = 1234567890;"),
+                        (r"foregroundRate = 1000;", "foregroundRate = 300;"),
+                        (r"backgroundRate = 0;", "backgroundRate = 100;"),
+                        (r"checkpointWrite = false;", 'checkpointWrite = true; checkpointWriteDir = "output/checkpoints"; '
+                                                      "checkpointWriteStepInterval = 10;")]),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_agrees_with_openpv(openpv, openpv_suite, tmp_path, name):
+    folder, params, edits = VARIANTS[name]
+    case = tmp_path / "case"
+    shutil.copytree(openpv_suite / folder / "input", case / "input")
+    path = case / "input" / params
+    text = path.read_text()
+    for pattern, replacement in edits:
+        text, n = re.subn(pattern, replacement, text, count=1)
+        assert n == 1, f"{params} no longer has {pattern!r}"
+    path.write_text(text)
+    verdict = classify(Case.single(case, f"input/{params}"), openpv, tmp_path / "runs")
+    assert verdict.status == "agrees", f"{verdict.status}: {verdict.detail}"
+    assert not verdict.detail.startswith("OpenPV wrote no output"), verdict.detail
