@@ -43,7 +43,8 @@ def openpv_file(name):
     if len(parts) < 3:
         return None, None
     kind, obj, entry = parts
-    if kind == "layers" and entry in ("V", "A", "prevDrive", "SinceLastSpike"):
+    if kind == "layers" and entry in ("V", "A", "prevDrive", "SinceLastSpike", "Vth", "G_E", "G_I", "G_IB",
+                                      "gapStrength"):
         return f"{obj}_{entry}.pvp", None
     if kind == "layers" and entry.startswith("Delays") and entry[6:].isdigit():
         return f"{obj}_Delays.pvp", int(entry[6:])

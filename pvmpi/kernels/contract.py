@@ -93,6 +93,10 @@ COMPUTE = (
        "the spiking Retina: each neuron past its absolute refractory period draws from its taus88 generator "
        "(rng uint32 [4, nb, ny, nx, nf]) and spikes (A = 1, since = 0) with OpenPV's probability; since "
        "[nb, ny, nx, nf] counts the time since the last spike"),
+    _k("lif_arma", "GSyn A V Vth G_E G_I G_IB gap rng lt up consts with_gap",
+       "LIF's (LIFGap's with_gap) 'arma' step per neuron: noise drawn from its taus88 generator (rng uint32 "
+       "[4, nb, ny, nx, nf]), conductances G_E G_I G_IB, V and the threshold Vth (all [nb, ny, nx, nf]), A = "
+       "spikes; consts float32 (see numpy_ref.LIF_CONSTS)"),
     _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
     _k("square_input", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0]² (ANNSquaredLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",

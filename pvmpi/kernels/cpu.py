@@ -1068,3 +1068,75 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
     """PoolingConn's maxpooling (see numpy_ref.deliver_max_pool): post rows in parallel."""
     _check_out("G", G)
     _max_pool(np.ascontiguousarray(A, np.float32), G, xtab, ytab, bool(overwrite), bool(active_only))
+
+
+@njit(inline="always")
+def _noise_draw(R, b, y, x, f, g, prob, amp):
+    """OpenPV's noise draw for one neuron (see numpy_ref._noise): returns the new input."""
+    s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]), np.uint64(R[3, b, y, x, f]))
+    s0 = s1 ^ s2 ^ s3
+    if np.float32(s0) / np.float32(4294967296.0) < prob:
+        s1, s2, s3 = _taus88(s1, s2, s3)
+        s0 = s1 ^ s2 ^ s3
+        g = g + amp * (np.float32(s0) / np.float32(4294967296.0))
+    R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
+    R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+    return g
+
+
+@njit(**_JIT)
+def _lif_arma(GS, A, V, TH, GE, GI, GIB, GAP, R, lt, up, c, with_gap):
+    nb, ny, nx, nf = V.shape
+    tau, vrest, vexc, vinh, vinhb, vthrest, dvth, dgib = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    one, gmax, dt = np.float32(1), np.float32(10), c[18]
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            for f in range(nf):
+                ge = _noise_draw(R, b, y, x, f, GS[0, b, y, x, f], c[11], c[8])
+                gi = _noise_draw(R, b, y, x, f, GS[1, b, y, x, f], c[12], c[9])
+                gib = _noise_draw(R, b, y, x, f, GS[2, b, y, x, f], c[13], c[10])
+                gei, gii, gibi = GE[b, y, x, f] + ge, GI[b, y, x, f] + gi, GIB[b, y, x, f] + gib
+                ggap = GS[3, b, y, x, f] if with_gap else np.float32(0)
+                den_i = one + gei + gii + gibi
+                if with_gap:
+                    den_i = den_i + GAP[b, y, x, f]
+                tau_i = tau / den_i
+                top_i = vrest + vexc * gei + vinh * gii + vinhb * gibi
+                v_i = (top_i + ggap if with_gap else top_i) / den_i
+                gei, gii, gibi = min(gei, gmax), min(gii, gmax), min(gibi, gmax)
+                gef, gif, gibf = gei * c[14], gii * c[15], gibi * c[16]
+                den_f = one + gef + gif + gibf
+                if with_gap:
+                    den_f = den_f + GAP[b, y, x, f]
+                tau_f = tau / (den_f if with_gap else one + gef + gif + gibi)
+                top_f = vrest + vexc * gef + vinh * gif + vinhb * gibf
+                v_f = (top_f + ggap if with_gap else top_f) / den_f
+                slope = (tau_f - tau_i) / dt
+                if slope == 0:
+                    f1 = np.float32(math.exp(np.float64(-dt / tau_i)))
+                else:
+                    f1 = np.float32(math.pow(np.float64(tau_f / tau_i), np.float64(-one / slope)))
+                if slope == -1:
+                    f2 = tau_i / dt * np.float32(math.log(np.float64(tau_f / tau_i + one)))
+                else:
+                    f2 = (one - tau_i / dt * (one - f1)) / (one + slope)
+                f3 = one - f1 - f2
+                v = f1 * V[b, y, x, f] + f2 * v_i + f3 * v_f
+                th = vthrest + (TH[b, y, x, f] - vthrest) * c[17]
+                fired = v > th
+                A[b, up + y, lt + x, f] = one if fired else np.float32(0)
+                V[b, y, x, f] = vrest if fired else v
+                TH[b, y, x, f] = th + dvth if fired else th
+                GE[b, y, x, f], GI[b, y, x, f] = gef, gif
+                GIB[b, y, x, f] = gibf + dgib if fired else gibf
+
+
+def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap):
+    """LIF's arma step (see numpy_ref.lif_arma): rows in parallel, each neuron's generator its own."""
+    for name, arr in (("A", A), ("V", V), ("Vth", Vth), ("G_E", G_E), ("G_I", G_I), ("G_IB", G_IB)):
+        _check_out(name, arr)
+    with np.errstate(all="ignore"):
+        _lif_arma(np.ascontiguousarray(GSyn, np.float32), A, V, Vth, G_E, G_I, G_IB, np.ascontiguousarray(gap),
+                  rng, *_ints(lt, up), np.ascontiguousarray(consts, np.float32), bool(with_gap))

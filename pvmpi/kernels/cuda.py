@@ -1640,3 +1640,105 @@ def square_input(GSyn, G):
     if n:
         _k_square[_blocks(n, THREADS), THREADS](gs.dev[0], g.dev)
     g.done()
+
+
+# --------------------------------------------------------------------- LIF, LIFGap
+
+@cuda.jit(device=True, inline=True)
+def _taus(s1, s2, s3):
+    m = np.uint32(0xFFFFFFFF)
+    s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
+    s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
+    s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
+    return s1, s2, s3
+
+
+@cuda.jit(device=True, inline=True)
+def _noise_draw(R, b, y, x, f, g, prob, amp):
+    s1, s2, s3 = _taus(R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f])
+    s0 = s1 ^ s2 ^ s3
+    if float32(s0) / float32(4294967296.0) < prob:
+        s1, s2, s3 = _taus(s1, s2, s3)
+        s0 = s1 ^ s2 ^ s3
+        g = g + amp * (float32(s0) / float32(4294967296.0))
+    R[0, b, y, x, f] = s0
+    R[1, b, y, x, f] = s1
+    R[2, b, y, x, f] = s2
+    R[3, b, y, x, f] = s3
+    return g
+
+
+@cuda.jit
+def _k_lif_arma(GS, A, V, TH, GE, GI, GIB, GAP, R, lt, up, c, with_gap):
+    nb, ny, nx, nf = V.shape
+    one = float32(1)
+    for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
+        f = i % nf
+        x = (i // nf) % nx
+        y = (i // (nf * nx)) % ny
+        b = i // (nf * nx * ny)
+        ge = _noise_draw(R, b, y, x, f, GS[0, b, y, x, f], c[11], c[8])
+        gi = _noise_draw(R, b, y, x, f, GS[1, b, y, x, f], c[12], c[9])
+        gib = _noise_draw(R, b, y, x, f, GS[2, b, y, x, f], c[13], c[10])
+        gei = GE[b, y, x, f] + ge
+        gii = GI[b, y, x, f] + gi
+        gibi = GIB[b, y, x, f] + gib
+        ggap = GS[3, b, y, x, f] if with_gap else float32(0)
+        den_i = one + gei + gii + gibi
+        if with_gap:
+            den_i = den_i + GAP[b, y, x, f]
+        tau_i = c[0] / den_i
+        top_i = c[1] + c[2] * gei + c[3] * gii + c[4] * gibi
+        if with_gap:
+            top_i = top_i + ggap
+        v_i = top_i / den_i
+        gei = min(gei, float32(10))
+        gii = min(gii, float32(10))
+        gibi = min(gibi, float32(10))
+        gef = gei * c[14]
+        gif = gii * c[15]
+        gibf = gibi * c[16]
+        den_f = one + gef + gif + gibf
+        if with_gap:
+            den_f = den_f + GAP[b, y, x, f]
+            tau_f = c[0] / den_f
+        else:
+            tau_f = c[0] / (one + gef + gif + gibi)
+        top_f = c[1] + c[2] * gef + c[3] * gif + c[4] * gibf
+        if with_gap:
+            top_f = top_f + ggap
+        v_f = top_f / den_f
+        dt = c[18]
+        slope = (tau_f - tau_i) / dt
+        if slope == 0:
+            f1 = float32(math.exp(float64(-dt / tau_i)))
+        else:
+            f1 = float32(math.pow(float64(tau_f / tau_i), float64(-one / slope)))
+        if slope == -1:
+            f2 = tau_i / dt * float32(math.log(float64(tau_f / tau_i + one)))
+        else:
+            f2 = (one - tau_i / dt * (one - f1)) / (one + slope)
+        f3 = one - f1 - f2
+        v = f1 * V[b, y, x, f] + f2 * v_i + f3 * v_f
+        th = c[5] + (TH[b, y, x, f] - c[5]) * c[17]
+        fired = v > th
+        A[b, up + y, lt + x, f] = one if fired else float32(0)
+        V[b, y, x, f] = c[1] if fired else v
+        TH[b, y, x, f] = th + c[6] if fired else th
+        GE[b, y, x, f] = gef
+        GI[b, y, x, f] = gif
+        GIB[b, y, x, f] = gibf + c[7] if fired else gibf
+
+
+def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap):
+    """LIF's arma step on the device (see numpy_ref.lif_arma): one thread per neuron."""
+    for name, arr in (("A", A), ("V", V), ("Vth", Vth), ("G_E", G_E), ("G_I", G_I), ("G_IB", G_IB)):
+        _check_out(name, arr)
+    args = [_Arg("lif." + n, a) for n, a in (("GSyn", GSyn), ("A", A), ("V", V), ("Vth", Vth), ("G_E", G_E),
+                                               ("G_I", G_I), ("G_IB", G_IB), ("gap", gap), ("rng", rng))]
+    c = _Arg("lif.c", np.ascontiguousarray(consts, dtype=np.float32))
+    n = int(np.prod(V.shape))
+    if n:
+        _k_lif_arma[_blocks(n, THREADS), THREADS](*(a.dev for a in args), int(lt), int(up), c.dev, bool(with_gap))
+    for a in args[1:7] + args[8:]:
+        a.done()

@@ -504,3 +504,70 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
 def square_input(GSyn, G):
     """G = GSyn[0]²: ANNSquaredLayer's input (the excitatory channel only)."""
     np.multiply(GSyn[0], GSyn[0], out=G)
+
+
+# --------------------------------------------------------------------- LIF, LIFGap
+
+#: lif_arma's float32 constants, in order
+LIF_CONSTS = ("tau", "Vrest", "Vexc", "Vinh", "VinhB", "VthRest", "deltaVth", "deltaGIB", "noiseAmpE", "noiseAmpI",
+              "noiseAmpIB", "probE", "probI", "probIB", "expE", "expI", "expIB", "expVth", "dt")
+GMAX = _F32(10)  # OpenPV caps the conductances at 10
+
+
+def _noise(rng, g, prob, amp):
+    """One of OpenPV's noise draws: every generator steps; where s0/2^32 < prob it steps again and
+    g += amp * s0/2^32 (the rows of rng change in place; g is a new array)."""
+    s1, s2, s3 = taus88_step(rng[1], rng[2], rng[3])
+    rng[0], rng[1], rng[2], rng[3] = s1 ^ s2 ^ s3, s1, s2, s3
+    hit = rng[0].astype(_F32) / _F32(4294967296.0) < prob
+    s1, s2, s3 = taus88_step(rng[1], rng[2], rng[3])
+    for i, new in enumerate((s1 ^ s2 ^ s3, s1, s2, s3)):
+        rng[i] = np.where(hit, new, rng[i])
+    return np.where(hit, g + amp * (rng[0].astype(_F32) / _F32(4294967296.0)), g).astype(_F32)
+
+
+def _libm(fn, *args):
+    """A float32 libm call (expf, powf, logf) as correctly rounded from double."""
+    return fn(*(np.asarray(a, np.float64) for a in args)).astype(_F32)
+
+
+def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap):
+    """LIF's 'arma' integration, neuron by neuron in OpenPV's float32 order (facts: LIFActivityComponent).
+
+    The conductances take this step's input (plus noise), decay over dt, and V moves towards the
+    conductance-weighted reversal potentials along the ARMA weights f1, f2, f3; a neuron fires when V > Vth
+    (A = 1, V = Vrest, Vth += deltaVth, G_IB += deltaGIB). with_gap (LIFGap) adds the gap input GSyn[3]
+    and the gap strength ``gap``; plain LIF's final time constant uses the initial G_IB, as OpenPV's does.
+    """
+    (tau, Vrest, Vexc, Vinh, VinhB, VthRest, dVth, dGIB, aE, aI, aIB, pE, pI, pIB, eE, eI, eIB, eVth,
+     dt) = (_F32(v) for v in consts)
+    one = _F32(1)
+    gE, gI, gIB = _noise(rng, GSyn[0], pE, aE), _noise(rng, GSyn[1], pI, aI), _noise(rng, GSyn[2], pIB, aIB)
+    gGap, strength = (GSyn[3], gap) if with_gap else (_F32(0), _F32(0))
+    GEi, GIi, GIBi = G_E + gE, G_I + gI, G_IB + gIB
+    den_i = one + GEi + GIi + GIBi + strength if with_gap else one + GEi + GIi + GIBi
+    tau_i = tau / den_i
+    top_i = Vrest + Vexc * GEi + Vinh * GIi + VinhB * GIBi
+    v_i = (top_i + gGap if with_gap else top_i) / den_i
+    GEi, GIi, GIBi = np.minimum(GEi, GMAX), np.minimum(GIi, GMAX), np.minimum(GIBi, GMAX)
+    GEf, GIf, GIBf = GEi * eE, GIi * eI, GIBi * eIB
+    den_f = one + GEf + GIf + GIBf + strength if with_gap else one + GEf + GIf + GIBf
+    tau_f = tau / (den_f if with_gap else one + GEf + GIf + GIBi)
+    top_f = Vrest + Vexc * GEf + Vinh * GIf + VinhB * GIBf
+    v_f = (top_f + gGap if with_gap else top_f) / den_f
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # libm's float calls, from double
+        slope = (tau_f - tau_i) / dt
+        f1 = np.where(slope == 0, _libm(np.exp, -dt / tau_i),
+                      _libm(np.power, tau_f / tau_i, -one / slope)).astype(_F32)
+        f2 = np.where(slope == -1, tau_i / dt * _libm(np.log, tau_f / tau_i + one),
+                      (one - tau_i / dt * (one - f1)) / (one + slope)).astype(_F32)
+    f3 = one - f1 - f2
+    v = f1 * V + f2 * v_i + f3 * v_f
+    th = VthRest + (Vth - VthRest) * eVth
+    fired = v > th
+    ny, nx = V.shape[1], V.shape[2]
+    A[:, up:up + ny, lt:lt + nx] = fired.astype(_F32)
+    V[...] = np.where(fired, Vrest, v)
+    Vth[...] = np.where(fired, th + dVth, th)
+    G_E[...], G_I[...] = GEf, GIf
+    G_IB[...] = np.where(fired, GIBf + dGIB, GIBf)

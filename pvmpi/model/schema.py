@@ -182,6 +182,33 @@ _cls("DropoutLayer", "layer", "ANNLayer whose activity drops to 0 at each update
       "values outside 0..99 act as 99 (OpenPV's rule).", unit="percent"),
 ], parent="ANNLayer")
 
+_cls("LIF", "layer", "Leaky integrate-and-fire neurons with excitatory, inhibitory and slow inhibitory "
+     "(channel 2) conductances, a moving threshold and noise (OpenPV's per-neuron random streams); A = spikes.", [
+    P("Vrest", "float", -70.0, "Resting potential; V after a spike."),
+    P("Vexc", "float", 0.0, "Reversal potential of the excitatory conductance."),
+    P("Vinh", "float", -75.0, "Reversal potential of the inhibitory conductance."),
+    P("VinhB", "float", -90.0, "Reversal potential of the slow inhibitory conductance."),
+    P("VthRest", "float", -55.0, "Resting threshold."),
+    P("tau", "float", 20.0, "Membrane time constant.", unit="ms"),
+    P("tauVth", "float", 10.0, "Time constant of the threshold's return to VthRest.", unit="ms"),
+    P("deltaVth", "float", 5.0, "Threshold jump at a spike."),
+    P("deltaGIB", "float", 1.0, "Slow inhibitory conductance jump at a spike."),
+    P("tauE", "float", 1.0, "Decay time of the excitatory conductance.", unit="ms"),
+    P("tauI", "float", 5.0, "Decay time of the inhibitory conductance.", unit="ms"),
+    P("tauIB", "float", 10.0, "Decay time of the slow inhibitory conductance.", unit="ms"),
+    P("noiseAmpE", "float", 0.0, "Largest excitatory noise conductance."),
+    P("noiseAmpI", "float", 0.0, "Largest inhibitory noise conductance."),
+    P("noiseAmpIB", "float", 0.0, "Largest slow inhibitory noise conductance."),
+    P("noiseFreqE", "float", 250.0, "Rate of excitatory noise events (at most 1000/dt).", unit="Hz"),
+    P("noiseFreqI", "float", 250.0, "Rate of inhibitory noise events (at most 1000/dt).", unit="Hz"),
+    P("noiseFreqIB", "float", 250.0, "Rate of slow inhibitory noise events (at most 1000/dt).", unit="Hz"),
+    P("method", "str", "arma", "Integration: arma (OpenPV's beginning and original are deprecated and "
+      "refused)."),
+], parent="HyPerLayer")
+
+_cls("LIFGap", "layer", "LIF with gap junctions: channel 3's input and its connections' total weight (the "
+     "gap strength) join the membrane equation.", parent="LIF")
+
 _cls("ANNSquaredLayer", "layer", "ANNLayer whose V is the square of its excitatory input (other channels "
      "are not used).", parent="ANNLayer")
 

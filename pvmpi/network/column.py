@@ -21,10 +21,11 @@ from .connections import CONNECTION_CLASSES, link_order
 from .guard import NumericGuard
 from .inputs import INPUT_CLASSES
 from .layers import LAYER_CLASSES
+from .lif import LIF_CLASSES
 from .retina import Retina
 from .timers import Timers
 
-LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES, "Retina": Retina}
+LAYERS = {**LAYER_CLASSES, **INPUT_CLASSES, **CLONE_CLASSES, **LIF_CLASSES, "Retina": Retina}
 PROBES = {**LAYER_PROBE_CLASSES, **COLUMN_PROBE_CLASSES}
 SEED_MIN = 10_000_000
 

@@ -73,6 +73,12 @@ class Connection:
     def finalize(self):
         """After weight updates: follow the original's weights (transposes)."""
 
+    def unit_input(self, G):
+        """Add to host G [nb, ny, nx, nf] what this connection delivers from activity 1 everywhere (a
+        LIFGap's gap strength, OpenPV's deliverUnitInput)."""
+        raise PvmpiError(f"a {self.group.cls} cannot deliver into a gap channel (channelCode 3)", group=self.name,
+                         param="channelCode")
+
     def open_output(self, resume=None):
         """Open the weights file, continuing it when `resume` is a checkpoint being continued; none here."""
 
@@ -97,6 +103,10 @@ class IdentConn(Connection):
     """GSyn_ch += scale * A_pre, neuron by neuron (facts §4.3)."""
 
     scale = 1.0
+
+    def unit_input(self, G):
+        """G += scale: what it delivers from activity 1."""
+        G += F32(self.scale)
 
     def deliver(self):
         """GSyn_ch += scale * A_pre, neuron by neuron, for each delay; channelCode -1 delivers nothing.
@@ -356,6 +366,15 @@ class WeightedConnection(Connection):
             plan = Im2colPlan.from_tables(self.xtab, self.ytab)
             if worth_gemm(plan, self.pre.nf, self.post.nf):
                 self.im2col = plan
+
+    def unit_input(self, G):
+        """G += each post neuron's total weight from the extended pre layer (every arbor), on the host."""
+        from ..kernels import numpy_ref
+
+        W = np.asarray(self.run.kernels.to_host(self.weights), F32)
+        ones = np.ones(self.pre.extended_shape, F32)
+        for arbor in range(W.shape[0]):
+            numpy_ref.deliver_pre(ones, W[arbor], G, *self.map_args(), self.pre.margin_x, self.pre.margin_y)
 
     def map_args(self):
         """The x then y (mul, off, div, kernels) arguments of the pre and sparse delivery kernels."""

@@ -6,6 +6,7 @@ global: every rank advances all batch elements identically, which also lets
 rank 0 write the timestamp file without communication.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -103,7 +104,10 @@ class InputLayer(Layer):
 
     def __init__(self, group, run):
         super().__init__(group, run)
-        self.controller = UpdateController(group["displayPeriod"], run.dt)
+        # displayPeriod <= 0: OpenPV's period is DBL_MAX, so the layer still updates once, at t = dt (its
+        # initial last update time), which its triggered layers see; it never changes frames (needs_update)
+        period = group["displayPeriod"] if group["displayPeriod"] > 0 else sys.float_info.max
+        self.controller = UpdateController(period, run.dt)
         path = group["inputPath"]
         nbatch = run.model.column["nbatch"]
         try:
@@ -205,6 +209,11 @@ class InputLayer(Layer):
         warnings.warn(f"{self.name}: frame {index} ({what}) is "
                       f"{data.shape[1]}x{data.shape[0]}, the layer {t.nx_global}x{t.ny_global}: it is cropped "
                       f"or padded with padValue (set autoResizeFlag to resize frames to the layer)")
+
+    def needs_update(self, t):
+        """As its schedule says; with displayPeriod <= 0 never itself (its frames never change), though
+        layers it triggers see the one update OpenPV's schedule makes."""
+        return self.group["displayPeriod"] > 0 and super().needs_update(t)
 
     def update(self, t):
         """Show the next frames: load them (each batch element's index logged first with

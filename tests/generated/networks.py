@@ -16,8 +16,8 @@ PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
 feature, a reconstruction clone that teaches the dictionary
 (PlasticCloneConn), one-to-one and co-circular side weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
-into a layer that may square it (ANNSquaredLayer), and contrast
-normalisation (normalizeContrastZeroMean). Later issues add their classes here.
+into a layer that may square it (ANNSquaredLayer), contrast
+normalisation (normalizeContrastZeroMean), and LIF or LIFGap neurons. Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -423,6 +423,16 @@ def networks(draw):
                                                                                "avgpooling"])),
                                 "nxp": draw(st.sampled_from([1, 3])), "nyp": draw(st.sampled_from([1, 3])),
                                 "updateGSynFromPostPerspective": draw(st.booleans())}
+    if draw(st.integers(0, 3)) == 0:  # leaky integrate-and-fire neurons driven by the input (noise drawn)
+        lif = {"class": draw(st.sampled_from(["LIF", "LIFGap"])), "nf": inp["nf"], "phase": draw(st.integers(1, 4)),
+               "InitVType": "ConstantV", "valueV": -70.0, "tau": draw(st.sampled_from([5.0, 15.0])),
+               "noiseAmpE": draw(st.sampled_from([0.0, 0.5])), "noiseFreqE": draw(st.sampled_from([0.0, 250.0])),
+               "noiseAmpI": 0.25, "noiseFreqI": draw(st.sampled_from([0.0, 2000.0])), "method": "arma",
+               "writeStep": 1, "initialWriteTime": 0}
+        groups["Spiking"] = lif
+        groups["InputToSpiking"] = {"class": "RescaleConn", "channelCode": 0, "scale": draw(st.sampled_from([4.0, 20.0]))}
+        if lif["class"] == "LIFGap":  # the error as gap input: the gap strength is the connection's scale
+            groups["ErrorToSpiking"] = {"class": "RescaleConn", "channelCode": 3, "scale": 0.25}
     if draw(st.integers(0, 3)) == 0:  # where the input shows image data
         groups["Region"] = {"class": "InputRegionLayer", "originalLayerName": "Input", "nf": inp["nf"],
                             "writeStep": 1, "initialWriteTime": 0}

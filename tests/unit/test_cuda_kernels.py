@@ -721,3 +721,28 @@ def test_deliver_max_pool(cu, active_only):
     ref.square_input(GSyn, w2)
     cu.square_input(GSyn, g2)
     close(g2, w2)
+
+
+@inner
+@pytest.mark.parametrize("with_gap", [False, True])
+def test_lif_arma(cu, with_gap):
+    from pvmpi.network.random import TausBank
+
+    rng = np.random.default_rng(16)
+    shape = (2, 2, 3, 2)
+    bank = TausBank(np.arange(24) + 50_000_000)
+    state = np.stack([bank.s0, bank.s1, bank.s2, bank.s3]).reshape((4,) + shape)
+    a = [np.full(shape, v, np.float32) for v in (-70, -55, 0, 0, 0)]
+    b, mine = [x.copy() for x in a], state.copy()
+    gap = rng.uniform(0, 0.5, shape).astype(np.float32)
+    consts = np.array([5, -70, 0, -75, -90, -55, 5, 1, 0.5, 0.5, 0.2, 0.3, 0.3, 0.3, np.exp(-1.0),
+                       np.exp(-0.2), np.exp(-0.1), np.exp(-0.1), 1.0], np.float32)
+    for _ in range(4):
+        G = rng.uniform(0, 8, (4,) + shape).astype(np.float32)
+        A, B = np.zeros((2, 4, 5, 2), np.float32), np.zeros((2, 4, 5, 2), np.float32)
+        ref.lif_arma(G, A, *a, gap, state, 1, 1, consts, with_gap)
+        cu.lif_arma(G, B, *b, gap, mine, 1, 1, consts, with_gap)
+        np.testing.assert_array_equal(A, B)
+    for x, y in zip(a, b):
+        close(y, x)
+    np.testing.assert_array_equal(state, mine)
