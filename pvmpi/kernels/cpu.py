@@ -988,6 +988,16 @@ def _taus88(s1, s2, s3):
     return s1, s2, s3
 
 
+@njit(inline="always")
+def _draw(R, b, y, x, f):
+    """Step neuron (b, y, x, f)'s taus88 generator in R [4, nb, ny, nx, nf]; its new s0."""
+    s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]), np.uint64(R[3, b, y, x, f]))
+    s0 = s1 ^ s2 ^ s3
+    R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
+    R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+    return s0
+
+
 @njit(**_JIT)
 def _dropout(A, R, p, lt, up):
     nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
@@ -996,11 +1006,7 @@ def _dropout(A, R, p, lt, up):
         y = r - b * ny
         for x in range(nx):
             for f in range(nf):
-                s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]),
-                                     np.uint64(R[3, b, y, x, f]))
-                s0 = s1 ^ s2 ^ s3
-                R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
-                R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+                s0 = _draw(R, b, y, x, f)
                 if s0 % np.uint64(100) < p:
                     A[b, up + y, lt + x, f] = np.float32(0)
 
@@ -1027,12 +1033,7 @@ def _retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
                     if rf < 0:
                         rf = np.float32(0)
                     p = base * rf + (stim * (G[0, b, y, x, f] - G[1, b, y, x, f])) * rf * burst
-                    s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]),
-                                         np.uint64(R[3, b, y, x, f]))
-                    s0 = s1 ^ s2 ^ s3
-                    R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
-                    R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
-                    spike = np.float32(s0) / np.float32(4294967296.0) < p
+                    spike = np.float32(_draw(R, b, y, x, f)) / np.float32(4294967296.0) < p
                 A[b, up + y, lt + x, f] = np.float32(1) if spike else np.float32(0)
                 T[b, y, x, f] = np.float32(0) if spike else t
 
@@ -1073,14 +1074,8 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
 @njit(inline="always")
 def _noise_draw(R, b, y, x, f, g, prob, amp):
     """OpenPV's noise draw for one neuron (see numpy_ref._noise): returns the new input."""
-    s1, s2, s3 = _taus88(np.uint64(R[1, b, y, x, f]), np.uint64(R[2, b, y, x, f]), np.uint64(R[3, b, y, x, f]))
-    s0 = s1 ^ s2 ^ s3
-    if np.float32(s0) / np.float32(4294967296.0) < prob:
-        s1, s2, s3 = _taus88(s1, s2, s3)
-        s0 = s1 ^ s2 ^ s3
-        g = g + amp * (np.float32(s0) / np.float32(4294967296.0))
-    R[0, b, y, x, f], R[1, b, y, x, f] = np.uint32(s0), np.uint32(s1)
-    R[2, b, y, x, f], R[3, b, y, x, f] = np.uint32(s2), np.uint32(s3)
+    if np.float32(_draw(R, b, y, x, f)) / np.float32(4294967296.0) < prob:
+        g = g + amp * (np.float32(_draw(R, b, y, x, f)) / np.float32(4294967296.0))
     return g
 
 

@@ -1394,25 +1394,36 @@ def rescale_features(dst, src, method, target_mean, target_std, dst_lt, dst_up, 
     d.done()
 
 
+@cuda.jit(device=True, inline=True)
+def _taus(s1, s2, s3):
+    m = np.uint32(0xFFFFFFFF)
+    s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
+    s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
+    s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
+    return s1, s2, s3
+
+
+@cuda.jit(device=True, inline=True)
+def _draw(R, b, y, x, f):
+    """Step neuron (b, y, x, f)'s taus88 generator in R [4, nb, ny, nx, nf]; its new s0."""
+    s1, s2, s3 = _taus(R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f])
+    s0 = s1 ^ s2 ^ s3
+    R[0, b, y, x, f] = s0
+    R[1, b, y, x, f] = s1
+    R[2, b, y, x, f] = s2
+    R[3, b, y, x, f] = s3
+    return s0
+
+
 @cuda.jit
 def _k_dropout(A, R, p, lt, up):
     nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
-    m = np.uint32(0xFFFFFFFF)
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
         f = i % nf
         x = (i // nf) % nx
         y = (i // (nf * nx)) % ny
         b = i // (nf * nx * ny)
-        s1, s2, s3 = R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f]
-        s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
-        s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
-        s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
-        s0 = s1 ^ s2 ^ s3
-        R[0, b, y, x, f] = s0
-        R[1, b, y, x, f] = s1
-        R[2, b, y, x, f] = s2
-        R[3, b, y, x, f] = s3
-        if s0 % 100 < p:
+        if _draw(R, b, y, x, f) % 100 < p:
             A[b, up + y, lt + x, f] = float32(0)
 
 
@@ -1554,7 +1565,6 @@ def retina_rate(GSyn, A, lt, up, gain, base):
 @cuda.jit
 def _k_retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
     nb, ny, nx, nf = T.shape
-    m = np.uint32(0xFFFFFFFF)
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
         f = i % nf
         x = (i // nf) % nx
@@ -1567,16 +1577,7 @@ def _k_retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
             if rf < 0:
                 rf = float32(0)
             p = base * rf + (stim * (G[0, b, y, x, f] - G[1, b, y, x, f])) * rf * burst
-            s1, s2, s3 = R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f]
-            s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
-            s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
-            s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
-            s0 = s1 ^ s2 ^ s3
-            R[0, b, y, x, f] = s0
-            R[1, b, y, x, f] = s1
-            R[2, b, y, x, f] = s2
-            R[3, b, y, x, f] = s3
-            spike = float32(s0) / float32(4294967296.0) < p
+            spike = float32(_draw(R, b, y, x, f)) / float32(4294967296.0) < p
         A[b, up + y, lt + x, f] = float32(1) if spike else float32(0)
         T[b, y, x, f] = float32(0) if spike else t
 
@@ -1645,26 +1646,9 @@ def square_input(GSyn, G):
 # --------------------------------------------------------------------- LIF, LIFGap
 
 @cuda.jit(device=True, inline=True)
-def _taus(s1, s2, s3):
-    m = np.uint32(0xFFFFFFFF)
-    s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
-    s2 = (((s2 & np.uint32(0xFFFFFFF8)) << 4) & m) ^ ((((s2 << 2) & m) ^ s2) >> 25)
-    s3 = (((s3 & np.uint32(0xFFFFFFF0)) << 17) & m) ^ ((((s3 << 3) & m) ^ s3) >> 11)
-    return s1, s2, s3
-
-
-@cuda.jit(device=True, inline=True)
 def _noise_draw(R, b, y, x, f, g, prob, amp):
-    s1, s2, s3 = _taus(R[1, b, y, x, f], R[2, b, y, x, f], R[3, b, y, x, f])
-    s0 = s1 ^ s2 ^ s3
-    if float32(s0) / float32(4294967296.0) < prob:
-        s1, s2, s3 = _taus(s1, s2, s3)
-        s0 = s1 ^ s2 ^ s3
-        g = g + amp * (float32(s0) / float32(4294967296.0))
-    R[0, b, y, x, f] = s0
-    R[1, b, y, x, f] = s1
-    R[2, b, y, x, f] = s2
-    R[3, b, y, x, f] = s3
+    if float32(_draw(R, b, y, x, f)) / float32(4294967296.0) < prob:
+        g = g + amp * (float32(_draw(R, b, y, x, f)) / float32(4294967296.0))
     return g
 
 
