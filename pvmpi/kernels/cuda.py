@@ -1395,6 +1395,12 @@ def rescale_features(dst, src, method, target_mean, target_std, dst_lt, dst_up, 
 
 
 @cuda.jit(device=True, inline=True)
+def _unravel(i, ny, nx, nf):
+    """(b, y, x, f) of flat index i of a [nb, ny, nx, nf] buffer."""
+    return i // (nf * nx * ny), (i // (nf * nx)) % ny, (i // nf) % nx, i % nf
+
+
+@cuda.jit(device=True, inline=True)
 def _taus(s1, s2, s3):
     m = np.uint32(0xFFFFFFFF)
     s1 = (((s1 & np.uint32(0xFFFFFFFE)) << 12) & m) ^ ((((s1 << 13) & m) ^ s1) >> 19)
@@ -1419,10 +1425,7 @@ def _draw(R, b, y, x, f):
 def _k_dropout(A, R, p, lt, up):
     nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
-        f = i % nf
-        x = (i // nf) % nx
-        y = (i // (nf * nx)) % ny
-        b = i // (nf * nx * ny)
+        b, y, x, f = _unravel(i, ny, nx, nf)
         if _draw(R, b, y, x, f) % 100 < p:
             A[b, up + y, lt + x, f] = float32(0)
 
@@ -1544,10 +1547,7 @@ def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
 def _k_retina_rate(GS, A, ny, nx, lt, up, gain, base):
     nf = A.shape[3]
     for i in range(cuda.grid(1), GS.shape[1] * ny * nx * nf, cuda.gridsize(1)):
-        f = i % nf
-        x = (i // nf) % nx
-        y = (i // (nf * nx)) % ny
-        b = i // (nf * nx * ny)
+        b, y, x, f = _unravel(i, ny, nx, nf)
         A[b, up + y, lt + x, f] = gain * (GS[0, b, y, x, f] - GS[1, b, y, x, f]) + base
 
 
@@ -1566,10 +1566,7 @@ def retina_rate(GSyn, A, lt, up, gain, base):
 def _k_retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
     nb, ny, nx, nf = T.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
-        f = i % nf
-        x = (i // nf) % nx
-        y = (i // (nf * nx)) % ny
-        b = i // (nf * nx * ny)
+        b, y, x, f = _unravel(i, ny, nx, nf)
         t = T[b, y, x, f] + dt
         spike = False
         if t >= absr:
@@ -1601,10 +1598,7 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
 def _k_max_pool(A, G, xtab, ytab, overwrite, active_only):
     nb, ny, nx, nf = G.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
-        f = i % nf
-        x = (i // nf) % nx
-        y = (i // (nf * nx)) % ny
-        b = i // (nf * nx * ny)
+        b, y, x, f = _unravel(i, ny, nx, nf)
         top = -math.inf if overwrite else G[b, y, x, f]
         for jy in range(ytab.shape[1]):
             ye = ytab[y, jy, 0]
@@ -1657,10 +1651,7 @@ def _k_lif_arma(GS, A, V, TH, GE, GI, GIB, GAP, R, lt, up, c, with_gap):
     nb, ny, nx, nf = V.shape
     one = float32(1)
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
-        f = i % nf
-        x = (i // nf) % nx
-        y = (i // (nf * nx)) % ny
-        b = i // (nf * nx * ny)
+        b, y, x, f = _unravel(i, ny, nx, nf)
         ge = _noise_draw(R, b, y, x, f, GS[0, b, y, x, f], c[11], c[8])
         gi = _noise_draw(R, b, y, x, f, GS[1, b, y, x, f], c[12], c[9])
         gib = _noise_draw(R, b, y, x, f, GS[2, b, y, x, f], c[13], c[10])
