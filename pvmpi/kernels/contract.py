@@ -97,8 +97,9 @@ COMPUTE = (
        "LIF's (LIFGap's with_gap) 'arma' step per neuron: noise drawn from its taus88 generator (rng uint32 "
        "[4, nb, ny, nx, nf]), conductances G_E G_I G_IB, V and the threshold Vth (all [nb, ny, nx, nf]), A = "
        "spikes; consts float32 (see numpy_ref.LIF_CONSTS)"),
-    _k("divide_channels", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (PtwiseQuotientLayer)"),
-    _k("square_input", "GSyn G", "G[nb, ny, nx, nf] = GSyn[0]² (ANNSquaredLayer)"),
+    _k("combine_channels", "GSyn G op",
+       "G[nb, ny, nx, nf] = GSyn[0] / GSyn[1] (op QUOTIENT: PtwiseQuotientLayer), GSyn[0] * GSyn[1] (PRODUCT: "
+       "PtwiseProductLayer) or GSyn[0]² (SQUARE: ANNSquaredLayer)"),
     _k("firm_threshold_transfer", "V A lt up VThresh VWidth",
        "A's restricted window = the firm-threshold cost of V: |v|(1 - |v|/(2w)) for |v| <= w, else w/2, "
        "w = VThresh + VWidth (FirmThresholdCostLayer)"),

@@ -38,15 +38,14 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     SOFTMAX,
     ZEROTONEGATIVE,
     apply_vertex_transfer,
+    combine_channels,
     deliver_feature_max,
-    divide_channels,
     firm_threshold_transfer,
     momentum_weights,
     rescale_batch,
     retina_rate,
     scale_into,
     sigmoid_transfer,
-    square_input,
     update_momentum_lca,
 )
 from pvmpi.kernels.transfer import transfer1, transfer_args

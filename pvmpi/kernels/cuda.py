@@ -1444,19 +1444,25 @@ def dropout(A, rng, probability, lt, up):
 # --------------------------------------------------------------------- PtwiseQuotientLayer, FirmThresholdCostLayer
 
 @cuda.jit
-def _k_divide(N, D, G):
+def _k_combine(N, D, G, op):
     for i in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
-        G[i] = N[i] / D[i]
+        if op == 0:
+            G[i] = N[i] / D[i]
+        elif op == 1:
+            G[i] = N[i] * D[i]
+        else:
+            G[i] = N[i] * N[i]
 
 
-def divide_channels(GSyn, G):
-    """G = GSyn[0] / GSyn[1] on the device (see numpy_ref.divide_channels)."""
+def combine_channels(GSyn, G, op):
+    """G = exc / inh, exc * inh or exc² on the device (see numpy_ref.combine_channels)."""
     _check_out("G", G)
     n = int(np.prod(G.shape))
-    gs = _Arg("dc.GSyn", GSyn, shape=(GSyn.shape[0], n))
-    g = _Arg("dc.G", G, shape=(n,), copy_in=False)
+    gs = _Arg("cc.GSyn", GSyn, shape=(GSyn.shape[0], n))
+    g = _Arg("cc.G", G, shape=(n,), copy_in=False)
     if n:
-        _k_divide[_blocks(n, THREADS), THREADS](gs.dev[0], gs.dev[1], g.dev)
+        other = gs.dev[1] if GSyn.shape[0] > 1 else gs.dev[0]
+        _k_combine[_blocks(n, THREADS), THREADS](gs.dev[0], other, g.dev, int(op))
     g.done()
 
 
@@ -1617,23 +1623,6 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
     n = int(np.prod(G.shape))
     if n:
         _k_max_pool[_blocks(n, THREADS), THREADS](a.dev, g.dev, xt, yt, bool(overwrite), bool(active_only))
-    g.done()
-
-
-@cuda.jit
-def _k_square(N, G):
-    for i in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
-        G[i] = N[i] * N[i]
-
-
-def square_input(GSyn, G):
-    """G = GSyn[0]² on the device (see numpy_ref.square_input)."""
-    _check_out("G", G)
-    n = int(np.prod(G.shape))
-    gs = _Arg("sq.GSyn", GSyn, shape=(GSyn.shape[0], n))
-    g = _Arg("sq.G", G, shape=(n,), copy_in=False)
-    if n:
-        _k_square[_blocks(n, THREADS), THREADS](gs.dev[0], g.dev)
     g.done()
 
 

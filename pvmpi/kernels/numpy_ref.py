@@ -418,10 +418,17 @@ def dropout(A, rng, probability, lt, up):
 
 # --------------------------------------------------------------------- PtwiseQuotientLayer, FirmThresholdCostLayer
 
-def divide_channels(GSyn, G):
-    """G = GSyn[0] / GSyn[1]: PtwiseQuotientLayer's input (exc over inh, neuron by neuron)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(GSyn[0], GSyn[1], out=G)
+QUOTIENT, PRODUCT, SQUARE = range(3)  #: combine_channels' operations
+
+
+def combine_channels(GSyn, G, op):
+    """G = exc / inh, exc * inh or exc² neuron by neuron (``op``: QUOTIENT, PRODUCT, SQUARE): the input of
+    PtwiseQuotientLayer, PtwiseProductLayer and ANNSquaredLayer."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if op == QUOTIENT:
+            np.divide(GSyn[0], GSyn[1], out=G)
+        else:
+            np.multiply(GSyn[0], GSyn[1] if op == PRODUCT else GSyn[0], out=G)
 
 
 def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
@@ -500,10 +507,6 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
                 a = np.where(a != 0, a, _F32(-np.inf))
             np.maximum(G, a, out=G)
 
-
-def square_input(GSyn, G):
-    """G = GSyn[0]²: ANNSquaredLayer's input (the excitatory channel only)."""
-    np.multiply(GSyn[0], GSyn[0], out=G)
 
 
 # --------------------------------------------------------------------- LIF, LIFGap

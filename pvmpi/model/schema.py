@@ -215,6 +215,9 @@ _cls("ANNSquaredLayer", "layer", "ANNLayer whose V is the square of its excitato
 _cls("PtwiseQuotientLayer", "layer", "HyPerLayer whose V is the excitatory input divided by the inhibitory "
      "one, neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
 
+_cls("PtwiseProductLayer", "layer", "HyPerLayer whose V is the excitatory input times the inhibitory one, "
+     "neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
+
 _cls("FirmThresholdCostLayer", "layer", "HyPerLayer whose A is the firm-threshold cost of V: "
      "|V|(1 - |V|/(2w)) up to w = VThresh + VWidth, w/2 beyond.", [
     P("VThresh", "float", doc="Threshold of the cost function."),

@@ -13,6 +13,7 @@ phase sees the previous step's activity (facts §3.2).
 import numpy as np
 
 from ..errors import PvmpiError
+from ..kernels.numpy_ref import PRODUCT, QUOTIENT, SQUARE
 from ..kernels.transfer import transfer_args
 from .schedule import UpdateController, WriteSchedule
 
@@ -598,7 +599,7 @@ class PtwiseQuotientLayer(HyPerLayer):
     def update(self, t):
         """After any trigger reset, V = exc / inh, then A = V."""
         self.reset_state(t)
-        self.run.kernels.divide_channels(self.gsyn, self.V)
+        self.run.kernels.combine_channels(self.gsyn, self.V, QUOTIENT)
         self.transfer()
 
 
@@ -617,7 +618,17 @@ class ANNSquaredLayer(ANNLayer):
     def update(self, t):
         """After any trigger reset, V = exc², then the transfer function."""
         self.reset_state(t)
-        self.run.kernels.square_input(self.gsyn, self.V)
+        self.run.kernels.combine_channels(self.gsyn, self.V, SQUARE)
+        self.transfer()
+
+
+class PtwiseProductLayer(PtwiseQuotientLayer):
+    """V = GSyn exc × GSyn inh neuron by neuron, A = V."""
+
+    def update(self, t):
+        """After any trigger reset, V = exc × inh, then A = V."""
+        self.reset_state(t)
+        self.run.kernels.combine_channels(self.gsyn, self.V, PRODUCT)
         self.transfer()
 
 
@@ -658,6 +669,7 @@ LAYER_CLASSES = {
     "LeakyIntegrator": LeakyIntegrator,
     "DropoutLayer": DropoutLayer,
     "PtwiseQuotientLayer": PtwiseQuotientLayer,
+    "PtwiseProductLayer": PtwiseProductLayer,
     "ANNSquaredLayer": ANNSquaredLayer,
     "FirmThresholdCostLayer": FirmThresholdCostLayer,
     "DependentFirmThresholdCostLayer": DependentFirmThresholdCostLayer,

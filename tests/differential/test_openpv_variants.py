@@ -1,6 +1,7 @@
 """Variants of OpenPV's own test files that exercise what the files alone do not, through OpenPV and
-pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes nothing to compare), and
-test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints).
+pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes nothing to compare),
+test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
+PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing).
 """
 import re
 import shutil
@@ -21,6 +22,9 @@ VARIANTS = {
                         (r"backgroundRate = 0;", "backgroundRate = 100;"),
                         (r"checkpointWrite = false;", 'checkpointWrite = true; checkpointWriteDir = "output/checkpoints"; '
                                                       "checkpointWriteStepInterval = 10;")]),
+    "ptwise_product": ("tests/PtwiseQuotientLayerTest", "PtwiseQuotientLayerTest.params",
+                       [(r'PtwiseQuotientLayer "Quotient"', 'PtwiseProductLayer "Quotient"'),
+                        (r'RequireAllZeroActivityProbe "ComparisonTest"', 'StatsProbe "ComparisonTest"')]),
 }
 
 

@@ -642,11 +642,12 @@ def test_firm_threshold_transfer_is_the_cost_function():
     assert (A[:, 0] == 9).all() and (A[:, :, :2] == 9).all()
 
 
-def test_divide_channels():
+def test_combine_channels():
     GSyn = np.array([[6.0, -1.0, 0.0], [2.0, 4.0, 5.0]], np.float32).reshape(2, 1, 1, 1, 3)
     G = np.zeros((1, 1, 1, 3), np.float32)
-    ref.divide_channels(GSyn, G)
-    np.testing.assert_array_equal(G.ravel(), [3.0, -0.25, 0.0])
+    for op, want in ((ref.QUOTIENT, [3.0, -0.25, 0.0]), (ref.PRODUCT, [12.0, -4.0, 0.0]), (ref.SQUARE, [36.0, 1.0, 0.0])):
+        ref.combine_channels(GSyn, G, op)
+        np.testing.assert_array_equal(G.ravel(), want)
 
 
 def test_deliver_feature_max():
@@ -731,12 +732,6 @@ def test_max_pool_is_the_largest_input_of_each_feature(active_only):
     cpu.deliver_max_pool(A, got, tx, ty, True, active_only)
     np.testing.assert_array_equal(got, G)
 
-
-def test_square_input():
-    GSyn = np.random.default_rng(12).normal(size=(2, 1, 2, 3, 2)).astype(np.float32)
-    G = np.zeros((1, 2, 3, 2), np.float32)
-    ref.square_input(GSyn, G)
-    np.testing.assert_array_equal(G, GSyn[0] * GSyn[0])
 
 
 @pytest.mark.parametrize("with_gap", [False, True])
