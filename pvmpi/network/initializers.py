@@ -40,9 +40,11 @@ RANDOM_INITV_TYPES = frozenset({"UniformRandomV", "GaussianRandomV", "DiscreteUn
 
 WEIGHT_INIT_TYPES = ("UniformRandomWeight", "GaussianRandomWeight",
                      "DiscreteUniformRandomWeight", "UniformWeight", "Gauss2DWeight", "FileWeight",
-                     "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays", "CoCircWeight")
+                     "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays", "CoCircWeight",
+                     "SpreadOverArborsWeight", "SmartWeight")
 #: the types that need the connection's unit cells (a Gauss2DGeometry)
-GEOMETRIC_WEIGHT_TYPES = ("Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays")
+GEOMETRIC_WEIGHT_TYPES = ("Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays",
+                          "SpreadOverArborsWeight", "SmartWeight")
 RANDOM_WEIGHT_TYPES = frozenset({"UniformRandomWeight", "GaussianRandomWeight",
                                  "DiscreteUniformRandomWeight"})
 
@@ -229,6 +231,10 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
         return w
     if init_type in GEOMETRIC_WEIGHT_TYPES and geometry is None:
         raise ValueError(f"{init_type} needs the connection geometry")
+    if init_type == "SmartWeight":  # every weight of a patch is its pre neuron's unit-cell index
+        return np.array(np.broadcast_to(_unit_cell(geometry)[None, :, None, None, None].astype(np.float32), shape))
+    if init_type == "SpreadOverArborsWeight":
+        return spread_over_arbors_weights(params, shape=shape, geometry=geometry, group=group)
     if init_type in ("OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"):
         value = np.float32(1) if init_type == "IdentWeight" else get_f32(params, "weightInit", "HyPerConn")
         return one_to_one_weights(shape, geometry, value, init_type == "OneToOneWeightsWithDelays")
@@ -351,14 +357,18 @@ _PI = 3.1415926535897932  # OpenPV's PI, a double
 F32 = np.float32
 
 
+def _unit_cell(g):
+    """Each kernel's unit-cell index f + nf*(unit_x + sx*unit_y) (OpenPV's dataIndexToUnitCellIndex), [nk]."""
+    sx = 2 ** g.log2_diff_x if g.log2_diff_x > 0 else 1
+    return g.patch_index % g.nf_pre + g.nf_pre * (g.unit_x + sx * g.unit_y)
+
+
 def one_to_one_weights(shape, geometry, value, with_delays):
     """OpenPV's one-to-one patches [arbors, nk, nyp, nxp, nfp]: ``value`` at the patch centre for the
     post feature equal to the pre neuron's unit-cell index u = f + nf*(unit_x + sx*unit_y) (with
     delays: numArbors*u + arbor), 0 elsewhere."""
     arbors, nk, nyp, nxp, nfp = shape
-    g = geometry
-    sx = 2 ** g.log2_diff_x if g.log2_diff_x > 0 else 1
-    unit = g.patch_index % g.nf_pre + g.nf_pre * (g.unit_x + sx * g.unit_y)  # [nk]
+    unit = _unit_cell(geometry)
     w = np.zeros(shape, np.float32)
     for arbor in range(arbors):
         target = arbors * unit + arbor if with_delays else unit
@@ -620,3 +630,32 @@ def cocirc_weights(params, *, shape, geometry, group=None):
     keep = fr.keep_theta[:, :, None, None] & (g_dist > 0) & (w >= F32(0))
     w = np.where(keep, w, F32(0)).astype(F32)  # [nk, nfp, nyp, nxp]
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1))[None]
+
+
+def spread_over_arbors_weights(params, *, shape, geometry, group=None):
+    """SpreadOverArborsWeight values ``[arbors, kernels, nyp, nxp, nfp]``: in the frame of each post
+    orientation, the direction of a post cell from the pre cell picks two neighbouring arbors, which share
+    weightInit linearly (weightInit/arbors at the pre cell itself), as OpenPV's float32 arithmetic does."""
+    fr = _oriented_frame(params, shape, geometry, group)
+    arbors = shape[0]
+    init = fr.f("weightInit")
+    th = fr.th_post[:, :, None, None]  # [nk, nfp, 1, 1]
+    c, s = _f32_unary(np.cos, th), _f32_unary(np.sin, th)
+    xp = ((fr.xd * c).astype(F32) + (fr.yd * s).astype(F32)).astype(F32)
+    yp = (((-fr.xd) * s).astype(F32) + (fr.yd * c).astype(F32)).astype(F32)
+    near = ((xp * xp).astype(F32) + (yp * yp).astype(F32)).astype(F32) < F32(1e-4)
+    turn = (np.arctan2(yp.astype(np.float64), xp.astype(np.float64)).astype(F32).astype(np.float64)
+            / (2 * _PI)).astype(F32)  # atan2f(yp, xp) / (2 PI), in double then float
+    turn = np.where(turn < 0, (turn + F32(1)).astype(F32), turn)
+    turn = np.where(turn >= 1, (turn - F32(1)).astype(F32), turn)
+    zone = (turn * F32(arbors)).astype(F32)
+    whole = np.floor(zone)
+    frac = (zone - whole).astype(F32)  # modff
+    w = np.zeros(shape, F32)
+    for a in range(arbors):
+        lead = np.fmod((whole - a + 1).astype(np.int64), arbors) == 0  # C's %: the sign of the dividend
+        v = np.where(whole == a, (init * (F32(1) - frac)).astype(F32), np.where(lead, (init * frac).astype(F32), F32(0)))
+        v = np.where(near, F32(init / F32(arbors)), v)
+        v = np.where(fr.keep_theta[:, :, None, None], v, F32(0)).astype(F32)  # [nk, nfp, nyp, nxp]
+        w[a] = v.transpose(0, 2, 3, 1)
+    return w

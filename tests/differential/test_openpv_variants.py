@@ -1,7 +1,8 @@
 """Variants of OpenPV's own test files that exercise what the files alone do not, through OpenPV and
 pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes nothing to compare),
 test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
-PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing).
+PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
+and test_border_activity's connection with the weight initialisations no shipped file runs on a CPU.
 """
 import re
 import shutil
@@ -26,6 +27,19 @@ VARIANTS = {
                        [(r'PtwiseQuotientLayer "Quotient"', 'PtwiseProductLayer "Quotient"'),
                         (r'RequireAllZeroActivityProbe "ComparisonTest"', 'StatsProbe "ComparisonTest"')]),
 }
+# test_border_activity's 7x7 connection with other weights, written uncompressed
+_BORDER = ("tests/test_border_activity", "test_border_activity.params")
+_UNCOMPRESSED = [(r"writeCompressedWeights = true;", "writeCompressedWeights = false;"),
+                 (r"writeCompressedWeights = true;", "writeCompressedWeights = false;"),
+                 (r"(nx\s*=\s*64;)", r"\1 randomSeed = 1234567890;")]
+for _name, _init in (("smart_weights", 'weightInitType = "SmartWeight";'),
+                     ("discrete_uniform_random_weights", 'weightInitType = "DiscreteUniformRandomWeight"; '
+                                                         "wMin = -1; wMax = 1; numValues = 5;"),
+                     ("spread_over_arbors_weights", 'weightInitType = "SpreadOverArborsWeight";')):
+    _edits = [(r'(nxp = 7;[\s\S]*?)weightInitType = "UniformWeight";', r"\1" + _init)] + _UNCOMPRESSED
+    if _name == "spread_over_arbors_weights":
+        _edits.append((r"(nxp = 7;[\s\S]*?)numAxonalArbors = 1;", r"\1numAxonalArbors = 4;"))
+    VARIANTS[_name] = _BORDER + (_edits,)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -14,7 +14,8 @@ of the layers, dropout in the side branch (DropoutLayer), a point-wise
 layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
 feature, a reconstruction clone that teaches the dictionary
-(PlasticCloneConn), one-to-one and co-circular side weights, the side weights transposed
+(PlasticCloneConn), one-to-one, co-circular, spread-over-arbors, smart and discrete random side
+weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
 into a layer that may square it (ANNSquaredLayer), contrast
 normalisation (normalizeContrastZeroMean), and LIF or LIFGap neurons. Later issues add their classes here.
@@ -165,9 +166,15 @@ def _learning(draw):
 @st.composite
 def _weights(draw, gauss2d=False):
     kinds = ["UniformRandomWeight", "GaussianRandomWeight"] + (
-        ["Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"]
-        if gauss2d else [])
+        ["Gauss2DWeight", "CoCircWeight", "OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays",
+         "SpreadOverArborsWeight", "SmartWeight", "DiscreteUniformRandomWeight"] if gauss2d else [])
     kind = draw(st.sampled_from(kinds))
+    if kind == "SpreadOverArborsWeight":
+        return {"weightInitType": kind, "weightInit": draw(st.sampled_from([0.5, 2.0]))}
+    if kind == "SmartWeight":
+        return {"weightInitType": kind}
+    if kind == "DiscreteUniformRandomWeight":
+        return {"weightInitType": kind, "wMin": -1.0, "wMax": 1.0, "numValues": draw(st.sampled_from([2, 5]))}
     if kind == "CoCircWeight":  # one curvature per orientation: numOrientations = nf (the default)
         return {"weightInitType": kind, "sigma": draw(st.sampled_from([0.8, 2.0])),
                 "rMax": draw(st.sampled_from([1.4, 3.0])), "sigmaCocirc": draw(st.sampled_from([0.3, 1.5])),
