@@ -456,7 +456,7 @@ def test_weights_from_file():
         init_weights("FileWeight", {}, shape=(1, 3, 2, 2, 1))
     assert e.value.param == "initWeightsFile"
     with pytest.raises(PvmpiError):
-        init_weights("CoCircWeight", {}, shape=(1, 1, 1, 1, 1))
+        init_weights("GaborWeight", {}, shape=(1, 1, 1, 1, 1))
 
 
 def test_bank_for_tile_is_taus_bank():
