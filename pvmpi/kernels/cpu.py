@@ -1134,3 +1134,28 @@ def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap
     with np.errstate(all="ignore"):
         _lif_arma(np.ascontiguousarray(GSyn, np.float32), A, V, Vth, G_E, G_I, G_IB, np.ascontiguousarray(gap),
                   rng, *_ints(lt, up), np.ascontiguousarray(consts, np.float32), bool(with_gap))
+
+
+@njit(**_JIT)
+def _mask(A, lt, up, M, m_lt, m_up, invert, per_feature):
+    nb, nf = A.shape[0], A.shape[3]
+    ny, nx = A.shape[1] - 2 * up, A.shape[2] - 2 * lt
+    mf = M.shape[3]
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            for f in range(nf):
+                if per_feature:
+                    v = M[0, 0, 0, f]
+                else:
+                    v = M[b, m_up + y, m_lt + x, f if mf > 1 else 0]
+                if (v != 0) == invert:
+                    A[b, up + y, lt + x, f] = np.float32(0)
+
+
+def mask_activity(A, lt, up, M, m_lt, m_up, invert):
+    """MaskLayer's mask (see numpy_ref.mask_activity), rows in parallel."""
+    _check_out("A", A)
+    M = np.ascontiguousarray(M, np.float32)
+    _mask(A, *_ints(lt, up), M, *_ints(m_lt, m_up), bool(invert), M.shape[:3] == (1, 1, 1))

@@ -1706,3 +1706,31 @@ def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap
         _k_lif_arma[_blocks(n, THREADS), THREADS](*(a.dev for a in args), int(lt), int(up), c.dev, bool(with_gap))
     for a in args[1:7] + args[8:]:
         a.done()
+
+
+# --------------------------------------------------------------------- MaskLayer
+
+@cuda.jit
+def _k_mask(A, lt, up, M, m_lt, m_up, invert, per_feature, ny, nx):
+    nf, mf = A.shape[3], M.shape[3]
+    for i in range(cuda.grid(1), A.shape[0] * ny * nx * nf, cuda.gridsize(1)):
+        b, y, x, f = _unravel(i, ny, nx, nf)
+        if per_feature:
+            v = M[0, 0, 0, f]
+        else:
+            v = M[b, m_up + y, m_lt + x, f if mf > 1 else 0]
+        if (v != 0) == invert:
+            A[b, up + y, lt + x, f] = float32(0)
+
+
+def mask_activity(A, lt, up, M, m_lt, m_up, invert):
+    """MaskLayer's mask on the device (see numpy_ref.mask_activity): one thread per neuron."""
+    _check_out("A", A)
+    nb, Y, X, nf = A.shape
+    ny, nx = Y - 2 * int(up), X - 2 * int(lt)
+    a, m = _Arg("mk.A", A), _Arg("mk.M", M)
+    n = nb * ny * nx * nf
+    if n:
+        _k_mask[_blocks(n, THREADS), THREADS](a.dev, int(lt), int(up), m.dev, int(m_lt), int(m_up), bool(invert),
+                                              tuple(M.shape[:3]) == (1, 1, 1), ny, nx)
+    a.done()

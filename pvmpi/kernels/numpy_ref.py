@@ -574,3 +574,13 @@ def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap
     Vth[...] = np.where(fired, th + dVth, th)
     G_E[...], G_I[...] = GEf, GIf
     G_IB[...] = np.where(fired, GIBf + dGIB, GIBf)
+
+
+def mask_activity(A, lt, up, M, m_lt, m_up, invert):
+    """MaskLayer: zero A's restricted window where M is 0 (``invert``: where M is not 0). M is the mask
+    layer's extended activity (margins m_lt, m_up; nf 1 or A's nf) or [1, 1, 1, nf] per feature."""
+    ny, nx = A.shape[1] - 2 * up, A.shape[2] - 2 * lt
+    m = M if M.shape[:3] == (1, 1, 1) else M[:, m_up:m_up + ny, m_lt:m_lt + nx]
+    a = A[:, up:up + ny, lt:lt + nx]
+    drop = (m != 0) if invert else (m == 0)
+    a[np.broadcast_to(drop, a.shape)] = _F32(0)

@@ -342,6 +342,8 @@ def _check_references(model, raw, kinds, err_for):
                         f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer {model.layer_size(g)}")
                 _set(g, "phase", orig["phase"])  # OpenPV's DependentPhaseParam and boundary conditions
                 _set(g, "mirrorBCflag", orig["mirrorBCflag"])
+            if g.is_a("MaskLayer"):
+                _check_mask(model, g, raw, err_for)
             if g.is_a("SigmoidLayer") and not 0 <= g["SigmoidAlpha"] <= 1:
                 raise err_for(rg, "SigmoidAlpha")(f"{g['SigmoidAlpha']} is not between 0 and 1")
             if g.is_a("DependentFirmThresholdCostLayer"):
@@ -495,6 +497,23 @@ def _check_original_layer(model, g, raw, err_for):
             raise err_for(rg, "originalLayerName")("the originals form a loop: " + " -> ".join(seen + [orig.name]))
         seen.append(orig.name)
         orig = model._index().get(orig["originalLayerName"])  # a bad name is that group's own error
+
+
+def _check_mask(model, g, raw, err_for):
+    """A MaskLayer's mask: a layer of its nx, ny with nf 1 or its nf; or features that exist."""
+    rg = raw.group(g.name)
+    if g["maskMethod"] in ("layer", "invertLayer"):
+        mask = _ref(model, g, "maskLayerName", "layer", raw, err_for)
+        if mask is None:
+            raise err_for(rg, "maskLayerName")(f"required with maskMethod {g['maskMethod']}")
+        (mx, my, mf), (x, y, f) = model.layer_size(mask), model.layer_size(g)
+        if (mx, my) != (x, y) or mf not in (1, f):
+            raise err_for(rg, "maskLayerName")(f"'{mask.name}' is {mx}x{my}x{mf}: a mask needs this layer's "
+                                               f"{x}x{y} and nf 1 or {f}")
+        return
+    feats = [int(v) for v in g["featureIdxs"]]
+    if not feats or any(not 0 <= v < g["nf"] for v in feats):
+        raise err_for(rg, "featureIdxs")(f"{g['maskMethod']} needs features between 0 and {g['nf'] - 1}, got {feats}")
 
 
 def _check_cost_original(model, g, raw, err_for):

@@ -215,6 +215,14 @@ _cls("ANNSquaredLayer", "layer", "ANNLayer whose V is the square of its excitato
 _cls("PtwiseQuotientLayer", "layer", "HyPerLayer whose V is the excitatory input divided by the inhibitory "
      "one, neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
 
+_cls("MaskLayer", "layer", "ANNLayer whose activity is zeroed by a mask: where maskLayerName's activity is 0 "
+     "(or, inverted, where it is not), or on chosen features.", [
+    P("maskMethod", "str", doc="layer, invertLayer (by maskLayerName), maskFeatures or noMaskFeatures "
+      "(by featureIdxs).", choices=("layer", "invertLayer", "maskFeatures", "noMaskFeatures")),
+    P("maskLayerName", "str", None, "The mask layer (layer, invertLayer): the same nx, ny; nf 1 or this nf."),
+    P("featureIdxs", "array", (), "Features zeroed (maskFeatures) or kept (noMaskFeatures)."),
+], parent="ANNLayer")
+
 _cls("PtwiseProductLayer", "layer", "HyPerLayer whose V is the excitatory input times the inhibitory one, "
      "neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
 

@@ -589,6 +589,37 @@ class DropoutLayer(ANNLayer):
             self.rng = self.run.kernels.to_device(np.ascontiguousarray(np.moveaxis(saved, -1, 0), np.uint32))
 
 
+class MaskLayer(ANNLayer):
+    """An ANNLayer whose A is zeroed where maskLayerName's current A is 0 (maskMethod layer; invertLayer:
+    where it is not), or on the features featureIdxs (maskFeatures; noMaskFeatures: on the others)."""
+
+    def link(self, layers):
+        """Also the mask layer (layer methods)."""
+        super().link(layers)
+        g = self.group
+        self.mask = layers[g["maskLayerName"]] if g["maskMethod"] in ("layer", "invertLayer") else None
+
+    def allocate(self):
+        """Also the per-feature mask (feature methods), where the kernels read it."""
+        super().allocate()
+        self.a_is_v = False
+        g = self.group
+        if self.mask is None:
+            listed = np.isin(np.arange(self.nf), [int(f) for f in g["featureIdxs"]])
+            keep = (listed if g["maskMethod"] == "noMaskFeatures" else ~listed).astype(F32)
+            self.feature_mask = self.run.kernels.to_device(keep.reshape(1, 1, 1, self.nf))
+
+    def transfer(self):
+        """The transfer function, then the mask."""
+        super().transfer()
+        k, g = self.run.kernels, self.group
+        if self.mask is not None:
+            k.mask_activity(self.A, self.margin_x, self.margin_y, self.mask.A, self.mask.margin_x,
+                            self.mask.margin_y, g["maskMethod"] == "invertLayer")
+        else:
+            k.mask_activity(self.A, self.margin_x, self.margin_y, self.feature_mask, 0, 0, False)
+
+
 class PtwiseQuotientLayer(HyPerLayer):
     """V = GSyn exc / GSyn inh neuron by neuron, A = V (a missing inh channel is 0: the guard stops the run)."""
 
@@ -669,6 +700,7 @@ LAYER_CLASSES = {
     "LeakyIntegrator": LeakyIntegrator,
     "DropoutLayer": DropoutLayer,
     "PtwiseQuotientLayer": PtwiseQuotientLayer,
+    "MaskLayer": MaskLayer,
     "PtwiseProductLayer": PtwiseProductLayer,
     "ANNSquaredLayer": ANNSquaredLayer,
     "FirmThresholdCostLayer": FirmThresholdCostLayer,

@@ -2,7 +2,8 @@
 pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes nothing to compare),
 test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
-and test_border_activity's connection with the weight initialisations no shipped file runs on a CPU.
+test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
+MaskLayerTest's four masks.
 """
 import re
 import shutil
@@ -40,6 +41,11 @@ for _name, _init in (("smart_weights", 'weightInitType = "SmartWeight";'),
     if _name == "spread_over_arbors_weights":
         _edits.append((r"(nxp = 7;[\s\S]*?)numAxonalArbors = 1;", r"\1numAxonalArbors = 4;"))
     VARIANTS[_name] = _BORDER + (_edits,)
+
+# MaskLayerTest with its test-only checking layer made a HyPerLayer: the MaskLayer's outputs are compared
+for _file in ("maskTest", "invertMaskTest", "maskTestFeatures", "maskTestNoFeatures"):
+    VARIANTS["mask_" + _file] = ("tests/MaskLayerTest", _file + ".params",
+                                 [(r'MaskTestLayer "test"', 'HyPerLayer "test"')])
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -18,7 +18,8 @@ feature, a reconstruction clone that teaches the dictionary
 weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
 into a layer that may square it (ANNSquaredLayer), contrast
-normalisation (normalizeContrastZeroMean), and LIF or LIFGap neurons. Later issues add their classes here.
+normalisation (normalizeContrastZeroMean), LIF or LIFGap neurons, and a
+MaskLayer. Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -440,6 +441,16 @@ def networks(draw):
         groups["InputToSpiking"] = {"class": "RescaleConn", "channelCode": 0, "scale": draw(st.sampled_from([4.0, 20.0]))}
         if lif["class"] == "LIFGap":  # the error as gap input: the gap strength is the connection's scale
             groups["ErrorToSpiking"] = {"class": "RescaleConn", "channelCode": 3, "scale": 0.25}
+    if draw(st.integers(0, 3)) == 0:  # the input masked by the error's activity or on a feature
+        masked = {"class": "MaskLayer", "nf": inp["nf"], "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV",
+                  "writeStep": 1, "initialWriteTime": 0,
+                  "maskMethod": draw(st.sampled_from(["layer", "invertLayer", "maskFeatures", "noMaskFeatures"]))}
+        if masked["maskMethod"] in ("layer", "invertLayer"):
+            masked["maskLayerName"] = "Error"
+        else:
+            masked["featureIdxs"] = [0]
+        groups["Masked"] = masked
+        groups["InputToMasked"] = {"class": "IdentConn", "channelCode": 0}
     if draw(st.integers(0, 3)) == 0:  # where the input shows image data
         groups["Region"] = {"class": "InputRegionLayer", "originalLayerName": "Input", "nf": inp["nf"],
                             "writeStep": 1, "initialWriteTime": 0}

@@ -742,3 +742,17 @@ def test_lif_arma(cu, with_gap):
     for x, y in zip(a, b):
         close(y, x)
     np.testing.assert_array_equal(state, mine)
+
+
+@inner
+@pytest.mark.parametrize("invert", [False, True])
+def test_mask_activity(cu, invert):
+    rng = np.random.default_rng(18)
+    A = rng.normal(size=(2, 4, 5, 2)).astype(np.float32)
+    M = np.pad((rng.uniform(size=(2, 2, 3, 2)) < 0.5).astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for mask in (M, np.array([0, 1], np.float32).reshape(1, 1, 1, 2)):
+        want, got = A.copy(), A.copy()
+        off = 1 if mask.shape[1] > 1 else 0
+        ref.mask_activity(want, 1, 1, mask, off, off, invert)
+        cu.mask_activity(got, 1, 1, mask, off, off, invert)
+        np.testing.assert_array_equal(got, want)

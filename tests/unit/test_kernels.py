@@ -761,3 +761,22 @@ def test_lif_arma_numba_equals_numpy(with_gap):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(state, fast)
     assert spikes > 0
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_mask_activity(invert):
+    """Zero where the mask is 0 (or, inverted, where it is not); a one-feature mask covers every feature,
+    a [1, 1, 1, nf] mask chooses features; numba equals numpy."""
+    rng = np.random.default_rng(17)
+    A = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    M = np.pad((rng.uniform(size=(2, 3, 4, 1)) < 0.5).astype(np.float32), ((0, 0), (2, 2), (1, 1), (0, 0)))
+    for mask, m_lt, m_up in ((M, 1, 2), (np.array([1, 0, 1], np.float32).reshape(1, 1, 1, 3), 0, 0)):
+        want, got = A.copy(), A.copy()
+        ref.mask_activity(want, 1, 1, mask, m_lt, m_up, invert)
+        cpu.mask_activity(got, 1, 1, mask, m_lt, m_up, invert)
+        np.testing.assert_array_equal(got, want)
+        m = mask[:, m_up:m_up + 3, m_lt:m_lt + 4] if mask.shape[1] > 1 else mask
+        dropped = np.broadcast_to((m != 0) if invert else (m == 0), (2, 3, 4, 3))
+        np.testing.assert_array_equal(want[:, 1:4, 1:5][dropped], 0)
+        np.testing.assert_array_equal(want[:, 1:4, 1:5][~dropped], A[:, 1:4, 1:5][~dropped])
+        assert (want[:, 0] == A[:, 0]).all()
