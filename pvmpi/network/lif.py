@@ -32,6 +32,7 @@ class LIF(HyPerLayer):
     def allocate(self):
         """Also the threshold, the conductances and (LIFGap) the gap strength, restricted."""
         super().allocate()
+        self.coefficients = None  # each channel has its own role (exc, inh, inhB, gap): none is summed
         k = self.run.kernels
         self.state = {name: k.zeros(self.restricted_shape) for name in STATE}
         self.gap = k.zeros(self.restricted_shape)

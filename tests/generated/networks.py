@@ -431,16 +431,19 @@ def networks(draw):
                                                                                "avgpooling"])),
                                 "nxp": draw(st.sampled_from([1, 3])), "nyp": draw(st.sampled_from([1, 3])),
                                 "updateGSynFromPostPerspective": draw(st.booleans())}
-    if draw(st.integers(0, 3)) == 0:  # leaky integrate-and-fire neurons driven by the input (noise drawn)
-        lif = {"class": draw(st.sampled_from(["LIF", "LIFGap"])), "nf": inp["nf"], "phase": draw(st.integers(1, 4)),
+    if draw(st.integers(0, 3)) == 0:  # leaky integrate-and-fire neurons (noise drawn)
+        # driven by V1's activity (>= 0): a conductance must not turn negative, or V is not finite
+        lif = {"class": draw(st.sampled_from(["LIF", "LIFGap"])), "nf": v1["nf"], "nxScale": v1["nxScale"],
+               "nyScale": v1["nyScale"], "phase": draw(st.integers(1, 4)),
                "InitVType": "ConstantV", "valueV": -70.0, "tau": draw(st.sampled_from([5.0, 15.0])),
                "noiseAmpE": draw(st.sampled_from([0.0, 0.5])), "noiseFreqE": draw(st.sampled_from([0.0, 250.0])),
                "noiseAmpI": 0.25, "noiseFreqI": draw(st.sampled_from([0.0, 2000.0])), "method": "arma",
                "writeStep": 1, "initialWriteTime": 0}
         groups["Spiking"] = lif
-        groups["InputToSpiking"] = {"class": "RescaleConn", "channelCode": 0, "scale": draw(st.sampled_from([4.0, 20.0]))}
-        if lif["class"] == "LIFGap":  # the error as gap input: the gap strength is the connection's scale
-            groups["ErrorToSpiking"] = {"class": "RescaleConn", "channelCode": 3, "scale": 0.25}
+        groups["V1ToSpiking"] = {"class": "RescaleConn", "channelCode": 0, "scale": draw(st.sampled_from([4.0, 20.0]))}
+        if lif["class"] == "LIFGap":  # V1 as gap input too: the gap strength is the connection's scale
+            groups["SpikingGap"] = {"class": "RescaleConn", "preLayerName": "V1", "postLayerName": "Spiking",
+                                    "channelCode": 3, "scale": 0.25}
     if draw(st.integers(0, 3)) == 0:  # the input masked by the error's activity or on a feature
         masked = {"class": "MaskLayer", "nf": inp["nf"], "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV",
                   "writeStep": 1, "initialWriteTime": 0,

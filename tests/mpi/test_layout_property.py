@@ -101,6 +101,7 @@ def check_layout_independence(net):
     for lay in fitting_layouts(network_shape(_model(net, input_path, root / "x")), world.size):
         out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
         error = _run(net, input_path, out, world, lay)
+        world.Barrier()  # after an error each rank closes its own files: rank 0 reads them once all have
         if world.rank == 0:
             if error != reference_error:
                 problems.append(f"{lay}: the run ended with {error!r}, on 1 rank with {reference_error!r}")
