@@ -357,7 +357,10 @@ _cls("BaseConnection", "connection", "Parameters every connection has.", [
 
 _NORMALIZE = [
     P("normalizeMethod", "str", doc="Weight normalisation.",
-      choices=("normalizeL2", "normalizeSum", "normalizeMax", "normalizeContrastZeroMean", "none")),
+      choices=("normalizeL2", "normalizeSum", "normalizeMax", "normalizeContrastZeroMean", "normalizeGroup",
+               "none")),
+    P("normalizeGroupName", "str", None, "normalizeGroup: the connection whose normaliser normalises this "
+      "connection's weights together with its own (its method and parameters, patch by patch)."),
     P("strength", "float", 1.0, "Target norm."),
     P("normalizeArborsIndividually", "bool", False, "Normalise each arbor on its own."),
     P("normalizeOnInitialize", "bool", True, "Normalise at t = 0."),

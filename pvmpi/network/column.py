@@ -205,6 +205,9 @@ class Column:
         self.conn_order = link_order(self.connections)
         for conn in self.conn_order:
             conn.link(self.layers, self.connections)
+        for conn in self.conn_order:
+            if hasattr(conn, "join_normalize_group"):
+                conn.join_normalize_group(self.connections)
         self.incoming = {name: [] for name in self.layers}
         for conn in self.connections.values():
             pre, post = conn.pre, conn.post
@@ -243,6 +246,9 @@ class Column:
         self.column_probes = [p for p in self.probes.values() if isinstance(p, (ColumnEnergyProbe, QuotientProbe))]
         self.plastic = [c for c in self.connections.values() if c.plastic]
         self.updating = [c for c in self.connections.values() if c.updater is not None]
+        # renormalised after learning: those that learn, and the heads of normalizeGroups (their members may)
+        self.normalizing = [c for c in self.connections.values()
+                            if c.updater is not None or getattr(c, "group_members", None)]
         self.guard = NumericGuard(self)
         self.local_flags = None  # run() sets it: this rank's signal/clock flags for the step's collective
 
@@ -537,7 +543,7 @@ class Column:
                     probe.output(t)
         for conn in self.updating:
             timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
-        for conn in self.updating:
+        for conn in self.normalizing:
             timers.call("learn:" + conn.name, conn.normalize_updated)
         for conn in self.conn_order:
             conn.finalize()

@@ -418,6 +418,7 @@ class HyPerConn(WeightedConnection):
         self.version = 0  # bumped whenever W changes, so transposes know when to follow
         self.timestamp = -np.inf  # OpenPV's weights timestamp: when W last changed (learning, normalising)
         self.renormalize = False  # W learned this step: normalize_updated renormalises it
+        self.group_members = []  # connections with normalizeGroup naming this one: normalised with it
 
     @property
     def num_arbors(self):
@@ -474,9 +475,21 @@ class HyPerConn(WeightedConnection):
             self.updater.allocate()
 
     def normalize_on_initialize(self):
-        """Normalise the start-up weights when normalizeOnInitialize is set (facts §3.1 step 5)."""
-        if self.group["normalizeOnInitialize"]:
+        """Normalise the start-up weights when normalizeOnInitialize is set (facts §3.1 step 5); a
+        normalizeGroup member is normalised by its group's head."""
+        if self.group["normalizeOnInitialize"] and self.group["normalizeMethod"] != "normalizeGroup":
             self.normalize()
+
+    def join_normalize_group(self, connections):
+        """normalizeGroup: join the head named by normalizeGroupName (shared weights, one patch count)."""
+        if self.group["normalizeMethod"] != "normalizeGroup":
+            return
+        head = connections[self.group["normalizeGroupName"]]
+        if not (self.shared and head.shared) or self.num_kernels != head.num_kernels or \
+                self.num_arbors != head.num_arbors:
+            raise PvmpiError(f"normalizeGroup needs shared weights with the arbors and patch count of "
+                             f"'{head.name}'", group=self.name, param="normalizeGroupName")
+        head.group_members.append(self)
 
     def normalize(self):
         """Apply normalizeMethod to W (facts §4.8), bump `version` for transposes and set the
@@ -488,8 +501,14 @@ class HyPerConn(WeightedConnection):
             return
         npre = self.pre.tile.nx_global * self.pre.tile.ny_global * self.pre.nf
         npost = self.post.tile.nx_global * self.post.tile.ny_global * self.post.nf
+        if g["normalizeMethod"] == "normalizeGroup":
+            return  # its group's head normalises it
         k = self.run.kernels
         W = k.to_host(self.W)  # OpenPV's sequential float32 sums: on the host (weights only, when they change)
+        members = [self] + self.group_members
+        if len(members) > 1:  # a group: each patch's elements of every member, in OpenPV's order
+            parts = [np.asarray(k.to_host(m.W), F32).reshape(m.W.shape[:2] + (-1,)) for m in members]
+            W = np.ascontiguousarray(np.concatenate(parts, axis=2))[:, :, None, None, :]
         order = first_of_all = None
         if not self.shared:  # whole patches, in OpenPV's global order; the first failing one of all tiles
             lay = self.run.comms.layout
@@ -499,9 +518,14 @@ class HyPerConn(WeightedConnection):
             first_of_all = lambda n: int(self.run.comms.spatial_min(np.array([n]))[0])  # noqa: E731
         normalize(W, g["normalizeMethod"], g, num_pre=npre, num_post=npost, order=order,
                   first_of_all=first_of_all)
-        k.upload(self.W, W)
-        self.version += 1
-        self.timestamp = self.run.t
+        start = 0
+        for m in members:
+            size = int(np.prod(m.W.shape[2:]))
+            k.upload(m.W, np.ascontiguousarray(W.reshape(W.shape[:2] + (-1,))[:, :, start:start + size]).reshape(m.W.shape)
+                     if len(members) > 1 else W)
+            start += size
+            m.version += 1
+            m.timestamp = self.run.t
 
     def update_weights(self, t):
         """The updater's step at t (Hebbian learning if due; a CopyConn's copy); renormalising
@@ -512,10 +536,15 @@ class HyPerConn(WeightedConnection):
             self.timestamp = t
 
     def normalize_updated(self):
-        """Renormalise W changed by this step's update if normalizeOnWeightUpdate (facts §4.5)."""
-        if self.renormalize and self.group["normalizeOnWeightUpdate"]:
+        """Renormalise W changed by this step's update if normalizeOnWeightUpdate (facts §4.5); a group's
+        head when any of its members learned."""
+        if self.group["normalizeMethod"] == "normalizeGroup":
+            return  # the head looks at (and resets) this connection's flag
+        learned = self.renormalize or any(m.renormalize for m in self.group_members)
+        if learned and self.group["normalizeOnWeightUpdate"]:
             self.normalize()
-        self.renormalize = False
+        for m in [self] + self.group_members:
+            m.renormalize = False
 
     def open_output(self, resume=None):
         """The weights file (see the base class) and the updater's files, on the root."""

@@ -3,7 +3,7 @@ pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes no
 test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
 test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
-MaskLayerTest's four masks.
+MaskLayerTest's four masks and GroupNormalizationTest's group.
 """
 import re
 import shutil
@@ -46,6 +46,12 @@ for _name, _init in (("smart_weights", 'weightInitType = "SmartWeight";'),
 for _file in ("maskTest", "invertMaskTest", "maskTestFeatures", "maskTestNoFeatures"):
     VARIANTS["mask_" + _file] = ("tests/MaskLayerTest", _file + ".params",
                                  [(r'MaskTestLayer "test"', 'HyPerLayer "test"')])
+
+# GroupNormalizationTest with its test-only probes made L2NormProbes and its connections written
+VARIANTS["normalize_group"] = ("tests/GroupNormalizationTest", "GroupNormalizationTest.params",
+                               [(r'AllConstantValueProbe "output1_probe"', 'L2NormProbe "output1_probe"'),
+                                (r'AllConstantValueProbe "output2_probe"', 'L2NormProbe "output2_probe"')]
+                               + [(r"writeStep = -1;", "writeStep = 1;")] * 3)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

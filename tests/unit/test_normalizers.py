@@ -254,3 +254,14 @@ def test_l2_break_follows_the_global_patch_order_over_tiles():
         np.testing.assert_array_equal(part, whole[:, order])
     alone = normalize(W[:, tiles[0]].copy(), "normalizeL2", {}, warn=lambda m: None)
     assert not np.array_equal(alone, whole[:, tiles[0]])  # patches 7, 8 must stay unnormalised
+
+
+def test_group_normalisation_is_one_patch_over_its_members():
+    """A normalizeGroup head normalises each patch over its own and its members' weights together."""
+    from pvmpi.network.normalizers import normalize
+
+    a, b = random_weights((1, 3, 2, 2, 1)), random_weights((1, 3, 1, 1, 2))
+    both = np.concatenate([a.reshape(1, 3, -1), b.reshape(1, 3, -1)], axis=2)[:, :, None, None, :].copy()
+    normalize(both, "normalizeL2", {"strength": 1.0})
+    l2 = np.sqrt((both.astype(np.float64) ** 2).sum(axis=(2, 3, 4)))
+    np.testing.assert_allclose(l2, 1.0, rtol=1e-6)
