@@ -97,6 +97,9 @@ COMPUTE = (
        "LIF's (LIFGap's with_gap) 'arma' step per neuron: noise drawn from its taus88 generator (rng uint32 "
        "[4, nb, ny, nx, nf]), conductances G_E G_I G_IB, V and the threshold Vth (all [nb, ny, nx, nf]), A = "
        "spikes; consts float32 (see numpy_ref.LIF_CONSTS)"),
+    _k("background", "A lt up src s_lt s_up rep",
+       "BackgroundLayer: each of src's nf features repeated rep times after rep copies of a background feature "
+       "(1 where every src feature is 0), on the restricted windows"),
     _k("mask_activity", "A lt up M m_lt m_up invert",
        "MaskLayer: A's restricted window = 0 where mask M is 0 (invert: where it is not); M extended with margins "
        "m_lt, m_up and nf 1 or A's nf, or [1, 1, 1, nf] to mask features"),

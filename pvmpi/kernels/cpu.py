@@ -1159,3 +1159,28 @@ def mask_activity(A, lt, up, M, m_lt, m_up, invert):
     _check_out("A", A)
     M = np.ascontiguousarray(M, np.float32)
     _mask(A, *_ints(lt, up), M, *_ints(m_lt, m_up), bool(invert), M.shape[:3] == (1, 1, 1))
+
+
+@njit(**_JIT)
+def _background(A, lt, up, S, s_lt, s_up, rep):
+    nb, nf = A.shape[0], S.shape[3]
+    ny, nx = A.shape[1] - 2 * up, A.shape[2] - 2 * lt
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        for x in range(nx):
+            quiet = np.float32(1)
+            for f in range(nf):
+                v = S[b, s_up + y, s_lt + x, f]
+                if v != 0:
+                    quiet = np.float32(0)
+                for k in range(rep):
+                    A[b, up + y, lt + x, (f + 1) * rep + k] = v
+            for k in range(rep):
+                A[b, up + y, lt + x, k] = quiet
+
+
+def background(A, lt, up, src, s_lt, s_up, rep):
+    """BackgroundLayer (see numpy_ref.background), rows in parallel."""
+    _check_out("A", A)
+    _background(A, *_ints(lt, up), np.ascontiguousarray(src, np.float32), *_ints(s_lt, s_up, rep))

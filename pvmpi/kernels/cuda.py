@@ -1734,3 +1734,34 @@ def mask_activity(A, lt, up, M, m_lt, m_up, invert):
         _k_mask[_blocks(n, THREADS), THREADS](a.dev, int(lt), int(up), m.dev, int(m_lt), int(m_up), bool(invert),
                                               tuple(M.shape[:3]) == (1, 1, 1), ny, nx)
     a.done()
+
+
+# --------------------------------------------------------------------- BackgroundLayer
+
+@cuda.jit
+def _k_background(A, lt, up, S, s_lt, s_up, rep, ny, nx):
+    nf = S.shape[3]
+    for i in range(cuda.grid(1), A.shape[0] * ny * nx, cuda.gridsize(1)):  # one thread per position
+        b, y, x, _ = _unravel(i, ny, nx, 1)
+        quiet = float32(1)
+        for f in range(nf):
+            v = S[b, s_up + y, s_lt + x, f]
+            if v != 0:
+                quiet = float32(0)
+            for k in range(rep):
+                A[b, up + y, lt + x, (f + 1) * rep + k] = v
+        for k in range(rep):
+            A[b, up + y, lt + x, k] = quiet
+
+
+def background(A, lt, up, src, s_lt, s_up, rep):
+    """BackgroundLayer on the device (see numpy_ref.background)."""
+    _check_out("A", A)
+    nb, Y, X, _ = A.shape
+    ny, nx = Y - 2 * int(up), X - 2 * int(lt)
+    a, s = _Arg("bg.A", A), _Arg("bg.src", src)
+    n = nb * ny * nx
+    if n:
+        _k_background[_blocks(n, THREADS), THREADS](a.dev, int(lt), int(up), s.dev, int(s_lt), int(s_up), int(rep),
+                                                    ny, nx)
+    a.done()

@@ -584,3 +584,13 @@ def mask_activity(A, lt, up, M, m_lt, m_up, invert):
     a = A[:, up:up + ny, lt:lt + nx]
     drop = (m != 0) if invert else (m == 0)
     a[np.broadcast_to(drop, a.shape)] = _F32(0)
+
+
+def background(A, lt, up, src, s_lt, s_up, rep):
+    """BackgroundLayer: A's restricted window [nb, ny, nx, (nf+1)*rep] = rep copies of "no feature is
+    active" (1 or 0), then each of src's nf features repeated rep times (src extended: margins s_lt, s_up)."""
+    ny, nx = A.shape[1] - 2 * up, A.shape[2] - 2 * lt
+    s = src[:, s_up:s_up + ny, s_lt:s_lt + nx]
+    a = A[:, up:up + ny, lt:lt + nx]
+    a[..., :rep] = (s != 0).any(axis=-1, keepdims=True) == 0
+    a[..., rep:] = np.repeat(s, rep, axis=-1)

@@ -485,11 +485,19 @@ def _check_original_layer(model, g, raw, err_for):
     orig = _ref(model, g, "originalLayerName", "layer", raw, err_for)
     if orig is None:
         raise err_for(rg, "originalLayerName")("required: the layer this one follows")
-    if model.layer_size(orig) != model.layer_size(g):
+    (ox, oy, of), (x, y, f) = model.layer_size(orig), model.layer_size(g)
+    if g.is_a("BackgroundLayer"):
+        rep = g["repFeatureNum"]
+        if rep < 1:
+            raise err_for(rg, "repFeatureNum")(f"{rep}: it must be at least 1 (1: no repetition)")
+        if (ox, oy) != (x, y) or f != (of + 1) * rep:
+            raise err_for(rg, "nf")(f"with '{orig.name}' of {ox}x{oy}x{of} and repFeatureNum {rep} this layer "
+                                    f"must be {ox}x{oy}x{(of + 1) * rep}, not {x}x{y}x{f}")
+    elif (ox, oy, of) != (x, y, f):
         raise err_for(rg, "originalLayerName")(
             f"'{orig.name}' is {model.layer_size(orig)} (nx, ny, nf), this layer is {model.layer_size(g)}: "
             f"a {g.cls} has its original's size")
-    if not g.is_a("RescaleLayer") and not orig.is_a("HyPerLayer"):
+    if not (g.is_a("RescaleLayer") or g.is_a("BackgroundLayer")) and not orig.is_a("HyPerLayer"):
         raise err_for(rg, "originalLayerName")(f"'{orig.name}' is a {orig.cls}, which has no V to clone")
     seen = [g.name]
     while orig is not None and orig.kind == "layer" and orig.is_a("CloneVLayer"):

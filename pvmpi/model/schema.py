@@ -328,6 +328,12 @@ _cls("Retina", "layer", "Activity from the excitatory minus the inhibitory input
     P("absRefractoryPeriod", "float", 3.0, "Spiking: no spike this long after a spike.", unit="ms"),
 ], parent="BaseLayer")
 
+_cls("BackgroundLayer", "layer", "A = repFeatureNum copies of a background feature (1 where no feature of "
+     "originalLayerName is active), then each of its nf features repeated repFeatureNum times: (nf + 1) * "
+     "repFeatureNum features.", [
+    P("repFeatureNum", "int", 1, "How many times each feature (and the background) is repeated (>= 1)."),
+], parent="CloneVLayer")
+
 _cls("InputRegionLayer", "layer", "A = 1 where originalLayerName (an input layer) shows image data, 0 where "
      "it pads; it takes the original's phase, mirrorBCflag and margins, and never updates on its own.", [
     P("originalLayerName", "str", doc="The ImageLayer or PvpLayer whose region is shown."),

@@ -1,5 +1,5 @@
 """Layers that follow another layer (originalLayerName) instead of integrating input: CloneVLayer,
-SigmoidLayer and RescaleLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
+SigmoidLayer, RescaleLayer and BackgroundLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
 
 Each reads the original's current buffer directly, as OpenPV does: the new one if the original
 updated earlier in this step, the previous one otherwise (a later layer of the same phase).
@@ -70,6 +70,17 @@ class SigmoidLayer(CloneVLayer):
         return vth, F32(scale)
 
 
+class BackgroundLayer(FollowsLayer):
+    """A = rep copies of "no feature of the original is active here" (1 or 0), then each of the original's
+    features repeated repFeatureNum times; from the original's published activity. A starts at 0."""
+
+    def update(self, t):
+        """A from the original's last published activity."""
+        o = self.original
+        self.run.kernels.background(self.A, self.margin_x, self.margin_y, o.level(0), o.margin_x, o.margin_y,
+                                    int(self.group["repFeatureNum"]))
+
+
 class RescaleLayer(FollowsLayer):
     """A = the original's A rescaled by rescaleMethod; A starts at 0 (OpenPV's InitializeState).
 
@@ -118,4 +129,5 @@ class RescaleLayer(FollowsLayer):
         return out
 
 
-CLONE_CLASSES = {"CloneVLayer": CloneVLayer, "RescaleLayer": RescaleLayer, "SigmoidLayer": SigmoidLayer}
+CLONE_CLASSES = {"CloneVLayer": CloneVLayer, "RescaleLayer": RescaleLayer, "SigmoidLayer": SigmoidLayer,
+                 "BackgroundLayer": BackgroundLayer}

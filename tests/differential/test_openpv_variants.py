@@ -3,7 +3,8 @@ pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes no
 test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
 test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
-MaskLayerTest's four masks and GroupNormalizationTest's group.
+MaskLayerTest's four masks, GroupNormalizationTest's group and BackgroundLayerTest's two
+layers.
 """
 import re
 import shutil
@@ -52,6 +53,11 @@ VARIANTS["normalize_group"] = ("tests/GroupNormalizationTest", "GroupNormalizati
                                [(r'AllConstantValueProbe "output1_probe"', 'L2NormProbe "output1_probe"'),
                                 (r'AllConstantValueProbe "output2_probe"', 'L2NormProbe "output2_probe"')]
                                + [(r"writeStep = -1;", "writeStep = 1;")] * 3)
+
+# BackgroundLayerTest with its test-only comparison layer a HyPerLayer
+for _file in ("repTest", "norepTest"):
+    VARIANTS["background_" + _file] = ("tests/BackgroundLayerTest", _file + ".params",
+                                       [(r'ComparisonLayer "compare"', 'HyPerLayer "compare"')])
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -9,7 +9,7 @@ two arbors with delays, into an ANNLayer or LeakyIntegrator) and a drawn set
 of probes (norm probes with and without triggers, inside and outside an
 energy probe, adaptive and knee time scales, stats, quotients). Layer sizes
 are multiples of 4 so that several layouts of 2 and 4 ranks fit. Added
-for the classes of issue 23: a CloneVLayer, SigmoidLayer or RescaleLayer following one
+for the classes of issue 23: a CloneVLayer, SigmoidLayer, RescaleLayer or BackgroundLayer following one
 of the layers, dropout in the side branch (DropoutLayer), a point-wise
 layer (FirmThresholdCostLayer, DependentFirmThresholdCostLayer,
 PtwiseQuotientLayer), an InputRegionLayer, a WTAConn picking V1's largest
@@ -231,9 +231,11 @@ def _follower(draw, groups, with_v):
     The per-position rescales follow Recon, which has no margins: with margins OpenPV indexes
     those methods' buffers as if it had none (docs/openpv-migration.md, a deliberate difference).
     """
-    kind = draw(st.sampled_from(["CloneVLayer", "SigmoidLayer", "RescaleLayer"]))
+    kind = draw(st.sampled_from(["CloneVLayer", "SigmoidLayer", "RescaleLayer", "BackgroundLayer"]))
     if kind == "CloneVLayer":
         g = {"class": "CloneVLayer", "originalLayerName": draw(st.sampled_from(with_v))}
+    elif kind == "BackgroundLayer":  # Recon has no margins (OpenPV indexes the original as if it had none)
+        g = {"class": kind, "originalLayerName": "Recon", "repFeatureNum": draw(st.sampled_from([1, 2]))}
     elif kind == "SigmoidLayer":
         g = {"class": "SigmoidLayer", "originalLayerName": draw(st.sampled_from(with_v)), "Vrest": 0.0,
              "VthRest": draw(st.sampled_from([0.5, 1.0])), "SigmoidAlpha": draw(st.sampled_from([0.1, 0.3])),
@@ -250,7 +252,9 @@ def _follower(draw, groups, with_v):
         if method in ("l2", "l2NoMean"):
             g["patchSize"] = draw(st.sampled_from([1, 4]))
     orig = groups[g["originalLayerName"]]
-    g.update(nxScale=orig.get("nxScale", 1.0), nyScale=orig.get("nyScale", 1.0), nf=orig.get("nf", 1),
+    nf = orig.get("nf", 1)
+    g.update(nxScale=orig.get("nxScale", 1.0), nyScale=orig.get("nyScale", 1.0),
+             nf=(nf + 1) * g["repFeatureNum"] if kind == "BackgroundLayer" else nf,
              phase=draw(st.integers(0, 4)), writeStep=1, initialWriteTime=0)
     if draw(st.integers(0, 2)) == 0:
         g.update(triggerLayerName="Input", triggerOffset=0)

@@ -756,3 +756,13 @@ def test_mask_activity(cu, invert):
         ref.mask_activity(want, 1, 1, mask, off, off, invert)
         cu.mask_activity(got, 1, 1, mask, off, off, invert)
         np.testing.assert_array_equal(got, want)
+
+
+@inner
+def test_background(cu):
+    src = np.pad((np.random.default_rng(19).uniform(size=(2, 3, 4, 2)) < 0.3).astype(np.float32),
+                 ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want, got = np.zeros((2, 3, 4, 9), np.float32), np.zeros((2, 3, 4, 9), np.float32)
+    ref.background(want, 0, 0, src, 1, 1, 3)
+    cu.background(got, 0, 0, src, 1, 1, 3)
+    np.testing.assert_array_equal(got, want)

@@ -780,3 +780,17 @@ def test_mask_activity(invert):
         np.testing.assert_array_equal(want[:, 1:4, 1:5][dropped], 0)
         np.testing.assert_array_equal(want[:, 1:4, 1:5][~dropped], A[:, 1:4, 1:5][~dropped])
         assert (want[:, 0] == A[:, 0]).all()
+
+
+def test_background():
+    """rep copies of 'nothing active here', then each feature rep times; numba equals numpy."""
+    src = np.zeros((1, 3, 4, 2), np.float32)
+    src[0, 1, 1, 1] = 0.5
+    src = np.pad(src, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.zeros((1, 3, 4, 6), np.float32)
+    got = want.copy()
+    ref.background(want, 0, 0, src, 1, 1, 2)
+    cpu.background(got, 0, 0, src, 1, 1, 2)
+    np.testing.assert_array_equal(got, want)
+    assert (want[0, 1, 1] == [0, 0, 0, 0, 0.5, 0.5]).all()
+    assert (want[0, 0, 0] == [1, 1, 0, 0, 0, 0]).all()
