@@ -244,9 +244,10 @@ class CheckpointWriter:
             for k, v in values.items():
                 g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
 
-    def shared(self, name, array, doc, weights_geometry=None):
+    def shared(self, name, array, doc, weights_geometry=None, compressed=False):
         """An array identical on every rank (shared weights, momentum, reduced dW); weights give
-        ``weights_geometry`` = (nx kernels, ny kernels, pre nf) for forms that need a header."""
+        ``weights_geometry`` = (nx kernels, ny kernels, pre nf) for forms that need a header, and
+        ``compressed`` (writeCompressedCheckpoints) for OpenPV's form (the HDF5 form keeps float32)."""
         self._dataset(name, np.asarray(array), doc)
 
     def entry(self, obj, data, value, dtype, text=None):
@@ -285,7 +286,7 @@ class CheckpointWriter:
         glob = self.comms.gather_layer(np.ascontiguousarray(local).reshape(nb, ny, nx, nf * 4), tile)
         self._dataset(name, glob, "taus88 generator states [s0 s1 s2 s3] per restricted neuron")
 
-    def openpv_weights(self, name, W, weights_geometry):
+    def openpv_weights(self, name, W, weights_geometry, compressed=False):
         """Shared weights for OpenPV's form only (its ``<conn>_dW.pvp``); see :meth:`shared`."""
 
     def nonshared_weights(self, name, conn, total):

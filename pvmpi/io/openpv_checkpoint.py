@@ -155,18 +155,20 @@ class OpenPVCheckpointWriter(CheckpointWriter):
             frames = frames_of(glob.reshape(glob.shape[:3] + (nf, 4)))
             write_rand_state(os.path.join(self.tmp, f"{name.split('/')[1]}_rand_state.pvp"), self.time, frames)
 
-    def shared(self, name, array, doc, weights_geometry=None):
-        """Shared weights as OpenPV's ``<C>_W.pvp`` / ``_prev_dW.pvp`` (type 5); other arrays in pvmpi_state.h5."""
+    def shared(self, name, array, doc, weights_geometry=None, compressed=False):
+        """Shared weights as OpenPV's ``<C>_W.pvp`` / ``_prev_dW.pvp`` (type 5; 8-bit when ``compressed``);
+        other arrays in pvmpi_state.h5."""
         fname, _ = openpv_file(name)
         if fname is None or weights_geometry is None or np.ndim(array) != 5:  # not W-shaped: [dW, counts]
             return super().shared(name, array, doc)
-        self.openpv_weights(name, array, weights_geometry)
+        self.openpv_weights(name, array, weights_geometry, compressed)
 
-    def openpv_weights(self, name, W, weights_geometry):
-        """Write ``W`` as OpenPV's type-5 file for ``name`` (on the writing rank)."""
+    def openpv_weights(self, name, W, weights_geometry, compressed=False):
+        """Write ``W`` as OpenPV's type-5 file for ``name`` (on the writing rank; 8-bit when ``compressed``,
+        as writeCompressedCheckpoints asks: a continued run then starts from the rounded weights, as OpenPV's)."""
         fname, _ = openpv_file(name)
         if self.h5 is not None:
-            w = pvp.WeightsWriter(os.path.join(self.tmp, fname))
+            w = pvp.WeightsWriter(os.path.join(self.tmp, fname), compressed=compressed)
             w.write(self.time, np.asarray(W, np.float32), *weights_geometry)
             w.close()
 

@@ -97,6 +97,8 @@ COMPUTE = (
        "LIF's (LIFGap's with_gap) 'arma' step per neuron: noise drawn from its taus88 generator (rng uint32 "
        "[4, nb, ny, nx, nf]), conductances G_E G_I G_IB, V and the threshold Vth (all [nb, ny, nx, nf]), A = "
        "spikes; consts float32 (see numpy_ref.LIF_CONSTS)"),
+    _k("spikelet", "A lt up V src s_lt s_up amp",
+       "GapLayer: A's restricted window = V, plus amp where src (extended, margins s_lt, s_up) is positive"),
     _k("background", "A lt up src s_lt s_up rep",
        "BackgroundLayer: each of src's nf features repeated rep times after rep copies of a background feature "
        "(1 where every src feature is 0), on the restricted windows"),

@@ -46,6 +46,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     retina_rate,
     scale_into,
     sigmoid_transfer,
+    spikelet,
     update_momentum_lca,
 )
 from pvmpi.kernels.transfer import transfer1, transfer_args

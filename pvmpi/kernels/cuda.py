@@ -1765,3 +1765,23 @@ def background(A, lt, up, src, s_lt, s_up, rep):
         _k_background[_blocks(n, THREADS), THREADS](a.dev, int(lt), int(up), s.dev, int(s_lt), int(s_up), int(rep),
                                                     ny, nx)
     a.done()
+
+
+@cuda.jit
+def _k_spikelet(A, lt, up, V, S, s_lt, s_up, amp):
+    nb, ny, nx, nf = V.shape
+    for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
+        b, y, x, f = _unravel(i, ny, nx, nf)
+        v = V[b, y, x, f]
+        A[b, up + y, lt + x, f] = v + amp if S[b, s_up + y, s_lt + x, f] > 0 else v
+
+
+def spikelet(A, lt, up, V, src, s_lt, s_up, amp):
+    """GapLayer's activity on the device (see numpy_ref.spikelet)."""
+    _check_out("A", A)
+    a, v, s = _Arg("sp.A", A), _Arg("sp.V", V), _Arg("sp.src", src)
+    n = int(np.prod(V.shape))
+    if n:
+        _k_spikelet[_blocks(n, THREADS), THREADS](a.dev, int(lt), int(up), v.dev, s.dev, int(s_lt), int(s_up),
+                                                  _F32(amp))
+    a.done()

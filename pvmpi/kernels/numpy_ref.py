@@ -594,3 +594,11 @@ def background(A, lt, up, src, s_lt, s_up, rep):
     a = A[:, up:up + ny, lt:lt + nx]
     a[..., :rep] = (s != 0).any(axis=-1, keepdims=True) == 0
     a[..., rep:] = np.repeat(s, rep, axis=-1)
+
+
+def spikelet(A, lt, up, V, src, s_lt, s_up, amp):
+    """GapLayer: A's restricted window = V (its original's), plus ``amp`` where the original's activity
+    ``src`` (extended: margins s_lt, s_up) is positive."""
+    ny, nx = V.shape[1], V.shape[2]
+    fired = src[:, s_up:s_up + ny, s_lt:s_lt + nx] > 0
+    A[:, up:up + ny, lt:lt + nx] = np.where(fired, V + _F32(amp), V)

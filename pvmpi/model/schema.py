@@ -328,6 +328,11 @@ _cls("Retina", "layer", "Activity from the excitatory minus the inhibitory input
     P("absRefractoryPeriod", "float", 3.0, "Spiking: no spike this long after a spike.", unit="ms"),
 ], parent="BaseLayer")
 
+_cls("GapLayer", "layer", "A = the V of originalLayerName (a spiking layer), plus ampSpikelet where it "
+     "spiked: what its gap junctions pass on.", [
+    P("ampSpikelet", "float", 50.0, "Added to V where the original is active."),
+], parent="CloneVLayer")
+
 _cls("BackgroundLayer", "layer", "A = repFeatureNum copies of a background feature (1 where no feature of "
      "originalLayerName is active), then each of its nf features repeated repFeatureNum times: (nf + 1) * "
      "repFeatureNum features.", [

@@ -1,5 +1,5 @@
 """Layers that follow another layer (originalLayerName) instead of integrating input: CloneVLayer,
-SigmoidLayer, RescaleLayer and BackgroundLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
+SigmoidLayer, GapLayer, RescaleLayer and BackgroundLayer. They have no GSyn and no V of their own (OpenPV checkpoints none for them).
 
 Each reads the original's current buffer directly, as OpenPV does: the new one if the original
 updated earlier in this step, the previous one otherwise (a later layer of the same phase).
@@ -70,6 +70,17 @@ class SigmoidLayer(CloneVLayer):
         return vth, F32(scale)
 
 
+class GapLayer(CloneVLayer):
+    """A = the original's V, plus ampSpikelet where the original's activity is positive (it spiked):
+    the activity a gap junction passes on."""
+
+    def update(self, t):
+        """A from the original's current V and activity."""
+        o = self.original
+        self.run.kernels.spikelet(self.A, self.margin_x, self.margin_y, o.V, o.A, o.margin_x, o.margin_y,
+                                  self.group["ampSpikelet"])
+
+
 class BackgroundLayer(FollowsLayer):
     """A = rep copies of "no feature of the original is active here" (1 or 0), then each of the original's
     features repeated repFeatureNum times; from the original's published activity. A starts at 0."""
@@ -130,4 +141,4 @@ class RescaleLayer(FollowsLayer):
 
 
 CLONE_CLASSES = {"CloneVLayer": CloneVLayer, "RescaleLayer": RescaleLayer, "SigmoidLayer": SigmoidLayer,
-                 "BackgroundLayer": BackgroundLayer}
+                 "BackgroundLayer": BackgroundLayer, "GapLayer": GapLayer}

@@ -455,6 +455,9 @@ class HyPerConn(WeightedConnection):
         if not self.shared and g["writeStep"] >= 0 and g["writeCompressedWeights"]:
             raise PvmpiError("compressed non-shared weights are not written", group=self.name,
                              param="writeCompressedWeights", hint="set writeCompressedWeights = false")
+        if not self.shared and g["writeCompressedCheckpoints"]:
+            raise PvmpiError("compressed non-shared weights are not written", group=self.name,
+                             param="writeCompressedCheckpoints", hint="set writeCompressedCheckpoints = false")
         self.updater = self.weight_updater(layers)
 
     def weight_updater(self, layers):
@@ -552,12 +555,13 @@ class HyPerConn(WeightedConnection):
         if self.writer is not None and self.updater is not None:
             self.updater.open_output(resume)
 
-    def checkpoint_weights(self, ck, name, W, doc):
+    def checkpoint_weights(self, ck, name, W, doc, compressed=False):
         """Write weights-shaped data ``[..., kernel, nyp, nxp, nfp]`` (W, dW, prev_dW) as a global
         array: as it is for shared weights, as [..., pre y, pre x, pre f (global extended),
         nyp, nxp, nfp] for non-shared ones, so that no layout shows in a checkpoint."""
         if self.shared:
-            ck.shared(name, W, doc, weights_geometry=(self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf))
+            ck.shared(name, W, doc, weights_geometry=(self.xmap.n_kernels, self.ymap.n_kernels, self.pre.nf),
+                      compressed=compressed)
             return
         lead = W.shape[:-4]
         glob = self.global_nonshared(W.reshape((-1,) + W.shape[-4:]))
@@ -586,9 +590,11 @@ class HyPerConn(WeightedConnection):
         return np.ascontiguousarray(glob[:, ye + t.ky0, xe + t.kx0, f])
 
     def write_checkpoint(self, ck):
+        """W (8-bit in OpenPV's form with writeCompressedCheckpoints), the write schedule, the updater's state."""
         self.checkpoint_weights(ck, self.key + "/W", self.run.kernels.to_host(self.W),
                                 "weights [arbor, kernel, y, x, f] (PVP type-5 order); non-shared: "
-                                "[arbor, pre y, pre x, pre f (global extended), y, x, f]")
+                                "[arbor, pre y, pre x, pre f (global extended), y, x, f]",
+                                compressed=self.group["writeCompressedCheckpoints"])
         super().write_checkpoint(ck)
         if self.updater is not None:
             self.updater.write_checkpoint(ck, self.key)

@@ -3,8 +3,8 @@ pvmpi: test_cocirc run for two steps (as shipped it stops at t = 0 and writes no
 test_border_activity's Retina made to spike (generators, refractory clocks and their checkpoints), and
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
 test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
-MaskLayerTest's four masks, GroupNormalizationTest's group and BackgroundLayerTest's two
-layers.
+MaskLayerTest's four masks, GroupNormalizationTest's group, BackgroundLayerTest's two
+layers and LIFTest's first 40 ms.
 """
 import re
 import shutil
@@ -58,6 +58,14 @@ VARIANTS["normalize_group"] = ("tests/GroupNormalizationTest", "GroupNormalizati
 for _file in ("repTest", "norepTest"):
     VARIANTS["background_" + _file] = ("tests/BackgroundLayerTest", _file + ".params",
                                        [(r'ComparisonLayer "compare"', 'HyPerLayer "compare"')])
+
+# LIFTest shortened to 40 ms with a checkpoint every 10 ms (spiking Retina, LIFGap with the gap strength of
+# a HyPerConn, GapLayer), its test-only probe an L2NormProbe; later, float32 summation order
+# (docs/openpv-migration.md) flips single spikes and the runs part
+VARIANTS["lif_gap"] = ("tests/LIFTest", "LIFTest.params",
+                       [(r'LIFTestProbe "LIFGapTestSpikeCountProbe"', 'L2NormProbe "LIFGapTestSpikeCountProbe"'),
+                        (r"stopTime(\s*)= 2000.0;", r"stopTime\1= 40.0;"),
+                        (r"checkpointWriteTimeInterval(\s*)= 100.0;", r"checkpointWriteTimeInterval\1= 10.0;")])
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -18,8 +18,8 @@ feature, a reconstruction clone that teaches the dictionary
 weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
 into a layer that may square it (ANNSquaredLayer), contrast
-normalisation (normalizeContrastZeroMean), LIF or LIFGap neurons, and a
-MaskLayer. Later issues add their classes here.
+normalisation (normalizeContrastZeroMean), LIF or LIFGap neurons (and a
+GapLayer of them), and a MaskLayer. Later issues add their classes here.
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -445,6 +445,11 @@ def networks(draw):
                "writeStep": 1, "initialWriteTime": 0}
         groups["Spiking"] = lif
         groups["V1ToSpiking"] = {"class": "RescaleConn", "channelCode": 0, "scale": draw(st.sampled_from([4.0, 20.0]))}
+        if draw(st.booleans()):  # what its gap junctions would pass on
+            groups["Spikelets"] = {"class": "GapLayer", "originalLayerName": "Spiking", "nf": v1["nf"],
+                                   "nxScale": v1["nxScale"], "nyScale": v1["nyScale"],
+                                   "ampSpikelet": draw(st.sampled_from([5.0, 50.0])), "writeStep": 1,
+                                   "initialWriteTime": 0, "phase": 4}
         if lif["class"] == "LIFGap":  # V1 as gap input too: the gap strength is the connection's scale
             groups["SpikingGap"] = {"class": "RescaleConn", "preLayerName": "V1", "postLayerName": "Spiking",
                                     "channelCode": 3, "scale": 0.25}

@@ -766,3 +766,14 @@ def test_background(cu):
     ref.background(want, 0, 0, src, 1, 1, 3)
     cu.background(got, 0, 0, src, 1, 1, 3)
     np.testing.assert_array_equal(got, want)
+
+
+@inner
+def test_spikelet(cu):
+    rng = np.random.default_rng(21)
+    V = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+    src = np.pad(rng.normal(size=(2, 3, 4, 2)).astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want, got = np.zeros((2, 5, 6, 2), np.float32), np.zeros((2, 5, 6, 2), np.float32)
+    ref.spikelet(want, 1, 1, V, src, 1, 1, 50.0)
+    cu.spikelet(got, 1, 1, V, src, 1, 1, 50.0)
+    np.testing.assert_array_equal(got, want)

@@ -794,3 +794,15 @@ def test_background():
     np.testing.assert_array_equal(got, want)
     assert (want[0, 1, 1] == [0, 0, 0, 0, 0.5, 0.5]).all()
     assert (want[0, 0, 0] == [1, 1, 0, 0, 0, 0]).all()
+
+
+def test_spikelet():
+    """A = V, plus amp where the source is positive; numba equals numpy."""
+    rng = np.random.default_rng(20)
+    V = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+    src = np.pad(rng.normal(size=(2, 3, 4, 2)).astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want, got = np.zeros((2, 3, 4, 2), np.float32), np.zeros((2, 3, 4, 2), np.float32)
+    ref.spikelet(want, 0, 0, V, src, 1, 1, 50.0)
+    cpu.spikelet(got, 0, 0, V, src, 1, 1, 50.0)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(want, np.where(src[:, 1:4, 1:5] > 0, V + np.float32(50), V))
