@@ -79,9 +79,16 @@ COMPUTE = (
        "A's restricted window = the piecewise-linear transfer of V through (verticesV, verticesA)"),
     _k("momentum_weights", "W dw prev a f c",
        "MomentumConn's step: new = a dw + f prev - c W; prev = new; W += new (facts 4.6)"),
-    _k("deliver_max_pool", "A G xtab ytab overwrite active_only",
+    _k("deliver_max_pool", "A G xtab ytab overwrite active_only gate x0 y0 nx_ext",
        "max pooling: G[b, y, x, f] (= or max=) the largest A of feature f over the pre neurons of the post "
-       "tables (geometry.post_table); active_only: zeros do not count (-inf where none is nonzero)"),
+       "tables (geometry.post_table); active_only: zeros do not count (-inf where none is nonzero); gate "
+       "(or None): the winner's global extended pre index (the last of equal values; -1: none), the tile at "
+       "(x0, y0) of a pre layer nx_ext wide"),
+    _k("unpool_max", "A G gate lt up g_lt g_up q0 x0 y0 nx_ext margin_x margin_y",
+       "TransposePoolingConn of max pooling: each nonzero A (extended, inside its global layer: q0 = (x0, y0, "
+       "nx, ny) of its tile and layer) goes to the neuron that won its pool (gate, extended by g_lt, g_up: "
+       "global extended indices of a layer nx_ext wide with margins), if on G's tile at (x0, y0) and larger "
+       "in magnitude than what is there"),
     _k("deliver_feature_max", "A G lt up add",
        "G[nb, ny, nx, 0] (+)= the largest feature of extended A at each restricted position (WTAConn)"),
     _k("sigmoid_transfer", "V A lt up Vth scale sigmoid inverse",

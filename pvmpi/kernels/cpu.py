@@ -1048,7 +1048,7 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
 
 
 @njit(**_JIT)
-def _max_pool(A, G, xtab, ytab, overwrite, active_only):
+def _max_pool(A, G, xtab, ytab, overwrite, active_only, gate, with_gate, x0, y0, nx_ext):
     nb, ny, nx, nf = G.shape
     for r in prange(nb * ny):
         b = r // ny
@@ -1056,19 +1056,52 @@ def _max_pool(A, G, xtab, ytab, overwrite, active_only):
         for x in range(nx):
             for f in range(nf):
                 top = -np.inf if overwrite else G[b, y, x, f]
+                won = np.float32(-1)
                 for jy in range(ytab.shape[1]):
                     ye = ytab[y, jy, 0]
                     for jx in range(xtab.shape[1]):
-                        a = A[b, ye, xtab[x, jx, 0], f]
-                        if (a != 0 or not active_only) and a > top:
+                        xe = xtab[x, jx, 0]
+                        a = A[b, ye, xe, f]
+                        if (a != 0 or not active_only) and top <= a:
                             top = a
+                            won = np.float32(((y0 + ye) * nx_ext + x0 + xe) * nf + f)
                 G[b, y, x, f] = top
+                if with_gate:
+                    gate[b, y, x, f] = won
 
 
-def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
-    """PoolingConn's maxpooling (see numpy_ref.deliver_max_pool): post rows in parallel."""
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only, gate=None, x0=0, y0=0, nx_ext=0):
+    """PoolingConn's maxpooling and its winners (see numpy_ref.deliver_max_pool): post rows in parallel."""
     _check_out("G", G)
-    _max_pool(np.ascontiguousarray(A, np.float32), G, xtab, ytab, bool(overwrite), bool(active_only))
+    g = gate if gate is not None else np.zeros((1, 1, 1, 1), np.float32)
+    _max_pool(np.ascontiguousarray(A, np.float32), G, xtab, ytab, bool(overwrite), bool(active_only), g,
+              gate is not None, *_ints(x0, y0, nx_ext))
+
+
+@njit(cache=True)
+def _unpool(A, G, gate, lt, up, g_lt, g_up, qx0, qy0, qnx, qny, x0, y0, nx_ext, mx, my):
+    nb, ny, nx, nf = G.shape
+    for b in range(nb):  # in OpenPV's order: a later value replaces an earlier one only when larger
+        for ye in range(A.shape[1]):
+            for xe in range(A.shape[2]):
+                gy, gx = ye - up + qy0, xe - lt + qx0
+                if gy < 0 or gy >= qny or gx < 0 or gx >= qnx:
+                    continue
+                for f in range(A.shape[3]):
+                    a = A[b, ye, xe, f]
+                    k = int(gate[b, g_up + ye - up, g_lt + xe - lt, f])
+                    if a == 0 or k < 0:
+                        continue
+                    px, py, pf = (k // nf) % nx_ext - mx - x0, k // (nf * nx_ext) - my - y0, k % nf
+                    if 0 <= px < nx and 0 <= py < ny and abs(a) > abs(G[b, py, px, pf]):
+                        G[b, py, px, pf] = a
+
+
+def unpool_max(A, G, gate, lt, up, g_lt, g_up, q0, x0, y0, nx_ext, margin_x, margin_y):
+    """TransposePoolingConn of max pooling (see numpy_ref.unpool_max): in order, per batch element."""
+    _check_out("G", G)
+    _unpool(np.ascontiguousarray(A, np.float32), G, np.ascontiguousarray(gate, np.float32),
+            *_ints(lt, up, g_lt, g_up, *q0, x0, y0, nx_ext, margin_x, margin_y))
 
 
 @njit(inline="always")

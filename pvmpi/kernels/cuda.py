@@ -1601,28 +1601,71 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
 
 
 @cuda.jit
-def _k_max_pool(A, G, xtab, ytab, overwrite, active_only):
+def _k_max_pool(A, G, xtab, ytab, overwrite, active_only, gate, with_gate, x0, y0, nx_ext):
     nb, ny, nx, nf = G.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
         b, y, x, f = _unravel(i, ny, nx, nf)
         top = -math.inf if overwrite else G[b, y, x, f]
+        won = float32(-1)
         for jy in range(ytab.shape[1]):
             ye = ytab[y, jy, 0]
             for jx in range(xtab.shape[1]):
-                a = A[b, ye, xtab[x, jx, 0], f]
-                if (a != 0 or not active_only) and a > top:
+                xe = xtab[x, jx, 0]
+                a = A[b, ye, xe, f]
+                if (a != 0 or not active_only) and top <= a:
                     top = a
+                    won = float32(((y0 + ye) * nx_ext + x0 + xe) * nf + f)
         G[b, y, x, f] = top
+        if with_gate:
+            gate[b, y, x, f] = won
 
 
-def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
-    """PoolingConn's maxpooling on the device (see numpy_ref.deliver_max_pool): one thread per post neuron."""
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only, gate=None, x0=0, y0=0, nx_ext=0):
+    """PoolingConn's maxpooling and its winners on the device (see numpy_ref.deliver_max_pool)."""
     _check_out("G", G)
     a, g = _Arg("mp.A", A), _Arg("mp.G", G)
+    w = _Arg("mp.gate", gate if gate is not None else np.zeros((1, 1, 1, 1), np.float32))
     xt, yt = _user_table(xtab, "xtab"), _user_table(ytab, "ytab")
     n = int(np.prod(G.shape))
     if n:
-        _k_max_pool[_blocks(n, THREADS), THREADS](a.dev, g.dev, xt, yt, bool(overwrite), bool(active_only))
+        _k_max_pool[_blocks(n, THREADS), THREADS](a.dev, g.dev, xt, yt, bool(overwrite), bool(active_only), w.dev,
+                                                  gate is not None, int(x0), int(y0), int(nx_ext))
+    g.done()
+    if gate is not None:
+        w.done()
+
+
+@cuda.jit
+def _k_unpool(A, G, gate, lt, up, g_lt, g_up, qx0, qy0, qnx, qny, x0, y0, nx_ext, mx, my):
+    nb, ny, nx, nf = G.shape
+    for b in range(cuda.grid(1), nb, cuda.gridsize(1)):  # one thread per batch element: OpenPV's order
+        for ye in range(A.shape[1]):
+            for xe in range(A.shape[2]):
+                gy = ye - up + qy0
+                gx = xe - lt + qx0
+                if gy < 0 or gy >= qny or gx < 0 or gx >= qnx:
+                    continue
+                for f in range(A.shape[3]):
+                    a = A[b, ye, xe, f]
+                    k = int(gate[b, g_up + ye - up, g_lt + xe - lt, f])
+                    if a == 0 or k < 0:
+                        continue
+                    px = (k // nf) % nx_ext - mx - x0
+                    py = k // (nf * nx_ext) - my - y0
+                    pf = k % nf
+                    if 0 <= px < nx and 0 <= py < ny and abs(a) > abs(G[b, py, px, pf]):
+                        G[b, py, px, pf] = a
+
+
+def unpool_max(A, G, gate, lt, up, g_lt, g_up, q0, x0, y0, nx_ext, margin_x, margin_y):
+    """TransposePoolingConn of max pooling on the device (see numpy_ref.unpool_max): one thread per batch
+    element keeps OpenPV's order (the unpooling is a small part of a step)."""
+    _check_out("G", G)
+    a, g, w = _Arg("up.A", A), _Arg("up.G", G), _Arg("up.gate", gate)
+    nb = G.shape[0]
+    if nb:
+        _k_unpool[_blocks(nb, THREADS), THREADS](a.dev, g.dev, w.dev, *_ints(lt, up, g_lt, g_up, *q0, x0, y0, nx_ext,
+                                                                          margin_x, margin_y))
     g.done()
 
 

@@ -493,19 +493,49 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
     since[...] = np.where(spike, _F32(0), t)
 
 
-def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only):
+def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only, gate=None, x0=0, y0=0, nx_ext=0):
     """PoolingConn's maxpooling: each post neuron takes the largest pre value of its own feature over the
     pre neurons of the post tables (from -inf, or from G without ``overwrite``); with ``active_only``
-    zeros do not count (OpenPV's pre-perspective walk of a sparse layer's active list)."""
+    zeros do not count (OpenPV's pre-perspective walk of a sparse layer's active list). ``gate`` (float32
+    like G, or None) gets the winner's global extended index ((y0 + ye)*nx_ext + x0 + xe)*nf + f, the last
+    of equal values as OpenPV's ``<=``; -1 where nothing won."""
+    nf = A.shape[3]
     if overwrite:
         G[...] = -np.inf
+    if gate is not None:
+        gate[...] = -1
     for jy in range(ytab.shape[1]):
         iey = ytab[:, jy, 0][:, None]
         for jx in range(xtab.shape[1]):
-            a = A[:, iey, xtab[:, jx, 0][None, :], :]
-            if active_only:
-                a = np.where(a != 0, a, _F32(-np.inf))
-            np.maximum(G, a, out=G)
+            iex = xtab[:, jx, 0][None, :]
+            a = A[:, iey, iex, :]
+            ok = a != 0 if active_only else np.ones(a.shape, bool)
+            if gate is not None:
+                win = ok & (G <= a)
+                index = ((y0 + iey)[..., None] * nx_ext + (x0 + iex)[..., None]) * nf + np.arange(nf)
+                gate[...] = np.where(win, np.broadcast_to(index, win.shape).astype(_F32), gate)
+            np.maximum(G, np.where(ok, a, _F32(-np.inf)), out=G)
+
+
+def unpool_max(A, G, gate, lt, up, g_lt, g_up, q0, x0, y0, nx_ext, margin_x, margin_y):
+    """TransposePoolingConn of max pooling: each nonzero A[b, ye, xe, f] inside its global layer (its tile at
+    q0 = (qx0, qy0, qnx, qny): offsets and the layer's size), in OpenPV's extended order, goes to the neuron
+    the pool's winner ``gate`` names (gate extended by g_lt, g_up; global extended indices of the pooled
+    layer: nx_ext wide, margins margin_x/y) when it is on G's tile (at x0, y0) and larger in magnitude."""
+    nb, ny, nx, nf = G.shape
+    qx0, qy0, qnx, qny = q0
+    for b in range(nb):
+        for ye, xe, f in zip(*np.nonzero(A[b])):
+            gy, gx = ye - up + qy0, xe - lt + qx0
+            if not (0 <= gy < qny and 0 <= gx < qnx):
+                continue
+            k = int(gate[b, g_up + ye - up, g_lt + xe - lt, f])
+            if k < 0:
+                continue
+            px, py, pf = (k // nf) % nx_ext - margin_x - x0, k // (nf * nx_ext) - margin_y - y0, k % nf
+            a = A[b, ye, xe, f]
+            if 0 <= px < nx and 0 <= py < ny and abs(a) > abs(G[b, py, px, pf]):
+                G[b, py, px, pf] = a
 
 
 

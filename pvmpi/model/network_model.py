@@ -378,6 +378,12 @@ def _check_references(model, raw, kinds, err_for):
                     _set(g, "nfp", nfp)
                 if nfp != post["nf"]:
                     raise err_for(rg, "nfp")(f"must equal the post layer's nf ({post['nf']})")
+            if g.is_a("PoolingConn") and g["needPostIndexLayer"]:
+                index = _ref(model, g, "postIndexLayerName", "layer", raw, err_for, "PoolingIndexLayer")
+                if index is None or model.layer_size(index) != model.layer_size(post):
+                    raise err_for(rg, "postIndexLayerName")(
+                        f"needPostIndexLayer needs a PoolingIndexLayer of the post layer's size "
+                        f"{model.layer_size(post)}")
             if g.cls == "WTAConn":
                 (px, py, _), (qx, qy, qf) = model.layer_size(pre), model.layer_size(post)
                 if (px, py) != (qx, qy) or qf != 1:
@@ -461,6 +467,11 @@ def _check_original(model, g, raw, err_for):
     if g.is_a("CloneConn"):
         if not orig.is_a("HyPerConn"):
             raise err_for(rg, "originalConnName")(f"'{orig.name}' is a {orig.cls}; a CloneConn needs a HyPerConn")
+        return
+    if g.cls == "TransposePoolingConn":
+        if not orig.is_a("PoolingConn"):
+            raise err_for(rg, "originalConnName")(f"'{orig.name}' is a {orig.cls}; a TransposePoolingConn needs "
+                                                  f"a PoolingConn")
         return
     if g.cls == "CopyConn":
         if not any(orig.is_a(c) for c in COPYABLE):

@@ -223,6 +223,10 @@ _cls("MaskLayer", "layer", "ANNLayer whose activity is zeroed by a mask: where m
     P("featureIdxs", "array", (), "Features zeroed (maskFeatures) or kept (noMaskFeatures)."),
 ], parent="ANNLayer")
 
+_cls("PoolingIndexLayer", "layer", "HyPerLayer holding, for each neuron of a max-pooled layer, the global "
+     "extended index of the pre neuron that won its pool (written by the PoolingConn naming it in "
+     "postIndexLayerName; -1: none).", parent="HyPerLayer")
+
 _cls("PtwiseProductLayer", "layer", "HyPerLayer whose V is the excitatory input times the inhibitory one, "
      "neuron by neuron (channelIndices and channelCoefficients are not used).", parent="HyPerLayer")
 
@@ -487,6 +491,11 @@ _cls("PoolingConn", "connection", "Pools each feature of the pre layer over patc
     P("needPostIndexLayer", "bool", False, "Record which pre neuron won each max (a PoolingIndexLayer)."),
     P("postIndexLayerName", "str", None, "The PoolingIndexLayer of needPostIndexLayer."),
 ], parent="BaseConnection")
+_cls("TransposePoolingConn", "connection", "Sends a pooled layer back through its PoolingConn: after max "
+     "pooling each value to its pool's winner (the original's PoolingIndexLayer), after sum or avg pooling "
+     "the largest value reaching each neuron.", [
+         P("originalConnName", "str", doc="The PoolingConn (with needPostIndexLayer for max pooling)."),
+     ], parent="BaseConnection")
 _cls("WTAConn", "connection", "Winner take all over features: the one-feature post layer receives the "
      "largest feature of the pre layer at each position (pre and post of the same nx, ny).",
      parent="BaseConnection")

@@ -701,17 +701,17 @@ class PoolingConn(WeightedConnection):
     def __init__(self, group, run):
         super().__init__(group, run)
         self.method = group["pvpatchAccumulateType"]
-        if group["needPostIndexLayer"]:
-            raise PvmpiError("needPostIndexLayer (a PoolingIndexLayer of the winners) is not implemented yet",
-                             group=self.name, param="needPostIndexLayer")
+        self.index_layer = None  # the PoolingIndexLayer that records max pooling's winners (needPostIndexLayer)
 
     def delays(self):
         """OpenPV's pooling reads delay level 0 only."""
         return [0]
 
     def link(self, layers, connections):
-        """Pre and post have the same nf; the implied weights of sum and avg pooling."""
+        """Pre and post have the same nf; the implied weights of sum and avg pooling; the index layer."""
         super().link(layers, connections)
+        if self.group["needPostIndexLayer"]:
+            self.index_layer = layers[self.group["postIndexLayerName"]]
         if self.pre.nf != self.post.nf:
             raise PvmpiError(f"pre layer '{self.pre.name}' and post layer '{self.post.name}' must have the same "
                              f"nf ({self.pre.nf} vs {self.post.nf})", group=self.name, param="postLayerName")
@@ -747,7 +747,69 @@ class PoolingConn(WeightedConnection):
             return super().deliver()
         G, _ = self.post.gsyn_target(self.channel, True)
         active_only = self.delivery_mode() == "sparse"
-        self.run.kernels.deliver_max_pool(self.pre.level(0), G, self.xtab, self.ytab, True, active_only)
+        pre, index = self.pre, self.index_layer
+        t = pre.tile
+        self.run.kernels.deliver_max_pool(pre.level(0), G, self.xtab, self.ytab, True, active_only,
+                                          None if index is None else index.gsyn[0], t.kx0, t.ky0,
+                                          t.nx_global + 2 * pre.margin_x)
+
+
+class TransposePoolingConn(WeightedConnection):
+    """Sends a pooled layer's activity back through its PoolingConn (originalConnName): after max
+    pooling each value goes to the neuron that won its pool (the original's PoolingIndexLayer), replacing
+    a smaller magnitude; after sum or avg pooling each neuron takes the largest value whose transposed patch
+    reaches it, as OpenPV's unpooling does. Delay 0, as OpenPV's."""
+
+    writes_weights = False
+
+    def link(self, layers, connections):
+        """The original PoolingConn (pre and post are its post and pre) and the transposed patch geometry."""
+        self.original = o = connections[self.group["originalConnName"]]
+        Connection.link(self, layers, connections)
+        for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
+            if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
+                raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
+                                 f"(the original's {'post' if what == 'pre' else 'pre'} layer)",
+                                 group=self.name, param=f"{what}LayerName")
+        self.maps = (axis_map(self.pre.tile.nx, self.post.tile.nx, o.xmap.patch_post),
+                     axis_map(self.pre.tile.ny, self.post.tile.ny, o.ymap.patch_post))
+        if o.method == "maxpooling":
+            if o.index_layer is None:
+                raise PvmpiError(f"'{o.name}' must record its winners (needPostIndexLayer = true) for a "
+                                 f"transpose of max pooling", group=self.name, param="originalConnName")
+            o.index_layer.require_margin(*self.margins())  # the winners of this connection's halo too
+
+    def delays(self):
+        """OpenPV's unpooling reads delay level 0 only."""
+        return [0]
+
+    def allocate(self):
+        """The post tables of the transposed geometry."""
+        self.im2col = None
+        if self.channel >= 0:
+            self.xtab = post_table(self.xmap, self.pre.margin_x)
+            self.ytab = post_table(self.ymap, self.pre.margin_y)
+
+    @property
+    def weights(self):
+        return None
+
+    def uses_active_list(self):
+        return False
+
+    def deliver(self):
+        """Unpool into the channel (cleared first when this is its first delivery)."""
+        if self.channel < 0:
+            return
+        G, _ = self.post.gsyn_target(self.channel, False)
+        k, pre, o = self.run.kernels, self.pre, self.original
+        if o.method == "maxpooling":
+            index, t, pt = o.index_layer, pre.tile, self.post.tile
+            k.unpool_max(pre.level(0), G, index.level(0), pre.margin_x, pre.margin_y, index.margin_x,
+                         index.margin_y, (t.kx0, t.ky0, t.nx_global, t.ny_global), pt.kx0, pt.ky0,
+                         pt.nx_global + 2 * o.pre.margin_x, o.pre.margin_x, o.pre.margin_y)
+        else:
+            k.deliver_max_pool(pre.level(0), G, self.xtab, self.ytab, False, True)
 
 
 class PlasticCloneConn(CloneConn):
@@ -950,4 +1012,5 @@ CONNECTION_CLASSES = {
     "RescaleConn": RescaleConn,
     "WTAConn": WTAConn,
     "PoolingConn": PoolingConn,
+    "TransposePoolingConn": TransposePoolingConn,
 }

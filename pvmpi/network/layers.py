@@ -589,6 +589,11 @@ class DropoutLayer(ANNLayer):
             self.rng = self.run.kernels.to_device(np.ascontiguousarray(np.moveaxis(saved, -1, 0), np.uint32))
 
 
+class PoolingIndexLayer(HyPerLayer):
+    """V = A = the global extended index of the pre neuron that won each max pool of the PoolingConn that
+    names it (postIndexLayerName); -1 where none did. Its input is written by that connection only."""
+
+
 class MaskLayer(ANNLayer):
     """An ANNLayer whose A is zeroed where maskLayerName's current A is 0 (maskMethod layer; invertLayer:
     where it is not), or on the features featureIdxs (maskFeatures; noMaskFeatures: on the others)."""
@@ -701,6 +706,7 @@ LAYER_CLASSES = {
     "DropoutLayer": DropoutLayer,
     "PtwiseQuotientLayer": PtwiseQuotientLayer,
     "MaskLayer": MaskLayer,
+    "PoolingIndexLayer": PoolingIndexLayer,
     "PtwiseProductLayer": PtwiseProductLayer,
     "ANNSquaredLayer": ANNSquaredLayer,
     "FirmThresholdCostLayer": FirmThresholdCostLayer,

@@ -4,7 +4,7 @@ test_border_activity's Retina made to spike (generators, refractory clocks and t
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
 test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
 MaskLayerTest's four masks, GroupNormalizationTest's group, BackgroundLayerTest's two
-layers and LIFTest's first 40 ms.
+layers, LIFTest's first 40 ms and the max, avg and sum pooling tests (with unpooling).
 """
 import re
 import shutil
@@ -67,6 +67,16 @@ VARIANTS["lif_gap"] = ("tests/LIFTest", "LIFTest.params",
                         (r"stopTime(\s*)= 2000.0;", r"stopTime\1= 40.0;"),
                         (r"checkpointWriteTimeInterval(\s*)= 100.0;", r"checkpointWriteTimeInterval\1= 10.0;")])
 
+# the pooling tests with their test-only layers made standard ones: checking layers HyPerLayers, generated
+# inputs a ConstantLayer of random V (the first InitVType of each file is the input's)
+_POOL_TEST_LAYERS = (r'^(Gate)?(Max|Avg|Sum)PoolTestLayer "', 'HyPerLayer "')
+_RANDOM_INPUT = [(r'^(Avg|Sum)PoolTestInputLayer "input"', 'ConstantLayer "input"'),
+                 (r'InitVType(\s*)= "ZeroV";', r'InitVType\1= "UniformRandomV"; minV = -1.0; maxV = 1.0;')]
+for _folder, _file, _edits in (("MaxPoolTest", "gateTest", []), ("MaxPoolTest", "maxpooltest", []),
+                               ("AvgPoolTest", "avgpooltest", _RANDOM_INPUT), ("AvgPoolTest", "unpoolTest", _RANDOM_INPUT),
+                               ("SumPoolTest", "sumpooltest", _RANDOM_INPUT), ("SumPoolTest", "unpoolTest", _RANDOM_INPUT)):
+    VARIANTS[f"{_folder}_{_file}"] = ("tests/" + _folder, _file + ".params", _edits + [_POOL_TEST_LAYERS] * 4)
+
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_agrees_with_openpv(openpv, openpv_suite, tmp_path, name):
@@ -75,9 +85,9 @@ def test_variant_agrees_with_openpv(openpv, openpv_suite, tmp_path, name):
     shutil.copytree(openpv_suite / folder / "input", case / "input")
     path = case / "input" / params
     text = path.read_text()
-    for pattern, replacement in edits:
-        text, n = re.subn(pattern, replacement, text, count=1)
-        assert n == 1, f"{params} no longer has {pattern!r}"
+    for pattern, replacement in dict.fromkeys(edits):  # a repeated edit: every occurrence
+        text, n = re.subn(pattern, replacement, text, count=edits.count((pattern, replacement)), flags=re.M)
+        assert n >= 1, f"{params} no longer has {pattern!r}"
     path.write_text(text)
     verdict = classify(Case.single(case, f"input/{params}"), openpv, tmp_path / "runs")
     assert verdict.status == "agrees", f"{verdict.status}: {verdict.detail}"

@@ -17,7 +17,8 @@ feature, a reconstruction clone that teaches the dictionary
 (PlasticCloneConn), one-to-one, co-circular, spread-over-arbors, smart and discrete random side
 weights, the side weights transposed
 back (shared or not), a Retina (rates or spikes), V1 pooled (PoolingConn)
-into a layer that may square it (ANNSquaredLayer), contrast
+into a layer that may square it (ANNSquaredLayer) and unpooled
+(TransposePoolingConn, PoolingIndexLayer), contrast
 normalisation (normalizeContrastZeroMean), LIF or LIFGap neurons (and a
 GapLayer of them), and a MaskLayer. Later issues add their classes here.
 """
@@ -430,11 +431,22 @@ def networks(draw):
                             "nxScale": v1["nxScale"] / shrink, "nyScale": v1["nyScale"] / shrink,
                             "phase": draw(st.integers(1, 4)), "InitVType": "ZeroV", "writeStep": 1,
                             "initialWriteTime": 0}
-        groups["V1ToPooled"] = {"class": "PoolingConn", "channelCode": 0,
-                                "pvpatchAccumulateType": draw(st.sampled_from(["maxpooling", "sumpooling",
-                                                                               "avgpooling"])),
-                                "nxp": draw(st.sampled_from([1, 3])), "nyp": draw(st.sampled_from([1, 3])),
-                                "updateGSynFromPostPerspective": draw(st.booleans())}
+        pooling = {"class": "PoolingConn", "channelCode": 0,
+                   "pvpatchAccumulateType": draw(st.sampled_from(["maxpooling", "sumpooling", "avgpooling"])),
+                   "nxp": draw(st.sampled_from([1, 3])), "nyp": draw(st.sampled_from([1, 3])),
+                   "updateGSynFromPostPerspective": draw(st.booleans())}
+        groups["V1ToPooled"] = pooling
+        if draw(st.booleans()):  # and back: unpooled into a layer of V1's size (max: through the winners)
+            if pooling["pvpatchAccumulateType"] == "maxpooling":
+                pooling.update(needPostIndexLayer=True, postIndexLayerName="Winners")
+                groups["Winners"] = {k: groups["Pooled"][k] for k in ("nf", "nxScale", "nyScale", "phase")}
+                groups["Winners"].update({"class": "PoolingIndexLayer", "InitVType": "ZeroV", "writeStep": 1,
+                                          "initialWriteTime": 0})
+            groups["Unpooled"] = {"class": "HyPerLayer", "nf": v1["nf"], "nxScale": v1["nxScale"],
+                                  "nyScale": v1["nyScale"], "phase": 4, "InitVType": "ZeroV", "writeStep": 1,
+                                  "initialWriteTime": 0}
+            groups["PooledToUnpooled"] = {"class": "TransposePoolingConn", "originalConnName": "V1ToPooled",
+                                          "channelCode": 0}
     if draw(st.integers(0, 3)) == 0:  # leaky integrate-and-fire neurons (noise drawn)
         # driven by V1's activity (>= 0): a conductance must not turn negative, or V is not finite
         lif = {"class": draw(st.sampled_from(["LIF", "LIFGap"])), "nf": v1["nf"], "nxScale": v1["nxScale"],

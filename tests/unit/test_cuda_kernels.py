@@ -777,3 +777,21 @@ def test_spikelet(cu):
     ref.spikelet(want, 1, 1, V, src, 1, 1, 50.0)
     cu.spikelet(got, 1, 1, V, src, 1, 1, 50.0)
     np.testing.assert_array_equal(got, want)
+
+
+@inner
+def test_max_pool_gate_and_unpool(cu):
+    from pvmpi.geometry import axis_map
+
+    A = np.round(np.random.default_rng(23).uniform(-2, 2, size=(2, 4, 6, 2))).astype(np.float32)
+    tx, ty = post_table(axis_map(6, 3, 1), 0), post_table(axis_map(4, 2, 1), 0)
+    want, got = np.zeros((2, 2, 3, 2), np.float32), np.zeros((2, 2, 3, 2), np.float32)
+    gw, gg = np.zeros_like(want), np.zeros_like(want)
+    ref.deliver_max_pool(A, want, tx, ty, True, False, gw, 0, 0, 6)
+    cu.deliver_max_pool(A, got, tx, ty, True, False, gg, 0, 0, 6)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(gg, gw)
+    bw, bg = np.zeros_like(A), np.zeros_like(A)
+    ref.unpool_max(want, bw, gw, 0, 0, 0, 0, (0, 0, 3, 2), 0, 0, 6, 0, 0)
+    cu.unpool_max(want, bg, gw, 0, 0, 0, 0, (0, 0, 3, 2), 0, 0, 6, 0, 0)
+    np.testing.assert_array_equal(bg, bw)

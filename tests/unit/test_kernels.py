@@ -806,3 +806,27 @@ def test_spikelet():
     cpu.spikelet(got, 0, 0, V, src, 1, 1, 50.0)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(want, np.where(src[:, 1:4, 1:5] > 0, V + np.float32(50), V))
+
+
+def test_max_pool_gate_and_unpool():
+    """2x2 max pooling records each pool's winner (the last of equal values) as a global extended index;
+    unpooling sends each pooled value back to it; numba equals numpy."""
+    rng = np.random.default_rng(22)
+    A = np.round(rng.uniform(-2, 2, size=(2, 4, 6, 2))).astype(np.float32)  # ties on purpose
+    tx, ty = _pool_tables(6, 3, 1, 0), _pool_tables(4, 2, 1, 0)
+    G, gate = np.zeros((2, 2, 3, 2), np.float32), np.zeros((2, 2, 3, 2), np.float32)
+    ref.deliver_max_pool(A, G, tx, ty, True, False, gate, 0, 0, 6)
+    G2, gate2 = np.zeros_like(G), np.zeros_like(gate)
+    cpu.deliver_max_pool(A, G2, tx, ty, True, False, gate2, 0, 0, 6)
+    np.testing.assert_array_equal(G2, G)
+    np.testing.assert_array_equal(gate2, gate)
+    for b, y, x, f in np.ndindex(G.shape):
+        block = A[b, 2 * y:2 * y + 2, 2 * x:2 * x + 2, f]
+        last = max(i for i, v in enumerate(block.ravel()) if v == block.max())
+        yy, xx = 2 * y + last // 2, 2 * x + last % 2
+        assert gate[b, y, x, f] == (yy * 6 + xx) * 2 + f
+    back, back2 = np.zeros_like(A), np.zeros_like(A)
+    ref.unpool_max(G, back, gate, 0, 0, 0, 0, (0, 0, 3, 2), 0, 0, 6, 0, 0)
+    cpu.unpool_max(G, back2, gate, 0, 0, 0, 0, (0, 0, 3, 2), 0, 0, 6, 0, 0)
+    np.testing.assert_array_equal(back2, back)
+    assert (back.reshape(2, 2, 2, 3, 2, 2).max(axis=(2, 4)) >= np.where(G > 0, G, 0)).all()
