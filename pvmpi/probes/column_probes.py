@@ -58,6 +58,9 @@ class QuotientProbe(Probe):
         super().link(layers, probes)
         self.numerator = probes[self.group["numerator"]]
         self.denominator = probes[self.group["denominator"]]
+        for operand in (self.numerator, self.denominator):
+            if hasattr(operand, "askers"):
+                operand.askers.append(self)
         self.nb = run_nb(self.run)
 
     @property

@@ -23,6 +23,7 @@ class Probe:
         self.coefficient = group["coefficient"]
         self.trigger = None
         self.energy = None  # the ColumnEnergyProbe this probe is a term of
+        self.askers = []  # QuotientProbes reading this probe's values each time they sample
         self.files = None
         self._cache = (None, None)
 
@@ -110,10 +111,11 @@ class Probe:
 
     def sampled(self, t):
         """Whether the probe computes, and so writes, at t: when triggered, and — as in OpenPV,
-        which keeps and prints every value asked of a probe — whenever its energy probe samples
-        (after each step, so a triggered term of an energy still writes a line every step)."""
-        return self.triggered(t) or (self.energy is not None and self.run.step > 0
-                                     and self.energy.triggered(t))
+        which keeps and prints every value asked of a probe — whenever its energy probe or a
+        QuotientProbe reading it samples (after each step, so a triggered term still writes a line
+        every step)."""
+        askers = ([self.energy] if self.energy is not None else []) + self.askers
+        return self.triggered(t) or (self.run.step > 0 and any(a.triggered(t) for a in askers))
 
     def output(self, t):
         """Sample when :meth:`sampled` and write one line per local batch element b (see :meth:`line`)."""
