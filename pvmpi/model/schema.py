@@ -407,7 +407,8 @@ _WEIGHTS = [
     P("wGaussMean", "float", 0.0, "GaussianRandomWeight mean."),
     P("wGaussStdev", "float", 1.0, "GaussianRandomWeight standard deviation."),
     P("weightInit", "float", 0.0, "UniformWeight value; OneToOneWeights' value at the patch centre "
-      "(IdentWeight: 1); SpreadOverArborsWeight's total over the arbors."),
+      "(IdentWeight and OneToOneWeightsWithDelays: 1, as OpenPV never reads it there); SpreadOverArborsWeight's "
+      "total over the arbors."),
     P("wMin", "float", None, "DiscreteUniformRandomWeight (required): the smallest value."),
     P("wMax", "float", None, "DiscreteUniformRandomWeight (required): the largest value."),
     P("numValues", "int", None, "DiscreteUniformRandomWeight (required): number of equally spaced values (>= 2)."),

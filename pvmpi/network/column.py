@@ -213,7 +213,7 @@ class Column:
             pre, post = conn.pre, conn.post
             mx, my = conn.margins()
             pre.require_margin(mx, my)
-            pre.num_levels = max(pre.num_levels, max(conn.delays()) + 1)
+            pre.num_levels = max(pre.num_levels, max(conn.stored_delays()) + 1)
             pre.wants_active_list |= conn.uses_active_list()
             if conn.channel >= 0:
                 post.channels = max(post.channels, conn.channel + 1)

@@ -39,6 +39,11 @@ class Connection:
     def num_arbors(self):
         return 1
 
+    def stored_delays(self):
+        """The delays the pre layer's data store must hold (the delay parameter, in steps): OpenPV keeps
+        them even for connections that deliver from level 0 only."""
+        return Connection.delays(self)
+
     def delays(self):
         """Delay of each arbor in steps (facts §0: round(delay/dt))."""
         d = self.group["delay"]
@@ -132,7 +137,12 @@ class RescaleConn(IdentConn):
 
 class WTAConn(Connection):
     """GSyn_ch of the one-feature post layer += the largest feature of the pre layer at each
-    position (pre and post of the same nx, ny)."""
+    position (pre and post of the same nx, ny). As OpenPV's, it reads the current activity whatever
+    the delay."""
+
+    def delays(self):
+        """OpenPV's WTA delivery reads delay level 0 only (its delay parameter is never applied)."""
+        return [0]
 
     def deliver(self):
         """For each delay; channelCode -1 delivers nothing. A stale channel is overwritten."""

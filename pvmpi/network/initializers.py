@@ -236,7 +236,8 @@ def init_weights(init_type, params, *, shape, seed_base=None, patch_seeds=None,
     if init_type == "SpreadOverArborsWeight":
         return spread_over_arbors_weights(params, shape=shape, geometry=geometry, group=group)
     if init_type in ("OneToOneWeights", "IdentWeight", "OneToOneWeightsWithDelays"):
-        value = np.float32(1) if init_type == "IdentWeight" else get_f32(params, "weightInit", "HyPerConn")
+        # IdentWeight is 1; OpenPV's OneToOneWeightsWithDelays never reads weightInit: 1 as well
+        value = np.float32(1) if init_type != "OneToOneWeights" else get_f32(params, "weightInit", "HyPerConn")
         return one_to_one_weights(shape, geometry, value, init_type == "OneToOneWeightsWithDelays")
     if init_type in ("Gauss2DWeight", "CoCircWeight"):
         make = gauss2d_weights if init_type == "Gauss2DWeight" else cocirc_weights
