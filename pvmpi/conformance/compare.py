@@ -1,7 +1,8 @@
 """Every output file of two runs, compared number by number within a relative tolerance.
 
-Floats in ``.pvp`` files, probe text and checkpoint arrays agree within
-``rtol`` of the largest magnitude in their file (or 1, if larger);
+Floats in ``.pvp`` files and checkpoint arrays agree within ``rtol`` of the
+largest magnitude in their file (or 1, if larger), those of probe text
+within ``rtol`` of their column's;
 everything that is not a computed float — file names, frame counts,
 timestamps, batch indices, neuron counts, headers, the text around numbers —
 must be identical. Two layouts of one network differ only by float32
@@ -216,7 +217,11 @@ def _attrs(obj, root):
 
 
 def _compare_text(d, rel, ta, tb):
-    """Numbers within RTOL of the file's largest magnitude; every other character identical."""
+    """Each column of numbers within rtol of its own largest magnitude, integers exact, all else identical.
+
+    A column is the k-th number of lines with the same text before it: a probe's values are not
+    measured against its neuron count or the time.
+    """
     words_a, words_b = _NUMBER.split(ta), _NUMBER.split(tb)
     if words_a != words_b:
         la, lb = ta.splitlines(), tb.splitlines()
@@ -226,10 +231,21 @@ def _compare_text(d, rel, ta, tb):
                           f"{lb[k] if k < len(lb) else '<end>'!r} instead of "
                           f"{la[k] if k < len(la) else '<end>'!r}")
         return
-    na, nb = _NUMBER.findall(ta), _NUMBER.findall(tb)
-    exact = [k for k, s in enumerate(na) if re.fullmatch(r"[-+]?\d+", s)]
-    if [na[k] for k in exact] != [nb[k] for k in exact]:
-        d.problems.append(f"{rel}: integers (indices, counts) differ")
-        return
     kind = "timestamps" if rel.startswith("timestamps") else "probe text"
-    d.values(kind, rel, [float(s) for s in na], [float(s) for s in nb])
+    columns = {}  # (text before the number on its line, its place): ([ref], [other])
+    for la, lb in zip(ta.splitlines(), tb.splitlines()):
+        words = _NUMBER.split(la)
+        for k, (x, y) in enumerate(zip(_NUMBER.findall(la), _NUMBER.findall(lb))):
+            if re.fullmatch(r"[-+]?\d+", x):
+                if x != y:
+                    d.problems.append(f"{rel}: integers (indices, counts) differ: {lb!r} instead of {la!r}")
+                    return
+                continue
+            ref, other = columns.setdefault((words[k].strip(), k), ([], []))
+            ref.append(float(x))
+            other.append(float(y))
+    for (_, k), (ref, other) in columns.items():
+        before = len(d.problems)
+        d.values(kind, f"{rel} (column {k + 1})", ref, other)
+        if len(d.problems) > before:
+            return

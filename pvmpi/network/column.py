@@ -305,7 +305,7 @@ class Column:
             conn.finalize()
         for p in self.phases:
             for layer in self.by_phase[p]:
-                layer.publish(0.0)
+                layer.publish(0.0, initial=True)
         if resume is not None:
             self.restore(resume)
         continuing = resume

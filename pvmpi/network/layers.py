@@ -43,6 +43,7 @@ class Layer:
         self.margin_x = 0
         self.margin_y = 0
         self.num_levels = 1
+        self.rotations = 0  # publishes since the run (or restart) began: the data-store ring's turns
         self.wants_active_list = False
         self.in_place = False  # the update may overwrite the published A (set by the column; see begin_update)
         self.channels = 1
@@ -160,7 +161,7 @@ class Layer:
         """The activity published last (level 0 of the data store), extended."""
         return self.store[0]
 
-    def publish(self, t):
+    def publish(self, t, initial=False):
         """Level 0 of the data store becomes A (no copy), the halo is filled, the active list built.
 
         The oldest level becomes the buffer of the next update. A layer that did
@@ -168,6 +169,8 @@ class Layer:
         step older (level 0 repeats, as OpenPV copies it forward).
         """
         timers = self.run.timers
+        if not initial:
+            self.rotations += 1
         if self.A is not self.store[0]:  # updated since the last publish
             self.spare = self.store.pop()
             self.store.insert(0, self.A)
@@ -272,6 +275,7 @@ class Layer:
         """
         t, k = self.tile, self.run.kernels
         self.invalidate_stats()
+        self.rotations = 0  # a restart is a new run: OpenPV's ring starts over
         k.upload(self.A, rd.extended(self.key + "/A", t, self.nf, self.margin_x, self.margin_y))
         for level, buf in enumerate(self.store):
             k.upload(buf, rd.extended(f"{self.key}/Delays{level}", t, self.nf, self.margin_x, self.margin_y))

@@ -168,9 +168,13 @@ class LayerProbe(Probe):
     nnz_threshold = 0.0
 
     def buffer(self):
-        """The probed buffer and its margins: the target's activity A."""
+        """The probed buffer and its margins: the data-store slot of the target OpenPV's norm probes hold.
+
+        That slot was level 0 when the run began; with delays it is level (publishes since then)
+        mod levels, so between its turns the probe sees an older state (docs/openpv-migration.md).
+        """
         layer = self.target
-        return layer.A, layer.margin_x, layer.margin_y
+        return layer.level(layer.rotations % layer.num_levels), layer.margin_x, layer.margin_y
 
     def local_stats(self):
         """[Σa, Σ|a|, Σa², #|a|>nnzThreshold, min, max] of this rank's tile, per batch element."""
@@ -266,9 +270,9 @@ class FirmThresholdCostFnProbe(LayerProbe):
         Summed in float64 over this tile by the backend's kernel where the layer lives, then over
         the spatial ranks.
         """
-        layer, k = self.target, self.run.kernels
-        w = self.threshold_plus_width()
-        sums = k.firm_threshold_cost(layer.A, layer.margin_x, layer.margin_y, layer.tile.ny, layer.tile.nx, w)
+        X, lt, up = self.buffer()
+        t = self.target.tile
+        sums = self.run.kernels.firm_threshold_cost(X, lt, up, t.ny, t.nx, self.threshold_plus_width())
         return self.run.comms.spatial_sum(np.ascontiguousarray(sums))
 
 
@@ -294,10 +298,11 @@ class StatsProbe(LayerProbe):
         return self.group["nnzThreshold"]
 
     def buffer(self):
+        """A (the latest published state, whatever the delays) or V, with its margins."""
         buf = self.group["buffer"].lower()
         layer = self.target
         if buf in ("activity", "a"):
-            return super().buffer()
+            return layer.A, layer.margin_x, layer.margin_y
         if buf in ("membranepotential", "v"):
             if not layer.has_v:
                 raise PvmpiError(f"layer '{layer.name}' has no membrane potential", group=self.name,

@@ -4,7 +4,8 @@ test_border_activity's Retina made to spike (generators, refractory clocks and t
 PtwiseQuotientLayerTest's layer made a PtwiseProductLayer (its probe a StatsProbe, which records instead of failing),
 test_border_activity's connection with the weight initialisations no shipped file runs on a CPU, and
 MaskLayerTest's four masks, GroupNormalizationTest's group, BackgroundLayerTest's two
-layers, LIFTest's first 40 ms and the max, avg and sum pooling tests (with unpooling).
+layers, LIFTest's first 40 ms, the max, avg and sum pooling tests (with unpooling), and LCATest with a
+delayed reconstruction.
 """
 import re
 import shutil
@@ -27,7 +28,7 @@ VARIANTS = {
                                                       "checkpointWriteStepInterval = 10;")]),
     "ptwise_product": ("tests/PtwiseQuotientLayerTest", "PtwiseQuotientLayerTest.params",
                        [(r'PtwiseQuotientLayer "Quotient"', 'PtwiseProductLayer "Quotient"'),
-                        (r'RequireAllZeroActivityProbe "ComparisonTest"', 'StatsProbe "ComparisonTest"')]),
+                        (r'RequireAllZeroActivityProbe "ComparisonTest" = \{[^}]*\};', "")]),
 }
 # test_border_activity's 7x7 connection with other weights, written uncompressed
 _BORDER = ("tests/test_border_activity", "test_border_activity.params")
@@ -77,6 +78,13 @@ for _folder, _file, _edits in (("MaxPoolTest", "gateTest", []), ("MaxPoolTest", 
                                ("SumPoolTest", "sumpooltest", _RANDOM_INPUT), ("SumPoolTest", "unpoolTest", _RANDOM_INPUT)):
     VARIANTS[f"{_folder}_{_file}"] = ("tests/" + _folder, _file + ".params", _edits + [_POOL_TEST_LAYERS] * 4)
 
+# LCATest with its reconstruction one step late: V1 keeps two data-store levels, so the cost probe
+# (and through the energy the adaptive time step) reads the slot OpenPV's norm probes hold, a step
+# old at every other step; its check (which now fails: the reconstruction is late) removed
+VARIANTS["lca_delayed_reconstruction"] = ("tests/LCATest", "LCATest.params",
+                                          [(r'(CloneConn "V1ToReconstruction"[^}]*?delay\s*= )\[0\.000000\]',
+                                            r"\1[1.000000]"),
+                                           (r'RequireAllZeroActivityProbe "ComparisonTest" = \{[^}]*\};', "")])
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_agrees_with_openpv(openpv, openpv_suite, tmp_path, name):
