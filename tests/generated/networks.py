@@ -441,6 +441,8 @@ def networks(draw):
             # pre-perspective max pooling walks a sparse layer's active neurons only: a pool with none is -inf
             # (in OpenPV too), which pvmpi's guard stops at; gather from the post perspective instead
             pooling["updateGSynFromPostPerspective"] = True
+        if shrink == 2 and pooling["updateGSynFromPostPerspective"]:
+            pooling["nyp"] = pooling["nxp"]  # OpenPV's post-perspective pools of 2x2 blocks need a square patch
         groups["V1ToPooled"] = pooling
         if draw(st.booleans()):  # and back: unpooled into a layer of V1's size (max: through the winners)
             if pooling["pvpatchAccumulateType"] == "maxpooling":
