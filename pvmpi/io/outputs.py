@@ -18,12 +18,39 @@ import weakref
 from contextlib import contextmanager
 
 _STREAMS = weakref.WeakSet()  # open output streams of this process; closed ones drop out
+_REWINDABLE = weakref.WeakSet()  # output streams that can be cut back: PVP writers and text files
 
 
 def track(f):
     """Register an open output file for :func:`sync_outputs`; returns it."""
     _STREAMS.add(f)
     return f
+
+
+def rewindable(stream):
+    """Register an output stream for :func:`restore_points`: a PVP writer or a text file; returns it."""
+    _REWINDABLE.add(stream)
+    return stream
+
+
+def restore_points():
+    """Where every open output stream stands now (a writer's frames, a text file's bytes)."""
+    return [(s, s.num_frames if hasattr(s, "num_frames") else s.tell())
+            for s in list(_REWINDABLE) if not s.closed]
+
+
+def cut_back(points):
+    """Cut each stream of ``points`` back to where it stood: the writes of a step found not finite."""
+    for s, where in points:
+        if s.closed:
+            continue
+        with naming(getattr(s, "path", None) or s.name):
+            if hasattr(s, "num_frames"):
+                s.truncate(where)
+            else:
+                s.flush()
+                s.seek(where)
+                s.truncate()
 
 
 @contextmanager
@@ -88,14 +115,14 @@ def continue_output(writer, frames):
 def open_text(path, position=None):
     """A text output file: new, or (restart) cut back to the checkpointed byte position and appended."""
     if position is None:
-        return track(open(path, "w", encoding="utf-8"))
+        return rewindable(track(open(path, "w", encoding="utf-8")))
     position = int(position)
     size = os.path.getsize(path) if os.path.exists(path) else -1
     if size < position:
         warnings.warn(f"{path}: holds {max(size, 0)} bytes, the checkpoint expects {position}; "
                       "the file starts anew")
-        return track(open(path, "w", encoding="utf-8"))
+        return rewindable(track(open(path, "w", encoding="utf-8")))
     f = open(path, "r+", encoding="utf-8")
     f.truncate(position)
     f.seek(position)
-    return track(f)
+    return rewindable(track(f))

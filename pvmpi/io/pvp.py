@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.io.outputs import naming, track
+from pvmpi.io.outputs import naming, rewindable, track
 
 # File types (`fileType`, facts 1.3).
 PVP_FILE_TYPE = 1
@@ -413,6 +413,7 @@ class _FrameWriter:
         self._ends = array("q")
         exists = append and os.path.exists(path) and os.path.getsize(path) > 0
         self._f = track(_open(path, "r+b" if exists else "w+b"))  # a checkpoint fsyncs it first
+        rewindable(self)
         return exists
 
     def _closing_on_error(self, step):
@@ -426,6 +427,10 @@ class _FrameWriter:
     @property
     def num_frames(self):
         return len(self._ends)
+
+    @property
+    def closed(self):
+        return self._f.closed
 
     @property
     def position(self):

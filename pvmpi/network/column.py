@@ -330,6 +330,7 @@ class Column:
         The output files are left as they are: ``initialize`` decides how they
         continue; the bench uses this alone to time every repeat from one state.
         """
+        self.guard.settle()  # the verdict on the state being replaced
         self.t = float(rd.attr("column", "time"))
         self.step = int(rd.attr("column", "step"))
         for obj in self.stateful():
@@ -343,8 +344,8 @@ class Column:
 
     # ------------------------------------------------------------ checkpoints
     def write_checkpoint(self, path):
-        """Collective: every rank calls it at the same step."""
-
+        """Collective: every rank calls it at the same step, once the guard has passed it."""
+        self.guard.settle()
 
         if self.schedule is not None and self.schedule.skips(path, self.resumed_from):
             return  # the checkpoint this run was read from, as OpenPV tells it (facts §6.1)
@@ -454,8 +455,6 @@ class Column:
     def advance_to(self, t_stop):
         """Step until ``t_stop`` (at most stopTime), writing the checkpoints the schedule or a signal
         asks for; a stopping signal ends it early (``stopped_by_signal``)."""
-        from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP
-
         schedule = self.schedule
         t_stop = min(t_stop, self.stop_time)
         with set_up_frozen():
@@ -464,14 +463,25 @@ class Column:
                     self.write_checkpoint(schedule.path(self.step))
                     schedule.record(schedule.path(self.step), self.comms.is_root)
                 self.advance()
-                flags = self.guard.flags
-                if flags[CLOCK_DUE]:
-                    self.write_checkpoint(schedule.path(self.step))
-                    schedule.record(schedule.path(self.step), self.comms.is_root)
-                elif flags[CHECKPOINT_NOW] and not flags[STOP]:
-                    self._signal_checkpoint(schedule)
-                if flags[STOP]:
-                    self.stopped_by_signal = True
+                self._act_on(self.guard.take_flags())
+            self.guard.settle()  # the last step's verdict, and the flags it carries
+            self._act_on(self.guard.take_flags())
+
+    def _act_on(self, flags):
+        """Checkpoint (clock, SIGUSR1) or stop (SIGUSR2, SIGTERM) as the verdicts' flags say: alike on
+        every rank, a step after a rank raised them when there is more than one rank."""
+        from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP
+
+        if not flags.size:
+            return
+        schedule = self.schedule
+        if flags[CLOCK_DUE]:
+            self.write_checkpoint(schedule.path(self.step))
+            schedule.record(schedule.path(self.step), self.comms.is_root)
+        elif flags[CHECKPOINT_NOW] and not flags[STOP]:
+            self._signal_checkpoint(schedule)
+        if flags[STOP]:
+            self.stopped_by_signal = True
 
     def finish(self):
         """The final checkpoint (lastCheckpointDir, or the last Checkpoint<step>), every output file
@@ -533,7 +543,7 @@ class Column:
             updated += updating
         # A layer's output and probes see the state of its own phase, which later
         # phases do not change: they wait until the guard has passed the whole step.
-        with timers.time("guard"):  # the step's one collective: NaN verdict, signals, checkpoint clock
+        with timers.time("guard"):  # NaN verdict, signals, checkpoint clock: one reduction, read a step later
             self.guard.check(updated, self.local_flags() if self.local_flags is not None else None)
         for p in self.phases:
             for layer in self.by_phase[p]:

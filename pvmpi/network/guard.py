@@ -10,14 +10,19 @@ thresholded layer turns a NaN in V into A = 0, which hides it from A's sums
 (a layer whose A is its V needs no second look).
 
 All ranks decide together, so the error is raised on every rank alike: the
-outputs of the previous step are complete, and no checkpoint of the poisoned
-state is written. The decision travels in the step's only collective (one
-small MAX all-reduce when there is more than one rank), which also carries
-the run's signal and checkpoint-clock flags.
+outputs of the steps before are complete, and no checkpoint of the poisoned
+state is written. The decision travels in one small MAX reduction, which
+also carries the run's signal and checkpoint-clock flags. With more than one
+rank it is non-blocking: step k's reduction is started when its layers have
+updated and read during step k + 1, so no rank waits for the slowest at every
+step. Step k's outputs are written meanwhile and cut back to where they stood
+(:func:`~pvmpi.io.outputs.restore_points`) if its verdict is bad; a
+checkpoint settles the verdict first, so it never holds an unverified state.
 """
 import numpy as np
 
 from ..errors import PvmpiError
+from ..io.outputs import cut_back, restore_points
 
 _NONE = np.iinfo(np.int64).max
 
@@ -31,7 +36,8 @@ class NumericGuard:
         self.layers = list(column.layers.values())
         self.index = {layer.name: i for i, layer in enumerate(self.layers)}
         self.nbatch = int(column.model.column["nbatch"])
-        self.flags = np.zeros(0, np.int64)  # the step's OR-ed flags (see check)
+        self.flags = np.zeros(0, np.int64)  # the settled verdicts' OR-ed flags (see check, take_flags)
+        self.pending = None  # (request, result, t, step, output restore points, input) of the unsettled step
 
     def _sums(self, layer):
         yield 0, layer.activity_stats()[:, 0]
@@ -39,10 +45,12 @@ class NumericGuard:
             yield 1, layer.membrane_sums()
 
     def check(self, updated, flags=None):
-        """Raise on every rank if any rank's updated layers hold a NaN or an Inf.
+        """Look at the layers updated this step; raise on every rank if any rank's hold a NaN or Inf.
 
-        ``flags`` (int64, optional): this rank's flags to OR over all ranks in
-        the same all-reduce; the result is left in ``self.flags``.
+        ``flags`` (int64, optional): this rank's flags, OR-ed over all ranks in
+        the same reduction and added to ``self.flags`` once it completes. On one
+        rank the verdict is immediate; on more, this step's reduction starts and
+        the previous step's verdict is settled (see the module docstring).
         """
         code = _NONE
         for layer in updated:
@@ -55,19 +63,48 @@ class NumericGuard:
         buf = np.empty(1 + (0 if flags is None else len(flags)), np.int64)
         buf[0] = -code  # MAX of -code is the MIN of code
         buf[1:] = 0 if flags is None else flags
-        comms = self.column.comms
-        if comms.size > 1:
-            buf = comms.allreduce_max(buf)
-        self.flags = buf[1:]
-        if -buf[0] != _NONE:
-            self._raise(int(-buf[0]))
-
-    def _raise(self, code):
         col = self.column
+        if col.comms.size == 1:
+            self._decide(buf, col.t, col.step)
+            return
+        out = np.empty_like(buf)  # buf and out stay referenced until the request completes
+        previous, self.pending = self.pending, (col.comms.iallreduce_max(buf, out), out, col.t, col.step,
+                                                restore_points(), buf)
+        if previous is not None:
+            self._settle(previous)
+
+    def settle(self):
+        """Wait for the pending verdict (collective): before a checkpoint, at the end of a run."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self._settle(pending)
+
+    def take_flags(self):
+        """The flags of the verdicts settled since the last call, OR-ed (then cleared)."""
+        flags, self.flags = self.flags, np.zeros_like(self.flags)
+        return flags
+
+    def _settle(self, pending):
+        request, buf, t, step, points, _ = pending
+        request.Wait()
+        if -buf[0] != _NONE:
+            cut_back(points)  # that step's outputs, and any after it
+            later, self.pending = self.pending, None
+            if later is not None:  # every rank started it: complete it before raising
+                later[0].Wait()
+        self._decide(buf, t, step)
+
+    def _decide(self, buf, t, step):
+        flags = buf[1:]
+        self.flags = flags.copy() if self.flags.shape != flags.shape else self.flags | flags
+        if -buf[0] != _NONE:
+            self._raise(int(-buf[0]), t, step)
+
+    def _raise(self, code, t, step):
         b = code % self.nbatch
         layer = self.layers[code // self.nbatch // 2]
         what = "membrane potential V" if (code // self.nbatch) % 2 else "activity A"
-        raise PvmpiError(f"{what} is not finite (NaN or Inf) at t = {col.t:g} (step {col.step}), "
+        raise PvmpiError(f"{what} is not finite (NaN or Inf) at t = {t:g} (step {step}), "
                          f"batch element {b}", group=layer.name,
                          hint="the run stopped before writing this step; outputs and checkpoints of the "
                               "steps before are intact")

@@ -77,9 +77,9 @@ class Comms:
         comm.Allreduce(src, out, op=op)
         return out
 
-    def _ireduce(self, comm, arr, out, what):
+    def _ireduce(self, comm, arr, out, what, op=MPI.SUM):
         src = _contiguous(arr, what)
-        return comm.Iallreduce(src, _output(src, out, what), op=MPI.SUM)
+        return comm.Iallreduce(src, _output(src, out, what), op=op)
 
     def allreduce_sum(self, arr, out=None):
         """Sum of ``arr`` over all ranks (shared-weight dW, counts), as a new array or in ``out``."""
@@ -88,6 +88,11 @@ class Comms:
     def allreduce_max(self, arr, out=None):
         """Element-wise maximum of ``arr`` over all ranks (the guard's verdict and flags)."""
         return self._reduce(self.world, arr, MPI.MAX, out, "allreduce_max")
+
+    def iallreduce_max(self, arr, out):
+        """Start the world maximum of ``arr`` into ``out`` (the guard's verdict and flags, read a
+        step later); returns an MPI request. Neither array may be touched until it completes."""
+        return self._ireduce(self.world, arr, out, "iallreduce_max", MPI.MAX)
 
     def iallreduce_sum(self, arr, out):
         """Start the world sum of ``arr`` into ``out``; returns an MPI request.

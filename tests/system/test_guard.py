@@ -23,7 +23,7 @@ InputToOut: {class: IdentConn, channelCode: 0}
 """
 
 
-def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=False):
+def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=False, layout=None, interval=1):
     """Frames of value index + 1; frame 3 (element 1's second image, shown from t = 3) holds `bad`."""
     with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
         for i in range(6):
@@ -32,9 +32,11 @@ def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=Fals
                 frame[0, 2, 1, 0] = bad
             w.write(float(i), frame)
     text = textwrap.dedent(NET).replace("ENOAN", str(errorOnNotANumber).lower()) + extra
+    text = text.replace("checkpointWriteStepInterval: 1", f"checkpointWriteStepInterval: {interval}")
     (tmp_path / "net.yaml").write_text(text)
     args = ["-m", "pvmpi", "net.yaml", "-o", "out", "-q"] + (["--overwrite"] if fresh else [])
-    cmd = [sys.executable, *args] if ranks == 1 else mpi_command(ranks, *args, "-batchwidth", str(ranks))
+    layout = ["-batchwidth", str(ranks)] if layout is None else layout
+    cmd = [sys.executable, *args] if ranks == 1 else mpi_command(ranks, *args, *layout)
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
 
@@ -62,6 +64,28 @@ def test_guard_is_collective_under_mpi(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Input: activity A is not finite" in lines[0] and "batch element 1" in lines[0]
+
+
+@pytest.mark.parametrize("ranks, layout", [(2, ["-batchwidth", "2"]), (4, ["-batchwidth", "2", "-rows", "2"])],
+                         ids=["2 ranks", "4 ranks"])
+def test_a_poisoned_step_leaves_every_output_at_the_step_before(tmp_path, ranks, layout):
+    """With more than one rank, step k's verdict arrives during step k + 1: the outputs step k wrote
+    meanwhile (layers, weights, probe text) are cut back on every rank; checkpoints every 2 steps."""
+    extra = ("OutNorm: {class: L2NormProbe, targetLayer: Out, probeOutputFile: OutNorm.txt}\n"
+             "InputStats: {class: StatsProbe, targetLayer: Input, probeOutputFile: InputStats.txt}\n")
+    proc = launch(tmp_path, np.nan, ranks=ranks, layout=layout, extra=extra, interval=2)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "at t = 3 (step 3), batch element 1" in lines[0], proc.stderr
+    for name in ("Input", "Out"):
+        np.testing.assert_array_equal(pvp.read(tmp_path / "out" / f"{name}.pvp").times, [0, 1, 2])
+    for probe in ("OutNorm", "InputStats"):
+        for b in (0, 1):
+            text = (tmp_path / "out" / f"{probe}_batchElement_{b}.txt").read_text()
+            times = [float(ln.replace("t==", " ").split(",")[0].split()[0]) for ln in text.splitlines()]
+            assert times == [0, 1, 2], (probe, b, text)
+    steps = sorted(p.name for p in (tmp_path / "out" / "ck").iterdir() if p.name.startswith("Checkpoint"))
+    assert steps == ["Checkpoint0", "Checkpoint2"], steps
 
 
 def test_error_on_not_a_number_also_checks_membrane_potentials(tmp_path):
