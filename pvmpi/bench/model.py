@@ -19,9 +19,16 @@ that a miss can be traced to the term that caused it:
   ``2 log2(P) latency + 2 (P-1)/P bytes / bandwidth`` (the buffer is dW and
   its counts in float64). Counted as if it did not overlap with compute.
 * **sync**: small all-reduces every step, latency only: one per probe over
-  a batch slice's tiles (``2 log2(R C) latency`` each) and two over all
-  ranks, the NaN/Inf guard's and a run's signal flags (``2 log2(P) latency``
-  each).
+  a batch slice's tiles (``2 log2(R C) latency`` each); with
+  ``--per-step-collective`` also a blocking one over all ranks (the guard as
+  it was before its verdict was read a step later).
+* **wait** (jitter): ranks that meet wait for the slowest of them. From the
+  1-rank run's own step times (their deviations from the mean), the expected
+  maximum over n ranks of a block of S steps, per step: n = P and S = 2 for
+  the guard's reduction read a step later (S = 1 with
+  ``--per-step-collective``), n = 1 + an interior tile's neighbours and
+  S = 1 for the halo exchange; the larger of the two. Beyond the measured
+  samples the maximum grows as a Gaussian's, sigma sqrt(2 ln n).
 * **I/O**: the bytes the network writes per step (dense layers 4 bytes per
   value, sparse ones 8 per active value, weights) at the write rate measured
   here (or ``--io-bandwidth``), plus their gather to the writer; it does not
@@ -48,7 +55,7 @@ BANDWIDTH_GBS = 12.0
 SHARED_MEMORY_LINK = (2.0, 14.0)  # MPI between processes of one node, typical: 2 us ping-pong, 14 GB/s
 DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run says otherwise
 KINDS = ("batch", "spatial", "mixed")
-TERMS = ("compute", "halo", "allreduce", "sync", "io", "serial")
+TERMS = ("compute", "halo", "allreduce", "sync", "wait", "io", "serial")
 VALIDATION_LAYOUTS = ((2, 1, 1), (1, 2, 1))
 LOCAL_GROUPS = ("deliver", "update", "learn", "publish")  # the bench's phase groups that are pure local work
 
@@ -143,6 +150,7 @@ class Calibration:
     source: str
     threads: int
     measured_ms: float
+    deviations_ms: list = field(default_factory=list)  # the run's own step times less their mean, in order
 
 
 def measured_activity(res, net1):
@@ -177,9 +185,11 @@ def calibrate(res, model):
         elif not name.startswith("allreduce:") and net.work.get(name, net.neurons):
             unit[name] = ms * scale * t / net.work.get(name, net.neurons)  # other timers: per-neuron passes
     serial = max(0.0, res["ms_per_step_mean"] - sum(res["phases"].values())) * scale
+    own = res.get("own_ms_per_step") or []
+    mean = sum(own) / len(own) if own else 0.0
     return Calibration(unit, io_ms / io_bytes if io_bytes else 0.0, serial, act,
                        f"{res.get('config')} on 1 rank x {t} thread(s), nbatch {res['nbatch']}", t,
-                       res["ms_per_step_wall"])
+                       res["ms_per_step_wall"], [x - mean for x in own])
 
 
 # ------------------------------------------------------------------ prediction
@@ -219,7 +229,40 @@ def allreduce_ms(net, p, link):
                      for nbytes, period in net.dw)
 
 
-def predict(net, cal, layout, link, threads=1):
+def expected_max_ms(deviations, n, every=1):
+    """E[max over n ranks] of a block of ``every`` steps' summed deviations, per step (ms).
+
+    Blocks are consecutive runs of the measured deviations; for n up to their number the
+    order statistics of that sample give the expectation exactly, beyond it a Gaussian tail
+    (sigma sqrt(2 ln n)) extends it.
+    """
+    blocks = sorted(sum(deviations[i:i + every]) for i in range(0, len(deviations) - every + 1, every))
+    m = len(blocks)
+    if n <= 1 or m < 2:
+        return 0.0
+    mean = sum(blocks) / m
+    k = min(n, m)
+    top = sum(x * ((i / m) ** k - ((i - 1) / m) ** k) for i, x in enumerate(blocks, start=1)) - mean
+    if n > m:
+        sigma = math.sqrt(sum((x - mean) ** 2 for x in blocks) / (m - 1))
+        top += sigma * (math.sqrt(2 * math.log(n)) - math.sqrt(2 * math.log(m)))
+    return max(0.0, top) / every
+
+
+def neighbours(r, c):
+    """Tiles an interior tile exchanges halos with (up to 8)."""
+    return (min(r, 3) * min(c, 3)) - 1
+
+
+def wait_ms(cal, layout, per_step_collective=False):
+    """Expected wait per step for the slowest rank: at the global reduction or at the halo exchange."""
+    b, r, c = layout
+    every = 1 if per_step_collective else 2
+    return max(expected_max_ms(cal.deviations_ms, b * r * c, every),
+               expected_max_ms(cal.deviations_ms, 1 + neighbours(r, c), 1) if r * c > 1 else 0.0)
+
+
+def predict(net, cal, layout, link, threads=1, per_step_collective=False):
     """{term: ms per step} and the total for one layout (B, R, C) with ``threads`` per rank."""
     b, r, c = layout
     p = b * r * c
@@ -228,8 +271,9 @@ def predict(net, cal, layout, link, threads=1):
     rate = cal.io_ms_per_byte if link.io_bandwidth is None else 1e3 / link.io_bandwidth
     gather = 1e3 * io_bytes * (p - 1) / p / link.bandwidth
     terms = {"compute": compute, "halo": halo_ms(net, b, r, c, link), "allreduce": allreduce_ms(net, p, link),
-             "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c)) + 2 * math.ceil(math.log2(p)))
-                     * link.latency_s,
+             "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c))
+                                + per_step_collective * math.ceil(math.log2(p))) * link.latency_s,
+             "wait": wait_ms(cal, layout, per_step_collective),
              "io": io_bytes * rate + gather, "serial": cal.serial_ms}
     return terms, sum(terms.values())
 
@@ -250,7 +294,7 @@ def possible_layouts(net, p):
             if not layout_problems(net.shape, L.batch_width, L.rows, L.columns)]
 
 
-def sweep(net, cal, link, ranks, threads=1):
+def sweep(net, cal, link, ranks, threads=1, per_step_collective=False):
     """Per rank count and kind: the fastest possible layout, its terms, time and efficiency."""
     _, t1 = predict(net, cal, (1, 1, 1), link, 1)
     rows = []
@@ -258,7 +302,7 @@ def sweep(net, cal, link, ranks, threads=1):
         best = {}
         for lay in possible_layouts(net, p):
             k = "batch" if p == 1 else kind_of(*lay)
-            terms, total = predict(net, cal, lay, link, threads)
+            terms, total = predict(net, cal, lay, link, threads, per_step_collective)
             if k not in best or total < best[k]["ms_per_step"]:
                 best[k] = {"ranks": p, "kind": k, "layout": list(lay), "terms": terms, "ms_per_step": total,
                            "efficiency": t1 / (p * threads * total)}
@@ -382,6 +426,9 @@ def build_parser():
     p.add_argument("--activity", type=float,
                    help="active fraction of every sparse layer (default: measured, else "
                         f"{DEFAULT_ACTIVITY})")
+    p.add_argument("--per-step-collective", action="store_true",
+                   help="predict with a blocking reduction over all ranks at every step (the guard before its "
+                        "verdict was read a step later): every rank waits for the slowest at every step")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("-o", "--output", help="directory for model.json, measured.json and model.png")
     p.add_argument("--steps", type=int, default=40, help="timed steps per repeat of the bench runs (default 40)")
@@ -429,11 +476,13 @@ def _main(args):
     link = Net(args.latency * 1e-6, args.bandwidth * 1e9,
                args.io_bandwidth * 1e9 if args.io_bandwidth else None)
     ranks = _ranks(args)
-    rows = sweep(net, cal, link, ranks, args.threads)
+    rows = sweep(net, cal, link, ranks, args.threads, args.per_step_collective)
     stops = where_scaling_stops(rows, ranks)
     checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal, tuple(args.local_link))
     result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
+              "per_step_collective": args.per_step_collective,
               "machine": {"latency_us": args.latency, "bandwidth_gbs": args.bandwidth,
+                          "step_jitter_ms": _sigma(cal.deviations_ms),
                           "io_bandwidth_gbs": args.io_bandwidth, "threads_per_rank": args.threads,
                           "calibration": cal.source, "serial_ms": cal.serial_ms,
                           "io_ms_per_mb": cal.io_ms_per_byte * 1e6},
@@ -458,6 +507,12 @@ def _main(args):
     return 0
 
 
+def _sigma(deviations):
+    """Standard deviation of the measured step times (ms)."""
+    n = len(deviations)
+    return math.sqrt(sum(x * x for x in deviations) / (n - 1)) if n > 1 else 0.0
+
+
 def _lay(row):
     return "x".join(map(str, row["layout"]))
 
@@ -477,6 +532,9 @@ def format_report(res):
                                                           if m["io_bandwidth_gbs"] else " (measured here)"),
              (f"  network: latency {m['latency_us']:g} us, bandwidth {m['bandwidth_gbs']:g} GB/s; "
               f"{m['threads_per_rank']} thread(s) per rank"),
+             (f"  step jitter {m.get('step_jitter_ms', 0.0):.3g} ms (sigma of the 1-rank run's steps); ranks meet "
+              + ("at a blocking reduction every step" if res.get("per_step_collective")
+                 else "at the guard's reduction read a step later and at halos")),
              "",
              f"  {'ranks':>5} {'kind':<8} {'layout BxRxC':<13} {'ms/step':>10} {'effic.':>7}   "
              + " ".join(f"{t:>9}" for t in TERMS)]
@@ -496,8 +554,8 @@ def format_report(res):
             lines.append(f"    {_lay(v):<8} {v['threads']:>3} {v['predicted_ms']:9.3f} {v['measured_ms']:9.3f} "
                          f"{v['miss_pct']:+6.1f}%   model/measured ms: local work {t['compute']:.2f}/"
                          f"{sum(g.get(k, 0.0) for k in LOCAL_GROUPS):.2f}, halo {t['halo']:.2f}/{g.get('halo', 0.0):.2f}, "
-                         f"dW {t['allreduce']:.2f}/{g.get('allreduce', 0.0):.2f}, guard+probes "
-                         f"{t['sync']:.2f}/{g.get('guard', 0.0) + g.get('probes', 0.0):.2f}")
+                         f"dW {t['allreduce']:.2f}/{g.get('allreduce', 0.0):.2f}, guard+probes+wait "
+                         f"{t['sync'] + t['wait']:.2f}/{g.get('guard', 0.0) + g.get('probes', 0.0):.2f}")
         worst = max(res["validation"], key=lambda v: abs(v["miss_pct"]))
         if abs(worst["miss_pct"]) > 50:
             lines.append(f"  warning: the model misses the measured {_lay(worst)} run by {worst['miss_pct']:+.0f} %: "

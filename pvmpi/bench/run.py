@@ -377,7 +377,8 @@ def _reduce(world, raw):
     mine = {"totals": raw["totals"], "flops_by": raw["flops_by"], "rss": raw["rss"], "split": raw["split"],
             "mem": raw["mem"],
             "flops": float(raw["flops"].sum()), "bytes_by": raw["bytes_by"], "bytes": raw["bytes"],
-            "gpu": raw["gpu"], "time_sum": float(raw["times"].sum()), "startup": raw["startup"]}
+            "gpu": raw["gpu"], "time_sum": float(raw["times"].sum()), "startup": raw["startup"],
+            "own_ms": (raw["times"] * 1e3).tolist()}
     return step_max, block_max / raw["steps"], world.gather(mine, root=0)
 
 
@@ -421,6 +422,8 @@ def _summarise(step_max, block_step, per_rank, steps_total):
         "ms_per_step_mean": float(ms.mean()),
         "ms_per_step_wall": float(np.median(block_step) * 1e3),
         "ms_per_step_wall_min": float(block_step.min() * 1e3),
+        # rank 0's own step times, in order: their spread is what a rank waits for at a collective
+        "own_ms_per_step": per_rank[0]["own_ms"],
         "phases": phases,
         "phases_max": phases_max,
         "phase_groups": groups,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 
@@ -162,3 +163,32 @@ def test_a_measurement_of_another_network_is_refused(measured):
     proc = subprocess.run([sys.executable, "-m", "pvmpi", "bench", "model", str(DEMO), "--measured", str(path)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0 and "nbatch 2" in proc.stderr and "--measure-set" in proc.stderr
+
+
+def test_expected_maximum_of_jitter():
+    """Two equally likely values: the max of n is the larger unless all n draw the smaller."""
+    dev = [-1.0, 1.0] * 50
+    assert pm.expected_max_ms(dev, 1) == 0.0
+    for n in (2, 3, 10):
+        assert pm.expected_max_ms(dev, n) == pytest.approx(1 - 2 * 0.5 ** n)
+    assert pm.expected_max_ms([0.0] * 100, 4096) == 0.0  # no jitter, no wait
+    # blocks of 2 steps average the jitter out: [-1, 1] pairs sum to 0
+    assert pm.expected_max_ms(dev, 64, every=2) == 0.0
+    gauss = [NormalDist().inv_cdf((i + 0.5) / 400) for i in range(400)]  # sigma 1
+    grows = [pm.expected_max_ms(gauss, n) for n in (2, 16, 400, 4096, 10 ** 6)]
+    assert all(a < b for a, b in pairwise(grows))
+    assert grows[0] == pytest.approx(1 / math.sqrt(math.pi), rel=0.05)  # E[max of 2 normals] = 1/sqrt(pi)
+    assert grows[-1] < math.sqrt(2 * math.log(10 ** 6)) + 0.5  # the Gaussian's growth, not faster
+
+
+def test_wait_is_the_slowest_of_all_ranks_only_with_a_per_step_collective():
+    net = demo_net("column.nbatch=4096")
+    cal = flat_costs(net)
+    cal.deviations_ms = [(-1.0) ** i * (1 + (i % 7) / 7) for i in range(280)]
+    per_step = {p: pm.predict(net, cal, (p, 1, 1), IB, per_step_collective=True)[0]["wait"] for p in (2, 64, 4096)}
+    lagged = {p: pm.predict(net, cal, (p, 1, 1), IB)[0]["wait"] for p in (2, 64, 4096)}
+    assert per_step[2] < per_step[64] < per_step[4096]
+    assert all(lagged[p] < per_step[p] for p in per_step)
+    assert pm.predict(net, cal, (1, 1, 1), IB)[0]["wait"] == 0.0
+    halo = pm.predict(net, cal, (1, 64, 64), IB)[0]["wait"]  # neighbours: the slowest of 9, not of 4096
+    assert halo <= pm.expected_max_ms(cal.deviations_ms, 4096, 1)
