@@ -310,6 +310,18 @@ def sweep(net, cal, link, ranks, threads=1, per_step_collective=False):
     return rows
 
 
+def weak_sweep(nets, cal, link, threads=1, per_step_collective=False):
+    """Weak scaling: ``nets`` maps P to the network of P ranks (nbatch = per-rank batch x P), each on a
+    pure batch split; efficiency is the 1-rank time over P ranks' time (the work per rank is fixed)."""
+    _, t1 = predict(nets[1], cal, (1, 1, 1), link, threads)
+    rows = []
+    for p, net in sorted(nets.items()):
+        terms, total = predict(net, cal, (p, 1, 1), link, threads, per_step_collective)
+        rows.append({"ranks": p, "kind": "batch", "layout": [p, 1, 1], "terms": terms, "ms_per_step": total,
+                     "efficiency": t1 / total, "nbatch": net.nbatch})
+    return rows
+
+
 def where_scaling_stops(rows, ranks):
     """Per kind: the first rank count below 50 % efficiency and the term that dominates there."""
     out = {}
@@ -426,6 +438,9 @@ def build_parser():
     p.add_argument("--activity", type=float,
                    help="active fraction of every sparse layer (default: measured, else "
                         f"{DEFAULT_ACTIVITY})")
+    p.add_argument("--weak", type=int, metavar="NBATCH_PER_RANK",
+                   help="weak scaling instead: nbatch = NBATCH_PER_RANK x ranks on a pure batch split "
+                        "(what slurm/scaling-weak.sbatch measures)")
     p.add_argument("--per-step-collective", action="store_true",
                    help="predict with a blocking reduction over all ranks at every step (the guard before its "
                         "verdict was read a step later): every rank waits for the slowest at every step")
@@ -476,10 +491,19 @@ def _main(args):
     link = Net(args.latency * 1e-6, args.bandwidth * 1e9,
                args.io_bandwidth * 1e9 if args.io_bandwidth else None)
     ranks = _ranks(args)
-    rows = sweep(net, cal, link, ranks, args.threads, args.per_step_collective)
+    if args.weak:
+        nets = {p: network(load(config, args.set + [f"column.nbatch={args.weak * p}"]), activity=activity)
+                for p in ranks}
+        if args.no_io:
+            for n in nets.values():
+                n.io_bytes.clear()
+        rows = weak_sweep(nets, cal, link, args.threads, args.per_step_collective)
+    else:
+        rows = sweep(net, cal, link, ranks, args.threads, args.per_step_collective)
     stops = where_scaling_stops(rows, ranks)
     checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal, tuple(args.local_link))
     result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
+              "weak_nbatch_per_rank": args.weak,
               "per_step_collective": args.per_step_collective,
               "machine": {"latency_us": args.latency, "bandwidth_gbs": args.bandwidth,
                           "step_jitter_ms": _sigma(cal.deviations_ms),
@@ -521,9 +545,12 @@ def format_report(res):
     """The prediction as text: the network and costs assumed, a row per rank count and layout,
     where each kind of layout stops scaling, and the check against measured runs."""
     m, n = res["machine"], res["network"]
+    weak = res.get("weak_nbatch_per_rank")
     lines = [" ".join(["pvmpi bench model", res["config"]] + [f"--set {s}" for s in res["set"]]
-                      + ["--no-io"] * res["no_io"]),
-             f"  network: nbatch {n['nbatch']}; layers (ny, nx, nf, margins): "
+                      + ["--no-io"] * res["no_io"] + [f"--weak {weak}"] * bool(weak)
+                      + ["--per-step-collective"] * bool(res.get("per_step_collective"))),
+             (f"  network: nbatch {weak} x ranks (weak scaling)" if weak else f"  network: nbatch {n['nbatch']}")
+             + "; layers (ny, nx, nf, margins): "
              + ", ".join(f"{k} {v[0]}x{v[1]}x{v[2]} m{max(v[3], v[4])}" for k, v in n["layers"].items()),
              "  activity of sparse layers: " + (", ".join(f"{k} {v:.3f}" for k, v in n["activity"].items()) or "-")
              + f"; dW {n['dw_bytes_per_update'] / 1e3:.1f} kB per update; outputs {n['io_mb_per_step']:.3g} MB per step",

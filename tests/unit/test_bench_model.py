@@ -192,3 +192,17 @@ def test_wait_is_the_slowest_of_all_ranks_only_with_a_per_step_collective():
     assert pm.predict(net, cal, (1, 1, 1), IB)[0]["wait"] == 0.0
     halo = pm.predict(net, cal, (1, 64, 64), IB)[0]["wait"]  # neighbours: the slowest of 9, not of 4096
     assert halo <= pm.expected_max_ms(cal.deviations_ms, 4096, 1)
+
+
+def test_weak_scaling_keeps_the_work_per_rank():
+    """nbatch = 4 x P on P ranks: compute stays, the dW all-reduce and the wait grow with log P."""
+    nets = {p: demo_net(f"column.nbatch={4 * p}") for p in (1, 2, 64, 4096)}
+    cal = flat_costs(nets[1])
+    cal.deviations_ms = [(-1.0) ** i * 0.2 for i in range(100)]
+    rows = pm.weak_sweep(nets, cal, IB)
+    assert [r["nbatch"] for r in rows] == [4, 8, 256, 16384]
+    assert {round(r["terms"]["compute"], 12) for r in rows} == {round(rows[0]["terms"]["compute"], 12)}
+    assert rows[0]["efficiency"] == pytest.approx(1.0)
+    assert all(a["efficiency"] >= b["efficiency"] for a, b in pairwise(rows))
+    blocking = pm.weak_sweep(nets, cal, IB, per_step_collective=True)
+    assert blocking[-1]["terms"]["wait"] > rows[-1]["terms"]["wait"]
