@@ -399,6 +399,11 @@ def _check_references(model, raw, kinds, err_for):
             if g["channelCode"] not in (-1, 0, 1, 2, 3, 4):
                 raise err_for(rg, "channelCode")(f"{g['channelCode']} is not a channel: 0 excitatory, 1 inhibitory, "
                                                  "2 inhibitory B, 3 gap, 4 norm, -1 no delivery (OpenPV's channels)")
+            if (g.params.get("normalizeMethod") == "normalizeContrastZeroMean"
+                    and (g.params.get("numAxonalArbors") or 1) > 1 and not g.params.get("normalizeArborsIndividually")):
+                raise err_for(rg, "normalizeArborsIndividually")(
+                    "normalizeContrastZeroMean over several arbors together is refused: OpenPV steps through "
+                    "the arbors' patches by a size that grows with each arbor, past their ends; set it true")
         elif g.kind == "probe":
             if "targetLayer" in g.params:
                 target = _ref(model, g, "targetLayer", "layer", raw, err_for)

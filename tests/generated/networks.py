@@ -218,6 +218,8 @@ def _side_branch(draw):
     conn.update(draw(_weights(gauss2d=True)))
     conn.update(draw(_learning()))
     conn["normalizeMethod"] = draw(_normalization(conn))
+    if conn["normalizeMethod"] == "normalizeContrastZeroMean" and arbors > 1:
+        conn["normalizeArborsIndividually"] = True  # together: refused (OpenPV walks past the patches)
     return side, conn
 
 
@@ -232,7 +234,11 @@ def _follower(draw, groups, with_v):
     The per-position rescales follow Recon, which has no margins: with margins OpenPV indexes
     those methods' buffers as if it had none (docs/openpv-migration.md, a deliberate difference).
     """
-    kind = draw(st.sampled_from(["CloneVLayer", "SigmoidLayer", "RescaleLayer", "BackgroundLayer"]))
+    # a PlasticCloneConn into Recon gives it the margins of its original's post (OpenPV's HebbianUpdater
+    # synchronises them): then no follower that OpenPV indexes as if Recon had none
+    recon_plain = groups["V1ToRecon"]["class"] != "PlasticCloneConn"
+    kind = draw(st.sampled_from(["CloneVLayer", "SigmoidLayer", "RescaleLayer"]
+                                + ["BackgroundLayer"] * recon_plain))
     if kind == "CloneVLayer":
         g = {"class": "CloneVLayer", "originalLayerName": draw(st.sampled_from(with_v))}
     elif kind == "BackgroundLayer":  # Recon has no margins (OpenPV indexes the original as if it had none)
@@ -242,7 +248,7 @@ def _follower(draw, groups, with_v):
              "VthRest": draw(st.sampled_from([0.5, 1.0])), "SigmoidAlpha": draw(st.sampled_from([0.1, 0.3])),
              "SigmoidFlag": draw(st.booleans()), "InverseFlag": draw(st.booleans())}
     else:
-        method = draw(st.sampled_from(_RESCALES))
+        method = draw(st.sampled_from(_RESCALES if recon_plain else _RESCALES[len(_FEATURE_RESCALES):]))
         g = {"class": "RescaleLayer", "rescaleMethod": method,
              "originalLayerName": "Recon" if method in _FEATURE_RESCALES else
              draw(st.sampled_from(["Input"] + with_v))}
@@ -331,8 +337,9 @@ def _probe(draw, name, layers, energy):
 
 
 @st.composite
-def networks(draw):
-    """A drawn :class:`Network` (see the module's docstring)."""
+def networks(draw, oracle=False):
+    """A drawn :class:`Network` (see the module's docstring); ``oracle``: only what OpenPV computes as pvmpi
+    does or is documented to differ (no max unpooling: OpenPV misplaces it where the pooled layer has margins)."""
     nbatch = draw(st.sampled_from([1, 1, 2, 2, 3, 4]))
     ny, nx = draw(st.sampled_from([8, 16])), draw(st.sampled_from([8, 16]))
     col = {"class": "HyPerCol", "nx": nx, "ny": ny, "nbatch": nbatch, "dt": 1,
@@ -441,8 +448,8 @@ def networks(draw):
             # pre-perspective max pooling walks a sparse layer's active neurons only: a pool with none is -inf
             # (in OpenPV too), which pvmpi's guard stops at; gather from the post perspective instead
             pooling["updateGSynFromPostPerspective"] = True
-        if shrink == 2 and pooling["updateGSynFromPostPerspective"]:
-            pooling["nyp"] = pooling["nxp"]  # OpenPV's post-perspective pools of 2x2 blocks need a square patch
+        if pooling["updateGSynFromPostPerspective"]:
+            pooling["nyp"] = pooling["nxp"]  # OpenPV's post-perspective pooling needs a square patch
         groups["V1ToPooled"] = pooling
         if draw(st.booleans()):  # and back: unpooled into a layer of V1's size (max: through the winners)
             if pooling["pvpatchAccumulateType"] == "maxpooling":
@@ -450,11 +457,12 @@ def networks(draw):
                 groups["Winners"] = {k: groups["Pooled"][k] for k in ("nf", "nxScale", "nyScale", "phase")}
                 groups["Winners"].update({"class": "PoolingIndexLayer", "InitVType": "ZeroV", "writeStep": 1,
                                           "initialWriteTime": 0})
-            groups["Unpooled"] = {"class": "HyPerLayer", "nf": v1["nf"], "nxScale": v1["nxScale"],
-                                  "nyScale": v1["nyScale"], "phase": 4, "InitVType": "ZeroV", "writeStep": 1,
-                                  "initialWriteTime": 0}
-            groups["PooledToUnpooled"] = {"class": "TransposePoolingConn", "originalConnName": "V1ToPooled",
-                                          "channelCode": 0}
+            if not (oracle and pooling["pvpatchAccumulateType"] == "maxpooling"):
+                groups["Unpooled"] = {"class": "HyPerLayer", "nf": v1["nf"], "nxScale": v1["nxScale"],
+                                      "nyScale": v1["nyScale"], "phase": 4, "InitVType": "ZeroV", "writeStep": 1,
+                                      "initialWriteTime": 0}
+                groups["PooledToUnpooled"] = {"class": "TransposePoolingConn", "originalConnName": "V1ToPooled",
+                                              "channelCode": 0}
     if draw(st.integers(0, 3)) == 0:  # leaky integrate-and-fire neurons (noise drawn)
         # driven by V1's activity (>= 0): a conductance must not turn negative, or V is not finite
         lif = {"class": draw(st.sampled_from(["LIF", "LIFGap"])), "nf": v1["nf"], "nxScale": v1["nxScale"],

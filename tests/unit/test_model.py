@@ -85,6 +85,9 @@ def test_infinity_spellings_and_exponents():
     (("  nxp: 4", "  nxp: 3"), "V1ToError.nxp"),
     (("  normalizeMethod: normalizeL2", "  normalizeMethod: normalizeL3"),
      "V1ToError.normalizeMethod: 'normalizeL3' is not one of"),
+    (("  normalizeMethod: normalizeL2", "  normalizeMethod: normalizeContrastZeroMean\n  numAxonalArbors: 2\n"
+                                        "  delay: [0, 1]"),
+     "V1ToError.normalizeArborsIndividually: normalizeContrastZeroMean over several arbors together is refused"),
 ])
 def test_each_mistake_is_one_clear_error(edit, expected):
     old, new = edit
