@@ -14,17 +14,21 @@ outputs of the steps before are complete, and no checkpoint of the poisoned
 state is written. The decision travels in one small MAX reduction, which
 also carries the run's signal and checkpoint-clock flags. With more than one
 rank it is non-blocking: step k's reduction is started when its layers have
-updated and read during step k + 1, so no rank waits for the slowest at every
-step. Step k's outputs are written meanwhile and cut back to where they stood
+updated and read during step k + SLACK_STEPS, so no rank waits for the slowest
+at every step. Step k's outputs are written meanwhile and cut back to where they stood
 (:func:`~pvmpi.io.outputs.restore_points`) if its verdict is bad; a
 checkpoint settles the verdict first, so it never holds an unverified state.
 """
+from collections import deque
+
 import numpy as np
 
 from ..errors import PvmpiError
 from ..io.outputs import cut_back, restore_points
 
 _NONE = np.iinfo(np.int64).max
+#: steps a rank may run ahead of a verdict: a rank descheduled for up to this many steps delays no other
+SLACK_STEPS = 4
 
 
 class NumericGuard:
@@ -37,7 +41,8 @@ class NumericGuard:
         self.index = {layer.name: i for i, layer in enumerate(self.layers)}
         self.nbatch = int(column.model.column["nbatch"])
         self.flags = np.zeros(0, np.int64)  # the settled verdicts' OR-ed flags (see check, take_flags)
-        self.pending = None  # (request, result, t, step, output restore points, input) of the unsettled step
+        # (request, result, t, step, output restore points, input) of each unsettled step, oldest first
+        self.pending = deque()
 
     def _sums(self, layer):
         yield 0, layer.activity_stats()[:, 0]
@@ -50,7 +55,7 @@ class NumericGuard:
         ``flags`` (int64, optional): this rank's flags, OR-ed over all ranks in
         the same reduction and added to ``self.flags`` once it completes. On one
         rank the verdict is immediate; on more, this step's reduction starts and
-        the previous step's verdict is settled (see the module docstring).
+        the verdict of the step SLACK_STEPS before is settled (see the module docstring).
         """
         code = _NONE
         for layer in updated:
@@ -68,16 +73,14 @@ class NumericGuard:
             self._decide(buf, col.t, col.step)
             return
         out = np.empty_like(buf)  # buf and out stay referenced until the request completes
-        previous, self.pending = self.pending, (col.comms.iallreduce_max(buf, out), out, col.t, col.step,
-                                                restore_points(), buf)
-        if previous is not None:
-            self._settle(previous)
+        self.pending.append((col.comms.iallreduce_max(buf, out), out, col.t, col.step, restore_points(), buf))
+        while len(self.pending) > SLACK_STEPS:
+            self._settle(self.pending.popleft())
 
     def settle(self):
-        """Wait for the pending verdict (collective): before a checkpoint, at the end of a run."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            self._settle(pending)
+        """Wait for every pending verdict (collective): before a checkpoint, at the end of a run."""
+        while self.pending:
+            self._settle(self.pending.popleft())
 
     def take_flags(self):
         """The flags of the verdicts settled since the last call, OR-ed (then cleared)."""
@@ -89,9 +92,8 @@ class NumericGuard:
         request.Wait()
         if -buf[0] != _NONE:
             cut_back(points)  # that step's outputs, and any after it
-            later, self.pending = self.pending, None
-            if later is not None:  # every rank started it: complete it before raising
-                later[0].Wait()
+            while self.pending:  # every rank started the later ones: complete them before raising
+                self.pending.popleft()[0].Wait()
         self._decide(buf, t, step)
 
     def _decide(self, buf, t, step):
