@@ -59,11 +59,13 @@ class TextStream:
         self._position = f.tell()
 
     def write(self, text):
+        """Append text (an error names the file)."""
         with naming(self.name):
             self._f.write(text)
         self._position += len(text.encode("utf-8"))
 
     def tell(self):
+        """Bytes written so far: where the next text goes."""
         return self._position
 
     def truncate(self, position):
@@ -75,10 +77,12 @@ class TextStream:
         self._position = position
 
     def flush(self):
+        """Flush the file (an error names it)."""
         with naming(self.name):
             self._f.flush()
 
     def fileno(self):
+        """The file's descriptor (for fsync)."""
         return self._f.fileno()
 
     @property
@@ -86,6 +90,7 @@ class TextStream:
         return self._f.closed
 
     def close(self):
+        """Close the file (an error names it)."""
         with naming(self.name):
             self._f.close()
 

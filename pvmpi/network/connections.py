@@ -764,6 +764,21 @@ class PoolingConn(WeightedConnection):
                                           t.nx_global + 2 * pre.margin_x)
 
 
+def _link_transpose(conn, layers, connections):
+    """Link a transpose to its original (returned): its pre and post must have the size of the original's
+    post and pre; its axis maps use the original's post-perspective patch size (facts §4.1)."""
+    conn.original = o = connections[conn.group["originalConnName"]]
+    Connection.link(conn, layers, connections)
+    for mine, theirs, what in ((conn.pre, o.post, "pre"), (conn.post, o.pre, "post")):
+        if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
+            raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
+                             f"(the original's {'post' if what == 'pre' else 'pre'} layer)",
+                             group=conn.name, param=f"{what}LayerName")
+    conn.maps = (axis_map(conn.pre.tile.nx, conn.post.tile.nx, o.xmap.patch_post),
+                 axis_map(conn.pre.tile.ny, conn.post.tile.ny, o.ymap.patch_post))
+    return o
+
+
 class TransposePoolingConn(WeightedConnection):
     """Sends a pooled layer's activity back through its PoolingConn (originalConnName): after max
     pooling each value goes to the neuron that won its pool (the original's PoolingIndexLayer), replacing
@@ -774,15 +789,7 @@ class TransposePoolingConn(WeightedConnection):
 
     def link(self, layers, connections):
         """The original PoolingConn (pre and post are its post and pre) and the transposed patch geometry."""
-        self.original = o = connections[self.group["originalConnName"]]
-        Connection.link(self, layers, connections)
-        for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
-            if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
-                raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
-                                 f"(the original's {'post' if what == 'pre' else 'pre'} layer)",
-                                 group=self.name, param=f"{what}LayerName")
-        self.maps = (axis_map(self.pre.tile.nx, self.post.tile.nx, o.xmap.patch_post),
-                     axis_map(self.pre.tile.ny, self.post.tile.ny, o.ymap.patch_post))
+        o = _link_transpose(self, layers, connections)
         if o.method == "maxpooling":
             if o.index_layer is None:
                 raise PvmpiError(f"'{o.name}' must record its winners (needPostIndexLayer = true) for a "
@@ -890,16 +897,7 @@ class TransposeConn(WeightedConnection):
 
         The axis maps use the original's post-perspective patch size (facts §4.1).
         """
-        self.original = connections[self.group["originalConnName"]]
-        Connection.link(self, layers, connections)
-        o = self.original
-        for mine, theirs, what in ((self.pre, o.post, "pre"), (self.post, o.pre, "post")):
-            if (mine.tile.nx, mine.tile.ny, mine.nf) != (theirs.tile.nx, theirs.tile.ny, theirs.nf):
-                raise PvmpiError(f"the {what} layer '{mine.name}' must have the size of '{theirs.name}' "
-                                 f"(the original's {'post' if what == 'pre' else 'pre'} layer)",
-                                 group=self.name, param=f"{what}LayerName")
-        self.maps = (axis_map(self.pre.tile.nx, self.post.tile.nx, o.xmap.patch_post),
-                     axis_map(self.pre.tile.ny, self.post.tile.ny, o.ymap.patch_post))
+        _link_transpose(self, layers, connections)
         self.seen_version = -1
         self.source_index = None
 
