@@ -16,8 +16,9 @@ also carries the run's signal and checkpoint-clock flags. With more than one
 rank it is non-blocking: step k's reduction is started when its layers have
 updated and read during step k + SLACK_STEPS, so no rank waits for the slowest
 at every step. Step k's outputs are written meanwhile and cut back to where they stood
-(:func:`~pvmpi.io.outputs.restore_points`) if its verdict is bad; a
-checkpoint settles the verdict first, so it never holds an unverified state.
+(:func:`~pvmpi.io.outputs.restore_points`) if its verdict is bad (lines a
+probe without probeOutputFile printed to the terminal stay); a checkpoint
+settles the verdict first, so it never holds an unverified state.
 """
 from collections import deque
 
