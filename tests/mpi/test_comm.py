@@ -83,7 +83,7 @@ REDUCTIONS = ["allreduce_sum", "allreduce_max", "batch_sum", "spatial_sum", "spa
 
 
 @pytest.mark.mpi(min_size=1)
-@pytest.mark.parametrize("name", REDUCTIONS + ["iallreduce_sum", "ibatch_sum"])
+@pytest.mark.parametrize("name", REDUCTIONS + ["iallreduce_sum", "iallreduce_max", "ibatch_sum"])
 def test_no_reduction_changes_its_input(comms_for, world_layouts, name):
     """The bug class of one batch element per rank: a reduction that wrote its result into
     the array it was given turned a layer's cached statistics into global sums, which the
@@ -137,7 +137,16 @@ def test_every_reduction_is_checked():
 
     found = {n for n in vars(Comms) if not n.startswith("_")
              and any(w in n for w in ("sum", "_min", "_max"))}
-    assert found == set(REDUCTIONS) | {"iallreduce_sum", "ibatch_sum", "spatial_sum_at_root"}
+    assert found == set(REDUCTIONS) | {"iallreduce_sum", "iallreduce_max", "ibatch_sum", "spatial_sum_at_root"}
+
+
+@pytest.mark.mpi(min_size=1)
+def test_the_guards_non_blocking_maximum_is_the_blocking_one(comms_for, world_layouts):
+    """iallreduce_max (the guard's verdict, read steps later) gives allreduce_max's values."""
+    for lay in world_layouts:
+        c = comms_for(lay)
+        arr = np.array([-c.rank, 3 * c.rank % 5, 7], np.int64)
+        np.testing.assert_array_equal(_reduce(c, "iallreduce_max", arr), c.allreduce_max(arr))
 
 
 @pytest.mark.mpi(min_size=1)
