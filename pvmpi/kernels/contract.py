@@ -57,8 +57,9 @@ COMPUTE = (
        "geometry.post_table ([n, patch, 3] per axis)"),
     _k("accumulate_input", "GSyn coefficients G",
        "G[nb, ny, nx, nf] = sum over channels of c[ch] * GSyn[ch] (GSyn [nch, nb, ny, nx, nf])"),
-    _k("apply_transfer", "V A lt up VThresh AMin AMax AShift VWidth",
-       "A's restricted window = the threshold transfer of V (facts 3.6)"),
+    _k("apply_transfer", "V A lt up VThresh AMin AMax AShift VWidth sums",
+       "A's restricted window = the threshold transfer of V (facts 3.6); sums: optional [nb] float64, "
+       "the window's sum per batch element (the guard's check) from the same pass"),
     _k("update_lca", "V A G exp_tau self_interact lt up VThresh AMin AMax AShift VWidth v_sums A_prev",
        "HyPerLCALayer's step: V = e V + (1 - e)(G + s A), then A = transfer(V); exp_tau per batch element"),
     _k("hebbian_shared", f"A_pre A_post dW counts dw_max {_AXES} lt_pre up_pre lt_post up_post",
@@ -71,8 +72,9 @@ COMPUTE = (
        "count |a| > threshold, min, max"),
     _k("firm_threshold_cost", "X lt up ny nx w",
        "[nb] float64: sum of the firm-threshold cost of X's restricted window (facts 5.2)"),
-    _k("scale_into", "dst src scale add dst_lt dst_up src_lt src_up",
-       "dst (+)= scale * src on the restricted windows of two [nb, y, x, f] buffers"),
+    _k("scale_into", "dst src scale add dst_lt dst_up src_lt src_up sums",
+       "dst (+)= scale * src on the restricted windows of two [nb, y, x, f] buffers; sums: optional [nb] "
+       "float64, dst's window's sum per batch element (the guard's check) from the same pass"),
     _k("update_momentum_lca", "V G A_prev prev_drive exp_tau self_interact rate lt up",
        "MomentumLCALayer's V step (drive kept in prev_drive)"),
     _k("apply_vertex_transfer", "V A lt up vv va slope_neg slope_pos",

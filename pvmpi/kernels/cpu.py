@@ -44,11 +44,11 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     momentum_weights,
     rescale_batch,
     retina_rate,
-    scale_into,
     sigmoid_transfer,
     spikelet,
     update_momentum_lca,
 )
+from pvmpi.kernels.numpy_ref import scale_into as _scale_into_ref
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
@@ -588,20 +588,63 @@ _transfer_args = transfer_args
 
 
 @njit(**_JIT)
-def _apply_transfer(V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
+def _apply_transfer(V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
     nb, ny, nx, nf = V.shape
+    V3 = V.reshape(nb, ny, nx * nf)
+    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
     for r in prange(nb * ny):
         b = r // ny
         y = r - b * ny
-        for x in range(nx):
-            for f in range(nf):
-                A[b, y + up, x + lt, f] = _transfer1(V[b, y, x, f], on, VThresh, AMin, clip, AMax, AShift, VWidth)
+        Vr = V3[b, y]
+        Ar = A3[b, y + up, lt * nf:(lt + nx) * nf]
+        for q in range(Vr.shape[0]):
+            Ar[q] = _transfer1(Vr[q], on, VThresh, AMin, clip, AMax, AShift, VWidth)
+        if part.shape[0]:  # the row's sum while it is in cache (the guard's check of A)
+            part[b, y] = _sum_of_run(Ar)
 
 
-def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
-    """Write the ANN transfer of V into A's restricted region (facts 3.6)."""
+def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """Write the ANN transfer of V into A's restricted region (facts 3.6); with ``sums``
+    ([nb] float64) that region's sum per batch element from the same pass."""
     _check_out("A", A)
-    _apply_transfer(V, A, int(lt), int(up), *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
+    part = np.empty((V.shape[0], V.shape[1]) if sums is not None else (0, 0), np.float64)
+    _apply_transfer(np.ascontiguousarray(V), A, int(lt), int(up),
+                    *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
+    if sums is not None:
+        _sum_in_order(part, sums)
+
+
+@njit(**_JIT)
+def _scale_rows(D3, S3, ny, dlt, dup, slt, sup, n, scale, add, part):
+    """Rows r = (b, y) of the windows: D[b, dup+y, dlt+j] (+)= scale * S[b, sup+y, slt+j]; the row's
+    sum into part[b, y] while it is in cache."""
+    for r in prange(D3.shape[0] * ny):
+        b = r // ny
+        y = r - b * ny
+        d = D3[b, dup + y, dlt:dlt + n]
+        s = S3[b, sup + y, slt:slt + n]
+        if add:
+            for j in range(n):
+                d[j] += scale * s[j]
+        else:
+            for j in range(n):
+                d[j] = scale * s[j]
+        part[b, y] = _sum_of_run(d)
+
+
+def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sums=None):
+    """``dst (+)= scale * src`` on restricted windows (see numpy_ref.scale_into); with ``sums``
+    ([nb] float64) dst's window's sum per batch element from the same pass, row by row."""
+    if sums is None:
+        return _scale_into_ref(dst, src, scale, add, dst_lt, dst_up, src_lt, src_up)
+    _check_out("dst", dst)
+    nb, Y, X, nf = dst.shape
+    ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
+    src = np.ascontiguousarray(src, np.float32)
+    part = np.empty((nb, ny), np.float64)
+    _scale_rows(dst.reshape(nb, Y, X * nf), src.reshape(src.shape[0], src.shape[1], src.shape[2] * nf),
+                *_ints(ny, dst_lt * nf, dst_up, src_lt * nf, src_up, nx * nf), _F32(scale), bool(add), part)
+    _sum_in_order(part, sums)
 
 
 @njit(inline="always")

@@ -694,8 +694,9 @@ def _k_apply_transfer(V2, A3, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift,
             A3[b, ya, lt + j] = _transfer1(V2[r, j], on, VThresh, AMin, clip, AMax, AShift, VWidth)
 
 
-def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
-    """Write the ANN transfer of V into A's restricted region (facts 3.6)."""
+def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """Write the ANN transfer of V into A's restricted region (facts 3.6); with ``sums``
+    ([nb] float64, host) that region's sum per batch element."""
     _check_out("A", A)
     nb, ny, nx, nf = V.shape
     v = _Arg("tr.V", V, shape=(nb * ny, nx * nf))
@@ -705,6 +706,8 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
         _k_apply_transfer[grid, block](v.dev, a.dev, ny, int(lt) * nf, int(up),
                                        *_transfer_args(VThresh, AMin, AMax, AShift, VWidth))
     a.done()
+    if sums is not None:
+        sums[:] = layer_stats(A, lt, up, ny, nx, 0.0)[:, 0]
 
 
 @cuda.jit
@@ -1171,9 +1174,9 @@ def _k_scale_into(D3, S3, ny, dlt, dup, slt, sup, n, scale, add):
                 D3[b, dup + y, dlt + j] = v
 
 
-def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
+def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sums=None):
     """``dst (+)= scale * src`` on restricted windows (see numpy_ref.scale_into); a host ``src``
-    (the reduced dW) is staged, so it crosses once."""
+    (the reduced dW) is staged, so it crosses once. ``sums`` ([nb] float64, host): dst's window's sums."""
     _check_out("dst", dst)
     if len(dst.shape) != 4:  # weights [arbor, kernel, y, x, f]: one flat row per arbor
         dst, src = _flat4(dst), _flat4(src)
@@ -1186,6 +1189,8 @@ def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
         _k_scale_into[grid, block](d.dev, s.dev, ny, int(dst_lt) * nf, int(dst_up), int(src_lt) * nf,
                                    int(src_up), nx * nf, _F32(scale), bool(add))
     d.done()
+    if sums is not None:
+        sums[:] = layer_stats(dst, dst_lt, dst_up, ny, nx, 0.0)[:, 0]
 
 
 def _flat4(a):

@@ -175,10 +175,18 @@ def transfer(V, VThresh, AMin, AMax, AShift, VWidth):
     return out
 
 
-def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth):
-    """Write ``transfer(V)`` into the restricted region of extended ``A``."""
+def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """Write ``transfer(V)`` into the restricted region of extended ``A``; ``sums`` ([nb] float64,
+    optional) receives that region's sum per batch element (the guard's check of A)."""
     ny, nx = V.shape[1], V.shape[2]
     A[:, up:up + ny, lt:lt + nx, :] = transfer(V, VThresh, AMin, AMax, AShift, VWidth)
+    if sums is not None:
+        _window_sums(A[:, up:up + ny, lt:lt + nx, :], sums)
+
+
+def _window_sums(window, sums):
+    """sums[b] = the float64 sum of window[b] (finite exactly when every float32 value is)."""
+    sums[:] = window.reshape(window.shape[0], -1).sum(axis=1, dtype=np.float64)
 
 
 def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
@@ -198,7 +206,7 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     V[...] = e * V + (_F32(1) - e) * (G + s * Ar)
     apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth)
     if v_sums is not None:
-        v_sums[:] = V.reshape(V.shape[0], -1).sum(axis=1, dtype=np.float64)
+        _window_sums(V, v_sums)
 
 
 # ------------------------------------------------------------------- learning
@@ -282,12 +290,13 @@ def firm_threshold_cost(X, lt, up, ny, nx, w):
     return np.where(x < w, inside, w / 2).sum(axis=1)
 
 
-def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
+def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sums=None):
     """``dst (+)= scale * src`` on the restricted windows of two ``[b, y, x, f]`` buffers.
 
     Windows start at (up, lt) margins; their size is dst's shape less its
     margins. ``add`` False overwrites. IdentConn, V = G, A = V, resets and
-    the weight update are all this one operation.
+    the weight update are all this one operation. ``sums`` ([nb] float64,
+    optional) receives dst's window's sum per batch element afterwards.
     """
     ny, nx = dst.shape[1] - 2 * dst_up, dst.shape[2] - 2 * dst_lt
     d = dst[:, dst_up:dst_up + ny, dst_lt:dst_lt + nx] if dst_lt or dst_up else dst
@@ -301,6 +310,8 @@ def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0):
         d += s
     else:
         d += scale * s
+    if sums is not None:
+        _window_sums(d, sums)
 
 
 def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, lt, up):

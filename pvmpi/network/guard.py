@@ -2,8 +2,9 @@
 
 Every step, after the layers have updated and before anything of that step
 is written, the guard looks at the per-batch-element sums of each updated
-layer's activity — the sums the layer's probes use anyway, so the check costs
-one vectorised pass at most. A float64 sum of float32 values is finite exactly
+layer's activity — sums that the pass writing A, or the layer's stats that its
+probes use anyway, give (:meth:`Layer.activity_sums`), so the check itself
+costs no pass over A. A float64 sum of float32 values is finite exactly
 when every value is, so a NaN or Inf anywhere is found. With
 ``errorOnNotANumber`` the membrane potentials are checked too: a
 thresholded layer turns a NaN in V into A = 0, which hides it from A's sums
@@ -46,7 +47,7 @@ class NumericGuard:
         self.pending = deque()
 
     def _sums(self, layer):
-        yield 0, layer.activity_stats()[:, 0]
+        yield 0, layer.activity_sums()
         if self.check_v and layer.has_v and not layer.a_is_v:
             yield 1, layer.membrane_sums()
 

@@ -194,6 +194,17 @@ class Layer:
         """A is about to change (update, checkpoint read): forget the sums of the old state."""
         self._stats = {}
         self._v_sums = None
+        self._a_sums = None
+
+    def activity_sums(self):
+        """ΣA per local batch element (float64, [nb]): the guard's check of A. From A's stats when
+        they are known, else from the pass that wrote A (``_a_sums``), else one pass for the stats."""
+        stats = self._stats.get(0.0)
+        if stats is not None:
+            return stats[:, 0]
+        if self._a_sums is not None:
+            return self._a_sums
+        return self.activity_stats()[:, 0]
 
     def membrane_sums(self):
         """ΣV per local batch element (float64), or None for a layer without V."""
@@ -399,8 +410,13 @@ class HyPerLayer(Layer):
         self.transfer()
 
     def transfer(self):
-        """A = V on the restricted region (the halo of A is never written)."""
-        self.run.kernels.scale_into(self.A, self.V, 1.0, False, dst_lt=self.margin_x, dst_up=self.margin_y)
+        """A = V on the restricted region (the halo of A is never written); ΣA from the same pass.
+
+        A subclass that changes A after this must call :meth:`invalidate_stats`."""
+        sums = np.empty(self.nb, np.float64)
+        self.run.kernels.scale_into(self.A, self.V, 1.0, False, dst_lt=self.margin_x, dst_up=self.margin_y,
+                                    sums=sums)
+        self._a_sums = _read_only(sums)
 
 
 class ConstantLayer(HyPerLayer):
@@ -440,9 +456,12 @@ class ANNLayer(HyPerLayer):
         return self.group["VThresh"]
 
     def transfer(self):
+        """A = the transfer function of V; ΣA from the same pass (the threshold form)."""
         if self.vertices is None:
+            sums = np.empty(self.nb, np.float64)
             self.run.kernels.apply_transfer(self.V, self.A, self.margin_x, self.margin_y,
-                                            *self.transfer_params)
+                                            *self.transfer_params, sums=sums)
+            self._a_sums = _read_only(sums)
         else:
             self.vertex_transfer()
 
@@ -575,6 +594,7 @@ class DropoutLayer(ANNLayer):
         """The transfer function, then the drop (OpenPV draws at InitializeState too)."""
         super().transfer()
         self.run.kernels.dropout(self.A, self.rng, self.probability, self.margin_x, self.margin_y)
+        self.invalidate_stats()
 
     def write_checkpoint(self, ck):
         """Also the generators' state (pvmpi_state.h5: OpenPV keeps none and reseeds on a restart)."""
@@ -627,6 +647,7 @@ class MaskLayer(ANNLayer):
                             self.mask.margin_y, g["maskMethod"] == "invertLayer")
         else:
             k.mask_activity(self.A, self.margin_x, self.margin_y, self.feature_mask, 0, 0, False)
+        self.invalidate_stats()
 
 
 class PtwiseQuotientLayer(HyPerLayer):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generated.networks import networks
+from hypothesis import HealthCheck, given, settings
 from running import mpi_command
 
 from pvmpi.io import pvp
@@ -102,3 +104,36 @@ def test_error_on_not_a_number_also_checks_membrane_potentials(tmp_path):
         "pvmpi: error: Thresholded: membrane potential V is not finite (NaN or Inf) at t = 3 (step 3), batch "
         "element 1 (the run stopped before writing this step; outputs and checkpoints of the steps before are "
         "intact)"]
+
+
+@settings(max_examples=20, derandomize=True, deadline=None, database=None, print_blob=False,
+          suppress_health_check=list(HealthCheck))
+@given(net=networks())
+def test_the_guards_sums_are_each_layers_activity_after_every_step(net):
+    """Drawn networks, every class the generator knows: after each step the sums the guard reads
+    (from the pass that wrote A, or from A's cached stats) are those of every layer's A as it is
+    then — a class that changes A after its transfer must drop them. Fails if one keeps them."""
+    import tempfile
+
+    from pvmpi import PvmpiError, Simulation
+    from pvmpi.kernels import numpy_ref
+    from pvmpi.model.config import parse_yaml
+    from pvmpi.model.network_model import build_model
+
+    with tempfile.TemporaryDirectory() as root:
+        model = build_model(parse_yaml(net.yaml(net.inputs.write(Path(root) / "in"), Path(root) / "out"), "g.yaml"))
+        with Simulation(model, output_path=str(Path(root) / "out"), overwrite=True) as sim:
+            col = sim.column
+            while col.t < col.stop_time - col.dt / 2:
+                try:
+                    sim.step()
+                except PvmpiError:  # a drawn network that diverges: the guard's own tests cover that
+                    break
+                for layer in col.layers.values():
+                    A, t = col.kernels.to_host(layer.A), layer.tile
+                    stats = numpy_ref.layer_stats(A, layer.margin_x, layer.margin_y, t.ny, t.nx, 0.0)
+                    got, want, scale = layer.activity_sums(), stats[:, 0], stats[:, 1]
+                    where = f"{layer.name} ({type(layer).__name__}) at t = {col.t}: {got} against {want}"
+                    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want), err_msg=where)
+                    ok = np.isfinite(want)  # summation order: within 1e-9 of the sum of magnitudes
+                    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-9 * scale[ok]), where

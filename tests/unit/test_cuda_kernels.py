@@ -298,8 +298,10 @@ def test_apply_transfer(cu, name):
     want = np.full((2, 3 + 4, 5 + 2, 2), 9.0, np.float32)
     got = want.copy()
     ref.apply_transfer(V, want, 1, 2, *TRANSFER[name])
-    cu.apply_transfer(V, got, 1, 2, *TRANSFER[name])
+    sums = np.empty(2)
+    cu.apply_transfer(V, got, 1, 2, *TRANSFER[name], sums=sums)
     close(got, want)
+    np.testing.assert_allclose(sums, got[:, 2:-2, 1:-1].astype(np.float64).sum(axis=(1, 2, 3)), rtol=1e-12)
     got[:, 2:-2, 1:-1] = 9.0
     assert np.all(got == 9.0), "halo must not be written"
 
@@ -543,6 +545,10 @@ def test_scale_into_equals_the_reference(cu, margins):
             h = D.copy()
             cu.scale_into(h, S, scale, add, dl, du, sl, su)
             np.testing.assert_array_equal(h, want)
+            d, sums = cu.to_device(D), np.empty(2)
+            cu.scale_into(d, cu.to_device(S), scale, add, dl, du, sl, su, sums=sums)
+            np.testing.assert_allclose(sums, want[:, du:du + 4, dl:dl + 5].astype(np.float64).sum(axis=(1, 2, 3)),
+                                       rtol=1e-12)
 
 
 @inner

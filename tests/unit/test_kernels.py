@@ -523,6 +523,45 @@ def test_update_lca_v_sums():
         np.testing.assert_allclose(sums, Vb.reshape(2, -1).sum(axis=1, dtype=np.float64), rtol=1e-12)
 
 
+@pytest.mark.parametrize("margins", [(0, 0, 0, 0), (2, 1, 0, 0), (0, 0, 1, 3), (3, 2, 1, 1)])
+def test_scale_into_sums_are_the_written_windows(margins):
+    """scale_into with ``sums``: dst exactly as without, sums the float64 sums of dst's window
+    afterwards (the guard's check of A = V), a NaN anywhere in the window making its sum NaN."""
+    dl, du, sl, su = margins
+    rng = np.random.default_rng(3)
+    D = rng.standard_normal((3, 4 + 2 * du, 5 + 2 * dl, 2)).astype(np.float32)
+    S = rng.standard_normal((3, 4 + 2 * su, 5 + 2 * sl, 2)).astype(np.float32)
+    S[1, su + 2, sl + 3, 1] = np.nan
+    for add in (False, True):
+        for scale in (1.0, -0.5):
+            want = D.copy()
+            ref.scale_into(want, S, scale, add, dl, du, sl, su)
+            window = want[:, du:du + 4, dl:dl + 5].reshape(3, -1).astype(np.float64).sum(axis=1)
+            for be in (ref, cpu):
+                got, sums = D.copy(), np.empty(3)
+                be.scale_into(got, S, scale, add, dl, du, sl, su, sums=sums)
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_allclose(sums, window, rtol=1e-12)
+                assert np.isnan(sums[1]) and np.isfinite(sums[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("name", ["soft-lca", "passthrough-clip", "firm"])
+def test_apply_transfer_sums_are_the_written_window(name):
+    """apply_transfer with ``sums``: A exactly as without, sums the restricted A's sums."""
+    params = TRANSFER_CASES[name][0]
+    rng = np.random.default_rng(4)
+    V = rng.standard_normal((2, 3, 5, 2)).astype(np.float32)
+    V[0, 1, 1, 0] = np.inf
+    want = np.full((2, 3 + 4, 5 + 2, 2), 9.0, np.float32)
+    ref.apply_transfer(V, want, 1, 2, *params)
+    window = want[:, 2:-2, 1:-1].reshape(2, -1).astype(np.float64).sum(axis=1)
+    for be in (ref, cpu):
+        A, sums = np.full_like(want, 9.0), np.empty(2)
+        be.apply_transfer(V, A, 1, 2, *params, sums=sums)
+        np.testing.assert_array_equal(A, want)
+        np.testing.assert_allclose(sums, window, rtol=1e-12)
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (4, 36, 36, 64)])
 def test_host_state_buffers_are_zeroed_float32_and_large_ones_huge_page_aligned(shape):
     """zeros(): C-contiguous writeable float32 zeros; a buffer of 2 MiB or more starts on a huge page
