@@ -2,7 +2,7 @@
 from pathlib import Path
 
 GROUP_COLORS = {"deliver": "#1f77b4", "update": "#2ca02c", "learn": "#9467bd", "allreduce": "#d62728",
-                "publish": "#8c564b", "halo": "#ff7f0e", "guard": "#bcbd22", "io": "#e377c2", "probes": "#17becf",
+                "publish": "#8c564b", "halo": "#ff7f0e", "guard": "#bcbd22", "wait": "#aec7e8", "io": "#e377c2", "probes": "#17becf",
                 "other": "#7f7f7f"}
 
 

@@ -36,12 +36,13 @@ from ..simulation import BACKENDS, load
 from . import machine
 
 WARM_STATE = "bench-warm-state"  # the checkpoint of the state after the warm-up, in the output directory
-GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "guard", "io", "probes")
+GROUP_ORDER = ("deliver", "update", "learn", "allreduce", "publish", "halo", "guard", "wait", "io", "probes")
 GROUPS = GROUP_ORDER + ("other",)  # the phase groups as the JSON reports them
 _GROUP_INDEX = {g: i for i, g in enumerate(GROUP_ORDER)}
 GROUP_HELP = {"deliver": "deliver", "update": "update (layers)", "learn": "learn (dW, weights)",
               "allreduce": "allreduce (dW)", "publish": "publish (store, active list)",
-              "halo": "halo exchange", "guard": "guard (NaN/Inf check)", "io": "io (output files)", "probes": "probes",
+              "halo": "halo exchange", "guard": "guard (NaN/Inf check)",
+              "wait": "wait (for the slowest rank, at the guard's verdict)", "io": "io (output files)", "probes": "probes",
               "other": "other (untimed: Python loop)"}
 
 

@@ -229,7 +229,7 @@ def format_table(rows, ref, weak):
 
 def format_markdown(rows):
     """The table as Markdown (for a README): the ok rows, with their speed-up and efficiency."""
-    shares = ("halo", "allreduce", "guard", "probes")
+    shares = ("halo", "allreduce", "guard", "wait", "probes")
     lines = ["| ranks | layout | threads | ms/step | speed-up | efficiency | " + " | ".join(f"% {g}" for g in shares)
              + " |", "|---:|---|---:|---:|---:|---:|" + "---:|" * len(shares)]
     for r in rows:

@@ -23,7 +23,7 @@ import os
 from .outputs import write_atomic
 
 # the order phases are listed in; phases not named here follow, alphabetically
-PHASE_ORDER = ("deliver", "update", "publish", "halo", "learn", "allreduce", "io", "probes",
+PHASE_ORDER = ("deliver", "update", "publish", "halo", "learn", "allreduce", "guard", "wait", "io", "probes",
                "checkpoint")
 
 
