@@ -25,7 +25,8 @@ InputToOut: {class: IdentConn, channelCode: 0}
 """
 
 
-def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=False, layout=None, interval=1):
+def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=False, layout=None, interval=1,
+           stop=6):
     """Frames of value index + 1; frame 3 (element 1's second image, shown from t = 3) holds `bad`."""
     with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
         for i in range(6):
@@ -35,6 +36,7 @@ def launch(tmp_path, bad, ranks=1, errorOnNotANumber=False, extra="", fresh=Fals
             w.write(float(i), frame)
     text = textwrap.dedent(NET).replace("ENOAN", str(errorOnNotANumber).lower()) + extra
     text = text.replace("checkpointWriteStepInterval: 1", f"checkpointWriteStepInterval: {interval}")
+    text = text.replace("stopTime: 6", f"stopTime: {stop}")
     (tmp_path / "net.yaml").write_text(text)
     args = ["-m", "pvmpi", "net.yaml", "-o", "out", "-q"] + (["--overwrite"] if fresh else [])
     layout = ["-batchwidth", str(ranks)] if layout is None else layout
@@ -70,12 +72,14 @@ def test_guard_is_collective_under_mpi(tmp_path):
 
 @pytest.mark.parametrize("ranks, layout", [(2, ["-batchwidth", "2"]), (4, ["-batchwidth", "2", "-rows", "2"])],
                          ids=["2 ranks", "4 ranks"])
-def test_a_poisoned_step_leaves_every_output_at_the_step_before(tmp_path, ranks, layout):
-    """With more than one rank, step k's verdict arrives during step k + 1: the outputs step k wrote
-    meanwhile (layers, weights, probe text) are cut back on every rank; checkpoints every 2 steps."""
+@pytest.mark.parametrize("interval", [2, 100], ids=["checkpoints every 2 steps", "no checkpoint before the end"])
+def test_a_poisoned_step_leaves_every_output_at_the_step_before(tmp_path, ranks, layout, interval):
+    """With more than one rank, the verdicts of steps 1-4 arrive together during step 8 (or at a
+    checkpoint before): the outputs steps 3-7 wrote meanwhile (layers, probe text) are cut back on
+    every rank, and no checkpoint holds step 3 or later."""
     extra = ("OutNorm: {class: L2NormProbe, targetLayer: Out, probeOutputFile: OutNorm.txt}\n"
              "InputStats: {class: StatsProbe, targetLayer: Input, probeOutputFile: InputStats.txt}\n")
-    proc = launch(tmp_path, np.nan, ranks=ranks, layout=layout, extra=extra, interval=2)
+    proc = launch(tmp_path, np.nan, ranks=ranks, layout=layout, extra=extra, interval=interval, stop=12)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "at t = 3 (step 3), batch element 1" in lines[0], proc.stderr
@@ -86,8 +90,9 @@ def test_a_poisoned_step_leaves_every_output_at_the_step_before(tmp_path, ranks,
             text = (tmp_path / "out" / f"{probe}_batchElement_{b}.txt").read_text()
             times = [float(ln.replace("t==", " ").split(",")[0].split()[0]) for ln in text.splitlines()]
             assert times == [0, 1, 2], (probe, b, text)
-    steps = sorted(p.name for p in (tmp_path / "out" / "ck").iterdir() if p.name.startswith("Checkpoint"))
-    assert steps == ["Checkpoint0", "Checkpoint2"], steps
+    steps = sorted(int(p.name[len("Checkpoint"):]) for p in (tmp_path / "out" / "ck").iterdir()
+                   if p.name.startswith("Checkpoint"))
+    assert steps == ([0, 2] if interval == 2 else [0]), steps
 
 
 def test_error_on_not_a_number_also_checks_membrane_potentials(tmp_path):
