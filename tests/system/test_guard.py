@@ -121,7 +121,6 @@ def test_the_guards_sums_are_each_layers_activity_after_every_step(net):
     import tempfile
 
     from pvmpi import PvmpiError, Simulation
-    from pvmpi.kernels import numpy_ref
     from pvmpi.model.config import parse_yaml
     from pvmpi.model.network_model import build_model
 
@@ -135,10 +134,43 @@ def test_the_guards_sums_are_each_layers_activity_after_every_step(net):
                 except PvmpiError:  # a drawn network that diverges: the guard's own tests cover that
                     break
                 for layer in col.layers.values():
-                    A, t = col.kernels.to_host(layer.A), layer.tile
-                    stats = numpy_ref.layer_stats(A, layer.margin_x, layer.margin_y, t.ny, t.nx, 0.0)
-                    got, want, scale = layer.activity_sums(), stats[:, 0], stats[:, 1]
-                    where = f"{layer.name} ({type(layer).__name__}) at t = {col.t}: {got} against {want}"
-                    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want), err_msg=where)
-                    ok = np.isfinite(want)  # summation order: within 1e-9 of the sum of magnitudes
-                    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-9 * scale[ok]), where
+                    _check_sums(layer, col.kernels.to_host(layer.A), f"at t = {col.t}")
+
+
+def _check_sums(layer, A, when):
+    """The guard's sums of ``layer`` against A's own, within summation order."""
+    from pvmpi.kernels import numpy_ref
+
+    t = layer.tile
+    stats = numpy_ref.layer_stats(A, layer.margin_x, layer.margin_y, t.ny, t.nx, 0.0)
+    got, want, scale = layer.activity_sums(), stats[:, 0], stats[:, 1]
+    where = f"{layer.name} ({type(layer).__name__}) {when}: {got} against {want}"
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want), err_msg=where)
+    ok = np.isfinite(want)  # summation order: within 1e-9 of the sum of magnitudes
+    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-9 * scale[ok]), where
+
+
+def test_dropout_and_mask_layers_drop_the_sums_their_transfer_took(tmp_path):
+    """DropoutLayer and MaskLayer change A after the transfer that summed A: the sums the guard
+    reads are those of A as it is at the end of the step."""
+    from pvmpi import Simulation
+    from pvmpi.model.config import parse_yaml
+    from pvmpi.model.network_model import build_model
+
+    rng = np.random.default_rng(2)
+    with pvp.DenseWriter(tmp_path / "in.pvp", 4, 4, 1) as w:
+        for i in range(2):
+            w.write(float(i), (1 + rng.random((1, 4, 4, 1))).astype(np.float32))
+    text = f"""
+column: {{class: HyPerCol, nx: 4, ny: 4, nbatch: 2, stopTime: 3, outputPath: {tmp_path / 'out'}}}
+Input: {{class: PvpLayer, inputPath: {tmp_path / 'in.pvp'}, displayPeriod: 1, batchMethod: byFile, phase: 0}}
+Dropped: {{class: DropoutLayer, phase: 1, InitVType: ZeroV, probability: 50, VThresh: -infinity}}
+Masked: {{class: MaskLayer, phase: 1, InitVType: ZeroV, maskMethod: maskFeatures, featureIdxs: [0]}}
+InputToDropped: {{class: IdentConn, channelCode: 0}}
+InputToMasked: {{class: IdentConn, channelCode: 0}}
+"""
+    with Simulation(build_model(parse_yaml(text, "net.yaml")), output_path=str(tmp_path / "out")) as sim:
+        for _ in range(3):
+            sim.step()
+            for name in ("Dropped", "Masked"):
+                _check_sums(sim.column.layers[name], sim.column.layers[name].A, f"at t = {sim.column.t}")
