@@ -50,6 +50,7 @@ from pathlib import Path
 
 from ..errors import PvmpiError
 from ..simulation import load
+from . import machine
 
 LATENCY_US = 1.5       # InfiniBand-like defaults for a cluster
 BANDWIDTH_GBS = 12.0
@@ -57,7 +58,9 @@ SHARED_MEMORY_LINK = (2.0, 14.0)  # MPI between processes of one node, typical: 
 DEFAULT_ACTIVITY = 0.1   # active fraction of sparse layers when no measured run says otherwise
 KINDS = ("batch", "spatial", "mixed")
 TERMS = ("compute", "halo", "allreduce", "sync", "wait", "io", "serial")
-VALIDATION_LAYOUTS = ((2, 1, 1), (1, 2, 1))
+#: layouts --validate measures (1 thread per rank) where this machine has a core per rank: a second
+#: 1-rank run (the calibration's own noise), then 2 and 4 ranks split by batch and by rows
+VALIDATION_LAYOUTS = ((1, 1, 1), (2, 1, 1), (1, 2, 1), (4, 1, 1), (2, 2, 1))
 LOCAL_GROUPS = ("deliver", "update", "learn", "publish")  # the bench's phase groups that are pure local work
 
 
@@ -389,9 +392,14 @@ def run_benches(config, layouts, sets, args):
     return runs
 
 
+def validation_layouts(cores):
+    """The VALIDATION_LAYOUTS that give each rank a core of its own on a machine of ``cores``."""
+    return [lay for lay in VALIDATION_LAYOUTS if lay[0] * lay[1] * lay[2] <= cores]
+
+
 def validate(runs, model, cal, local_link=SHARED_MEMORY_LINK):
-    """Model vs measured for every multi-rank run, with the figures of the link between the
-    measured processes (``(latency us, GB/s)``: one node's shared memory unless --local-link)."""
+    """Model vs measured for every run but the calibration's, with the figures of the link between
+    the measured processes (``(latency us, GB/s)``: one node's shared memory unless --local-link)."""
     net = network(model, activity=cal.activity)
     link = Net(local_link[0] * 1e-6, local_link[1] * 1e9)
     out = []
@@ -424,7 +432,9 @@ def build_parser():
                         "'bench scaling', or measured.json of an earlier 'bench model -o DIR'; its 1-rank run "
                         "calibrates (the fewest threads), its multi-rank runs are validated")
     p.add_argument("--validate", action="store_true",
-                   help="also measure B=2 and R=2 (1 thread per rank) and print model vs measured")
+                   help="also measure a second 1-rank run, B=2 and R=2, and B=4 and B=2 x R=2 where this machine "
+                        "has 4 cores (1 thread per rank; oversubscribed ranks validate nothing), and print model "
+                        "vs measured")
     p.add_argument("--ranks", type=int, metavar="N", help="predict only at N ranks")
     p.add_argument("--max-ranks", type=int, default=4096, help="largest power of two predicted (default 4096)")
     p.add_argument("-t", "--threads", type=int, default=1, help="threads (cores) per rank predicted (default 1)")
@@ -479,10 +489,11 @@ def _main(args):
     if args.measured:
         runs = _runs_of(args.measured)
     else:
+        checked = validation_layouts(machine.cpu_count()) if args.validate else []
         print("pvmpi bench model: measuring per-core costs (bench on 1 rank x 1 thread"
-              + (", then B=2 and R=2" if args.validate else "") + ")", file=sys.stderr, flush=True)
-        runs = run_benches(config, [(1, 1, 1)] + (list(VALIDATION_LAYOUTS) if args.validate else []),
-                           args.measure_set, args)
+              + (", then " + ", ".join("x".join(map(str, lay)) for lay in checked) if checked else "") + ")",
+              file=sys.stderr, flush=True)
+        runs = run_benches(config, [(1, 1, 1)] + checked, args.measure_set, args)
     ones = sorted((r for r in runs if r["ranks"] == 1), key=lambda r: r["threads"])
     if not ones:
         raise PvmpiError("no 1-rank run among the measured runs", param="--measured")
@@ -504,7 +515,7 @@ def _main(args):
     else:
         rows = sweep(net, cal, link, ranks, args.threads, args.per_step_collective)
     stops = where_scaling_stops(rows, ranks)
-    checks = validate([r for r in runs if r["ranks"] > 1], measured_model, cal, tuple(args.local_link))
+    checks = validate([r for r in runs if r is not ones[0]], measured_model, cal, tuple(args.local_link))
     result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
               "weak_nbatch_per_rank": args.weak,
               "per_step_collective": args.per_step_collective,

@@ -206,3 +206,11 @@ def test_weak_scaling_keeps_the_work_per_rank():
     assert all(a["efficiency"] >= b["efficiency"] for a, b in pairwise(rows))
     blocking = pm.weak_sweep(nets, cal, IB, per_step_collective=True)
     assert blocking[-1]["terms"]["wait"] > rows[-1]["terms"]["wait"]
+
+
+def test_validation_gives_every_rank_a_core():
+    """--validate measures a second 1-rank run and 2 ranks on 2 cores, 4 ranks only with 4 cores:
+    oversubscribed ranks spin on each other's cores and validate nothing."""
+    assert pm.validation_layouts(2) == [(1, 1, 1), (2, 1, 1), (1, 2, 1)]
+    assert pm.validation_layouts(4) == list(pm.VALIDATION_LAYOUTS)
+    assert pm.validation_layouts(1) == [(1, 1, 1)]
