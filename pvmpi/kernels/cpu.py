@@ -641,6 +641,9 @@ def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sum
     nb, Y, X, nf = dst.shape
     ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
     src = np.ascontiguousarray(src, np.float32)
+    window = (nb, src.shape[1] - 2 * int(src_up), src.shape[2] - 2 * int(src_lt), src.shape[3])
+    if window != (nb, ny, nx, nf):  # the kernel indexes without bounds checks
+        raise ValueError(f"scale_into: src window {window} differs from dst's {(nb, ny, nx, nf)}")
     part = np.empty((nb, ny), np.float64)
     _scale_rows(dst.reshape(nb, Y, X * nf), src.reshape(src.shape[0], src.shape[1], src.shape[2] * nf),
                 *_ints(ny, dst_lt * nf, dst_up, src_lt * nf, src_up, nx * nf), _F32(scale), bool(add), part)

@@ -74,9 +74,9 @@ def test_guard_is_collective_under_mpi(tmp_path):
                          ids=["2 ranks", "4 ranks"])
 @pytest.mark.parametrize("interval", [2, 100], ids=["checkpoints every 2 steps", "no checkpoint before the end"])
 def test_a_poisoned_step_leaves_every_output_at_the_step_before(tmp_path, ranks, layout, interval):
-    """With more than one rank, the verdicts of steps 1-4 arrive together during step 8 (or at a
-    checkpoint before): the outputs steps 3-7 wrote meanwhile (layers, probe text) are cut back on
-    every rank, and no checkpoint holds step 3 or later."""
+    """With more than one rank, step 3's verdict arrives during step 7 (or at a checkpoint before):
+    the outputs steps 3-6 wrote meanwhile (layers, probe text) are cut back on every rank, and no
+    checkpoint holds step 3 or later."""
     extra = ("OutNorm: {class: L2NormProbe, targetLayer: Out, probeOutputFile: OutNorm.txt}\n"
              "InputStats: {class: StatsProbe, targetLayer: Input, probeOutputFile: InputStats.txt}\n")
     proc = launch(tmp_path, np.nan, ranks=ranks, layout=layout, extra=extra, interval=interval, stop=12)
