@@ -74,7 +74,7 @@ class NumericGuard:
         if col.comms.size == 1:
             self._decide(buf, col.t, col.step)
             return
-        out = np.empty_like(buf)  # buf and out stay referenced until the request completes
+        out = np.empty_like(buf)
         self.pending.append((col.comms.iallreduce_max(buf, out), out, col.t, col.step, restore_points(), buf))
         while len(self.pending) > SLACK_STEPS:
             self._settle(self.pending.popleft())
@@ -91,11 +91,11 @@ class NumericGuard:
 
     def _settle(self, pending):
         request, buf, t, step, points, _ = pending
-        self.column.timers.call("wait", request.Wait)  # the slowest rank's lag, not the check's own cost
+        self.column.timers.call("wait", request.wait)  # the slowest rank's lag, not the check's own cost
         if -buf[0] != _NONE:
             cut_back(points)  # that step's outputs, and any after it
             while self.pending:  # every rank started the later ones: complete them before raising
-                self.pending.popleft()[0].Wait()
+                self.pending.popleft()[0].wait()
         self._decide(buf, t, step)
 
     def _decide(self, buf, t, step):

@@ -99,7 +99,7 @@ class HebbianUpdater:
     def finish_reduction(self):
         """Wait for the dW all-reduce in flight (timed as all-reduce); the reduced dW."""
         if self.pending is not None:
-            self.run.timers.call("allreduce:" + self.conn.name, self.pending.Wait)
+            self.run.timers.call("allreduce:" + self.conn.name, self.pending.wait)
             self.pending = None
         self.waiting = False
         return self.reduced_dw()
@@ -145,7 +145,7 @@ class HebbianUpdater:
         """Schedules, the decayed dWMax, and a reduced dW still waiting to be applied."""
         pending = self.pending is not None
         if pending:  # complete the reduction first: the checkpoint holds the reduced sums
-            self.pending.Wait()
+            self.pending.wait()
             self.pending = None
             self.waiting = True
         waiting = getattr(self, "waiting", False)
@@ -183,7 +183,7 @@ class HebbianUpdater:
     def close(self):
         """Complete a dW all-reduce still in flight, so no MPI request outlives the run."""
         if self.pending is not None:
-            self.pending.Wait()
+            self.pending.wait()
             self.pending = None
 
 

@@ -37,6 +37,33 @@ def _output(src, out, what):
     return out
 
 
+class Pending:
+    """A started non-blocking reduction and the two arrays it reads and writes.
+
+    mpi4py's request does not keep them alive: a caller that dropped them
+    before the reduction completed would let MPI write into freed memory. They
+    live as long as this object, and beyond it if it is dropped unfinished.
+    """
+
+    __slots__ = ("_request", "_arrays")
+
+    def __init__(self, request, src, out):
+        self._request = request
+        self._arrays = (src, out)
+
+    def wait(self):
+        """Complete the reduction: its output array holds the result."""
+        self._request.Wait()
+        self._arrays = None
+
+    def __del__(self):
+        if self._arrays is not None and self._request != MPI.REQUEST_NULL:
+            _UNFINISHED.append((self._request, self._arrays))  # MPI may still write there
+
+
+_UNFINISHED = []  # reductions dropped before completing (a run abandoned mid-flight), kept from the allocator
+
+
 class Comms:
     """World, spatial (R x C Cartesian, one per batch slice) and batch
     (B ranks sharing a tile) communicators for ``layout``.
@@ -79,7 +106,8 @@ class Comms:
 
     def _ireduce(self, comm, arr, out, what, op=MPI.SUM):
         src = _contiguous(arr, what)
-        return comm.Iallreduce(src, _output(src, out, what), op=op)
+        out = _output(src, out, what)
+        return Pending(comm.Iallreduce(src, out, op=op), src, out)
 
     def allreduce_sum(self, arr, out=None):
         """Sum of ``arr`` over all ranks (shared-weight dW, counts), as a new array or in ``out``."""
@@ -91,13 +119,13 @@ class Comms:
 
     def iallreduce_max(self, arr, out):
         """Start the world maximum of ``arr`` into ``out`` (the guard's verdict and flags, read a
-        step later); returns an MPI request. Neither array may be touched until it completes."""
+        step later); returns a :class:`Pending`. Neither array may be touched until it completes."""
         return self._ireduce(self.world, arr, out, "iallreduce_max", MPI.MAX)
 
     def iallreduce_sum(self, arr, out):
-        """Start the world sum of ``arr`` into ``out``; returns an MPI request.
+        """Start the world sum of ``arr`` into ``out``; returns a :class:`Pending`.
 
-        Neither array may be touched until ``request.Wait()`` returns; this
+        Neither array may be touched until its ``wait()`` returns; this
         lets dW travel while the next step computes (immediateWeightUpdate = false).
         """
         return self._ireduce(self.world, arr, out, "iallreduce_sum")
@@ -107,7 +135,7 @@ class Comms:
         return self._reduce(self.batch, arr, MPI.SUM, out, "batch_sum")
 
     def ibatch_sum(self, arr, out):
-        """Non-blocking :meth:`batch_sum` into ``out``; returns an MPI request."""
+        """Non-blocking :meth:`batch_sum` into ``out``; returns a :class:`Pending`."""
         return self._ireduce(self.batch, arr, out, "ibatch_sum")
 
     def spatial_sum(self, arr, out=None):

@@ -1,4 +1,7 @@
 """Communicators and collectives, for every layout of the world's ranks."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -53,7 +56,7 @@ def test_allreduce_sum_identical_everywhere(comms_for, world_layouts):
 
         out = np.empty_like(arr)
         req = c.iallreduce_sum(arr, out)
-        req.Wait()
+        req.wait()
         assert out.tobytes() == total.tobytes()
 
         counts = c.allreduce_sum(np.full(3, c.rank + 1, np.float32))
@@ -107,7 +110,7 @@ def _reduce(c, name, arr, out=None):
     """Comms.<name> of arr (into out if given), completed."""
     if name.startswith("i"):  # non-blocking: the output buffer is required
         out = np.empty_like(arr) if out is None else out
-        getattr(c, name)(arr, out).Wait()
+        getattr(c, name)(arr, out).wait()
         return out
     return getattr(c, name)(arr, out=out)
 
@@ -147,6 +150,25 @@ def test_the_guards_non_blocking_maximum_is_the_blocking_one(comms_for, world_la
         c = comms_for(lay)
         arr = np.array([-c.rank, 3 * c.rank % 5, 7], np.int64)
         np.testing.assert_array_equal(_reduce(c, "iallreduce_max", arr), c.allreduce_max(arr))
+
+
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("name", ["iallreduce_sum", "iallreduce_max", "ibatch_sum"])
+def test_a_started_reduction_keeps_its_arrays_alive(comms_for, world_layouts, name):
+    """The caller may drop its references while the reduction is in flight (the guard's pending
+    verdicts at an error did): MPI must never write into memory freed meanwhile."""
+    for lay in world_layouts:
+        c = comms_for(lay)
+        src, out = np.full(7, c.rank, np.int64), np.empty(7, np.int64)
+        alive = [weakref.ref(src), weakref.ref(out)]
+        pending = getattr(c, name)(src, out)
+        del src, out
+        gc.collect()
+        assert all(ref() is not None for ref in alive)
+        pending.wait()
+        del pending
+        gc.collect()
+        assert all(ref() is None for ref in alive)  # and not kept after it completed
 
 
 @pytest.mark.mpi(min_size=1)
