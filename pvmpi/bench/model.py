@@ -24,8 +24,9 @@ that a miss can be traced to the term that caused it:
   it was before its verdict was read a step later).
 * **wait** (jitter): ranks that meet wait for the slowest of them. From the
   1-rank run's own step times (their deviations from the mean), the expected
-  maximum over n ranks of a block of S steps, per step: n = P and S = 5 for
-  the guard's reduction read 4 steps later (S = 1 with
+  maximum over n ranks of a block of S steps, per step: n = P and S = 4 for
+  the guard's reduction, one per block of 4 steps (an upper bound: a block's
+  verdict is read a block later; S = 1 with
   ``--per-step-collective``), n = 1 + an interior tile's neighbours and
   S = 1 for the halo exchange; the larger of the two. Beyond the measured
   samples the maximum grows as a Gaussian's, sigma sqrt(2 ln n).
@@ -262,7 +263,7 @@ def wait_ms(cal, layout, per_step_collective=False):
     from ..network.guard import SLACK_STEPS
 
     b, r, c = layout
-    every = 1 if per_step_collective else SLACK_STEPS + 1
+    every = 1 if per_step_collective else SLACK_STEPS  # a block's verdicts travel together
     return max(expected_max_ms(cal.deviations_ms, b * r * c, every),
                expected_max_ms(cal.deviations_ms, 1 + neighbours(r, c), 1) if r * c > 1 else 0.0)
 

@@ -15,10 +15,13 @@
 import os
 import warnings
 import weakref
+from collections import deque
 from contextlib import contextmanager
 
 _STREAMS = weakref.WeakSet()  # open output streams of this process; closed ones drop out
 _REWINDABLE = weakref.WeakSet()  # output streams that can be cut back: PVP writers and text files
+_point = 0  # restore points taken so far (see Rewindable)
+_kept = 0  # the oldest restore point still needed: a stream forgets its notes of older ones
 
 
 def track(f):
@@ -28,30 +31,69 @@ def track(f):
 
 
 def rewindable(stream):
-    """Register an output stream for :func:`restore_points`: a PVP writer or a text file; returns it."""
+    """Register a :class:`Rewindable` output stream (a PVP writer, a text file) for :func:`cut_back`;
+    returns it."""
     _REWINDABLE.add(stream)
     return stream
 
 
-def restore_points():
-    """Where every open output stream stands now (a writer's frames, a text file's bytes)."""
-    return [(s, s.num_frames if hasattr(s, "num_frames") else s.tell())
-            for s in list(_REWINDABLE) if not s.closed]
+def restore_point():
+    """A new restore point: where every output stream stands now (an int for :func:`cut_back`).
 
-
-def cut_back(points):
-    """Cut each stream of ``points`` back to where it stood: the writes of a step found not finite."""
-    for s, where in points:
-        if not s.closed:
-            s.truncate(where)
-
-
-class TextStream:
-    """A text output file that counts the bytes it writes, so its position costs no flush.
-
-    Restore points are taken at every step of a multi-rank run; ``tell()`` of
-    a Python text file flushes it, about 4 us a file.
+    Costs nothing per stream: each notes its place at its first write after a point.
     """
+    global _point
+    _point += 1
+    return _point
+
+
+def forget_before(point):
+    """Restore points before ``point`` will not be cut back to: streams may drop their notes of them."""
+    global _kept
+    _kept = max(_kept, point)
+
+
+def cut_back(point):
+    """Cut every open stream back to where it stood at restore ``point``: the writes of a step found
+    not finite, and of any after it."""
+    for s in list(_REWINDABLE):
+        if not s.closed:
+            s.rewind(point)
+
+
+class Rewindable:
+    """An output stream that can be cut back to a restore point (:func:`restore_point`).
+
+    A subclass calls :meth:`_note` before each write and has ``_place()`` (where
+    it stands: bytes or frames) and ``truncate(place)``.
+    """
+
+    _noted = 0
+    _notes = None
+
+    def _note(self):
+        """Before a write: the first one after a restore point notes where the stream stands."""
+        if self._noted != _point:
+            self._noted = _point
+            if self._notes is None:
+                self._notes = deque()
+            notes = self._notes
+            while notes and notes[0][0] < _kept:
+                notes.popleft()
+            notes.append((_point, self._place()))
+
+    def rewind(self, point):
+        """Cut back to where the stream stood at restore ``point`` (nothing if it has not written since)."""
+        for noted, place in self._notes or ():
+            if noted >= point:
+                self.truncate(place)
+                self._notes.clear()
+                return
+
+
+class TextStream(Rewindable):
+    """A text output file that counts the bytes it writes, so its position costs no flush
+    (``tell()`` of a Python text file flushes it, about 4 us a file)."""
 
     def __init__(self, f):
         self._f = f
@@ -60,6 +102,7 @@ class TextStream:
 
     def write(self, text):
         """Append text (an error names the file)."""
+        self._note()
         with naming(self.name):
             self._f.write(text)
         self._position += len(text.encode("utf-8"))
@@ -67,6 +110,8 @@ class TextStream:
     def tell(self):
         """Bytes written so far: where the next text goes."""
         return self._position
+
+    _place = tell
 
     def truncate(self, position):
         """Cut the file back to byte ``position`` and go on writing there."""

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pvmpi.errors import PvmpiError
-from pvmpi.io.outputs import naming, rewindable, track
+from pvmpi.io.outputs import Rewindable, naming, rewindable, track
 
 # File types (`fileType`, facts 1.3).
 PVP_FILE_TYPE = 1
@@ -402,7 +402,7 @@ def _drop_tail(f, path, end, why):
     f.truncate(end)
 
 
-class _FrameWriter:
+class _FrameWriter(Rewindable):
     """Plumbing shared by the writers: whole frames after a header, one end offset each."""
 
     _header_end = 0
@@ -428,6 +428,9 @@ class _FrameWriter:
     def num_frames(self):
         return len(self._ends)
 
+    def _place(self):
+        return len(self._ends)
+
     @property
     def closed(self):
         return self._f.closed
@@ -442,6 +445,7 @@ class _FrameWriter:
 
     def _append(self, chunks, frame_sizes):
         """Write whole frames at the end, then fix the header, so the file stays valid."""
+        self._note()
         start = self._end()
         with naming(self.path):
             self._f.seek(start)

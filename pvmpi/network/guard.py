@@ -12,24 +12,28 @@ thresholded layer turns a NaN in V into A = 0, which hides it from A's sums
 
 All ranks decide together, so the error is raised on every rank alike: the
 outputs of the steps before are complete, and no checkpoint of the poisoned
-state is written. The decision travels in one small MAX reduction, which
-also carries the run's signal and checkpoint-clock flags. With more than one
-rank it is non-blocking: step k's reduction is started when its layers have
-updated and read during step k + SLACK_STEPS, so no rank waits for the slowest
-at every step. Step k's outputs are written meanwhile and cut back to where they stood
-(:func:`~pvmpi.io.outputs.restore_points`) if its verdict is bad (lines a
-probe without probeOutputFile printed to the terminal stay); a checkpoint
-settles the verdict first, so it never holds an unverified state.
+state is written. The decision travels in small MAX reductions, which also
+carry the run's signal and checkpoint-clock flags. With more than one rank
+they are non-blocking and batched: the verdicts of SLACK_STEPS steps travel
+in one reduction, started when the block's last step has updated and read
+when the next block is full, so ranks meet once per block and no rank waits
+for the slowest at every step (an MPI reduction costs tens of microseconds
+to start and complete, more than the check itself). The steps' outputs are
+written meanwhile and cut back to where they stood
+(:func:`~pvmpi.io.outputs.restore_point`) at the first step whose verdict is
+bad (lines a probe without probeOutputFile printed to the terminal stay); a
+checkpoint settles every verdict first, so it never holds an unverified state.
 """
 from collections import deque
 
 import numpy as np
 
 from ..errors import PvmpiError
-from ..io.outputs import cut_back, restore_points
+from ..io.outputs import cut_back, forget_before, restore_point
 
 _NONE = np.iinfo(np.int64).max
-#: steps a rank may run ahead of a verdict: a rank descheduled for up to this many steps delays no other
+#: steps whose verdicts travel together, and steps a rank may run ahead of a block's verdict:
+#: a rank descheduled for up to this many steps delays no other
 SLACK_STEPS = 4
 
 
@@ -43,44 +47,74 @@ class NumericGuard:
         self.index = {layer.name: i for i, layer in enumerate(self.layers)}
         self.nbatch = int(column.model.column["nbatch"])
         self.flags = np.zeros(0, np.int64)  # the settled verdicts' OR-ed flags (see check, take_flags)
-        # (request, result, t, step, output restore points, input) of each unsettled step, oldest first
+        self.block = []  # (sums, t, step, output restore point) of this rank's steps not yet sent
+        self.block_flags = None  # their flags, OR-ed
+        # (request, result, steps of the block, input) of each block sent and not settled, oldest first
         self.pending = deque()
 
-    def _sums(self, layer):
-        yield 0, layer.activity_sums()
-        if self.check_v and layer.has_v and not layer.a_is_v:
-            yield 1, layer.membrane_sums()
+    def _sums(self, updated):
+        """[(layer, 0 for A or 1 for V, [nb] float64 sums)] of the layers updated this step: the
+        sums themselves are looked at later, a block of steps at once."""
+        found = [(layer, 0, layer.activity_sums()) for layer in updated]
+        if self.check_v:
+            found += [(layer, 1, layer.membrane_sums()) for layer in updated if layer.has_v and not layer.a_is_v]
+        return found
+
+    def _codes(self, steps):
+        """Per step (a :meth:`_sums` list), the smallest code of a NaN or Inf (layer, A or V, global
+        batch element), or _NONE; one look at every sum of the block when all are finite."""
+        every = [sums for found in steps for *_, sums in found]
+        if not every or np.isfinite(np.concatenate(every)).all():
+            return [_NONE] * len(steps)
+        codes = []
+        for found in steps:
+            code = _NONE
+            for layer, what, sums in found:
+                bad = np.flatnonzero(~np.isfinite(sums))
+                if bad.size:
+                    b = layer.tile.kb0 + int(bad[0])
+                    code = min(code, (2 * self.index[layer.name] + what) * self.nbatch + b)
+            codes.append(code)
+        return codes
 
     def check(self, updated, flags=None):
         """Look at the layers updated this step; raise on every rank if any rank's hold a NaN or Inf.
 
         ``flags`` (int64, optional): this rank's flags, OR-ed over all ranks in
         the same reduction and added to ``self.flags`` once it completes. On one
-        rank the verdict is immediate; on more, this step's reduction starts and
-        the verdict of the step SLACK_STEPS before is settled (see the module docstring).
+        rank the verdict is immediate; on more, a block of SLACK_STEPS steps is
+        sent at once and settled when the next one is sent (see the module docstring).
         """
-        code = _NONE
-        for layer in updated:
-            for what, sums in self._sums(layer):
-                bad = np.flatnonzero(~np.isfinite(sums))
-                if bad.size:
-                    b = layer.tile.kb0 + int(bad[0])
-                    code = min(code, (2 * self.index[layer.name] + what) * self.nbatch + b)
-                    break
-        buf = np.empty(1 + (0 if flags is None else len(flags)), np.int64)
-        buf[0] = -code  # MAX of -code is the MIN of code
-        buf[1:] = 0 if flags is None else flags
         col = self.column
         if col.comms.size == 1:
-            self._decide(buf, col.t, col.step)
+            self._decide(-np.array(self._codes([self._sums(updated)]), np.int64),
+                         np.zeros(0, np.int64) if flags is None else flags, [(col.t, col.step)])
             return
-        out = np.empty_like(buf)
-        self.pending.append((col.comms.iallreduce_max(buf, out), out, col.t, col.step, restore_points(), buf))
-        while len(self.pending) > SLACK_STEPS:
+        self.block.append((self._sums(updated), col.t, col.step, restore_point()))
+        if flags is not None:
+            self.block_flags = flags.copy() if self.block_flags is None else self.block_flags | flags
+        if len(self.block) < SLACK_STEPS:
+            return
+        self._send()
+        while len(self.pending) > 1:
             self._settle(self.pending.popleft())
 
+    def _send(self):
+        """Start the reduction of this rank's unsent steps (collective: every rank has the same ones)."""
+        n, flags = len(self.block), self.block_flags
+        buf = np.zeros(n + (0 if flags is None else len(flags)), np.int64)
+        buf[:n] = self._codes([found for found, *_ in self.block])
+        np.negative(buf[:n], out=buf[:n])  # MAX of -code is the MIN of code
+        buf[n:] = 0 if flags is None else flags
+        out = np.empty_like(buf)
+        self.pending.append((self.column.comms.iallreduce_max(buf, out), out,
+                             [(t, step, point) for _, t, step, point in self.block], buf))
+        self.block, self.block_flags = [], None
+
     def settle(self):
-        """Wait for every pending verdict (collective): before a checkpoint, at the end of a run."""
+        """Wait for every verdict of the steps so far (collective): before a checkpoint, at the end of a run."""
+        if self.block:
+            self._send()
         while self.pending:
             self._settle(self.pending.popleft())
 
@@ -90,19 +124,25 @@ class NumericGuard:
         return flags
 
     def _settle(self, pending):
-        request, buf, t, step, points, _ = pending
+        request, out, steps, _ = pending
         self.column.timers.call("wait", request.wait)  # the slowest rank's lag, not the check's own cost
-        if -buf[0] != _NONE:
-            cut_back(points)  # that step's outputs, and any after it
+        n = len(steps)
+        bad = np.flatnonzero(out[:n] != -_NONE)
+        if bad.size:
+            cut_back(steps[bad[0]][2])  # the first bad step's outputs, and any after it
             while self.pending:  # every rank started the later ones: complete them before raising
                 self.pending.popleft()[0].wait()
-        self._decide(buf, t, step)
+            self.block, self.block_flags = [], None
+        else:
+            forget_before(steps[-1][2] + 1)
+        self._decide(out[:n], out[n:], [(t, step) for t, step, _ in steps])
 
-    def _decide(self, buf, t, step):
-        flags = buf[1:]
+    def _decide(self, codes, flags, steps):
+        """Merge the flags; raise for the first of ``steps`` (t, step) whose code (negated) names a NaN."""
         self.flags = flags.copy() if self.flags.shape != flags.shape else self.flags | flags
-        if -buf[0] != _NONE:
-            self._raise(int(-buf[0]), t, step)
+        for c, (t, step) in zip(codes, steps):
+            if -c != _NONE:
+                self._raise(int(-c), t, step)
 
     def _raise(self, code, t, step):
         b = code % self.nbatch
