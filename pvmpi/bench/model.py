@@ -558,6 +558,8 @@ def _lay(row):
 def format_report(res):
     """The prediction as text: the network and costs assumed, a row per rank count and layout,
     where each kind of layout stops scaling, and the check against measured runs."""
+    from ..network.guard import SLACK_STEPS
+
     m, n = res["machine"], res["network"]
     weak = res.get("weak_nbatch_per_rank")
     lines = [" ".join(["pvmpi bench model", res["config"]] + [f"--set {s}" for s in res["set"]]
@@ -575,7 +577,7 @@ def format_report(res):
               f"{m['threads_per_rank']} thread(s) per rank"),
              (f"  step jitter {m.get('step_jitter_ms', 0.0):.3g} ms (sigma of the 1-rank run's steps); ranks meet "
               + ("at a blocking reduction every step" if res.get("per_step_collective")
-                 else "at the guard's reduction read 4 steps later and at halos")),
+                 else f"at the guard's reduction, once per {SLACK_STEPS} steps, and at halos")),
              "",
              f"  {'ranks':>5} {'kind':<8} {'layout BxRxC':<13} {'ms/step':>10} {'effic.':>7}   "
              + " ".join(f"{t:>9}" for t in TERMS)]
