@@ -49,7 +49,7 @@ class NumericGuard:
         self.flags = np.zeros(0, np.int64)  # the settled verdicts' OR-ed flags (see check, take_flags)
         self.block = []  # (sums, t, step, output restore point) of this rank's steps not yet sent
         self.block_flags = None  # their flags, OR-ed
-        # (request, result, steps of the block, input) of each block sent and not settled, oldest first
+        # (reduction, result, steps of the block) of each block sent and not settled, oldest first
         self.pending = deque()
 
     def _sums(self, updated):
@@ -108,7 +108,7 @@ class NumericGuard:
         buf[n:] = 0 if flags is None else flags
         out = np.empty_like(buf)
         self.pending.append((self.column.comms.iallreduce_max(buf, out), out,
-                             [(t, step, point) for _, t, step, point in self.block], buf))
+                             [(t, step, point) for _, t, step, point in self.block]))
         self.block, self.block_flags = [], None
 
     def settle(self):
@@ -124,7 +124,7 @@ class NumericGuard:
         return flags
 
     def _settle(self, pending):
-        request, out, steps, _ = pending
+        request, out, steps = pending
         self.column.timers.call("wait", request.wait)  # the slowest rank's lag, not the check's own cost
         n = len(steps)
         bad = np.flatnonzero(out[:n] != -_NONE)
