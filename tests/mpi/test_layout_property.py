@@ -155,6 +155,7 @@ def _drawn_on_rank0(net):
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(1200)  # every drawn network on every layout in one test: 50 at -n 4 came near 600 s
 def test_generated_networks_are_layout_independent():
     """Hypothesis draws on rank 0 alone (its engine need not behave alike on every rank: two
     engines once drew different networks); the other ranks take each network from rank 0 and
