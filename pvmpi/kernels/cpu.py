@@ -49,6 +49,7 @@ from pvmpi.kernels.numpy_ref import (  # noqa: F401  (elementwise, as fast in nu
     update_momentum_lca,
 )
 from pvmpi.kernels.numpy_ref import scale_into as _scale_into_ref
+from pvmpi.kernels.simd import LANES, add_patch_sum, move8, nonzero_mask64
 from pvmpi.kernels.transfer import transfer1, transfer_args
 
 _F32 = np.float32
@@ -88,18 +89,7 @@ def _axpy(y, a, x):
 
 @njit(inline="always")
 def _copy(dst, src):
-    """dst[:] = src for a contiguous run.
-
-    A run of 8 (an 8-wide patch row of one feature, the common case) is
-    written out: the loop form pays the loop vectoriser's checks and scalar
-    remainder on every run (im2col 1.5x faster written out). The moves stay
-    scalar: Numba leaves LLVM's straight-line (SLP) vectoriser off
-    (NUMBA_SLP_VECTORIZE, off since a miscompilation), and pvmpi keeps it so.
-    """
-    if dst.shape[0] == 8:
-        s0, s1, s2, s3, s4, s5, s6, s7 = src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7]
-        dst[0], dst[1], dst[2], dst[3], dst[4], dst[5], dst[6], dst[7] = s0, s1, s2, s3, s4, s5, s6, s7
-        return
+    """dst[:] = src for a contiguous run."""
     for q in range(dst.shape[0]):
         dst[q] = src[q]
 
@@ -183,7 +173,7 @@ def _list_run(row, k0, k1, base, idx, val, n, stats):
     lo = np.inf
     hi = -np.inf
     for c0 in range(k0, k1, 64):
-        m = _nonzero_bits(row[c0:min(k1, c0 + 64)])
+        m = nonzero_mask64(row, c0) if c0 + 64 <= k1 else _nonzero_bits(row[c0:k1])
         while m:
             j = c0 + trailing_zeros(m)
             v = row[j]
@@ -310,7 +300,7 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
                     ymul, yoff, ydiv, nky, lt, up, band):
     nk, nxp, nyp, nfp = Wt.shape
     col = nyp * nfp  # one patch column (py, o): contiguous in Wt and in the strip
-    W1 = Wt.reshape(nk, nxp * col)
+    W1 = Wt.reshape(-1)
     nb = offsets.shape[0] - 1
     ny, nx = G.shape[1], G.shape[2]
     G3 = G.reshape(nb, ny, nx * nfp)
@@ -326,6 +316,7 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
             continue
         S = np.zeros(nx * col, np.float32)  # the post rows one pre row reaches, as [x, py, o]
         T = np.empty(8 * nyp, np.float32)  # a block of 8 strip columns, transposed
+        acc = np.empty(nxp * col, np.float32)  # one position's patch sum, where not in registers
         entries = idx[lo_b:hi_b]
         first = lo_b
         for ye in range(idx[lo_b] // rowlen, idx[hi_b - 1] // rowlen + 1):
@@ -357,9 +348,9 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
                 hi = min(nxp, nx - x0)
                 if lo < hi:  # (slices with negative ends would wrap around)
                     k0 = nf * xkern[xe] + kyo - (end_e - nf)  # kernel = k0 + idx
-                    dst = S[(x0 + lo) * col:(x0 + hi) * col]  # the clipped patch: one contiguous block
-                    for e in range(n, m):
-                        _axpy(dst, val[e], W1[k0 + idx[e], lo * col:hi * col])
+                    # the clipped patch is one contiguous block of S and of each kernel's row of W1
+                    add_patch_sum(S, (x0 + lo) * col, W1, idx, val, n, m, k0, nxp * col, lo * col,
+                                  (hi - lo) * col, acc)
                     s_lo = min(s_lo, x0 + lo)
                     s_hi = max(s_hi, x0 + hi)
                 n = m
@@ -451,13 +442,26 @@ def _im2col(A2, cols, b, ylo, x0, y0, sy, run, nf):
     on their own blocks side by side.
     """
     nx = x0.shape[0]
+    K = cols.shape[1]
+    width = A2.shape[2]
+    src = A2[b].reshape(-1)
+    dst = cols.reshape(-1)
+    vectors = run // LANES
     for yy in range(cols.shape[0] // nx):
         ye0 = y0[ylo + yy]
         for x in range(nx):
-            row = cols[yy * nx + x]
+            d0 = (yy * nx + x) * K
             s0 = x0[x] * nf
             for jy in range(sy):
-                _copy(row[jy * run:(jy + 1) * run], A2[b, ye0 + jy, s0:s0 + run])
+                d = d0 + jy * run
+                s = (ye0 + jy) * width + s0
+                if run == LANES:  # an 8-wide patch row of one feature: the common case
+                    move8(dst, d, src, s)
+                    continue
+                for v in range(vectors):
+                    move8(dst, d + v * LANES, src, s + v * LANES)
+                for q in range(vectors * LANES, run):
+                    dst[d + q] = src[s + q]
 
 
 _SCRATCH = {}
