@@ -101,10 +101,12 @@ class TextStream(Rewindable):
         self._position = f.tell()
 
     def write(self, text):
-        """Append text (an error names the file)."""
+        """Append text (an error names the file; a try costs nothing, ``naming`` a few us a line)."""
         self._note()
-        with naming(self.name):
+        try:
             self._f.write(text)
+        except OSError as e:
+            _rename(e, self.name)
         self._position += len(text.encode("utf-8"))
 
     def tell(self):
@@ -140,6 +142,13 @@ class TextStream(Rewindable):
             self._f.close()
 
 
+def _rename(e, path):
+    """Raise OSError e, naming ``path`` where it names no file."""
+    if e.filename is None:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+    raise e
+
+
 @contextmanager
 def naming(path):
     """An OSError raised inside names ``path`` (a failed write on an open file names none: a full
@@ -147,9 +156,7 @@ def naming(path):
     try:
         yield
     except OSError as e:
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-        raise
+        _rename(e, path)
 
 
 def sync_outputs():

@@ -44,9 +44,7 @@ class BatchFiles:
         if self.to_log:
             sys.stdout.write(text)
         else:
-            f = self.files[self.kb0 + b]
-            with naming(f.name):
-                f.write(text)
+            self.files[self.kb0 + b].write(text)  # a TextStream: an error names the file
 
     def write_all(self, text):
         """Write text (e.g. a header) to every local batch element's file."""
