@@ -58,6 +58,32 @@ cuda, SIMULATOR = _import_cuda()
 
 from numba import float32, float64, int32, int64  # noqa: E402 (after the device check)
 
+# --------------------------------------------------------------------- launches
+
+LAUNCHES = [0]  # kernel launches by this process so far: the bench reports them per step
+
+
+class _Counted:
+    """A kernel whose launches (``kernel[grid, block, ...](args)``) add to :data:`LAUNCHES`."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, config):
+        LAUNCHES[0] += 1
+        return self.kernel[config]
+
+
+def _kernel(fn):
+    """``cuda.jit`` for a kernel (not a device function), its launches counted."""
+    return _Counted(cuda.jit(fn))
+
+
+def launches():
+    """Kernel launches made by this process so far (every backend call's kernels, counted at launch)."""
+    return LAUNCHES[0]
+
+
 # --------------------------------------------------------------------- launch constants
 
 THREADS = 32 if SIMULATOR else 256  # gather and elementwise blocks (simulated threads are Python threads)
@@ -208,7 +234,7 @@ def _block_scan(flag, buf, tid):
     return incl - flag, total
 
 
-@cuda.jit
+@_kernel
 def _k_scan(counts, ptr):
     """ptr = [0, cumsum(counts)] with one block: a serial run per thread, one block scan of the runs."""
     buf = cuda.shared.array(0, int64)  # SCAN values
@@ -352,7 +378,7 @@ def _stage_tile(tile, W1, woff, meta, ytab, y, jy0, jc, f0, nf, nkx, nyp, nxp, n
             tile[t0 + r] = v
 
 
-@cuda.jit
+@_kernel
 def _k_gather(A, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp, nf, nxb, nob, JC, FC):
     nb = A.shape[0]
     ny, nx, nfp = G.shape[1], G.shape[2], G.shape[3]
@@ -446,7 +472,7 @@ def _chunk_range(c, nchunk, N, K):
     return b, lo, hi
 
 
-@cuda.jit
+@_kernel
 def _k_count_chunks(A1, N, K, nchunk, counts):
     """counts[c] = nonzeros of chunk c (SCAN*K elements; K consecutive per thread, one block reduction)."""
     buf = cuda.shared.array(0, int32)  # SCAN values
@@ -462,7 +488,7 @@ def _k_count_chunks(A1, N, K, nchunk, counts):
             counts[c] = total
 
 
-@cuda.jit
+@_kernel
 def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
     """Compact each chunk's nonzeros in order at ptr[c]: thread prefix from one block scan."""
     buf = cuda.shared.array(0, int32)  # SCAN values
@@ -485,7 +511,7 @@ def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
                 m += 1
 
 
-@cuda.jit
+@_kernel
 def _k_every(src, step, dst):
     for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
         dst[i] = src[i * step]
@@ -534,7 +560,7 @@ def active_list(A, lt, up, stats=None):
 
 # ----- sparse delivery
 
-@cuda.jit
+@_kernel
 def _k_rowptr(offsets, idx, rowlen, nye, rowptr):
     """rowptr[b*nye + ye] = first entry of batch b at or after extended row ye (binary search)."""
     nb = offsets.shape[0] - 1
@@ -547,7 +573,7 @@ def _k_rowptr(offsets, idx, rowlen, nye, rowptr):
             rowptr[r] = _lower_bound(idx, offsets[b], offsets[b + 1], ye * rowlen)
 
 
-@cuda.jit
+@_kernel
 def _k_gather_sparse(idx, val, rowptr, nf, nxe, nye, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp,
                      nxb, nob, JC, FC):
     nb = G.shape[0]
@@ -648,7 +674,7 @@ def _infer_nye(offsets, idx, nf, nxe, ny_post, nyp, geo):
 
 # --------------------------------------------------------------------- input and update
 
-@cuda.jit
+@_kernel
 def _k_accumulate(GSyn3, c, G2):
     nch = GSyn3.shape[0]
     n = G2.shape[1]
@@ -683,7 +709,7 @@ _transfer1 = cuda.jit(device=True)(transfer1)  # one definition: pvmpi/kernels/t
 _transfer_args = transfer_args
 
 
-@cuda.jit
+@_kernel
 def _k_apply_transfer(V2, A3, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
     n = V2.shape[1]
     for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
@@ -710,7 +736,7 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None)
         sums[:] = layer_stats(A, lt, up, ny, nx, 0.0)[:, 0]
 
 
-@cuda.jit
+@_kernel
 def _k_update_lca(V2, A3, P3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth):
     n = V2.shape[1]
     one = float32(1)
@@ -754,7 +780,7 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
 
 # --------------------------------------------------------------------- halo strips
 
-@cuda.jit
+@_kernel
 def _k_copy_block(A3, buf3, y0, x0, w, to_buf):
     """Rows (b, i) of a [nb, h, w*nf] block at (y0, x0) of A: gather into buf or scatter from it."""
     h = buf3.shape[1]
@@ -792,7 +818,7 @@ def unpack_halo(A, buf, y0, x0):
     _halo_block(A, buf, y0, x0, False)
 
 
-@cuda.jit
+@_kernel
 def _k_mirror_x(A3, nf, m, n, left, right):
     """Every row (b, y) of A3 [nb, Y, X*nf]: the m margin columns each side copy the restricted ones, reversed."""
     span = m * nf
@@ -811,7 +837,7 @@ def _k_mirror_x(A3, nf, m, n, left, right):
                 A3[b, y, k * nf + f] = A3[b, y, (2 * m - 1 - k) * nf + f]
 
 
-@cuda.jit
+@_kernel
 def _k_mirror_y(A3, m, n, top, bottom):
     """Every column of A3 [nb, Y, X*nf]: the m margin rows each side copy the restricted ones, reversed."""
     for r in range(cuda.blockIdx.y, A3.shape[0] * 2 * m, cuda.gridDim.y):
@@ -852,7 +878,7 @@ def _slices(nel, longest):
     return max(1, min(-(-BUSY_THREADS // max(nel, 1)), max(longest, 1)))
 
 
-@cuda.jit
+@_kernel
 def _k_hebb_dense(A_pre, A_post, xs, ys, part, partc, S, nkx, nky,
                   lt_pre, up_pre, lt_post, up_post, nyp, nxp, nfp):
     nb, nye, nxe, nf = A_pre.shape
@@ -906,7 +932,7 @@ def _k_hebb_dense(A_pre, A_post, xs, ys, part, partc, S, nkx, nky,
         partc[s, el] = cnt
 
 
-@cuda.jit
+@_kernel
 def _k_hebb_reduce(part, partc, dW1, cnt1, dw_max):
     S, nel = part.shape
     for el in range(cuda.grid(1), nel, cuda.gridsize(1)):
@@ -952,13 +978,13 @@ def hebbian_shared(A_pre, A_post, dW, counts, dw_max,
     _finish_hebbian(part, partc, dW, counts, dw_max)
 
 
-@cuda.jit
+@_kernel
 def _k_zero_f32(a):
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
         a[i] = 0
 
 
-@cuda.jit
+@_kernel
 def _k_scatter(offsets, idx, val, dense2):
     """dense2[b, idx[e]] = val[e]: expand an active list (positions are unique: no races)."""
     nb = offsets.shape[0] - 1
@@ -1002,7 +1028,7 @@ def hebbian_shared_sparse(offsets, idx, val, nf_pre, nx_ext, A_post, dW, counts,
                    xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt_pre, up_pre, lt_post, up_post)
 
 
-@cuda.jit
+@_kernel
 def _k_zero_i64(a):
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
         a[i] = 0
@@ -1010,7 +1036,7 @@ def _k_zero_i64(a):
 
 # --------------------------------------------------------------------- probes
 
-@cuda.jit
+@_kernel
 def _k_layer_stats(X3, lt, up, ny, rowlen, thr, part):
     """part[b, p] = [Σa, Σ|a|, Σa², #|a|>thr, min, max] over rows p, p+P, ... of batch b's window."""
     acc = cuda.shared.array(0, float64)  # [6, SCAN], row-major
@@ -1071,7 +1097,7 @@ def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     return out
 
 
-@cuda.jit
+@_kernel
 def _k_firm_cost(X3, lt, up, ny, rowlen, w, part):
     """part[b, p] = Σ c(a) over rows p, p+P, ... of batch b's window (facts §5.2), a block tree sum."""
     acc = cuda.shared.array(0, float64)  # SCAN values
@@ -1159,7 +1185,7 @@ def copy(dst, src):
         _as_dev(dst).copy_to_device(_as_dev(src))
 
 
-@cuda.jit
+@_kernel
 def _k_scale_into(D3, S3, ny, dlt, dup, slt, sup, n, scale, add):
     """Rows r = (b, y) of the windows: D[b, dup+y, dlt+j] (+)= scale * S[b, sup+y, slt+j]."""
     for r in range(cuda.blockIdx.y, D3.shape[0] * ny, cuda.gridDim.y):
@@ -1198,7 +1224,7 @@ def _flat4(a):
     return a.reshape(1, 1, int(np.prod(a.shape)), 1)
 
 
-@cuda.jit
+@_kernel
 def _k_gather_flat(dst, src, index):
     for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
         j = index[i]
@@ -1217,7 +1243,7 @@ def gather_flat(dst, src, index):
     d.done()
 
 
-@cuda.jit
+@_kernel
 def _k_momentum_lca(V2, G2, P3, D2, e, s, rate, ny, lt, up):
     n = V2.shape[1]
     one = float32(1)
@@ -1250,7 +1276,7 @@ def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, 
     d.done()
 
 
-@cuda.jit
+@_kernel
 def _k_vertex_transfer(V2, A3, vv, va, sneg, spos, ny, lt, up):
     n = V2.shape[1]
     m = vv.shape[0]
@@ -1288,7 +1314,7 @@ def apply_vertex_transfer(V, A, lt, up, vv, va, slope_neg, slope_pos):
     a.done()
 
 
-@cuda.jit
+@_kernel
 def _k_momentum_weights(W, dw, prev, a, f, c):
     for i in range(cuda.grid(1), W.shape[0], cuda.gridsize(1)):
         new = a * dw[i] + f * prev[i] - c * W[i]
@@ -1314,7 +1340,7 @@ POINTMEANSTD, POINTRESPONSENORMALIZATION, SOFTMAX, LOGREG, ZEROTONEGATIVE = rang
 _FLT_MIN = float32(1.17549435e-38)
 
 
-@cuda.jit
+@_kernel
 def _k_rescale_batch(D3, S3, c, ny, dlt, dup, slt, sup, n):
     for r in range(cuda.blockIdx.y, D3.shape[0] * ny, cuda.gridDim.y):
         b = r // ny
@@ -1339,7 +1365,7 @@ def rescale_batch(dst, src, coeffs, dst_lt, dst_up, src_lt, src_up):
     d.done()
 
 
-@cuda.jit
+@_kernel
 def _k_rescale_features(D, S, method, mean_t, std_t, ny, nx, dlt, dup, slt, sup):
     nf = S.shape[3]
     fnf = float32(nf)
@@ -1426,7 +1452,7 @@ def _draw(R, b, y, x, f):
     return s0
 
 
-@cuda.jit
+@_kernel
 def _k_dropout(A, R, p, lt, up):
     nb, ny, nx, nf = R.shape[1], R.shape[2], R.shape[3], R.shape[4]
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
@@ -1448,7 +1474,7 @@ def dropout(A, rng, probability, lt, up):
 
 # --------------------------------------------------------------------- PtwiseQuotientLayer, FirmThresholdCostLayer
 
-@cuda.jit
+@_kernel
 def _k_combine(N, D, G, op):
     for i in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
         if op == 0:
@@ -1471,7 +1497,7 @@ def combine_channels(GSyn, G, op):
     g.done()
 
 
-@cuda.jit
+@_kernel
 def _k_firm_transfer(V2, A3, ny, lt, up, w, a2):
     n = V2.shape[1]
     for r in range(cuda.blockIdx.y, V2.shape[0], cuda.gridDim.y):
@@ -1496,7 +1522,7 @@ def firm_threshold_transfer(V, A, lt, up, VThresh, VWidth):
     a.done()
 
 
-@cuda.jit
+@_kernel
 def _k_feature_max(A, G, ny, nx, lt, up, add):
     nf = A.shape[3]
     for i in range(cuda.grid(1), G.shape[0] * ny * nx, cuda.gridsize(1)):
@@ -1523,7 +1549,7 @@ def deliver_feature_max(A, G, lt, up, add):
     g.done()
 
 
-@cuda.jit
+@_kernel
 def _k_sigmoid(V2, A3, ny, lt, up, vth, scale, sigmoid, inverse):
     n = V2.shape[1]
     one = float32(1)
@@ -1554,7 +1580,7 @@ def sigmoid_transfer(V, A, lt, up, Vth, scale, sigmoid, inverse):
 
 # --------------------------------------------------------------------- Retina
 
-@cuda.jit
+@_kernel
 def _k_retina_rate(GS, A, ny, nx, lt, up, gain, base):
     nf = A.shape[3]
     for i in range(cuda.grid(1), GS.shape[1] * ny * nx * nf, cuda.gridsize(1)):
@@ -1573,7 +1599,7 @@ def retina_rate(GSyn, A, lt, up, gain, base):
     a.done()
 
 
-@cuda.jit
+@_kernel
 def _k_retina_spikes(G, A, T, R, lt, up, dt, base, stim, burst, absr, refr):
     nb, ny, nx, nf = T.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
@@ -1605,7 +1631,7 @@ def retina_spikes(GSyn, A, since, rng, lt, up, dt, prob_base, prob_stim, burst, 
     r.done()
 
 
-@cuda.jit
+@_kernel
 def _k_max_pool(A, G, xtab, ytab, overwrite, active_only, gate, with_gate, x0, y0, nx_ext):
     nb, ny, nx, nf = G.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
@@ -1640,7 +1666,7 @@ def deliver_max_pool(A, G, xtab, ytab, overwrite, active_only, gate=None, x0=0, 
         w.done()
 
 
-@cuda.jit
+@_kernel
 def _k_unpool(A, G, gate, lt, up, g_lt, g_up, qx0, qy0, qnx, qny, x0, y0, nx_ext, mx, my):
     nb, ny, nx, nf = G.shape
     for b in range(cuda.grid(1), nb, cuda.gridsize(1)):  # one thread per batch element: OpenPV's order
@@ -1683,7 +1709,7 @@ def _noise_draw(R, b, y, x, f, g, prob, amp):
     return g
 
 
-@cuda.jit
+@_kernel
 def _k_lif_arma(GS, A, V, TH, GE, GI, GIB, GAP, R, lt, up, c, with_gap):
     nb, ny, nx, nf = V.shape
     one = float32(1)
@@ -1758,7 +1784,7 @@ def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap
 
 # --------------------------------------------------------------------- MaskLayer
 
-@cuda.jit
+@_kernel
 def _k_mask(A, lt, up, M, m_lt, m_up, invert, per_feature, ny, nx):
     nf, mf = A.shape[3], M.shape[3]
     for i in range(cuda.grid(1), A.shape[0] * ny * nx * nf, cuda.gridsize(1)):
@@ -1786,7 +1812,7 @@ def mask_activity(A, lt, up, M, m_lt, m_up, invert):
 
 # --------------------------------------------------------------------- BackgroundLayer
 
-@cuda.jit
+@_kernel
 def _k_background(A, lt, up, S, s_lt, s_up, rep, ny, nx):
     nf = S.shape[3]
     for i in range(cuda.grid(1), A.shape[0] * ny * nx, cuda.gridsize(1)):  # one thread per position
@@ -1815,7 +1841,7 @@ def background(A, lt, up, src, s_lt, s_up, rep):
     a.done()
 
 
-@cuda.jit
+@_kernel
 def _k_spikelet(A, lt, up, V, S, s_lt, s_up, amp):
     nb, ny, nx, nf = V.shape
     for i in range(cuda.grid(1), nb * ny * nx * nf, cuda.gridsize(1)):
