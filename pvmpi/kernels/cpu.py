@@ -126,9 +126,11 @@ def _deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
                     _axpy(Gr[x0 * nfp + lo:x0 * nfp + hi], a, W3[kb + f, py, lo:hi])
 
 
-def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
     """Pre-perspective convolve (see numpy_ref.deliver_pre); parallel over post rows."""
     _check_out("G", G)
+    if overwrite:
+        G.fill(0)
     _deliver_pre(A, W, G, *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up))
 
 
@@ -361,7 +363,7 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
 
 
 def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
-                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
     """Convolve from an active list by scattering patches.
 
     The patches of one pre row's active neurons are summed in a strip laid
@@ -371,9 +373,11 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
     added to the post rows it covers. Tasks are (batch element, band of post
     rows) and write only their own rows, so threads never share an output,
     and every post neuron gets the same sums whatever the banding: results
-    do not depend on the thread count.
+    do not depend on the thread count. ``overwrite``: G is cleared first.
     """
     _check_out("G", G)
+    if overwrite:
+        G.fill(0)
     nb, ny = G.shape[0], G.shape[1]
     threads = numba.get_num_threads()
     # several tasks per thread balance the threads; one thread takes whole batch elements (a band
@@ -427,9 +431,11 @@ def _deliver_post(A, W, G, xtab, ytab, nkx):
             _axpy(Gr[x], one, acc)
 
 
-def deliver_post(A, W, G, xtab, ytab, nkx):
+def deliver_post(A, W, G, xtab, ytab, nkx, overwrite=False):
     """Post-perspective convolve through geometry.post_table rows; parallel over post rows."""
     _check_out("G", G)
+    if overwrite:
+        G.fill(0)
     _deliver_post(A, W, G, np.ascontiguousarray(xtab, dtype=np.int32),
                   np.ascontiguousarray(ytab, dtype=np.int32), int(nkx))
 

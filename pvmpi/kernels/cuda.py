@@ -235,8 +235,9 @@ def _block_scan(flag, buf, tid):
 
 
 @_kernel
-def _k_scan(counts, ptr):
-    """ptr = [0, cumsum(counts)] with one block: a serial run per thread, one block scan of the runs."""
+def _k_scan(counts, ptr, step, offsets):
+    """ptr = [0, cumsum(counts)] with one block: a serial run per thread, one block scan of the runs;
+    then offsets[i] = ptr[i * step] (each batch element's start: no launch of its own)."""
     buf = cuda.shared.array(0, int64)  # SCAN values
     tid = cuda.threadIdx.x
     n = counts.shape[0]
@@ -252,6 +253,9 @@ def _k_scan(counts, ptr):
     for i in range(lo, hi):
         excl += counts[i]
         ptr[i + 1] = excl
+    cuda.syncthreads()  # every ptr written by this block is visible to its threads
+    for i in range(tid, offsets.shape[0], SCAN):
+        offsets[i] = ptr[i * step]
 
 
 # --------------------------------------------------------------------- post tables
@@ -379,7 +383,7 @@ def _stage_tile(tile, W1, woff, meta, ytab, y, jy0, jc, f0, nf, nkx, nyp, nxp, n
 
 
 @_kernel
-def _k_gather(A, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp, nf, nxb, nob, JC, FC):
+def _k_gather(A, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp, nf, nxb, nob, JC, FC, overwrite):
     nb = A.shape[0]
     ny, nx, nfp = G.shape[1], G.shape[2], G.shape[3]
     sy, sx = ytab.shape[1], xtab.shape[1]
@@ -420,7 +424,16 @@ def _k_gather(A, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp, nf, nxb, nob, JC,
                                         if a != 0:
                                             acc += a * tile[base + fl * fstride]
                 if active:
-                    G[b, y, x, o] += acc
+                    _put(G, b, y, x, o, acc, overwrite)
+
+
+@cuda.jit(device=True, inline=True)
+def _put(G, b, y, x, o, acc, overwrite):
+    """A gather's sum into G: added, or (the channel's first delivery) written as 0 + sum, the same bits."""
+    if overwrite:
+        G[b, y, x, o] = float32(0) + acc
+    else:
+        G[b, y, x, o] += acc
 
 
 def _grid3(nbx, ny, nb):
@@ -430,7 +443,7 @@ def _grid3(nbx, ny, nb):
     return (max(1, min(nbx, 2 ** 31 - 1)), max(1, min(ny, 65535)), max(1, min(nb, 65535)))
 
 
-def _launch_gather(A, W, G, xt, yt, nkx, nf):
+def _launch_gather(A, W, G, xt, yt, nkx, nf, overwrite):
     nb, ny, nx, nfp = G.shape
     _, nyp, nxp, _ = W.shape
     oc, tx, jc, fc, shm = _gather_plan(yt.shape[1], nf, nkx, nxp, nfp, nx)
@@ -439,25 +452,25 @@ def _launch_gather(A, W, G, xt, yt, nkx, nf):
         return
     woff, meta = _tile_table(oc, fc, nkx, nxp, nf, nyp, nfp)
     _k_gather[_grid3(nob * nxb, ny, nb), (oc, tx), 0, shm](
-        A, W.reshape(W.size), G, xt, yt, woff, meta, nkx, nyp, nxp, nf, nxb, nob, jc, fc)
+        A, W.reshape(W.size), G, xt, yt, woff, meta, nkx, nyp, nxp, nf, nxb, nob, jc, fc, bool(overwrite))
 
 
-def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
     """Pre-perspective convolve (see numpy_ref.deliver_pre), computed as a race-free post gather."""
     _check_out("G", G)
     geo = _ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up)
     xt, yt = _geo_tables(A.shape, W.shape, G.shape, *geo)
     a, w, g = _Arg("pre.A", A), _Arg("pre.W", W), _Arg("pre.G", G)
-    _launch_gather(a.dev, w.dev, g.dev, xt, yt, geo[3], A.shape[3])
+    _launch_gather(a.dev, w.dev, g.dev, xt, yt, geo[3], A.shape[3], overwrite)
     g.done()
 
 
-def deliver_post(A, W, G, xtab, ytab, nkx):
+def deliver_post(A, W, G, xtab, ytab, nkx, overwrite=False):
     """Post-perspective convolve through geometry.post_table rows: one thread per post neuron and feature."""
     _check_out("G", G)
     xt, yt = _user_table(xtab, "xtab"), _user_table(ytab, "ytab")
     a, w, g = _Arg("post.A", A), _Arg("post.W", W), _Arg("post.G", G)
-    _launch_gather(a.dev, w.dev, g.dev, xt, yt, int(nkx), A.shape[3])
+    _launch_gather(a.dev, w.dev, g.dev, xt, yt, int(nkx), A.shape[3], overwrite)
     g.done()
 
 
@@ -511,12 +524,6 @@ def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
                 m += 1
 
 
-@_kernel
-def _k_every(src, step, dst):
-    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
-        dst[i] = src[i * step]
-
-
 def active_list(A, lt, up, stats=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list), built on the device.
 
@@ -537,22 +544,22 @@ def active_list(A, lt, up, stats=None):
     a = _Arg("active.A", A, shape=(nb * N,))
     counts = _scratch("active.counts", (nc,), np.int64)
     ptr = _scratch("active.ptr", (nc + 1,), np.int64)
+    offsets = cuda.device_array(nb + 1, dtype=np.int64)
     if nc and N:
         _k_count_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, counts)
-        _k_scan[1, SCAN, 0, SCAN * 8](counts, ptr)
+        _k_scan[1, SCAN, 0, SCAN * 8](counts, ptr, nchunk, offsets)
         n = int(ptr[nc:nc + 1].copy_to_host()[0])
     else:
         n = 0
         _k_zero_i64[1, 32](ptr)
+        _k_zero_i64[1, 32](offsets)
     idx = cuda.device_array(max(n, 1), dtype=np.int32)
     val = cuda.device_array(max(n, 1), dtype=np.float32)
     if n:
         _k_fill_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, ptr, idx, val)
     if a.host is None:
-        offsets = cuda.device_array(nb + 1, dtype=np.int64)
-        _k_every[_blocks(nb + 1, 32), 32](ptr, nchunk, offsets)
         return offsets, idx[:n], val[:n]
-    offsets = np.ascontiguousarray(ptr.copy_to_host()[::nchunk])
+    offsets = offsets.copy_to_host()
     if n == 0:
         return offsets, np.empty(0, np.int32), np.empty(0, np.float32)
     return offsets, idx.copy_to_host()[:n].copy(), val.copy_to_host()[:n].copy()
@@ -575,7 +582,7 @@ def _k_rowptr(offsets, idx, rowlen, nye, rowptr):
 
 @_kernel
 def _k_gather_sparse(idx, val, rowptr, nf, nxe, nye, W1, G, xtab, ytab, woff, meta, nkx, nyp, nxp,
-                     nxb, nob, JC, FC):
+                     nxb, nob, JC, FC, overwrite):
     nb = G.shape[0]
     ny, nx, nfp = G.shape[1], G.shape[2], G.shape[3]
     sy, sx = ytab.shape[1], xtab.shape[1]
@@ -629,17 +636,20 @@ def _k_gather_sparse(idx, val, rowptr, nf, nxe, nye, W1, G, xtab, ytab, woff, me
                                     acc += val[e] * tile[tj + fl * fstride + xtab[x, jx, 2] * rowsz
                                                          + xtab[x, jx, 1] * OC]
                 if active:
-                    G[b, y, x, o] += acc
+                    _put(G, b, y, x, o, acc, overwrite)
 
 
 def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
-                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
-    """Convolve from an active list (see numpy_ref.deliver_sparse): an owner-computes gather, no atomics."""
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
+    """Convolve from an active list (see numpy_ref.deliver_sparse): an owner-computes gather, no atomics;
+    ``overwrite`` writes each sum instead of adding it (no launch to clear G first)."""
     _check_out("G", G)
     nf, nxe = _ints(nf_pre, nx_ext)
     geo = _ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up)
     n = idx.shape[0]
     if n == 0:
+        if overwrite:
+            fill_zero(G) if _is_device(G) else G.fill(0)
         return
     nb = offsets.shape[0] - 1
     nye = _infer_nye(offsets, idx, nf, nxe, G.shape[1], W.shape[1], geo)
@@ -657,7 +667,7 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
         woff, meta = _tile_table(oc, fc, geo[3], nxp, nf, nyp, nfp)
         _k_gather_sparse[_grid3(nob * nxb, ny, nbg), (oc, tx), 0, shm](
             i.dev, v.dev, rowptr, nf, nxe, nye, w.dev.reshape(w.dev.size), g.dev, xt, yt, woff, meta,
-            geo[3], nyp, nxp, nxb, nob, jc, fc)
+            geo[3], nyp, nxp, nxb, nob, jc, fc, bool(overwrite))
     g.done()
 
 

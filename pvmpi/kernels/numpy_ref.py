@@ -42,12 +42,15 @@ def _decode(offsets, idx, nf, nx_ext):
 
 # --------------------------------------------------------------------- delivery
 
-def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
     """Pre-perspective convolve: ``G[b, post] += A[b, pre] * w[pre→post]`` over all extended pre.
 
     Per kernel phase and patch offset the pre→post map is injective, so one
-    fancy-indexed add (no ``np.add.at``) is exact.
+    fancy-indexed add (no ``np.add.at``) is exact. ``overwrite``: G holds only
+    this delivery (as if cleared first; the first delivery into a channel).
     """
+    if overwrite:
+        G[...] = 0
     nb, nye, nxe, nf = A.shape
     _, nyp, nxp, nfp = W.shape
     ny, nx = G.shape[1], G.shape[2]
@@ -90,12 +93,14 @@ def active_list(A, lt, up, stats=None):
 
 
 def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
-                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up):
+                   xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, overwrite=False):
     """``deliver_pre`` visiting only an active list (LCA reconstruction from a sparse code).
 
     Several features of one pre position hit the same post neuron, so the
-    scatter needs ``np.add.at``.
+    scatter needs ``np.add.at``. ``overwrite`` as for ``deliver_pre``.
     """
+    if overwrite:
+        G[...] = 0
     nyp, nxp = W.shape[1], W.shape[2]
     ny, nx = G.shape[1], G.shape[2]
     b, ye, xe, f = _decode(offsets, idx, nf_pre, nx_ext)
@@ -110,10 +115,13 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
             np.add.at(G, (b[m], y[m], x[m]), val[m, None] * W[k[m], py, px, :])
 
 
-def deliver_post(A, W, G, xtab, ytab, nkx):
+def deliver_post(A, W, G, xtab, ytab, nkx, overwrite=False):
     """Post-perspective convolve: each post neuron gathers its inputs through the
     :func:`pvmpi.geometry.post_table` rows (same sums as ``deliver_pre``).
+    ``overwrite`` as for ``deliver_pre``.
     """
+    if overwrite:
+        G[...] = 0
     nf = A.shape[3]
     nk, nyp, nxp, nfp = W.shape
     nky = nk // (nf * nkx)

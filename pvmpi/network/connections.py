@@ -404,19 +404,19 @@ class WeightedConnection(Connection):
         mode = self.delivery_mode()
         pre = self.pre
         for arbor, d in enumerate(self.delays()):
-            G, overwrite = self.post.gsyn_target(self.channel, self.im2col is not None)
+            G, overwrite = self.post.gsyn_target(self.channel, True)  # every form can write instead of add
             if self.im2col is not None:
                 plan = self.im2col
                 k.deliver_im2col(pre.level(d), plan.matrix(W[arbor], pre.nf, self.kernels_x), G,
                                  plan.x0, plan.y0, plan.sy, plan.sx, overwrite)
             elif mode == "post":
-                k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.kernels_x)
+                k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.kernels_x, overwrite)
             elif mode == "sparse":
                 offsets, idx, val = pre.active_level(d)
                 k.deliver_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], W[arbor], G,
-                                 *self.map_args(), pre.margin_x, pre.margin_y)
+                                 *self.map_args(), pre.margin_x, pre.margin_y, overwrite)
             else:
-                k.deliver_pre(pre.level(d), W[arbor], G, *self.map_args(), pre.margin_x, pre.margin_y)
+                k.deliver_pre(pre.level(d), W[arbor], G, *self.map_args(), pre.margin_x, pre.margin_y, overwrite)
 
 
 class HyPerConn(WeightedConnection):

@@ -110,16 +110,16 @@ def case(request):
     return make_case(*CASES[request.param])
 
 
-def deliver(be, c, how, A=None, lst=None):
+def deliver(be, c, how, A=None, lst=None, G=None, overwrite=False):
     A = c.A if A is None else A
-    G = c.G0.copy()
+    G = (c.G0 if G is None else G).copy()
     if how == "pre":
-        be.deliver_pre(A, c.W, G, *c.geo, c.lt, c.up)
+        be.deliver_pre(A, c.W, G, *c.geo, c.lt, c.up, overwrite)
     elif how == "sparse":
         offsets, idx, val = ref.active_list(A, c.lt, c.up) if lst is None else lst
-        be.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], c.W, G, *c.geo, c.lt, c.up)
+        be.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], c.W, G, *c.geo, c.lt, c.up, overwrite)
     else:
-        be.deliver_post(A, c.W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels)
+        be.deliver_post(A, c.W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels, overwrite)
     return G
 
 
@@ -218,6 +218,19 @@ def test_block_scans_survive_the_simulators_shared_array_race(cu, monkeypatch):
 @pytest.mark.parametrize("how", ["pre", "sparse", "post"])
 def test_deliver_equals_numpy(cu, case, how):
     close(deliver(cu, case, how), deliver(ref, case, how))
+
+
+@inner
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_an_overwriting_delivery_gives_the_bits_of_one_into_zeros(cu, how):
+    """The channel's first delivery writes its sums (no launch to clear G): 0 + sum, bit for bit."""
+    c = make_case(*CASES["1to2-p2-dense"])
+    want = deliver(cu, c, how, G=np.zeros_like(c.G0))
+    got = deliver(cu, c, how, G=np.full_like(c.G0, np.nan), overwrite=True)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    empty = (np.zeros(c.A.shape[0] + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+    np.testing.assert_array_equal(deliver(cu, c, "sparse", lst=empty, G=np.full_like(c.G0, np.nan),
+                                          overwrite=True), 0)
 
 
 @inner

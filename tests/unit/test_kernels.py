@@ -40,18 +40,18 @@ def case(request):
     return make_case(*CASES[request.param])
 
 
-def deliver(backend, c, how, A=None, W=None):
-    """GSyn after delivering c.A through c.W by pre, sparse or post perspective."""
+def deliver(backend, c, how, A=None, W=None, G=None, overwrite=False):
+    """GSyn after delivering c.A through c.W by pre, sparse or post perspective (into a copy of G or c.G0)."""
     A = c.A if A is None else A
     W = c.W if W is None else W
-    G = c.G0.copy()
+    G = (c.G0 if G is None else G).copy()
     if how == "pre":
-        backend.deliver_pre(A, W, G, *c.geo, c.lt, c.up)
+        backend.deliver_pre(A, W, G, *c.geo, c.lt, c.up, overwrite)
     elif how == "sparse":
         offsets, idx, val = backend.active_list(A, c.lt, c.up)
-        backend.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], W, G, *c.geo, c.lt, c.up)
+        backend.deliver_sparse(offsets, idx, val, c.nf, A.shape[2], W, G, *c.geo, c.lt, c.up, overwrite)
     else:
-        backend.deliver_post(A, W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels)
+        backend.deliver_post(A, W, G, post_table(c.xm, c.lt), post_table(c.ym, c.up), c.xm.n_kernels, overwrite)
     return G
 
 
@@ -174,6 +174,15 @@ def test_perspectives_give_the_same_sums(case, how):
     want = deliver(ref, case, "pre")
     close(deliver(ref, case, how), want)
     close(deliver(cpu, case, how), want)
+
+
+@pytest.mark.parametrize("how", ["pre", "sparse", "post"])
+def test_an_overwriting_delivery_gives_the_bits_of_one_into_zeros(case, how):
+    garbage = np.full_like(case.G0, np.nan)
+    for be in (ref, cpu):
+        want = deliver(be, case, how, G=np.zeros_like(case.G0))
+        np.testing.assert_array_equal(deliver(be, case, how, G=garbage, overwrite=True).view(np.uint32),
+                                      want.view(np.uint32))
 
 
 def test_deliver_zero_activity_adds_nothing(case):

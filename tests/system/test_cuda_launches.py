@@ -1,0 +1,33 @@
+"""Kernel launches per step of the benchmark network on the cuda backend, counted in Numba's CUDA simulator.
+
+At small batches a GPU step is a few dozen small kernels, each paying a launch (5-10 us), so the
+count is a budget: a change that adds a launch to the step fails here. The count does not depend
+on the network's size, so the network is cut to toy sizes (every simulated thread is a Python thread).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# LCA step of the benchmark network (Input, InputError, V1, InputRecon; 4 deliveries, 3 probes):
+# gathers 2, rowptr 1, copies and V/A updates 5, channel sum 1, LCA update 1, active list 3,
+# sums for the guard and probes 5 (each with a small copy to the host)
+BUDGET = 18
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                    reason="numba-cuda not installed (pip install -e '.[test]')")
+def test_launches_per_step_of_the_benchmark_network_stay_within_budget():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    cmd = [sys.executable, "-m", "pvmpi", "bench", str(REPO / "configs" / "lca_bench.yaml"), "--backend", "cuda",
+           "--json", "--steps", "2", "--repeat", "1", "--warmup", "2",
+           *[a for kv in ("column.nx=8", "column.ny=8", "column.nbatch=1", "V1.nf=8") for a in ("--set", kv)]]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 10 <= result["kernel_launches_per_step"] <= BUDGET, result["kernel_launches_per_step"]
