@@ -19,8 +19,9 @@ py=python3
 if [ "${1:-}" = "--wheels" ]; then
     version=$("$py" -c "import importlib.metadata as m; print(m.version('mpich'))")
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-    "$py" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .whl "mpich==$version"
+    "$py" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+        --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl "mpich==$version"
     ls -l .whl
     exit 0
 fi
