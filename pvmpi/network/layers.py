@@ -410,12 +410,25 @@ class HyPerLayer(Layer):
         self.transfer()
 
     def transfer(self):
-        """A = V on the restricted region (the halo of A is never written); ΣA from the same pass.
+        """A = V on the restricted region (the halo of A is never written); ΣA from the same pass
+        (on a device, from A's stats, which the layer's probes share).
 
         A subclass that changes A after this must call :meth:`invalidate_stats`."""
+        self.write_activity(lambda sums: self.run.kernels.scale_into(
+            self.A, self.V, 1.0, False, dst_lt=self.margin_x, dst_up=self.margin_y, sums=sums))
+
+    def write_activity(self, write):
+        """Run ``write(sums)``, which writes A (and ΣA into ``sums`` unless None), and keep ΣA for the guard.
+
+        On the host ΣA comes from the pass that writes A. On a device a sum costs a stats pass and a
+        copy to the host anyway, so A's six stats are taken instead: the layer's probes share them.
+        """
+        if self.run.kernels.CAPABILITIES.device_resident:
+            write(None)
+            self.activity_stats()
+            return
         sums = np.empty(self.nb, np.float64)
-        self.run.kernels.scale_into(self.A, self.V, 1.0, False, dst_lt=self.margin_x, dst_up=self.margin_y,
-                                    sums=sums)
+        write(sums)
         self._a_sums = _read_only(sums)
 
 
@@ -458,10 +471,8 @@ class ANNLayer(HyPerLayer):
     def transfer(self):
         """A = the transfer function of V; ΣA from the same pass (the threshold form)."""
         if self.vertices is None:
-            sums = np.empty(self.nb, np.float64)
-            self.run.kernels.apply_transfer(self.V, self.A, self.margin_x, self.margin_y,
-                                            *self.transfer_params, sums=sums)
-            self._a_sums = _read_only(sums)
+            self.write_activity(lambda sums: self.run.kernels.apply_transfer(
+                self.V, self.A, self.margin_x, self.margin_y, *self.transfer_params, sums=sums))
         else:
             self.vertex_transfer()
 
