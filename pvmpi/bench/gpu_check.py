@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from ..conformance.compare import LAYOUT_RTOL, compare_runs
+from ..errors import PvmpiError
+from ..parallel.launcher import mpi_info
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "configs" / "lca_bench.yaml"
@@ -53,11 +55,6 @@ if not cu.SIMULATOR:
     free, total = cuda.current_context().get_memory_info()
     out["memory_gib"] = round(total / 2**30, 1)
     out["driver_cuda"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
-try:
-    from mpi4py import MPI
-    out["mpi"] = MPI.Get_library_version().splitlines()[0]
-except Exception as e:  # noqa: BLE001 -- reported, not fatal: a one-rank run needs no MPI library
-    out["mpi"] = f"unavailable: {e}"
 print("JSON", json.dumps(out))
 """
 
@@ -132,10 +129,15 @@ def _python(*args):
 
 
 def check_device(results, env):
-    """Device, compute capability, toolkit, driver, package versions and the MPI library (a child process)."""
+    """Device, compute capability, toolkit, driver and package versions (a child process); the MPI library."""
     s = Step("device")
     rc, text = run_child(results, s.name, _python("-c", DEVICE_INFO), env, LIMITS[s.name])
     info = _json_line(text)
+    try:
+        mpi = mpi_info()
+        s.found["mpi"] = f"{mpi.library_version.splitlines()[0]} ({mpi.library_path})"
+    except PvmpiError as e:  # reported: every later step needs mpi4py's MPI library
+        s.found["mpi"] = f"unavailable: {e}"
     smi = shutil.which("nvidia-smi")
     if smi:
         q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
