@@ -239,6 +239,7 @@ def run_benches(results, env, simulator):
         table[name] = {r["nbatch"]: {"ms_per_step": r["ms_per_step_wall"],
                                      "image_steps_per_s": r["nbatch"] * 1e3 / r["ms_per_step_wall"],
                                      "launches_per_step": r.get("kernel_launches_per_step"),
+                                     "allocations_per_step": r.get("device_allocations_per_step"),
                                      "threads": r["threads"]} for r in rows}
         s.found["rows"] = table[name]
         steps.append(s.end(rc == 0 and len(rows) == len(nbatch.split(","))))

@@ -244,12 +244,14 @@ def _device_sync(backend):
 
 
 def _launch_counter(backend):
-    """Kernel launches so far in this process (a callable), where the backend counts them; else None."""
+    """(kernel launches, device allocations) so far in this process (a callable), where the backend
+    counts them; else None."""
     if backend != "cuda":
         return None
     from ..kernels import get_backend
 
-    return get_backend("cuda").launches
+    cu = get_backend("cuda")
+    return lambda: np.array([cu.launches(), cu.allocations()], np.int64)
 
 
 def _device_peak(backend):
@@ -312,7 +314,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     sync = _device_sync(backend)
     gpu = _device_peak(backend)
     launched = _launch_counter(backend)
-    launches = [0]
+    launches = np.zeros(2, np.int64)  # kernel launches, device allocations in the timed steps
 
     def body():
         sim.prepare()  # the output folder, the state at t = 0
@@ -346,13 +348,13 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
             b0 = time.perf_counter()
             books = 0.0  # flop counting and tracing happen between steps: not the network's time
             for _ in range(steps):
-                before = launched() if launched else 0
+                before = launched() if launched else None
                 t0 = time.perf_counter()
                 column.advance()
                 sync()
                 t1 = time.perf_counter()
                 if launched:
-                    launches[0] += launched() - before
+                    launches[:] += launched() - before
                 times[i] = t1 - t0
                 flops[i] = counter.step()
                 if trace:
@@ -381,7 +383,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
             "flops_by": dict(counter.per_object), "bytes_by": dict(counter.bytes_per_object),
             "bytes": float(counter.total_bytes), "gpu": gpu, "totals": totals, "rss": rss, "split": split, "mem": mem,
             "groups": groups,
-            "blocks": blocks, "steps": steps, "launches": launches[0] if launched else None,
+            "blocks": blocks, "steps": steps, "launches": launches if launched else None,
             "t_first": column.t - steps * column.dt, "dt": column.dt}
 
 
@@ -521,7 +523,9 @@ def _bench(args, model, world, output, config, t_entry, peak):
                   "warmup": max(1, args.warmup), "t_end": column.t,
                   "t_start": column.t - args.steps * column.dt}
         result.update(_summarise(step_max, block_step, per_rank, steps_total))
-        result["kernel_launches_per_step"] = None if raw["launches"] is None else raw["launches"] / steps_total
+        counted = raw["launches"]
+        result["kernel_launches_per_step"] = None if counted is None else float(counted[0]) / steps_total
+        result["device_allocations_per_step"] = None if counted is None else float(counted[1]) / steps_total
     comms.free()
 
     if args.compare:
@@ -631,7 +635,8 @@ def format_report(r):
         f"{1e3 / r['ms_per_step_wall']:.1f} steps/s, {r['nbatch'] * 1e3 / r['ms_per_step_wall']:.0f} image-steps/s",
     ]
     if r.get("kernel_launches_per_step") is not None:
-        lines.append(f"  kernel launches: {r['kernel_launches_per_step']:.1f} per step (rank 0)")
+        lines.append(f"  kernel launches: {r['kernel_launches_per_step']:.1f} per step, device allocations: "
+                     f"{r['device_allocations_per_step']:.2f} per step (rank 0)")
     lines.append("")
     multi = r["ranks"] > 1
     head = f"  {'phase':<36} {'ms/step':>9} {'%':>6}"

@@ -48,8 +48,9 @@ COMPUTE = (
     _k("deliver_pre", f"A W G {_AXES} lt up overwrite",
        "G[nb, ny, nx, nfp] += A (extended pre [nb, ny', nx', nf]) through W [nk, nyp, nxp, nfp]: the "
        "pre-perspective convolution over every extended pre neuron; overwrite: G = the sums (as 0 + sums)"),
-    _k("active_list", "A lt up stats",
-       "the active list of extended A (what a sparse layer publishes); stats: optional per-element sums"),
+    _k("active_list", "A lt up stats reuse",
+       "the active list of extended A (what a sparse layer publishes); stats: optional per-element sums; "
+       "reuse: optional earlier list of the same layer, no longer read, whose buffers may be overwritten"),
     _k("deliver_sparse", f"offsets idx val nf_pre nx_ext W G {_AXES} lt up overwrite",
        "deliver_pre visiting only the active list of the pre layer"),
     _k("deliver_post", "A W G xtab ytab nkx overwrite",

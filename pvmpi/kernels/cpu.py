@@ -246,11 +246,12 @@ def _restricted_stats(part, nye, up, ny, out):
             out[b, 5] = max(out[b, 5], p[5])
 
 
-def active_list(A, lt, up, stats=None):
+def active_list(A, lt, up, stats=None, reuse=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list).
 
     With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
     threshold 0 come from the same pass, summed over the nonzeros only.
+    ``reuse`` is not needed here: the host allocator reuses freed blocks itself.
     """
     nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)

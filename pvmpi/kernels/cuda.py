@@ -84,6 +84,27 @@ def launches():
     return LAUNCHES[0]
 
 
+ALLOCATIONS = [0]  # device allocations by this process so far: a step in steady state makes none
+
+
+def _device_array(shape, dtype):
+    """``cuda.device_array``, counted: an allocation costs a driver call, and its later free
+    synchronises the device, so buffers are allocated once and reused."""
+    ALLOCATIONS[0] += 1
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def _to_device(host):
+    """``cuda.to_device`` (a new device buffer holding ``host``), counted as an allocation."""
+    ALLOCATIONS[0] += 1
+    return cuda.to_device(host)
+
+
+def allocations():
+    """Device buffers allocated by this process so far (staging, scratch, tables, active lists)."""
+    return ALLOCATIONS[0]
+
+
 # --------------------------------------------------------------------- launch constants
 
 THREADS = 32 if SIMULATOR else 256  # gather and elementwise blocks (simulated threads are Python threads)
@@ -136,7 +157,7 @@ def _stage(role, host):
     if dev is None:
         if len(_staging) > 256:
             _staging.clear()
-        dev = _staging[key] = cuda.device_array(host.shape, dtype=host.dtype)
+        dev = _staging[key] = _device_array(host.shape, host.dtype)
     if host.size:
         dev.copy_to_device(host)
     return dev
@@ -146,7 +167,7 @@ def _scratch(role, shape, dtype):
     key = (role, tuple(shape), np.dtype(dtype).str)
     dev = _staging.get(key)
     if dev is None:
-        dev = _staging[key] = cuda.device_array(shape, dtype=dtype)
+        dev = _staging[key] = _device_array(shape, dtype)
     return dev
 
 
@@ -183,7 +204,7 @@ class _Arg:
 
 def to_device(a):
     """A device copy of a numpy array (for device-resident callers and benchmarks)."""
-    return cuda.to_device(np.ascontiguousarray(a))
+    return _to_device(np.ascontiguousarray(a))
 
 
 def to_host(a):
@@ -299,7 +320,7 @@ def _geo_tables(A_shape, W_shape, G_shape, xmul, xoff, xdiv, nkx, ymul, yoff, yd
         xt = _axis_table(A_shape[2], lt, xmul, xoff, xdiv, nkx, W_shape[2], G_shape[2])
         yt = _axis_table(A_shape[1], up, ymul, yoff, ydiv, nky, W_shape[1], G_shape[1])
         _check_table(xt, "x")
-        return cuda.to_device(xt), cuda.to_device(yt)
+        return _to_device(xt), _to_device(yt)
 
     return _remember(key, make)
 
@@ -312,7 +333,7 @@ def _user_table(tab, what):
 
     def make():
         _check_table(t, what)
-        return cuda.to_device(t)
+        return _to_device(t)
 
     return _remember(("tab", t.shape, t.tobytes()), make)
 
@@ -320,7 +341,7 @@ def _user_table(tab, what):
 def _axis_starts(n_ext, margin, mul, off, div):
     key = ("starts", n_ext, margin, mul, off, div)
     i = np.arange(n_ext, dtype=np.int64) - margin
-    return _remember(key, lambda: cuda.to_device(((mul * i + off) // div).astype(np.int32)))
+    return _remember(key, lambda: _to_device(((mul * i + off) // div).astype(np.int32)))
 
 
 # --------------------------------------------------------------------- delivery
@@ -362,7 +383,7 @@ def _tile_table(oc, fc, nkx, nxp, nf, nyp, nfp):
         fl, kx, px, o = np.meshgrid(np.arange(fc), np.arange(nkx), np.arange(nxp), np.arange(oc), indexing="ij")
         woff = ((fl + nf * kx) * nyp * nxp * nfp + px * nfp + o).astype(np.int32).reshape(-1)
         meta = ((fl << 16) | o).astype(np.int32).reshape(-1)
-        return cuda.to_device(woff), cuda.to_device(meta)
+        return _to_device(woff), _to_device(meta)
 
     return _remember(key, make)
 
@@ -524,15 +545,35 @@ def _k_fill_chunks(A1, N, K, nchunk, ptr, idx, val):
                 m += 1
 
 
-def active_list(A, lt, up, stats=None):
+class _ActiveList(tuple):
+    """(offsets, idx, val) on the device, and ``buffers``: the arrays they are views of, which the
+    next list of the same layer may overwrite (see :func:`active_list`'s ``reuse``)."""
+
+    buffers = None
+
+
+def _list_buffers(bufs, nb, size, n=None):
+    """(offsets [nb+1], idx, val) device buffers: ``bufs``' where they fit (idx and val hold ``n``),
+    else new ones with room for an eighth of the ``size`` values listed, a quarter more than ``n``
+    and twice the old room: a list allocates once, or a few times as it grows, then never."""
+    if bufs is None or bufs[0].shape[0] != nb + 1:
+        bufs = (_device_array(nb + 1, np.int64), None, None)
+    if n is not None and (bufs[1] is None or bufs[1].shape[0] < n):
+        cap = max(1, n + n // 4, size // 8, 0 if bufs[1] is None else 2 * bufs[1].shape[0])
+        bufs = (bufs[0], _device_array(cap, np.int32), _device_array(cap, np.float32))
+    return bufs
+
+
+def active_list(A, lt, up, stats=None, reuse=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list), built on the device.
 
-    ``stats`` (optional [nb, 6]): the restricted A's ``layer_stats`` at threshold 0.
+    ``stats`` (optional [nb, 6]): the restricted A's ``layer_stats`` at threshold 0. ``reuse``
+    (optional): an earlier list of this layer that is no longer read; its buffers are overwritten.
 
     The flat buffer is cut into chunks of SCAN*K elements (never across batch
     elements); a block counts each chunk, one thread scans the counts, a block
     per chunk writes its nonzeros in order.  A device ``A`` gives device
-    arrays (exactly sized: one 8-byte read of the total).
+    arrays (views of reused buffers, exactly sized: one 8-byte read of the total).
     """
     if stats is not None:
         stats[:] = layer_stats(A, lt, up, A.shape[1] - 2 * up, A.shape[2] - 2 * lt, 0.0)
@@ -544,7 +585,10 @@ def active_list(A, lt, up, stats=None):
     a = _Arg("active.A", A, shape=(nb * N,))
     counts = _scratch("active.counts", (nc,), np.int64)
     ptr = _scratch("active.ptr", (nc + 1,), np.int64)
-    offsets = cuda.device_array(nb + 1, dtype=np.int64)
+    device = a.host is None
+    room = nb * N if device else 0  # a host A gets exactly sized copies
+    bufs = _list_buffers(getattr(reuse, "buffers", None) if device else None, nb, room)
+    offsets = bufs[0]
     if nc and N:
         _k_count_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, counts)
         _k_scan[1, SCAN, 0, SCAN * 8](counts, ptr, nchunk, offsets)
@@ -553,12 +597,14 @@ def active_list(A, lt, up, stats=None):
         n = 0
         _k_zero_i64[1, 32](ptr)
         _k_zero_i64[1, 32](offsets)
-    idx = cuda.device_array(max(n, 1), dtype=np.int32)
-    val = cuda.device_array(max(n, 1), dtype=np.float32)
+    bufs = _list_buffers(bufs, nb, room, n)
+    idx, val = bufs[1], bufs[2]
     if n:
         _k_fill_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, ptr, idx, val)
-    if a.host is None:
-        return offsets, idx[:n], val[:n]
+    if device:
+        out = _ActiveList((offsets, idx[:n], val[:n]))
+        out.buffers = (offsets, idx, val)
+        return out
     offsets = offsets.copy_to_host()
     if n == 0:
         return offsets, np.empty(0, np.int32), np.empty(0, np.float32)
@@ -1154,7 +1200,7 @@ CAPABILITIES = Capabilities(device_resident=True, gemm_delivery=False)  # V, A, 
 
 def zeros(shape):
     """A float32 device buffer of zeros (allocated and cleared on the device: nothing crosses)."""
-    d = cuda.device_array(tuple(int(n) for n in np.atleast_1d(shape)), dtype=np.float32)
+    d = _device_array(tuple(int(n) for n in np.atleast_1d(shape)), np.float32)
     fill_zero(d)
     return d
 

@@ -73,14 +73,15 @@ def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, o
                     G[:, y[my][:, None], x[mx][None, :], :] += a[:, my][:, :, mx] @ W6[ky, kx, :, py, px, :]
 
 
-def active_list(A, lt, up, stats=None):
+def active_list(A, lt, up, stats=None, reuse=None):
     """Nonzero entries of each batch element's extended ``A``: what a sparse layer publishes.
 
     Returns ``(offsets int64 [nb+1], idx int32, val float32)``; entries of
     batch ``b`` are ``offsets[b]:offsets[b+1]``, ``idx = f + nf*(xe + nx_ext*ye)``
     increasing.  The whole extended buffer is listed, halo included, as in
     OpenPV.  ``stats`` ([nb, 6] float64, optional) receives the restricted
-    A's ``layer_stats`` at threshold 0 (margins ``lt``/``up``).
+    A's ``layer_stats`` at threshold 0 (margins ``lt``/``up``). ``reuse``: an
+    earlier list whose buffers a backend may overwrite (a device's; here new arrays).
     """
     if stats is not None:
         stats[:] = layer_stats(A, lt, up, A.shape[1] - 2 * up, A.shape[2] - 2 * lt, 0.0)

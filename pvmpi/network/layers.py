@@ -187,7 +187,7 @@ class Layer:
             stats = np.empty((self.nb, 6), np.float64)
             with timers.time("publish:" + self.name):
                 self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y,
-                                                              stats)
+                                                              stats, reuse=self.active[0])
             self._stats[0.0] = _read_only(stats)
 
     def invalidate_stats(self):

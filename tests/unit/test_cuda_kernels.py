@@ -188,6 +188,34 @@ def test_active_list_several_chunks(cu, monkeypatch):
         np.testing.assert_array_equal(g, w)
 
 
+@inner
+def test_active_list_reuses_an_earlier_lists_buffers(cu):
+    """A device A's list goes into the buffers of the list it replaces while they hold it: the same
+    entries as a fresh list, and no allocation until the list outgrows them."""
+    rng = np.random.default_rng(5)
+    shape = (2, 6, 7, 4)
+
+    def sparse(p):
+        return (rng.standard_normal(shape) * (rng.random(shape) < p)).astype(np.float32)
+
+    cu.active_list(cu.to_device(sparse(0.1)), 1, 1)  # the scratch of this shape, made once
+    lists, before = [], cu.allocations()
+    for p in (0.05, 0.08, 0.02, 0.6, 0.3):
+        A = sparse(p)
+        got = cu.active_list(cu.to_device(A), 1, 1, reuse=lists[-1] if lists else None)
+        for g, w in zip(got, ref.active_list(A, 1, 1)):
+            np.testing.assert_array_equal(cu.to_host(g), w)
+        lists.append(got)
+    made = cu.allocations() - before - len(lists)  # to_device made one per A
+    # the first list: offsets, idx and val; p = 0.6 outgrows an eighth of the buffer: idx and val again
+    assert made == 5, made
+    def same(a, b):
+        return all(x is y for x, y in zip(a.buffers, b.buffers))
+
+    assert same(lists[1], lists[0]) and same(lists[2], lists[0]) and same(lists[4], lists[3])
+    assert lists[3].buffers[0] is lists[0].buffers[0] and lists[3].buffers[1] is not lists[0].buffers[1]
+
+
 @pytest.mark.skipif(MODE != "sim", reason="the simulator's shared-array allocation")
 def test_block_scans_survive_the_simulators_shared_array_race(cu, monkeypatch):
     """The simulator allocates a static shared array at each thread's first call, unlocked: under load two
