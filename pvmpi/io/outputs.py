@@ -107,7 +107,7 @@ class TextStream(Rewindable):
             self._f.write(text)
         except OSError as e:
             _rename(e, self.name)
-        self._position += len(text.encode("utf-8"))
+        self._position += len(text) if text.isascii() else len(text.encode("utf-8"))
 
     def tell(self):
         """Bytes written so far: where the next text goes."""

@@ -58,7 +58,7 @@ _JIT = dict(parallel=True, cache=True, fastmath=False)
 
 
 def _ints(*values):
-    return tuple(int(v) for v in values)
+    return tuple(map(int, values))
 
 
 def _check_out(name, arr):

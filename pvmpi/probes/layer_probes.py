@@ -122,10 +122,9 @@ class Probe:
         if not self.sampled(t):
             return
         vals = self.values()  # sampled even without text output: a time-scale probe may read it
-        if self.files is None:
+        if self.files is None or not self.files.writes:
             return
-        for b in range(len(vals)):
-            self.files.write(b, self.line(t, b, vals[b]))
+        self.files.write_lines([self.line(t, b, vals[b]) for b in range(len(vals))])
 
     def line(self, t, b, value):
         """The text written for local batch element b at time t."""
@@ -195,8 +194,13 @@ class LayerProbe(Probe):
 
     def line(self, t, b, value):
         """OpenPV's norm-probe line; the message is not printed (only StatsProbe prints it)."""
-        g = self.target.tile.kb0 + b
-        return f"{t:6.3f}, {g}, {self.num_neurons:8d}, {value:f}\n"
+        forms = self._line_forms
+        if forms is None or len(forms) <= b:  # the constant parts, formatted once
+            kb0, n = self.target.tile.kb0, self.num_neurons
+            forms = self._line_forms = [f"{{:6.3f}}, {kb0 + i}, {n:8d}, {{:f}}\n" for i in range(b + 1)]
+        return forms[b].format(t, value)
+
+    _line_forms = None
 
 
 class L2NormProbe(LayerProbe):

@@ -46,6 +46,17 @@ class BatchFiles:
         else:
             self.files[self.kb0 + b].write(text)  # a TextStream: an error names the file
 
+    def write_lines(self, texts):
+        """Write texts[b] for each local batch element b (one line each)."""
+        if not self.writes:
+            return
+        if self.to_log:
+            sys.stdout.write("".join(texts))
+            return
+        files, kb0 = self.files, self.kb0
+        for b, text in enumerate(texts):
+            files[kb0 + b].write(text)
+
     def write_all(self, text):
         """Write text (e.g. a header) to every local batch element's file."""
         for b in range(self.nb if self.writes else 0):
