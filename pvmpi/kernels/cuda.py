@@ -218,7 +218,7 @@ def synchronize():
 
 
 def _ints(*values):
-    return tuple(int(v) for v in values)
+    return tuple(map(int, values))
 
 
 # --------------------------------------------------------------------- device helpers
