@@ -28,7 +28,8 @@ that a miss can be traced to the term that caused it:
   the guard's reduction, one per block of 4 steps (an upper bound: a block's
   verdict is read a block later; S = 1 with
   ``--per-step-collective``), n = 1 + an interior tile's neighbours and
-  S = 1 for the halo exchange; the larger of the two. Beyond the measured
+  S = 1 for the halo exchange, or n = R x C tiles when probes reduce over
+  a batch slice every step; the larger of the two. Beyond the measured
   samples the maximum grows as a Gaussian's, sigma sqrt(2 ln n).
 * **I/O**: the bytes the network writes per step (dense layers 4 bytes per
   value, sparse ones 8 per active value, weights) at the write rate measured
@@ -258,14 +259,17 @@ def neighbours(r, c):
     return (min(r, 3) * min(c, 3)) - 1
 
 
-def wait_ms(cal, layout, per_step_collective=False):
-    """Expected wait per step for the slowest rank: at the global reduction or at the halo exchange."""
+def wait_ms(cal, layout, per_step_collective=False, probes=0):
+    """Expected wait per step for the slowest rank: at the global reduction, or every step where the
+    tiles of a batch slice meet: the halo exchange's neighbours, or all R x C tiles when ``probes``
+    (their per-batch-element sums, reduced over the slice's tiles at every step they sample)."""
     from ..network.guard import SLACK_STEPS
 
     b, r, c = layout
     every = 1 if per_step_collective else SLACK_STEPS  # a block's verdicts travel together
+    meet = r * c if probes else 1 + neighbours(r, c)
     return max(expected_max_ms(cal.deviations_ms, b * r * c, every),
-               expected_max_ms(cal.deviations_ms, 1 + neighbours(r, c), 1) if r * c > 1 else 0.0)
+               expected_max_ms(cal.deviations_ms, meet, 1) if r * c > 1 else 0.0)
 
 
 def predict(net, cal, layout, link, threads=1, per_step_collective=False):
@@ -279,7 +283,7 @@ def predict(net, cal, layout, link, threads=1, per_step_collective=False):
     terms = {"compute": compute, "halo": halo_ms(net, b, r, c, link), "allreduce": allreduce_ms(net, p, link),
              "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c))
                                 + per_step_collective * math.ceil(math.log2(p))) * link.latency_s,
-             "wait": wait_ms(cal, layout, per_step_collective),
+             "wait": wait_ms(cal, layout, per_step_collective, net.probes),
              "io": io_bytes * rate + gather, "serial": cal.serial_ms}
     return terms, sum(terms.values())
 
