@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import PvmpiError
 from ..probes.column_probes import COLUMN_PROBE_CLASSES, AdaptiveTimeScaleProbe, ColumnEnergyProbe, QuotientProbe
+from ..probes.lagged import LaggedProbes
 from ..probes.layer_probes import LAYER_PROBE_CLASSES, LayerProbe, RequireAllZeroActivityProbe
 from .clone_layers import CLONE_CLASSES
 from .connections import CONNECTION_CLASSES, link_order
@@ -250,6 +251,7 @@ class Column:
         self.normalizing = [c for c in self.connections.values()
                             if c.updater is not None or getattr(c, "group_members", None)]
         self.guard = NumericGuard(self)
+        self.lagged = LaggedProbes(self)
         self.local_flags = None  # run() sets it: this rank's signal/clock flags for the step's collective
 
     def _warn_unread_channels(self):
@@ -331,6 +333,7 @@ class Column:
         continue; the bench uses this alone to time every repeat from one state.
         """
         self.guard.settle()  # the verdict on the state being replaced
+        self.lagged.settle()
         self.t = float(rd.attr("column", "time"))
         self.step = int(rd.attr("column", "step"))
         for obj in self.stateful():
@@ -346,6 +349,7 @@ class Column:
     def write_checkpoint(self, path):
         """Collective: every rank calls it at the same step, once the guard has passed it."""
         self.guard.settle()
+        self.lagged.settle()
 
         if self.schedule is not None and self.schedule.skips(path, self.resumed_from):
             return  # the checkpoint this run was read from, as OpenPV tells it (facts §6.1)
@@ -465,6 +469,7 @@ class Column:
                 self.advance()
                 self._act_on(self.guard.take_flags())
             self.guard.settle()  # the last step's verdict, and the flags it carries
+            self.lagged.settle()
             self._act_on(self.guard.take_flags())
 
     def _act_on(self, flags):
@@ -487,6 +492,7 @@ class Column:
         """The final checkpoint (lastCheckpointDir, or the last Checkpoint<step>), every output file
         closed on every rank; the failures of test probes (collective)."""
         try:
+            self.lagged.settle()
             final = self.schedule.final_path(self.step)
             if final is None and self.stopped_by_signal:
                 self._signal_checkpoint(self.schedule)
@@ -507,6 +513,7 @@ class Column:
 
         SIGNALS.uninstall()
         self.local_flags = None
+        self.lagged.drop()
         self.close()
 
     def advance(self):
@@ -523,6 +530,8 @@ class Column:
         self.step += 1
         t = self.t
         timers = self.timers
+        if self.time_scale_probes:  # the time scales adapt to the energy the last step left
+            self.lagged.settle()
         for probe in self.time_scale_probes:
             probe.adapt(t)
             probe.output(t)
@@ -543,6 +552,8 @@ class Column:
             updated += updating
         # A layer's output and probes see the state of its own phase, which later
         # phases do not change: they wait until the guard has passed the whole step.
+        with timers.time("probes"):  # the lines of the step before, their sums waited for
+            self.lagged.settle()
         with timers.time("guard"):  # NaN verdict, signals, checkpoint clock: a reduction per block of steps
             self.guard.check(updated, self.local_flags() if self.local_flags is not None else None)
         for p in self.phases:
@@ -550,7 +561,7 @@ class Column:
                 timers.call("io:" + layer.name, layer.write_output, t)
             with timers.time("probes"):
                 for probe in self.layer_probes[p]:
-                    probe.output(t)
+                    self.lagged.output(probe, t)
         for conn in self.updating:
             timers.call("learn:" + conn.name, conn.update_weights, t)  # the all-reduce times itself
         for conn in self.normalizing:
@@ -561,7 +572,7 @@ class Column:
             timers.call("io:" + conn.name, conn.write_output, t)
         with timers.time("probes"):
             for probe in self.column_probes:
-                probe.output(t)
+                self.lagged.output(probe, t)
         if self.progress is not None:
             self.progress(self)
 

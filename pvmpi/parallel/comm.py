@@ -110,6 +110,9 @@ class Comms:
     def _ireduce(self, comm, arr, out, what, op=MPI.SUM):
         src = _contiguous(arr, what)
         out = _output(src, out, what)
+        if comm.size == 1:
+            np.copyto(out, src)
+            return Pending(MPI.REQUEST_NULL, src, out)
         return Pending(comm.Iallreduce(src, out, op=op), src, out)
 
     def allreduce_sum(self, arr, out=None):
@@ -145,6 +148,14 @@ class Comms:
         """Sum of ``arr`` over this batch slice's R x C ranks (per-batch-element probe sums,
         e.g. ``[nb, k]`` float64)."""
         return self._reduce(self.spatial, arr, MPI.SUM, out, "spatial_sum")
+
+    def ispatial_sum(self, arr, out):
+        """Start :meth:`spatial_sum` into ``out`` (a probe's sums, read a step later); a :class:`Pending`."""
+        return self._ireduce(self.spatial, arr, out, "ispatial_sum")
+
+    def ispatial_max(self, arr, out):
+        """Start :meth:`spatial_max` into ``out``; a :class:`Pending`."""
+        return self._ireduce(self.spatial, arr, out, "ispatial_max", MPI.MAX)
 
     def spatial_min(self, arr, out=None):
         """Element-wise minimum of ``arr`` over this batch slice's ranks (StatsProbe's Min)."""

@@ -36,6 +36,11 @@ class ColumnEnergyProbe(Probe):
             total += term.coefficient * term.values(key)
         return total
 
+    def prefetch(self):
+        """Start the terms' values of the current step."""
+        for term in self.terms:
+            term.prefetch()
+
     def line(self, t, b, value):
         """Time, global batch index and energy (the probe's name first when writing to the log)."""
         prefix = f'"{self.name}",' if self.files.to_log else ""
@@ -81,11 +86,14 @@ class QuotientProbe(Probe):
         with np.errstate(divide="ignore", invalid="ignore"):  # C++ gives inf/nan as well
             return num / den
 
-    def output(self, t):
-        """When triggered, sample and write ``"<message>",<t>,<g>,<value>`` per batch element."""
-        if not self.triggered(t):
-            return
-        vals = self.values()
+    def prefetch(self):
+        """Start the numerator's and the denominator's values of the current step."""
+        self.numerator.prefetch()
+        self.denominator.prefetch()
+
+    def write(self, t, step):
+        """When triggered (see :meth:`~Probe.sampled`): ``"<message>",<t>,<g>,<value>`` per batch element."""
+        vals = self.values(step)
         if self.files is None:
             return
         kb0 = self.run.batch_slice[0]

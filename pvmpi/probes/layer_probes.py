@@ -26,6 +26,7 @@ class Probe:
         self.askers = []  # QuotientProbes reading this probe's values each time they sample
         self.files = None
         self._cache = (None, None)
+        self._waiting = None  # (step, Reduction) started by prefetch and not yet read
 
     def link(self, layers, probes):
         """Resolve triggerLayerName to that layer's update controller, and energyProbe."""
@@ -74,9 +75,13 @@ class Probe:
         """Per-local-batch-element values of the state after step `key` (default: now).
 
         Computed once per step: probes sampled in a layer's phase and the
-        energy probe summing them at the end of the step share the numbers.
+        energy probe summing them at the end of the step share the numbers
+        (the :class:`Reduction` :meth:`prefetch` started for the step is waited for here).
         """
         key = self.run.step if key is None else key
+        if self._waiting is not None and self._waiting[0] == key:
+            self._cache = (key, self._waiting[1].result())
+            self._waiting = None
         when, vals = self._cache
         if when != key:
             vals = self.compute(key) if self.needs_key else self.compute()
@@ -94,6 +99,8 @@ class Probe:
         step 1, so then their values are 0. A run continued from a checkpoint
         recomputes them from the restored state, as OpenPV does on reading one.
         """
+        if self._waiting is not None:
+            return self.values(self._waiting[0])
         key, vals = self._cache
         if key is not None:
             return vals
@@ -119,9 +126,26 @@ class Probe:
 
     def output(self, t):
         """Sample when :meth:`sampled` and write one line per local batch element b (see :meth:`line`)."""
+        if self.sampled(t):
+            self.write(t, self.run.step)
+
+    #: whether :class:`~pvmpi.probes.lagged.LaggedProbes` may write this probe's lines a step late
+    lags = True
+
+    def begin(self, t):
+        """Whether the probe samples at t (the current step); if so, :meth:`prefetch`."""
         if not self.sampled(t):
-            return
-        vals = self.values()  # sampled even without text output: a time-scale probe may read it
+            return False
+        self.prefetch()
+        return True
+
+    def prefetch(self):
+        """Start the values of the current step, for :meth:`values` to read later (here: compute them)."""
+        self.values()
+
+    def write(self, t, step):
+        """The lines of the values at ``step`` (time t), one per local batch element b."""
+        vals = self.values(step)  # sampled even without text output: a time-scale probe may read it
         if self.files is None or not self.files.writes:
             return
         self.files.write_lines([self.line(t, b, vals[b]) for b in range(len(vals))])
@@ -183,13 +207,36 @@ class LayerProbe(Probe):
             return self.target.activity_stats(self.nnz_threshold)
         return self.run.kernels.layer_stats(X, lt, up, t.ny, t.nx, self.nnz_threshold)
 
-    def compute(self):
-        """Add this tile's [Σa, Σ|a|, Σa², nnz] over the spatial ranks; :meth:`finish` makes the value."""
-        sums = self.run.comms.spatial_sum(np.ascontiguousarray(self.local_stats()[:, :4]))
-        return self.finish(sums)
+    def partials(self):
+        """This tile's part of the values: sums added over the spatial ranks ([nb, k] float64) and
+        maxima taken over them ([nb, m] float64, or None); here [Σa, Σ|a|, Σa², nnz] and None."""
+        return np.ascontiguousarray(self.local_stats()[:, :4]), None
 
-    def finish(self, sums):
-        """The value per batch element from the global [Σa, Σ|a|, Σa², nnz] sums, shaped [nb, 4]."""
+    def compute(self):
+        """Reduce :meth:`partials` over the spatial ranks; :meth:`finish` makes the values."""
+        comms = self.run.comms
+        sums, maxs = self.partials()
+        return self.finish(comms.spatial_sum(sums), None if maxs is None else comms.spatial_max(maxs))
+
+    def prefetch(self):
+        """Start the reduction of :meth:`partials` over the spatial ranks (:meth:`values` waits for it)."""
+        step = self.run.step
+        if self._waiting is not None:
+            if self._waiting[0] == step:
+                return
+            self.values(self._waiting[0])  # an older step's, never left unread
+        if self._cache[0] == step:
+            return
+        comms = self.run.comms
+        sums, maxs = self.partials()
+        outs = [np.empty_like(sums), None if maxs is None else np.empty_like(maxs)]
+        pending = [comms.ispatial_sum(sums, outs[0])]
+        if maxs is not None:
+            pending.append(comms.ispatial_max(maxs, outs[1]))
+        self._waiting = (step, Reduction(pending, outs, self.finish))
+
+    def finish(self, sums, maxs):
+        """The value per batch element from the global sums ([nb, 4]: Σa, Σ|a|, Σa², nnz)."""
         raise NotImplementedError
 
     def line(self, t, b, value):
@@ -206,7 +253,7 @@ class LayerProbe(Probe):
 class L2NormProbe(LayerProbe):
     """(Σa²)^(exponent/2) per batch element: the Euclidean norm with the default exponent 1."""
 
-    def finish(self, sums):
+    def finish(self, sums, maxs):
         """Raise Σa² to the power exponent/2."""
         return sums[:, 2] ** (self.group["exponent"] / 2.0)
 
@@ -214,7 +261,7 @@ class L2NormProbe(LayerProbe):
 class L1NormProbe(LayerProbe):
     """Σ|a| per batch element."""
 
-    def finish(self, sums):
+    def finish(self, sums, maxs):
         """Pick Σ|a|."""
         return sums[:, 1]
 
@@ -226,7 +273,7 @@ class L0NormProbe(LayerProbe):
     def nnz_threshold(self):
         return self.group["nnzThreshold"]
 
-    def finish(self, sums):
+    def finish(self, sums, maxs):
         """Pick the count above nnzThreshold."""
         return sums[:, 3]
 
@@ -268,16 +315,20 @@ class FirmThresholdCostFnProbe(LayerProbe):
         """w = VThresh + VWidth: the probe's own parameters (0 unless given, as in OpenPV)."""
         return self.group["VThresh"] + self.group["VWidth"]
 
-    def compute(self):
+    def partials(self):
         """c(a) = |a|(1 − |a|/(2w)) where |a| < w = VThresh + VWidth, else w/2.
 
-        Summed in float64 over this tile by the backend's kernel where the layer lives, then over
-        the spatial ranks.
+        Summed in float64 over this tile by the backend's kernel where the layer lives (then over
+        the spatial ranks).
         """
         X, lt, up = self.buffer()
         t = self.target.tile
         sums = self.run.kernels.firm_threshold_cost(X, lt, up, t.ny, t.nx, self.threshold_plus_width())
-        return self.run.comms.spatial_sum(np.ascontiguousarray(sums))
+        return np.ascontiguousarray(sums), None
+
+    def finish(self, sums, maxs):
+        """The cost summed over the spatial ranks."""
+        return sums
 
 
 class FirmThresholdCostFnLCAProbe(FirmThresholdCostFnProbe):
@@ -315,16 +366,17 @@ class StatsProbe(LayerProbe):
         raise PvmpiError(f"'{self.group['buffer']}' is not Activity/A or MembranePotential/V",
                          group=self.name, param="buffer")
 
-    def compute(self):
-        """[Total, Min, Avg, Max, sigma, nnz] per batch element, reduced over the spatial ranks."""
-        local, comms = self.local_stats(), self.run.comms
-        sums = comms.spatial_sum(np.ascontiguousarray(local[:, :4]))
-        mins = comms.spatial_min(np.ascontiguousarray(local[:, 4]))
-        maxs = comms.spatial_max(np.ascontiguousarray(local[:, 5]))
+    def partials(self):
+        """[Σa, Σ|a|, Σa², nnz] to add and [−min, max] to take the maximum of, per batch element."""
+        local = self.local_stats()
+        return np.ascontiguousarray(local[:, :4]), np.stack([-local[:, 4], local[:, 5]], axis=1)
+
+    def finish(self, sums, maxs):
+        """[Total, Min, Avg, Max, sigma, nnz] per batch element."""
         n = self.num_neurons
         avg = sums[:, 0] / n
         sigma = np.sqrt(np.maximum(sums[:, 2] / n - avg * avg, 0.0))
-        return np.stack([sums[:, 0], mins, avg, maxs, sigma, sums[:, 3]], axis=1)
+        return np.stack([sums[:, 0], -maxs[:, 0], avg, maxs[:, 1], sigma, sums[:, 3]], axis=1)
 
     def line(self, t, b, v):
         """OpenPV's stats line; the activity of a sparse layer is a spike rate: its average is
@@ -339,6 +391,8 @@ class StatsProbe(LayerProbe):
 
 class RequireAllZeroActivityProbe(StatsProbe):
     """Records the first time the target's activity is not zero; fails the run (OpenPV's test probe)."""
+
+    lags = False  # immediateExitOnFailure stops the run at the probe's own step
 
     def __init__(self, group, run):
         super().__init__(group, run)
@@ -368,6 +422,22 @@ class RequireAllZeroActivityProbe(StatsProbe):
         if self.first_nonzero is not None:
             return (f"layer '{self.target.name}' had nonzero activity (first at t = {self.first_nonzero:g})")
         return None
+
+
+class Reduction:
+    """A probe's :meth:`~LayerProbe.partials` on their way over the spatial ranks; :meth:`result`
+    waits for them and makes the values."""
+
+    __slots__ = ("pending", "outs", "finish")
+
+    def __init__(self, pending, outs, finish):
+        self.pending, self.outs, self.finish = pending, outs, finish
+
+    def result(self):
+        """The probe's values, once every reduction has completed."""
+        for p in self.pending:
+            p.wait()
+        return self.finish(*self.outs)
 
 
 LAYER_PROBE_CLASSES = {

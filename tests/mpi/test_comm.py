@@ -79,14 +79,18 @@ def test_spatial_sum_min_max_per_batch_slice(comms_for, world_layouts):
         assert (total[:, 0] == lay.rows * lay.columns).all()
         assert (c.spatial_min(arr[:, 1].copy()) == min(members)).all()
         assert (c.spatial_max(arr[:, 1].copy()) == max(members)).all()
+        # the non-blocking forms (a probe's sums, read a step later) give the same
+        np.testing.assert_array_equal(_reduce(c, "ispatial_sum", arr), total)
+        assert (_reduce(c, "ispatial_max", arr[:, 1].copy()) == max(members)).all()
 
 
 REDUCTIONS = ["allreduce_sum", "allreduce_max", "batch_sum", "spatial_sum", "spatial_min",
               "spatial_max"]
+NON_BLOCKING = ["iallreduce_sum", "iallreduce_max", "ibatch_sum", "ispatial_sum", "ispatial_max"]
 
 
 @pytest.mark.mpi(min_size=1)
-@pytest.mark.parametrize("name", REDUCTIONS + ["iallreduce_sum", "iallreduce_max", "ibatch_sum"])
+@pytest.mark.parametrize("name", REDUCTIONS + NON_BLOCKING)
 def test_no_reduction_changes_its_input(comms_for, world_layouts, name):
     """The bug class of one batch element per rank: a reduction that wrote its result into
     the array it was given turned a layer's cached statistics into global sums, which the
@@ -140,7 +144,7 @@ def test_every_reduction_is_checked():
 
     found = {n for n in vars(Comms) if not n.startswith("_")
              and any(w in n for w in ("sum", "_min", "_max"))}
-    assert found == set(REDUCTIONS) | {"iallreduce_sum", "iallreduce_max", "ibatch_sum", "spatial_sum_at_root"}
+    assert found == set(REDUCTIONS) | set(NON_BLOCKING) | {"spatial_sum_at_root"}
 
 
 @pytest.mark.mpi(min_size=1)
@@ -153,7 +157,7 @@ def test_the_guards_non_blocking_maximum_is_the_blocking_one(comms_for, world_la
 
 
 @pytest.mark.mpi(min_size=1)
-@pytest.mark.parametrize("name", ["iallreduce_sum", "iallreduce_max", "ibatch_sum"])
+@pytest.mark.parametrize("name", NON_BLOCKING)
 def test_a_started_reduction_keeps_its_arrays_alive(comms_for, world_layouts, name):
     """The caller may drop its references while the reduction is in flight (the guard's pending
     verdicts at an error did): MPI must never write into memory freed meanwhile."""

@@ -132,3 +132,47 @@ def test_demo_at_one_batch_element_per_rank(nbatch):
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(root)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_step_makes_no_blocking_reduction_over_the_tiles_of_a_batch_slice():
+    """The demo's probes (L1, L0, energy) on a layout whose batch slices span several tiles: their
+    sums travel while the next step computes, so a step calls no blocking spatial reduction,
+    and every probe file still equals the 1-rank run's."""
+    from mpi4py import MPI
+    from running import run_network
+
+    from pvmpi import Simulation
+    from pvmpi.conformance.compare import compare_runs
+    from pvmpi.data.dead_leaves import make_image_set
+
+    world = MPI.COMM_WORLD
+    root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-lag-") if world.rank == 0 else None))
+    if world.rank == 0:
+        make_image_set(root / "images", count=4, size=64, seed=2)
+    world.Barrier()
+    model = demo_model(root / "images" / "images.txt", **{"column.nbatch": 2, "column.stopTime": 8})
+    if world.rank == 0:
+        run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
+    spatial = [lay for lay in fitting_layouts(world.size, model) if lay.rows * lay.columns > 1]
+    assert spatial
+    for lay in spatial:
+        out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
+        with Simulation(model, world, layout=lay, output_path=str(out), overwrite=True) as sim:
+            sim.step(1)  # the t = 0 lines and the first step
+            comms, calls = sim.column.comms, []
+            for name in ("spatial_sum", "spatial_min", "spatial_max"):
+                real = getattr(comms, name)
+                setattr(comms, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+            for _ in range(5):
+                sim.column.advance()
+            assert calls == [], calls
+            sim.run()
+            sim.close()
+        world.Barrier()
+        if world.rank == 0:
+            diff = compare_runs(root / "serial", out)
+            assert not diff.problems, "\n".join(diff.problems[:10])
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(root)
