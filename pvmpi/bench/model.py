@@ -28,8 +28,9 @@ that a miss can be traced to the term that caused it:
   the guard's reduction, one per block of 4 steps (an upper bound: a block's
   verdict is read a block later; S = 1 with
   ``--per-step-collective``), n = 1 + an interior tile's neighbours and
-  S = 1 for the halo exchange, or n = R x C tiles when probes reduce over
-  a batch slice every step; the larger of the two. Beyond the measured
+  S = 1 for the halo exchange, and n = R x C tiles and S = 2 when probes
+  reduce over a batch slice (each step's sums are waited for a step
+  later); the largest of them. Beyond the measured
   samples the maximum grows as a Gaussian's, sigma sqrt(2 ln n).
 * **I/O**: the bytes the network writes per step (dense layers 4 bytes per
   value, sparse ones 8 per active value, weights) at the write rate measured
@@ -260,16 +261,21 @@ def neighbours(r, c):
 
 
 def wait_ms(cal, layout, per_step_collective=False, probes=0):
-    """Expected wait per step for the slowest rank: at the global reduction, or every step where the
-    tiles of a batch slice meet: the halo exchange's neighbours, or all R x C tiles when ``probes``
-    (their per-batch-element sums, reduced over the slice's tiles at every step they sample)."""
+    """Expected wait per step for the slowest rank: at the global reduction, and where the tiles of
+    a batch slice meet: the halo exchange's neighbours every step, and all R x C tiles when
+    ``probes`` (their per-batch-element sums, each step's waited for LAG_STEPS later)."""
     from ..network.guard import SLACK_STEPS
+    from ..probes.lagged import LAG_STEPS
 
     b, r, c = layout
+    devs = cal.deviations_ms
     every = 1 if per_step_collective else SLACK_STEPS  # a block's verdicts travel together
-    meet = r * c if probes else 1 + neighbours(r, c)
-    return max(expected_max_ms(cal.deviations_ms, b * r * c, every),
-               expected_max_ms(cal.deviations_ms, meet, 1) if r * c > 1 else 0.0)
+    waits = [expected_max_ms(devs, b * r * c, every)]
+    if r * c > 1:
+        waits.append(expected_max_ms(devs, 1 + neighbours(r, c), 1))
+        if probes:
+            waits.append(expected_max_ms(devs, r * c, 1 + LAG_STEPS))
+    return max(waits)
 
 
 def predict(net, cal, layout, link, threads=1, per_step_collective=False):

@@ -11,6 +11,10 @@ the end of a run, a read of a probe's values, and an adaptive time scale
 """
 
 
+#: steps between the start of a probe's reduction and the wait for it
+LAG_STEPS = 1
+
+
 class LaggedProbes:
     """The probes sampled in the last step whose lines wait, in the order they were sampled."""
 
