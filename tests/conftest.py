@@ -20,21 +20,24 @@ def shared_bench():
     return require(SHARED_BENCH / "LCA_bench.params", "OpenPV's benchmark folder", "PVMPI_SHARED").parent
 
 
+# Taken from the environment, so that a pytest a test starts (the GPU check's) neither writes nor reads them
+PASSED_LOG = os.environ.pop("PVMPI_PASSED_LOG", None)
+PASSED_ALONE = os.environ.pop("PVMPI_PASSED_ALONE", None)
+
+
 def pytest_runtest_logreport(report):
     """With ``PVMPI_PASSED_LOG`` set, append the id of each test that passed to that file."""
-    log = os.environ.get("PVMPI_PASSED_LOG")
-    if log and report.when == "call" and report.passed:
-        with open(log, "a") as f:
+    if PASSED_LOG and report.when == "call" and report.passed:
+        with open(PASSED_LOG, "a") as f:
             f.write(report.nodeid + "\n")
 
 
 def pytest_collection_modifyitems(config, items):
     """With ``PVMPI_PASSED_ALONE`` naming such a file, leave out the tests it lists: they passed
     without ``../shared``; the ones that skipped there (they need its files) run here."""
-    path = os.environ.get("PVMPI_PASSED_ALONE")
-    if not path:
+    if not PASSED_ALONE:
         return
-    passed = set(Path(path).read_text().split("\n"))
+    passed = set(Path(PASSED_ALONE).read_text().split("\n"))
     keep = [item for item in items if item.nodeid not in passed]
     if len(keep) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item.nodeid in passed])
