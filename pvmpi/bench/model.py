@@ -19,7 +19,8 @@ that a miss can be traced to the term that caused it:
   ``2 log2(P) latency + 2 (P-1)/P bytes / bandwidth`` (the buffer is dW and
   its counts in float64). Counted as if it did not overlap with compute.
 * **sync**: small all-reduces every step, latency only: one per probe over
-  a batch slice's tiles (``2 log2(R C) latency`` each); with
+  a batch slice's tiles (``2 log2(R C) latency`` each; non-blocking, read a
+  step later, but counted as if they did not overlap); with
   ``--per-step-collective`` also a blocking one over all ranks (the guard as
   it was before its verdict was read a step later).
 * **wait** (jitter): ranks that meet wait for the slowest of them. From the
