@@ -552,8 +552,9 @@ class Column:
             updated += updating
         # A layer's output and probes see the state of its own phase, which later
         # phases do not change: they wait until the guard has passed the whole step.
-        with timers.time("probes"):  # the lines of the step before, their sums waited for
-            self.lagged.settle()
+        if self.lagged.waiting:  # the lines of the step before, their sums waited for
+            with timers.time("probes"):
+                self.lagged.settle()
         with timers.time("guard"):  # NaN verdict, signals, checkpoint clock: a reduction per block of steps
             self.guard.check(updated, self.local_flags() if self.local_flags is not None else None)
         for p in self.phases:
