@@ -152,10 +152,14 @@ def test_a_step_makes_no_blocking_reduction_over_the_tiles_of_a_batch_slice():
         make_image_set(root / "images", count=4, size=64, seed=2)
     world.Barrier()
     model = demo_model(root / "images" / "images.txt", **{"column.nbatch": 2, "column.stopTime": 8})
+    spatial = [lay for lay in fitting_layouts(world.size, model) if lay.rows * lay.columns > 1]
+    if not spatial:
+        world.Barrier()  # every rank has read the image list
+        if world.rank == 0:
+            shutil.rmtree(root)
+        pytest.skip(f"the demo's 64x64 layers have no tiling for {world.size} ranks")
     if world.rank == 0:
         run_network(model, MPI.COMM_SELF, output_path=str(root / "serial"))
-    spatial = [lay for lay in fitting_layouts(world.size, model) if lay.rows * lay.columns > 1]
-    assert spatial
     for lay in spatial:
         out = root / f"B{lay.batch_width}R{lay.rows}C{lay.columns}"
         with Simulation(model, world, layout=lay, output_path=str(out), overwrite=True) as sim:
