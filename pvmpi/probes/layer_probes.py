@@ -214,9 +214,17 @@ class LayerProbe(Probe):
 
     def compute(self):
         """Reduce :meth:`partials` over the spatial ranks; :meth:`finish` makes the values."""
+        return self._reduction().result()
+
+    def _reduction(self):
+        """Start the reduction of :meth:`partials` over the spatial ranks."""
         comms = self.run.comms
         sums, maxs = self.partials()
-        return self.finish(comms.spatial_sum(sums), None if maxs is None else comms.spatial_max(maxs))
+        outs = [np.empty_like(sums), None if maxs is None else np.empty_like(maxs)]
+        pending = [comms.ispatial_sum(sums, outs[0])]
+        if maxs is not None:
+            pending.append(comms.ispatial_max(maxs, outs[1]))
+        return Reduction(pending, outs, self.finish)
 
     def prefetch(self):
         """Start the reduction of :meth:`partials` over the spatial ranks (:meth:`values` waits for it)."""
@@ -225,15 +233,8 @@ class LayerProbe(Probe):
             if self._waiting[0] == step:
                 return
             self.values(self._waiting[0])  # an older step's, never left unread
-        if self._cache[0] == step:
-            return
-        comms = self.run.comms
-        sums, maxs = self.partials()
-        outs = [np.empty_like(sums), None if maxs is None else np.empty_like(maxs)]
-        pending = [comms.ispatial_sum(sums, outs[0])]
-        if maxs is not None:
-            pending.append(comms.ispatial_max(maxs, outs[1]))
-        self._waiting = (step, Reduction(pending, outs, self.finish))
+        if self._cache[0] != step:
+            self._waiting = (step, self._reduction())
 
     def finish(self, sums, maxs):
         """The value per batch element from the global sums ([nb, 4]: Σa, Σ|a|, Σa², nnz)."""
