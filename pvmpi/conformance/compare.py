@@ -71,6 +71,7 @@ def compare_runs(ref, other, rtol=LAYOUT_RTOL, files=None):
     ref, other = Path(ref).resolve(), Path(other).resolve()
     d = Differences(rtol)
     a, b = output_files(ref), output_files(other)
+    by_name = [_outputs_by_name(root, files) for root, files in ((ref, a), (other, b))]
     if files is None and a != b:
         d.problems.append(f"files only in the reference: {sorted(set(a) - set(b))}; "
                           f"only in the other run: {sorted(set(b) - set(a))}")
@@ -83,7 +84,7 @@ def compare_runs(ref, other, rtol=LAYOUT_RTOL, files=None):
         fa, fb = ref / rel, other / rel
         position = _POSITION.match(Path(rel).name)
         if position:
-            _compare_file_position(d, rel, (ref, other), position["file"], (fa, fb))
+            _compare_file_position(d, rel, by_name, position["file"], (fa, fb))
         elif rel.endswith(".bin") and (ref / rel).with_suffix(".txt").is_file():
             continue  # an OpenPV checkpoint entry: its .txt beside it holds the same numbers
         elif rel.endswith(".pvp"):
@@ -99,6 +100,15 @@ def compare_runs(ref, other, rtol=LAYOUT_RTOL, files=None):
                 continue
             _compare_text(d, rel, ta.replace(str(ref), "<out>"), tb.replace(str(other), "<out>"))
     return d
+
+
+def _outputs_by_name(root, files):
+    """A run's output files outside its checkpoints, by file name: {name: [paths, sorted]}."""
+    index = {}
+    for rel in files:
+        if "Checkpoint" not in rel:
+            index.setdefault(Path(rel).name, []).append(root / rel)
+    return index
 
 
 def _compare_pvp(d, rel, fa, fb):
@@ -152,7 +162,7 @@ def _compare_h5(d, rel, fa, fb, roots):
                     d.problems.append(f"{rel}:{name}: {vb!r} instead of {va!r}")
 
 
-def _compare_file_position(d, rel, roots, name, entries):
+def _compare_file_position(d, rel, by_name, name, entries):
     """An OpenPV checkpoint's position in an output file must be the same line of each run's own
     probe file (a number may print with more characters), the same frame of its own activity
     file (a sparse frame stores as many values as are nonzero), else the same byte."""
@@ -162,8 +172,7 @@ def _compare_file_position(d, rel, roots, name, entries):
     pa, pb = (int(np.fromfile(f, "<i8")[0]) if f.suffix == ".bin" else int(f.read_text().split()[0])
               for f in entries)
     name = name if name.endswith(".txt") else name + ".pvp"
-    files = [sorted(p for p in Path(r).rglob(name) if p.is_file() and "Checkpoint" not in str(p))
-             for r in roots]
+    files = [index.get(name, []) for index in by_name]
     if not all(files) or pa == pb:
         if pa != pb:
             d.problems.append(f"{rel}: byte {pb} instead of {pa}")

@@ -32,3 +32,18 @@ def test_a_probe_value_is_measured_against_its_own_column(tmp_path, old, new):
 def test_counts_are_exact(tmp_path):
     problems = _runs(tmp_path, STATS_LINE, STATS_LINE.replace("nnz==8189", "nnz==8188")).problems
     assert problems and "integers" in problems[0] and "8188" in problems[0]
+
+
+@pytest.mark.parametrize("line_b, agrees", [(1, True), (2, False)])
+def test_a_checkpointed_file_position_is_the_same_line_of_each_runs_own_file(tmp_path, line_b, agrees):
+    """A position may differ in bytes (a value printed with more characters), not in lines."""
+    texts = {"ref": "t=0 v=1.5\nt=1 v=2.25\nt=2 v=3\n", "other": "t=0 v=1.50001\nt=1 v=2.25\nt=2 v=3\n"}
+    for folder, text in texts.items():
+        (tmp_path / folder / "Checkpoints" / "Checkpoint1").mkdir(parents=True)
+        (tmp_path / folder / "Probe.txt").write_text(text)
+        line = 1 if folder == "ref" else line_b
+        pos = len("".join(text.splitlines(keepends=True)[:line]))
+        (tmp_path / folder / "Checkpoints" / "Checkpoint1" / "Probe.txt_filepos_FileStreamWrite.txt").write_text(
+            f"{pos}\n")
+    problems = compare_runs(tmp_path / "ref", tmp_path / "other", rtol=1e-3).problems
+    assert not problems if agrees else any("not the same line" in p for p in problems)
