@@ -240,6 +240,7 @@ def run_benches(results, env, simulator):
                                      "image_steps_per_s": r["nbatch"] * 1e3 / r["ms_per_step_wall"],
                                      "launches_per_step": r.get("kernel_launches_per_step"),
                                      "allocations_per_step": r.get("device_allocations_per_step"),
+                                     "host_waits_per_step": r.get("host_waits_per_step"),
                                      "threads": r["threads"]} for r in rows}
         s.found["rows"] = table[name]
         steps.append(s.end(rc == 0 and len(rows) == len(nbatch.split(","))))
@@ -254,7 +255,7 @@ def figures(table, launch_us):
     out = {}
     for nb, r in sorted(cuda.items()):
         row = {"cuda_ms_per_step": r["ms_per_step"], "cuda_image_steps_per_s": r["image_steps_per_s"],
-               "launches_per_step": r["launches_per_step"]}
+               "launches_per_step": r["launches_per_step"], "host_waits_per_step": r.get("host_waits_per_step")}
         if nb in one:
             row["vs_one_core"] = one[nb]["ms_per_step"] / r["ms_per_step"]
         if nb in every:

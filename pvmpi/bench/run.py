@@ -244,14 +244,14 @@ def _device_sync(backend):
 
 
 def _launch_counter(backend):
-    """(kernel launches, device allocations) so far in this process (a callable), where the backend
-    counts them; else None."""
+    """(kernel launches, device allocations, waits for the device) so far in this process (a
+    callable), where the backend counts them; else None."""
     if backend != "cuda":
         return None
     from ..kernels import get_backend
 
     cu = get_backend("cuda")
-    return lambda: np.array([cu.launches(), cu.allocations()], np.int64)
+    return lambda: np.array([cu.launches(), cu.allocations(), cu.host_waits()], np.int64)
 
 
 def _device_peak(backend):
@@ -314,7 +314,7 @@ def _time_backend(args, model, world, backend, output, steps, repeat, warmup, t_
     sync = _device_sync(backend)
     gpu = _device_peak(backend)
     launched = _launch_counter(backend)
-    launches = np.zeros(2, np.int64)  # kernel launches, device allocations in the timed steps
+    launches = np.zeros(3, np.int64)  # kernel launches, device allocations, host waits in the timed steps
 
     def body():
         sim.prepare()  # the output folder, the state at t = 0
@@ -526,6 +526,7 @@ def _bench(args, model, world, output, config, t_entry, peak):
         counted = raw["launches"]
         result["kernel_launches_per_step"] = None if counted is None else float(counted[0]) / steps_total
         result["device_allocations_per_step"] = None if counted is None else float(counted[1]) / steps_total
+        result["host_waits_per_step"] = None if counted is None else float(counted[2]) / steps_total
     comms.free()
 
     if args.compare:
@@ -636,7 +637,8 @@ def format_report(r):
     ]
     if r.get("kernel_launches_per_step") is not None:
         lines.append(f"  kernel launches: {r['kernel_launches_per_step']:.1f} per step, device allocations: "
-                     f"{r['device_allocations_per_step']:.2f} per step (rank 0)")
+                     f"{r['device_allocations_per_step']:.2f} per step, waits for the device: "
+                     f"{r['host_waits_per_step']:.1f} per step (rank 0)")
     lines.append("")
     multi = r["ranks"] > 1
     head = f"  {'phase':<36} {'ms/step':>9} {'%':>6}"

@@ -158,6 +158,8 @@ DEVICE = (
     _k("unpack_halo", "A buf y0 x0", "the window of extended A at (y0, x0) = buf"),
     _k("mirror_halo", "A mx my nx ny edges", "fill A's margins at the layer's edges by mirroring (mirrorBCflag)"),
     _k("synchronize", "", "wait until the device has finished every kernel launched"),
+    _k("layer_stats_later", "X lt up ny nx nnz_threshold",
+       "layer_stats started now, its result() read later: the reads of a step share one wait for the device"),
 )
 
 

@@ -105,6 +105,26 @@ def allocations():
     return ALLOCATIONS[0]
 
 
+WAITS = [0]  # times this process waited for the device: the bench reports them per step
+_LATER = []  # deferred reads (layer_stats_later) whose copies may still be in flight, oldest first
+
+
+def _waited(drained=True):
+    """Count one wait for the device. After a read of device memory (``drained``), whatever was
+    queued before it on the one (default) stream is done, the deferred reads' copies too."""
+    WAITS[0] += 1
+    if drained:
+        for later in _LATER:
+            later.complete = True
+        _LATER.clear()
+
+
+def host_waits():
+    """Times this process waited for the device so far: reads of results (a few numbers each) and
+    copies from pageable host memory, which wait for every launch before them."""
+    return WAITS[0]
+
+
 # --------------------------------------------------------------------- launch constants
 
 THREADS = 32 if SIMULATOR else 256  # gather and elementwise blocks (simulated threads are Python threads)
@@ -160,6 +180,23 @@ def _stage(role, host):
         dev = _staging[key] = _device_array(host.shape, host.dtype)
     if host.size:
         dev.copy_to_device(host)
+        _waited(drained=False)
+    return dev
+
+
+_staged_values = {}  # role: the host values its staging buffer holds (see _stage_unchanged)
+
+
+def _stage_unchanged(role, host):
+    """:func:`_stage` for a small input no kernel writes (e.g. per-batch-element constants): copied
+    only when its values change, since a copy from pageable host memory waits for the device."""
+    host = np.ascontiguousarray(host)
+    key = (role, host.shape, host.dtype.str)
+    last = _staged_values.get(key)
+    if last is not None and key in _staging and np.array_equal(last, host):
+        return _staging[key]
+    dev = _stage(role, host)
+    _staged_values[key] = host.copy()
     return dev
 
 
@@ -180,9 +217,10 @@ def _check_out(name, arr):
 
 
 class _Arg:
-    """One kernel argument: device view of shape ``shape`` (staged if numpy), copied back by done()."""
+    """One kernel argument: device view of shape ``shape`` (staged if numpy), copied back by done();
+    ``constant``: an input no kernel writes, staged only when its values change."""
 
-    def __init__(self, role, arr, shape=None, dtype=None, copy_in=True):
+    def __init__(self, role, arr, shape=None, dtype=None, copy_in=True, constant=False):
         self.host = None
         if _is_device(arr):
             dev = _as_dev(arr)
@@ -191,6 +229,9 @@ class _Arg:
         a = np.asarray(arr) if dtype is None else np.asarray(arr, dtype=dtype)
         if shape is not None:
             a = a.reshape(shape)
+        if constant:
+            self.dev = _stage_unchanged(role, a)
+            return
         if copy_in:
             self.dev = _stage(role, a)
         else:
@@ -200,6 +241,7 @@ class _Arg:
     def done(self):
         if self.host is not None and self.host.size:
             self.dev.copy_to_host(self.host)
+            _waited()
 
 
 def to_device(a):
@@ -209,7 +251,11 @@ def to_device(a):
 
 def to_host(a):
     """A numpy copy of a device array (numpy arrays pass through)."""
-    return a if isinstance(a, np.ndarray) else _as_dev(a).copy_to_host()
+    if isinstance(a, np.ndarray):
+        return a
+    host = _as_dev(a).copy_to_host()
+    _waited()
+    return host
 
 
 def synchronize():
@@ -593,6 +639,7 @@ def active_list(A, lt, up, stats=None, reuse=None):
         _k_count_chunks[_blocks(nc, 1), SCAN, 0, SCAN * 4](a.dev, N, K, nchunk, counts)
         _k_scan[1, SCAN, 0, SCAN * 8](counts, ptr, nchunk, offsets)
         n = int(ptr[nc:nc + 1].copy_to_host()[0])
+        _waited()
     else:
         n = 0
         _k_zero_i64[1, 32](ptr)
@@ -606,6 +653,7 @@ def active_list(A, lt, up, stats=None, reuse=None):
         out.buffers = (offsets, idx, val)
         return out
     offsets = offsets.copy_to_host()
+    _waited()
     if n == 0:
         return offsets, np.empty(0, np.int32), np.empty(0, np.float32)
     return offsets, idx.copy_to_host()[:n].copy(), val.copy_to_host()[:n].copy()
@@ -753,7 +801,7 @@ def accumulate_input(GSyn, coefficients, G):
     nb, ny, nx, nf = G.shape
     rows, rowlen = nb * ny, nx * nf
     gs = _Arg("acc.GSyn", GSyn, shape=(GSyn.shape[0], rows, rowlen))
-    c = _Arg("acc.c", np.ascontiguousarray(coefficients, dtype=np.float32).reshape(-1))
+    c = _Arg("acc.c", np.ascontiguousarray(coefficients, dtype=np.float32).reshape(-1), constant=True)
     g = _Arg("acc.G", G, shape=(rows, rowlen), copy_in=False)
     if rows and rowlen:
         grid, block = _grid2(rows, rowlen)
@@ -823,7 +871,7 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     a = _Arg("lca.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
     p = a if A_prev is None else _Arg("lca.Aprev", A_prev, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
     g = _Arg("lca.G", G, shape=shape2)
-    e = _Arg("lca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1))
+    e = _Arg("lca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1), constant=True)
     if nb * ny and nx * nf:
         grid, block = _grid2(*shape2)
         _k_update_lca[grid, block](v.dev, a.dev, p.dev, g.dev, e.dev, _F32(self_interact), ny, int(lt) * nf, int(up),
@@ -1138,19 +1186,76 @@ def _k_layer_stats(X3, lt, up, ny, rowlen, thr, part):
 
 def layer_stats(X, lt, up, ny, nx, nnz_threshold):
     """Per batch element: [Σa, Σ|a|, Σa², #|a|>thr, min, max] in float64 (see numpy_ref.layer_stats)."""
+    return layer_stats_later(X, lt, up, ny, nx, nnz_threshold).result()
+
+
+class _LaterStats:
+    """:func:`layer_stats` launched, its [nb, P, 6] partial results on their way to pinned host
+    memory; :meth:`result` waits for the device only if no wait since has (see :func:`_waited`)."""
+
+    def __init__(self, host):
+        self.host = host
+        self.complete = False
+        self.value = None
+
+    def result(self):
+        """The [nb, 6] float64 stats (the first call may wait for the device)."""
+        if self.value is None:
+            if not self.complete:
+                cuda.synchronize()
+                _waited()
+            h = self.host
+            nb = h.shape[0]
+            out = np.empty((nb, 6), np.float64)
+            out[:, :4] = h[:, :, :4].sum(axis=1)
+            out[:, 4] = h[:, :, 4].min(axis=1) if nb else 0
+            out[:, 5] = h[:, :, 5].max(axis=1) if nb else 0
+            self.value = out
+        return self.value
+
+
+def _address(dev):
+    """Where a device array's data starts (in the simulator, its host buffer)."""
+    if SIMULATOR:
+        return dev._ary.__array_interface__["data"][0]
+    return dev.device_ctypes_pointer.value
+
+
+_later_buffers = {}  # (device address, shape, threshold) of X: [device partials, pinned host copy, latest read]
+
+
+def layer_stats_later(X, lt, up, ny, nx, nnz_threshold):
+    """:func:`layer_stats` of device ``X`` started now and read later: the result's ``result()``.
+
+    The partials travel to pinned host memory without waiting; the reads of a step's stats
+    then share one wait for the device (the first read after the last launch), instead of one
+    wait each, in which the device runs dry while Python launches the next kernels."""
     lt, up, ny, nx = _ints(lt, up, ny, nx)
     nb, nf = X.shape[0], X.shape[3]
     x = _Arg("st.X", X, shape=(nb, X.shape[1], X.shape[2] * nf))
     P = max(1, min(ny, 64 if not SIMULATOR else 1))
-    part = _scratch("st.part", (nb, P, 6), np.float64)
+    key = (_address(x.dev), X.shape, lt, up, float(nnz_threshold))
+    bufs = _later_buffers.get(key)
+    if bufs is None:
+        if len(_later_buffers) > 256:
+            _later_buffers.clear()
+        ALLOCATIONS[0] += 2  # the partials on the device, their pinned copy on the host
+        bufs = _later_buffers[key] = [cuda.device_array((nb, P, 6), np.float64),
+                                      cuda.pinned_array((nb, P, 6), np.float64), None]
+    part, host, latest = bufs
+    if latest is not None and latest.value is None:  # its copy lands in the buffer this one reuses
+        latest.result()
+    later = bufs[2] = _LaterStats(host)
+    if len(_LATER) > 1024:  # reads never asked for: let them go
+        cuda.synchronize()
+        _waited()
     if nb:
         _k_layer_stats[(P, nb), SCAN, 0, 6 * SCAN * 8](x.dev, lt * nf, up, ny, nx * nf, float(nnz_threshold), part)
-    h = part.copy_to_host() if nb else np.zeros((0, P, 6))
-    out = np.empty((nb, 6), np.float64)
-    out[:, :4] = h[:, :, :4].sum(axis=1)
-    out[:, 4] = h[:, :, 4].min(axis=1) if nb else 0
-    out[:, 5] = h[:, :, 5].max(axis=1) if nb else 0
-    return out
+        part.copy_to_host(host, stream=cuda.default_stream())
+        _LATER.append(later)
+    else:
+        later.complete = True
+    return later
 
 
 @_kernel
@@ -1189,7 +1294,9 @@ def firm_threshold_cost(X, lt, up, ny, nx, w):
     part = _scratch("fc.part", (nb, P), np.float64)
     if nb:
         _k_firm_cost[(P, nb), SCAN, 0, SCAN * 8](x.dev, lt * nf, up, ny, nx * nf, float(w), part)
-        return part.copy_to_host().sum(axis=1)
+        h = part.copy_to_host()
+        _waited()
+        return h.sum(axis=1)
     return np.zeros(0, np.float64)
 
 
@@ -1233,6 +1340,7 @@ def upload(dst, host):
         h = np.broadcast_to(h, dst.shape).copy()
     if h.size:
         _as_dev(dst).copy_to_device(h)
+        _waited(drained=False)
 
 
 def copy(dst, src):
@@ -1323,7 +1431,7 @@ def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, 
     v, g, d = _Arg("mlca.V", V, shape=shape2), _Arg("mlca.G", G, shape=shape2), _Arg("mlca.D", prev_drive,
                                                                                       shape=shape2)
     p = _Arg("mlca.A", A_prev, shape=(A_prev.shape[0], A_prev.shape[1], A_prev.shape[2] * A_prev.shape[3]))
-    e = _Arg("mlca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1))
+    e = _Arg("mlca.e", np.ascontiguousarray(exp_tau, dtype=np.float32).reshape(-1), constant=True)
     if nb * ny and nx * nf:
         grid, block = _grid2(*shape2)
         _k_momentum_lca[grid, block](v.dev, g.dev, p.dev, d.dev, e.dev, _F32(self_interact), _F32(rate), ny,
@@ -1361,8 +1469,8 @@ def apply_vertex_transfer(V, A, lt, up, vv, va, slope_neg, slope_pos):
     nb, ny, nx, nf = V.shape
     v = _Arg("vt.V", V, shape=(nb * ny, nx * nf))
     a = _Arg("vt.A", A, shape=(A.shape[0], A.shape[1], A.shape[2] * A.shape[3]))
-    x = _Arg("vt.vv", np.ascontiguousarray(vv, dtype=np.float32))
-    y = _Arg("vt.va", np.ascontiguousarray(va, dtype=np.float32))
+    x = _Arg("vt.vv", np.ascontiguousarray(vv, dtype=np.float32), constant=True)
+    y = _Arg("vt.va", np.ascontiguousarray(va, dtype=np.float32), constant=True)
     if nb * ny and nx * nf:
         grid, block = _grid2(nb * ny, nx * nf)
         _k_vertex_transfer[grid, block](v.dev, a.dev, x.dev, y.dev, _F32(slope_neg), _F32(slope_pos), ny,
@@ -1413,7 +1521,7 @@ def rescale_batch(dst, src, coeffs, dst_lt, dst_up, src_lt, src_up):
     ny, nx = Y - 2 * int(dst_up), X - 2 * int(dst_lt)
     d = _Arg("rb.dst", dst, shape=(nb, Y, X * nf))
     s = _Arg("rb.src", src, shape=(src.shape[0], src.shape[1], src.shape[2] * src.shape[3]))
-    c = _Arg("rb.c", np.ascontiguousarray(coeffs, dtype=np.float32).reshape(nb, 4))
+    c = _Arg("rb.c", np.ascontiguousarray(coeffs, dtype=np.float32).reshape(nb, 4), constant=True)
     if nb * ny and nx * nf:
         grid, block = _grid2(nb * ny, nx * nf)
         _k_rescale_batch[grid, block](d.dev, s.dev, c.dev, ny, int(dst_lt) * nf, int(dst_up), int(src_lt) * nf,
@@ -1830,7 +1938,7 @@ def lif_arma(GSyn, A, V, Vth, G_E, G_I, G_IB, gap, rng, lt, up, consts, with_gap
         _check_out(name, arr)
     args = [_Arg("lif." + n, a) for n, a in (("GSyn", GSyn), ("A", A), ("V", V), ("Vth", Vth), ("G_E", G_E),
                                                ("G_I", G_I), ("G_IB", G_IB), ("gap", gap), ("rng", rng))]
-    c = _Arg("lif.c", np.ascontiguousarray(consts, dtype=np.float32))
+    c = _Arg("lif.c", np.ascontiguousarray(consts, dtype=np.float32), constant=True)
     n = int(np.prod(V.shape))
     if n:
         _k_lif_arma[_blocks(n, THREADS), THREADS](*(a.dev for a in args), int(lt), int(up), c.dev, bool(with_gap))

@@ -184,11 +184,21 @@ class Layer:
             self.active.insert(0, self.active.pop())
         timers.call("halo:" + self.name, self.halo.exchange, self.store[0])
         if self.wants_active_list:  # the list's pass also gives A's stats (guard, probes)
-            stats = np.empty((self.nb, 6), np.float64)
+            device = self.run.kernels.CAPABILITIES.device_resident
+            stats = None if device else np.empty((self.nb, 6), np.float64)
             with timers.time("publish:" + self.name):
+                if device and self._stats.get(0.0) is None:  # read when first asked for, with the step's
+                    self._stats[0.0] = self._stats_later(self.store[0], self.margin_x, self.margin_y)  # others
                 self.active[0] = self.run.kernels.active_list(self.store[0], self.margin_x, self.margin_y,
                                                               stats, reuse=self.active[0])
-            self._stats[0.0] = _read_only(stats)
+            if stats is not None:
+                self._stats[0.0] = _read_only(stats)
+
+    def _stats_later(self, X, lt, up, nnz_threshold=0.0):
+        """A device's ``layer_stats`` of X's restricted window, started now and read when first
+        asked for (``layer_stats_later``): the reads of a step share one wait for the device."""
+        t = self.tile
+        return self.run.kernels.layer_stats_later(X, lt, up, t.ny, t.nx, nnz_threshold)
 
     def invalidate_stats(self):
         """A is about to change (update, checkpoint read): forget the sums of the old state."""
@@ -199,9 +209,8 @@ class Layer:
     def activity_sums(self):
         """ΣA per local batch element (float64, [nb]): the guard's check of A. From A's stats when
         they are known, else from the pass that wrote A (``_a_sums``), else one pass for the stats."""
-        stats = self._stats.get(0.0)
-        if stats is not None:
-            return stats[:, 0]
+        if self._stats.get(0.0) is not None:
+            return self.activity_stats()[:, 0]
         if self._a_sums is not None:
             return self._a_sums
         return self.activity_stats()[:, 0]
@@ -213,6 +222,8 @@ class Layer:
         if self._v_sums is None:
             t = self.tile
             self._v_sums = _read_only(self.run.kernels.layer_stats(self.V, 0, 0, t.ny, t.nx, 0.0)[:, 0])
+        elif not isinstance(self._v_sums, np.ndarray):  # a device's deferred read
+            self._v_sums = _read_only(self._v_sums.result()[:, 0])
         return self._v_sums
 
     def activity_stats(self, nnz_threshold=0.0):
@@ -226,6 +237,8 @@ class Layer:
             t = self.tile
             stats = self._stats[nnz_threshold] = _read_only(self.run.kernels.layer_stats(
                 self.A, self.margin_x, self.margin_y, t.ny, t.nx, nnz_threshold))
+        elif not isinstance(stats, np.ndarray):  # a device's deferred read
+            stats = self._stats[nnz_threshold] = _read_only(stats.result())
         return stats
 
     def level(self, delay_steps):
@@ -421,11 +434,12 @@ class HyPerLayer(Layer):
         """Run ``write(sums)``, which writes A (and ΣA into ``sums`` unless None), and keep ΣA for the guard.
 
         On the host ΣA comes from the pass that writes A. On a device a sum costs a stats pass and a
-        copy to the host anyway, so A's six stats are taken instead: the layer's probes share them.
+        copy to the host anyway, so A's six stats are started instead (read with the step's others,
+        when first asked for): the layer's probes share them.
         """
         if self.run.kernels.CAPABILITIES.device_resident:
             write(None)
-            self.activity_stats()
+            self._stats[0.0] = self._stats_later(self.A, self.margin_x, self.margin_y)
             return
         sums = np.empty(self.nb, np.float64)
         write(sums)
@@ -516,11 +530,13 @@ class HyPerLCALayer(ANNLayer):
         self.reset_state(t)
         g = self.group
         exp_tau = self.exp_tau()
-        v_sums = np.empty(self.nb, np.float64)  # ΣV comes with the update (the guard's check of V)
+        device = self.run.kernels.CAPABILITIES.device_resident
+        # ΣV comes with the update on the host (the guard's check of V), is read later on a device
+        v_sums = None if device else np.empty(self.nb, np.float64)
         self.run.kernels.update_lca(self.V, self.A, self.accumulate(), exp_tau,
                                     F32(1.0 if g["selfInteract"] else 0.0), self.margin_x, self.margin_y,
                                     *self.transfer_params, v_sums=v_sums, A_prev=self.previous_activity())
-        self._v_sums = v_sums
+        self._v_sums = self._stats_later(self.V, 0, 0) if device else v_sums
         if self.vertices is not None:
             self.vertex_transfer()
 

@@ -18,13 +18,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # LCA step of the benchmark network (Input, InputError, V1, InputRecon; 4 deliveries, 3 probes):
 # gathers 2, rowptr 1, copies and V/A updates 5, channel sum 1, LCA update 1, active list 3,
-# sums for the guard and probes 4 (each with a small copy to the host)
+# sums for the guard and probes 4 (their partials copied to the host without waiting)
 BUDGET = 17
+# Waits for the device (the host idle until the device has run everything launched, the device idle
+# until the host launches again): the active list's length, and one read of the step's sums (the
+# guard's); constants (e.g. channel coefficients) are copied only when they change.
+WAITS = 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                     reason="numba-cuda not installed (pip install -e '.[test]')")
-def test_launches_per_step_of_the_benchmark_network_stay_within_budget_and_allocate_nothing():
+def test_launches_and_waits_per_step_of_the_benchmark_network_stay_within_budget_and_allocate_nothing():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     cmd = [sys.executable, "-m", "pvmpi", "bench", str(REPO / "configs" / "lca_bench.yaml"), "--backend", "cuda",
            "--json", "--steps", "2", "--repeat", "1", "--warmup", "4",
@@ -34,3 +38,4 @@ def test_launches_per_step_of_the_benchmark_network_stay_within_budget_and_alloc
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 10 <= result["kernel_launches_per_step"] <= BUDGET, result["kernel_launches_per_step"]
     assert result["device_allocations_per_step"] == 0, result["device_allocations_per_step"]
+    assert result["host_waits_per_step"] == WAITS, result["host_waits_per_step"]

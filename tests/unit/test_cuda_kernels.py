@@ -406,6 +406,28 @@ def test_layer_stats(cu, nb, margin, thr):
 
 
 @inner
+def test_stats_read_later_share_one_wait_and_keep_their_own_state(cu):
+    """Stats started on device arrays are read later: after one wait (a read of the device, or the
+    first result()) every earlier one is known; a later start on the same array, after the array
+    changed, leaves the earlier result as it was."""
+    rng = np.random.default_rng(9)
+    X, Y = (rng.standard_normal((2, 6, 7, 3)).astype(np.float32) for _ in range(2))
+    dx, dy = cu.to_device(X), cu.to_device(Y)
+    waits = cu.host_waits()
+    first, other = cu.layer_stats_later(dx, 1, 1, 4, 5, 0.0), cu.layer_stats_later(dy, 1, 1, 4, 5, 0.0)
+    assert cu.host_waits() == waits  # started, not waited for
+    cu.to_host(dy)  # a read of the device: everything queued before it is done
+    np.testing.assert_allclose(first.result(), ref.layer_stats(X, 1, 1, 4, 5, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(other.result(), ref.layer_stats(Y, 1, 1, 4, 5, 0.0), rtol=1e-12)
+    assert cu.host_waits() == waits + 1
+    third = cu.layer_stats_later(dy, 1, 1, 4, 5, 0.0)
+    cu.scale_into(dy, dx, 2.0, False)  # Y changes after its stats started; then its buffers are reused
+    fourth = cu.layer_stats_later(dy, 1, 1, 4, 5, 0.0)
+    np.testing.assert_allclose(fourth.result(), ref.layer_stats(2 * X, 1, 1, 4, 5, 0.0), rtol=1e-6)
+    np.testing.assert_allclose(third.result(), ref.layer_stats(Y, 1, 1, 4, 5, 0.0), rtol=1e-12)
+
+
+@inner
 @pytest.mark.parametrize("nb, margin, w", [(1, 0, 0.3), (3, 2, 0.05)])
 def test_firm_threshold_cost(cu, nb, margin, w):
     rng = np.random.default_rng(8)
