@@ -209,9 +209,7 @@ class Layer:
     def activity_sums(self):
         """ΣA per local batch element (float64, [nb]): the guard's check of A. From A's stats when
         they are known, else from the pass that wrote A (``_a_sums``), else one pass for the stats."""
-        if self._stats.get(0.0) is not None:
-            return self.activity_stats()[:, 0]
-        if self._a_sums is not None:
+        if self._stats.get(0.0) is None and self._a_sums is not None:
             return self._a_sums
         return self.activity_stats()[:, 0]
 
