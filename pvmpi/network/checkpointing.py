@@ -2,15 +2,14 @@
 
 Every rank takes the same decision: the step and time modes are pure
 arithmetic on shared values, and the wall-clock mode, signals and requests
-are combined by one small all-reduce at the end of each step — so a SIGUSR2
-that reaches a single rank still stops every rank at the same step.
+travel as bits of an int in the numerical guard's reductions, OR-ed over the
+ranks — so a SIGUSR2 that reaches a single rank still stops every rank at the
+same step.
 """
 import os
 import shutil
 import signal
 import time
-
-import numpy as np
 
 from ..errors import PvmpiError
 from ..io.checkpoint import checkpoint_name
@@ -19,7 +18,9 @@ CLOCK_UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, 
                "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400,
                "day": 86400, "days": 86400}
 
-CHECKPOINT_NOW, STOP, CLOCK_DUE = 0, 1, 2
+#: a step's flags, bits of an int: OR-ed over the ranks by the guard's reductions
+CHECKPOINT_NOW, STOP, CLOCK_DUE = 1, 2, 4
+FLAG_BITS = 3
 
 
 class Signals:
@@ -27,7 +28,7 @@ class Signals:
     this step. A second Ctrl-C interrupts at once (KeyboardInterrupt)."""
 
     def __init__(self):
-        self.flags = np.zeros(3, np.int32)
+        self.raised = 0  # the flags set since the last take
         self.previous = {}
         self.interrupted = False  # a Ctrl-C arrived: the run ends with exit status 130
 
@@ -35,14 +36,14 @@ class Signals:
         """Catch the signals (idempotent): from the very start of a run, so none is lost in start-up."""
         if self.previous:
             return
-        self.flags[:] = 0
+        self.raised = 0
         handlers = {signal.SIGUSR1: CHECKPOINT_NOW, signal.SIGUSR2: STOP, signal.SIGTERM: STOP}
         for sig, flag in handlers.items():
             self.previous[sig] = signal.signal(sig, lambda s, f, flag=flag: self._set(flag))
         self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
     def _set(self, flag):
-        self.flags[flag] = 1
+        self.raised |= flag
 
     def _interrupt(self, signum, frame):
         if self.interrupted:  # the second Ctrl-C: stop now
@@ -57,16 +58,16 @@ class Signals:
         self.previous = {}
 
     def take(self, clock_due):
-        """This rank's raised flags (and whether its checkpoint clock is due), cleared locally.
+        """This rank's raised flags (and CLOCK_DUE if its checkpoint clock is due), an int, cleared locally.
 
         The column ORs them over all ranks in the step's one collective (see
         :class:`~pvmpi.network.guard.NumericGuard`), so a signal to any rank
         stops every rank at the same step.
         """
-        buf = self.flags.astype(np.int64)
-        buf[CLOCK_DUE] = int(clock_due)
-        self.flags[:] = 0
-        return buf
+        # no call between the read and the clear, so no handler runs there (CPython runs them at calls
+        # and loops): a signal is taken now or at the next step, never lost
+        raised, self.raised = self.raised, 0
+        return raised | CLOCK_DUE if clock_due else raised
 
 
 SIGNALS = Signals()  # one per process: the command line installs it before anything else

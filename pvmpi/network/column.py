@@ -477,15 +477,15 @@ class Column:
         every rank, a step after a rank raised them when there is more than one rank."""
         from .checkpointing import CHECKPOINT_NOW, CLOCK_DUE, STOP
 
-        if not flags.size:
+        if not flags:
             return
         schedule = self.schedule
-        if flags[CLOCK_DUE]:
+        if flags & CLOCK_DUE:
             self.write_checkpoint(schedule.path(self.step))
             schedule.record(schedule.path(self.step), self.comms.is_root)
-        elif flags[CHECKPOINT_NOW] and not flags[STOP]:
+        elif flags & CHECKPOINT_NOW and not flags & STOP:
             self._signal_checkpoint(schedule)
-        if flags[STOP]:
+        if flags & STOP:
             self.stopped_by_signal = True
 
     def finish(self):
@@ -556,7 +556,7 @@ class Column:
             with timers.time("probes"):
                 self.lagged.settle()
         with timers.time("guard"):  # NaN verdict, signals, checkpoint clock: a reduction per block of steps
-            self.guard.check(updated, self.local_flags() if self.local_flags is not None else None)
+            self.guard.check(updated, self.local_flags() if self.local_flags is not None else 0)
         for p in self.phases:
             for layer in self.by_phase[p]:
                 timers.call("io:" + layer.name, layer.write_output, t)

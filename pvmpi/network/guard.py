@@ -24,17 +24,27 @@ written meanwhile and cut back to where they stood
 bad (lines a probe without probeOutputFile printed to the terminal stay); a
 checkpoint settles every verdict first, so it never holds an unverified state.
 """
+import math
 from collections import deque
 
 import numpy as np
 
 from ..errors import PvmpiError
 from ..io.outputs import cut_back, forget_before, restore_point
+from .checkpointing import FLAG_BITS
 
 _NONE = np.iinfo(np.int64).max
 #: steps whose verdicts travel together, and steps a rank may run ahead of a block's verdict:
 #: a rank descheduled for up to this many steps delays no other
 SLACK_STEPS = 4
+
+
+def _finite(steps):
+    """Whether every sum of ``steps`` (:meth:`NumericGuard._sums` lists) is finite, in one look: a
+    total of float64 sums of float32 values is finite exactly when each is (they are far from
+    overflowing), so only a step that is not pays a look at each sum."""
+    every = [sums for found in steps for _, _, sums in found]
+    return not every or math.isfinite(np.add.reduce(np.concatenate(every)))
 
 
 class NumericGuard:
@@ -46,9 +56,9 @@ class NumericGuard:
         self.layers = list(column.layers.values())
         self.index = {layer.name: i for i, layer in enumerate(self.layers)}
         self.nbatch = int(column.model.column["nbatch"])
-        self.flags = np.zeros(0, np.int64)  # the settled verdicts' OR-ed flags (see check, take_flags)
+        self.flags = 0  # the settled verdicts' OR-ed flags (see check, take_flags)
         self.block = []  # (sums, t, step, output restore point) of this rank's steps not yet sent
-        self.block_flags = None  # their flags, OR-ed
+        self.block_flags = 0  # their flags, OR-ed
         # (reduction, result, steps of the block) of each block sent and not settled, oldest first
         self.pending = deque()
 
@@ -63,8 +73,7 @@ class NumericGuard:
     def _codes(self, steps):
         """Per step (a :meth:`_sums` list), the smallest code of a NaN or Inf (layer, A or V, global
         batch element), or _NONE; one look at every sum of the block when all are finite."""
-        every = [sums for found in steps for *_, sums in found]
-        if not every or np.isfinite(np.concatenate(every)).all():
+        if _finite(steps):
             return [_NONE] * len(steps)
         codes = []
         for found in steps:
@@ -77,22 +86,24 @@ class NumericGuard:
             codes.append(code)
         return codes
 
-    def check(self, updated, flags=None):
+    def check(self, updated, flags=0):
         """Look at the layers updated this step; raise on every rank if any rank's hold a NaN or Inf.
 
-        ``flags`` (int64, optional): this rank's flags, OR-ed over all ranks in
+        ``flags`` (an int of FLAG_BITS bits): this rank's flags, OR-ed over all ranks in
         the same reduction and added to ``self.flags`` once it completes. On one
         rank the verdict is immediate; on more, a block of SLACK_STEPS steps is
         sent at once and settled when the next one is sent (see the module docstring).
         """
         col = self.column
+        found = self._sums(updated)
         if col.comms.size == 1:
-            self._decide(-np.array(self._codes([self._sums(updated)]), np.int64),
-                         np.zeros(0, np.int64) if flags is None else flags, [(col.t, col.step)])
+            self.flags |= flags
+            code = _NONE if _finite([found]) else self._codes([found])[0]
+            if code != _NONE:
+                self._raise(code, col.t, col.step)
             return
-        self.block.append((self._sums(updated), col.t, col.step, restore_point()))
-        if flags is not None:
-            self.block_flags = flags.copy() if self.block_flags is None else self.block_flags | flags
+        self.block.append((found, col.t, col.step, restore_point()))
+        self.block_flags |= flags
         if len(self.block) < SLACK_STEPS:
             return
         self._send()
@@ -102,14 +113,13 @@ class NumericGuard:
     def _send(self):
         """Start the reduction of this rank's unsent steps (collective: every rank has the same ones)."""
         n, flags = len(self.block), self.block_flags
-        buf = np.zeros(n + (0 if flags is None else len(flags)), np.int64)
-        buf[:n] = self._codes([found for found, *_ in self.block])
-        np.negative(buf[:n], out=buf[:n])  # MAX of -code is the MIN of code
-        buf[n:] = 0 if flags is None else flags
+        buf = np.zeros(n + FLAG_BITS, np.int64)
+        buf[:n] = [-code for code in self._codes([found for found, *_ in self.block])]  # MAX of -code: MIN of code
+        buf[n:] = [(flags >> i) & 1 for i in range(FLAG_BITS)]  # MAX of 0/1 is their OR
         out = np.empty_like(buf)
         self.pending.append((self.column.comms.iallreduce_max(buf, out), out,
                              [(t, step, point) for _, t, step, point in self.block]))
-        self.block, self.block_flags = [], None
+        self.block, self.block_flags = [], 0
 
     def settle(self):
         """Wait for every verdict of the steps so far (collective): before a checkpoint, at the end of a run."""
@@ -120,7 +130,7 @@ class NumericGuard:
 
     def take_flags(self):
         """The flags of the verdicts settled since the last call, OR-ed (then cleared)."""
-        flags, self.flags = self.flags, np.zeros_like(self.flags)
+        flags, self.flags = self.flags, 0
         return flags
 
     def _settle(self, pending):
@@ -132,17 +142,13 @@ class NumericGuard:
             cut_back(steps[bad[0]][2])  # the first bad step's outputs, and any after it
             while self.pending:  # every rank started the later ones: complete them before raising
                 self.pending.popleft()[0].wait()
-            self.block, self.block_flags = [], None
+            self.block, self.block_flags = [], 0
         else:
             forget_before(steps[-1][2] + 1)
-        self._decide(out[:n], out[n:], [(t, step) for t, step, _ in steps])
-
-    def _decide(self, codes, flags, steps):
-        """Merge the flags; raise for the first of ``steps`` (t, step) whose code (negated) names a NaN."""
-        self.flags = flags.copy() if self.flags.shape != flags.shape else self.flags | flags
-        for c, (t, step) in zip(codes, steps):
-            if -c != _NONE:
-                self._raise(int(-c), t, step)
+        self.flags |= sum(int(bit) << i for i, bit in enumerate(out[n:]))
+        if bad.size:
+            t, step, _ = steps[bad[0]]
+            self._raise(int(-out[bad[0]]), t, step)
 
     def _raise(self, code, t, step):
         b = code % self.nbatch
