@@ -82,6 +82,7 @@ class Comms:
         self.batch_index, self.row, self.column = coords(self.rank, layout)
         self.is_root = self.rank == 0
         R, C = layout.rows, layout.columns
+        self.one_tile = R * C == 1  # each batch slice is one tile: nothing to reduce over its ranks
         flat = self.world.Split(color=self.batch_index, key=self.column + C * self.row)
         # reorder=False keeps the Split order, so Cartesian coords == (row, column).
         self.spatial = flat.Create_cart((R, C), periods=(False, False), reorder=False)

@@ -19,8 +19,7 @@ class LaggedProbes:
     """The probes sampled in the last step whose lines wait, in the order they were sampled."""
 
     def __init__(self, column):
-        layout = column.comms.layout
-        self.on = layout.rows * layout.columns > 1
+        self.on = not column.comms.one_tile
         self.column = column
         self.waiting = []  # (probe, t, step)
 

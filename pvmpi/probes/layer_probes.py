@@ -210,16 +210,21 @@ class LayerProbe(Probe):
     def partials(self):
         """This tile's part of the values: sums added over the spatial ranks ([nb, k] float64) and
         maxima taken over them ([nb, m] float64, or None); here [Σa, Σ|a|, Σa², nnz] and None."""
-        return np.ascontiguousarray(self.local_stats()[:, :4]), None
+        return self.local_stats()[:, :4], None
 
     def compute(self):
         """Reduce :meth:`partials` over the spatial ranks; :meth:`finish` makes the values."""
         return self._reduction().result()
 
     def _reduction(self):
-        """Start the reduction of :meth:`partials` over the spatial ranks."""
+        """Start the reduction of :meth:`partials` over the spatial ranks (none when the batch slice
+        is one tile: its partials are the sums)."""
         comms = self.run.comms
         sums, maxs = self.partials()
+        if comms.one_tile:
+            return Reduction((), (sums, maxs), self.finish)
+        sums = np.ascontiguousarray(sums)
+        maxs = None if maxs is None else np.ascontiguousarray(maxs)
         outs = [np.empty_like(sums), None if maxs is None else np.empty_like(maxs)]
         pending = [comms.ispatial_sum(sums, outs[0])]
         if maxs is not None:
@@ -325,7 +330,7 @@ class FirmThresholdCostFnProbe(LayerProbe):
         X, lt, up = self.buffer()
         t = self.target.tile
         sums = self.run.kernels.firm_threshold_cost(X, lt, up, t.ny, t.nx, self.threshold_plus_width())
-        return np.ascontiguousarray(sums), None
+        return sums, None
 
     def finish(self, sums, maxs):
         """The cost summed over the spatial ranks."""
@@ -370,7 +375,7 @@ class StatsProbe(LayerProbe):
     def partials(self):
         """[Σa, Σ|a|, Σa², nnz] to add and [−min, max] to take the maximum of, per batch element."""
         local = self.local_stats()
-        return np.ascontiguousarray(local[:, :4]), np.stack([-local[:, 4], local[:, 5]], axis=1)
+        return local[:, :4], np.stack([-local[:, 4], local[:, 5]], axis=1)
 
     def finish(self, sums, maxs):
         """[Total, Min, Avg, Max, sigma, nnz] per batch element."""
