@@ -86,7 +86,7 @@ class Layer:
         self.spare = None  # the buffer the next update writes (see begin_update)
         self.active = [None] * self.num_levels
         self.gsyn = k.zeros((self.channels,) + self.restricted_shape)
-        self.gsyn_stale = np.zeros(self.channels, bool)
+        self.gsyn_stale = [False] * self.channels  # a list: numpy calls between kernels run from cold caches
         self.invalidate_stats()
         self.halo = halo_exchange(self.run.comms, self.tile, self.nf, self.margin_x, self.margin_y,
                                   bool(self.group["mirrorBCflag"]), k)
@@ -125,7 +125,7 @@ class Layer:
 
     def begin_delivery(self):
         """A new step's input: every GSyn channel is stale until its first delivery."""
-        self.gsyn_stale[:] = True
+        self.gsyn_stale = [True] * self.channels
 
     def gsyn_target(self, channel, can_overwrite):
         """GSyn channel for one delivery, and whether that delivery must overwrite it.
@@ -143,9 +143,10 @@ class Layer:
 
     def end_delivery(self):
         """Channels nobody delivered into this step are zero."""
-        for ch in np.flatnonzero(self.gsyn_stale):
-            self.run.kernels.fill_zero(self.gsyn[ch])
-        self.gsyn_stale[:] = False
+        for ch, stale in enumerate(self.gsyn_stale):
+            if stale:
+                self.run.kernels.fill_zero(self.gsyn[ch])
+        self.gsyn_stale = [False] * self.channels
 
     def begin_update(self):
         """Before an update: A gets a buffer of its own, so level 0 of the data store keeps the
