@@ -112,10 +112,10 @@ class NumericGuard:
 
     def _send(self):
         """Start the reduction of this rank's unsent steps (collective: every rank has the same ones)."""
-        n, flags = len(self.block), self.block_flags
-        buf = np.zeros(n + FLAG_BITS, np.int64)
-        buf[:n] = [-code for code in self._codes([found for found, *_ in self.block])]  # MAX of -code: MIN of code
-        buf[n:] = [(flags >> i) & 1 for i in range(FLAG_BITS)]  # MAX of 0/1 is their OR
+        flags = self.block_flags
+        codes = self._codes([found for found, *_ in self.block])
+        # MAX of -code is the MIN of code; MAX of 0/1 flag bits is their OR
+        buf = np.array([-code for code in codes] + [(flags >> i) & 1 for i in range(FLAG_BITS)], np.int64)
         out = np.empty_like(buf)
         self.pending.append((self.column.comms.iallreduce_max(buf, out), out,
                              [(t, step, point) for _, t, step, point in self.block]))
@@ -137,18 +137,19 @@ class NumericGuard:
         request, out, steps = pending
         self.column.timers.call("wait", request.wait)  # the slowest rank's lag, not the check's own cost
         n = len(steps)
-        bad = np.flatnonzero(out[:n] != -_NONE)
-        if bad.size:
-            cut_back(steps[bad[0]][2])  # the first bad step's outputs, and any after it
+        got = out.tolist()  # Python ints: numpy's small operations are slow between kernels
+        bad = next((i for i in range(n) if got[i] != -_NONE), None)
+        if bad is not None:
+            cut_back(steps[bad][2])  # the first bad step's outputs, and any after it
             while self.pending:  # every rank started the later ones: complete them before raising
                 self.pending.popleft()[0].wait()
             self.block, self.block_flags = [], 0
         else:
             forget_before(steps[-1][2] + 1)
-        self.flags |= sum(int(bit) << i for i, bit in enumerate(out[n:]))
-        if bad.size:
-            t, step, _ = steps[bad[0]]
-            self._raise(int(-out[bad[0]]), t, step)
+        self.flags |= sum(bit << i for i, bit in enumerate(got[n:]))
+        if bad is not None:
+            t, step, _ = steps[bad]
+            self._raise(-got[bad], t, step)
 
     def _raise(self, code, t, step):
         b = code % self.nbatch
