@@ -144,8 +144,12 @@ def _count_run(row, k0, k1):
 
 @njit(**_JIT)
 def _count_rows(A2, counts):
+    """counts[r + 1] = the nonzeros of rows 0..r (counts[0] = 0): each row counted in parallel, then
+    summed in the same call (a numpy cumsum between two kernels costs more than the sum itself)."""
     for r in prange(A2.shape[0]):
         counts[r + 1] = _count_run(A2[r], 0, A2.shape[1])
+    for r in range(A2.shape[0]):
+        counts[r + 1] += counts[r]
 
 
 @njit(inline="always")
@@ -258,7 +262,6 @@ def active_list(A, lt, up, stats=None, reuse=None):
     ny, nx = nye - 2 * up, nxe - 2 * lt
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
     _count_rows(A2, rowptr)
-    np.cumsum(rowptr, out=rowptr)
     n = int(rowptr[-1])
     idx = np.empty(n, dtype=np.int32)
     val = np.empty(n, dtype=np.float32)

@@ -517,9 +517,16 @@ class HyPerLCALayer(ANNLayer):
         dt = self.run.dt
         if self.time_scale_probe is not None:
             deltas = self.time_scale_probe.time_scales()
+        elif self._fixed_exp_tau is not None:  # Δ_b = dt: the same every step, made once
+            return self._fixed_exp_tau
         else:
             deltas = np.full(self.nb, dt)
-        return np.exp(-np.asarray(deltas, np.float64) / (self.group["timeConstantTau"] / dt)).astype(F32)
+        e = np.exp(-np.asarray(deltas, np.float64) / (self.group["timeConstantTau"] / dt)).astype(F32)
+        if self.time_scale_probe is None:  # writeable: Numba compiles read-only arrays apart
+            self._fixed_exp_tau = e
+        return e
+
+    _fixed_exp_tau = None
 
     def update(self, t):
         """One LCA step: a single kernel updates V and A from the last published A and sums V.
