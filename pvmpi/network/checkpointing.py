@@ -60,7 +60,7 @@ class Signals:
     def take(self, clock_due):
         """This rank's raised flags (and CLOCK_DUE if its checkpoint clock is due), an int, cleared locally.
 
-        The column ORs them over all ranks in the step's one collective (see
+        The guard ORs them over all ranks in its reductions (see
         :class:`~pvmpi.network.guard.NumericGuard`), so a signal to any rank
         stops every rank at the same step.
         """

@@ -102,7 +102,7 @@ class Comms:
     def _reduce(self, comm, arr, op, out, what):
         src = _contiguous(arr, what)
         out = _output(src, out, what)
-        if comm.size == 1:  # a batch slice of one tile: its probes reduce every step, for nothing
+        if comm.size == 1:  # one rank: nothing to add, only the copy every reduction returns
             np.copyto(out, src)
         else:
             comm.Allreduce(src, out, op=op)
