@@ -207,6 +207,7 @@ def sweep(argv):
     p.add_argument("--nbatch", required=True)
     p.add_argument("--steps", default="20")
     p.add_argument("--warmup", default="3")
+    p.add_argument("--repeat", default="3")
     p.add_argument("--set", action="append", default=[])
     a = p.parse_args(argv)
     from .run import main as bench
@@ -214,7 +215,7 @@ def sweep(argv):
     here = os.getcwd()
     for nb in a.nbatch.split(","):
         sets = [x for kv in a.set + [f"column.nbatch={nb}"] for x in ("--set", kv)]
-        bench([str(BENCH), "--backend", a.backend, "-t", a.threads, "--json", "--steps", a.steps, "--repeat", "3",
+        bench([str(BENCH), "--backend", a.backend, "-t", a.threads, "--json", "--steps", a.steps, "--repeat", a.repeat,
                "--warmup", a.warmup, *sets])
         os.chdir(here)  # the bench worked in a folder it has removed
     return 0
@@ -224,7 +225,7 @@ def run_benches(results, env, simulator):
     """bench on cuda, on one CPU core and on all cores, at each nbatch; the launch cost on the device."""
     steps = []
     nbatch = "1,2" if simulator else ",".join(map(str, NBATCH))
-    extra = [a for kv in TOY[:3] for a in ("--set", kv)] + ["--warmup", "1"] if simulator else []
+    extra = [a for kv in TOY[:3] for a in ("--set", kv)] + ["--warmup", "1", "--repeat", "1"] if simulator else []
     cores = str(os.cpu_count() or 1)
     table = {}
     for name, backend, threads, n in (("bench cuda", "cuda", "1", "1" if simulator else "50"),

@@ -12,6 +12,7 @@ import pytest
 from shared_data import OPENPV_SUITE, SHARED_BENCH, require
 
 from pvmpi.conformance.compare import compare_runs
+from pvmpi.conformance.oracle import openpv_env
 from pvmpi.conformance.suite import ORACLE_RTOL
 
 PVMPI_ONLY = ("pvmpi_state.h5", "checksums.sha256")  # beside OpenPV's files; OpenPV ignores them
@@ -36,7 +37,7 @@ def compared(ref, other):
 
 
 def run(cmd, cwd):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=openpv_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
 

@@ -24,9 +24,9 @@ OUTPUTS = ("V1ToInputError.pvp", "V1ToInputError.prevDelta.pvp", "InputRecon.pvp
 
 
 def tiny_model(images, out, **overrides):
-    """The demo network cut for the simulator: 16x16 images, V1 8x8x4, 4x4 patches, nbatch 2,
+    """The demo network cut for the simulator: 8x8 images, V1 4x4x4, 4x4 patches, nbatch 2,
     a display period of 4 steps (learning at its last step), everything written every 4 steps."""
-    sets = {"column.nx": 16, "column.ny": 16, "column.nbatch": 2, "column.stopTime": 8,
+    sets = {"column.nx": 8, "column.ny": 8, "column.nbatch": 2, "column.stopTime": 8,
             "Input.displayPeriod": 4, "V1.nf": 4, "V1ToInputError.nxp": 4, "V1ToInputError.nyp": 4,
             "V1ToInputError.writeStep": 4, "column.checkpointWriteDir": f"{out}/checkpoints",
             "column.checkpointWriteStepInterval": 4}
@@ -60,7 +60,7 @@ def test_cuda_row_and_batch_splits_equal_one_rank():
     world = MPI.COMM_WORLD
     root = Path(world.bcast(tempfile.mkdtemp(prefix="pvmpi-cuda-layouts-") if world.rank == 0 else None))
     if world.rank == 0:
-        make_image_set(root / "images", count=4, size=16, seed=5)
+        make_image_set(root / "images", count=4, size=8, seed=5)
     world.Barrier()
     model = tiny_model(root / "images" / "images.txt", root, **{"column.stopTime": 4})  # learns at t = 3
     if world.rank == 0:

@@ -2,8 +2,8 @@
 
 Without a GPU (CI) the cuda run uses Numba's CUDA simulator in a child
 process (the simulator must be on before numba is imported). The simulator
-runs every CUDA thread as a Python thread, so it runs LCATest cut to 16x8
-pixels (V1 8x4x24, the 18x18 patches and their transpose unchanged) for 3
+runs every CUDA thread as a Python thread, so it runs LCATest cut to 8x4
+pixels (V1 4x2x24, the 18x18 patches and their transpose unchanged) for 3
 steps and must give the numba backend's outputs on the same cut network,
 its state on the device the whole run. On a GPU machine
 (``PVMPI_CUDA_TESTS=gpu``) the whole LCATest runs its 40 steps on the
@@ -45,7 +45,7 @@ print("FAILURES", failures)
 print("STATE", *sorted({type(b).__name__ for la in column.layers.values() for b in (la.A, la.gsyn, *la.store)}))
 """
 
-CUT = ["column.nx=16", "column.ny=8", "column.stopTime=3",
+CUT = ["column.nx=8", "column.ny=4", "column.stopTime=3",
        # the cut network's Reconstruction is not OpenPV's: keep the comparison probe quiet
        "ComparisonTest.nnzThreshold=1e30"]
 
@@ -79,7 +79,7 @@ def test_cut_lcatest_cuda_equals_numba(lcatest):
         scale = max(float(np.abs(want.values).max()), 1e-3)
         np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-5 * scale, err_msg=name)
     recon = pvp.read(lcatest / "out_cuda" / "Reconstruction.pvp")
-    assert recon.values.shape == (3, 1, 8, 16, 1) and np.abs(recon.values).max() > 0
+    assert recon.values.shape == (3, 1, 4, 8, 1) and np.abs(recon.values).max() > 0
     energy = [(lcatest / d / "total_energy_batchElement_0.txt").read_text().splitlines() for d in
               ("out_numba", "out_cuda")]
     e_numba, e_cuda = (np.array([float(l.split(",")[2]) for l in lines[1:]]) for lines in energy)
@@ -94,7 +94,7 @@ def test_cut_gpulcatest_on_cuda(openpv_tests, tmp_path):
     shutil.copytree(openpv_tests / "GPULCATest", work)
     params = "input/GPULCATest.params"
     # the saved V1 does not fit the cut layers: a constant V above threshold makes V1 active at once
-    cut = ["column.nx=16", "column.ny=8", "column.stopTime=3",
+    cut = ["column.nx=8", "column.ny=4", "column.stopTime=3",
            "V1CPU.InitVType=ConstantV", "V1CPU.valueV=0.05", "V1GPU.InitVType=ConstantV", "V1GPU.valueV=0.05"]
     run(work, "numba", "out_numba", cut, simulator=False, params=params)
     out = run(work, "cuda", "out_cuda", cut, simulator=MODE != "gpu", params=params)
@@ -103,7 +103,7 @@ def test_cut_gpulcatest_on_cuda(openpv_tests, tmp_path):
     want = pvp.read(work / "out_numba" / "ReconstructionCPU.pvp")
     for name in ("ReconstructionCPU", "ReconstructionGPU"):
         got = pvp.read(work / "out_cuda" / f"{name}.pvp")
-        assert got.values.shape == (3, 1, 8, 16, 1) and np.abs(got.values).max() > 0
+        assert got.values.shape == (3, 1, 4, 8, 1) and np.abs(got.values).max() > 0
         scale = float(np.abs(want.values).max())
         np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-5 * scale, err_msg=name)
 

@@ -2,8 +2,8 @@
 
 Without a GPU (CI) every run uses Numba's CUDA simulator in a child process
 (:mod:`cuda_engine_child`, or the ranks of ``mpiexec``) on a tiny LCA
-dictionary-learning network (the demo config cut to 16x16 images, V1
-8x8x4): learning with momentum, a TransposeConn and a CloneConn, sparse V1,
+dictionary-learning network (the demo config cut to 8x8 images, V1
+4x4x4): learning with momentum, a TransposeConn and a CloneConn, sparse V1,
 probes, outputs and checkpoints. ``PVMPI_CUDA_TESTS=gpu`` runs the same on a
 GPU.
 """
@@ -47,7 +47,7 @@ def child(*args, cuda):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return make_image_set(tmp_path_factory.mktemp("images"), count=4, size=16, seed=5)
+    return make_image_set(tmp_path_factory.mktemp("images"), count=4, size=8, seed=5)
 
 
 def test_steps_keep_state_on_the_device(images, tmp_path):
