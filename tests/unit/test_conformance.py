@@ -2,7 +2,7 @@
 import stat
 import sys
 
-from pvmpi.conformance.oracle import Case, Step, run_openpv
+from pvmpi.conformance.oracle import ONE_PROCESS_MCA, Case, Step, run_openpv
 from pvmpi.conformance.suite import classify, find_cases, run_suite, summary, write_markdown
 
 PARAMS = """
@@ -123,13 +123,14 @@ def test_suite_table(tmp_path, monkeypatch):
 def test_openpv_runs_with_open_mpi_set_for_one_process(tmp_path, monkeypatch):
     """Open MPI's ob1 messaging over self, not its probed ucx/cm layers and the ofi transport that
     sleeps a second as it closes; a setting of the caller's own wins."""
+    for name in ONE_PROCESS_MCA:  # a machine's own Open MPI settings would stand in for the defaults
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMPI_MCA_btl", "self")
-    monkeypatch.delenv("OMPI_MCA_pml", raising=False)
-    env = tmp_path / "pvrun"
-    env.write_text("#!/bin/sh\nenv > seen.txt\n")
-    env.chmod(0o755)
+    pvrun = tmp_path / "pvrun"
+    pvrun.write_text("#!/bin/sh\nenv > seen.txt\n")
+    pvrun.chmod(0o755)
     (tmp_path / "case").mkdir()
-    assert run_openpv(str(env), tmp_path / "case", Step("x.params")).returncode == 0
+    assert run_openpv(str(pvrun), tmp_path / "case", Step("x.params")).returncode == 0
     seen = dict(line.split("=", 1) for line in (tmp_path / "case" / "seen.txt").read_text().splitlines()
                 if line.startswith("OMPI_MCA_"))
     assert seen == {"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": "self", "OMPI_MCA_mtl": "^ofi", "OMPI_MCA_osc": "^ucx"}
