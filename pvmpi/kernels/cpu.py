@@ -220,19 +220,36 @@ def _list_stats_run(row, k0, k1, base, idx, val, n, out):
     return m
 
 
+@njit(inline="always")
+def _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part):
+    """List row r's nonzeros into idx/val from n on (returns the next n); with ``part``, also the
+    stats of its restricted part [c0, c1)."""
+    row = A2[r]
+    rowlen = A2.shape[1]
+    base = (r % nye) * rowlen
+    if part.shape[0] > 0 and up <= r % nye < up + ny:
+        n = _list_run(row, 0, c0, base, idx, val, n, False)[0]
+        n = _list_stats_run(row, c0, c1, base, idx, val, n, part[r])
+        return _list_run(row, c1, rowlen, base, idx, val, n, False)[0]
+    return _list_run(row, 0, rowlen, base, idx, val, n, False)[0]
+
+
 @njit(**_JIT)
 def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
-    """List each row's nonzeros; with ``part``, also the stats of its restricted part [c0, c1)."""
-    rowlen = A2.shape[1]
+    """Each row listed from its start rowptr[r] (counted before), the rows in parallel."""
     for r in prange(A2.shape[0]):
-        row = A2[r]
-        base = (r % nye) * rowlen
-        if part.shape[0] > 0 and up <= r % nye < up + ny:
-            n = _list_run(row, 0, c0, base, idx, val, rowptr[r], False)[0]
-            n = _list_stats_run(row, c0, c1, base, idx, val, n, part[r])
-            _list_run(row, c1, rowlen, base, idx, val, n, False)
-        else:
-            _list_run(row, 0, rowlen, base, idx, val, rowptr[r], False)
+        _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, rowptr[r], part)
+
+
+@njit(cache=True)
+def _fill_rows_in_order(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
+    """The rows listed one after the other, rowptr[r] set as row r starts: one pass over A, where
+    the parallel form first counts every row (a second pass) to know where each starts."""
+    n = 0
+    for r in range(A2.shape[0]):
+        rowptr[r] = n
+        n = _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part)
+    rowptr[A2.shape[0]] = n
 
 
 @njit(cache=True)
@@ -250,23 +267,43 @@ def _restricted_stats(part, nye, up, ny, out):
             out[b, 5] = max(out[b, 5], p[5])
 
 
+def _room(reuse, size):
+    """idx and val buffers of ``size`` entries: those under the views of ``reuse`` (an earlier list
+    from :func:`active_list`, no longer read) when they are that large, else new ones."""
+    if reuse is not None:
+        idx, val = (getattr(a, "base", None) for a in reuse[1:])
+        if idx is not None and val is not None and idx.shape == val.shape == (size,) \
+                and idx.dtype == np.int32 and val.dtype == np.float32:
+            return idx, val
+    return np.empty(size, np.int32), np.empty(size, np.float32)
+
+
 def active_list(A, lt, up, stats=None, reuse=None):
     """Nonzero entries of each batch element's extended A (see numpy_ref.active_list).
 
     With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
     threshold 0 come from the same pass, summed over the nonzeros only.
-    ``reuse`` is not needed here: the host allocator reuses freed blocks itself.
+    On one thread A is read once, the entries listed into buffers of A's
+    size (``reuse``'s, when given) and returned as views; on more, each
+    row is counted first so that the rows can be listed in parallel.
     """
     nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)
     ny, nx = nye - 2 * up, nxe - 2 * lt
     rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
-    _count_rows(A2, rowptr)
-    n = int(rowptr[-1])
-    idx = np.empty(n, dtype=np.int32)
-    val = np.empty(n, dtype=np.float32)
     part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
-    _fill_rows(A2, rowptr, *_ints(nye, up, ny, lt * nf, (lt + nx) * nf), idx, val, part)
+    args = _ints(nye, up, ny, lt * nf, (lt + nx) * nf)
+    if numba.get_num_threads() == 1:
+        idx, val = _room(reuse, A.size)
+        _fill_rows_in_order(A2, rowptr, *args, idx, val, part)
+        n = int(rowptr[-1])
+        idx, val = idx[:n], val[:n]
+    else:
+        _count_rows(A2, rowptr)
+        n = int(rowptr[-1])
+        idx = np.empty(n, dtype=np.int32)
+        val = np.empty(n, dtype=np.float32)
+        _fill_rows(A2, rowptr, *args, idx, val, part)
     if stats is not None:
         _restricted_stats(part, nye, int(up), ny, stats)
     return np.ascontiguousarray(rowptr[::nye]), idx, val

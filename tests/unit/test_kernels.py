@@ -156,6 +156,33 @@ def test_active_list(case):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("name", ["1to2-p8-lca", "2to1-p3-sparse", "4to1-even-mixed"])
+def test_active_list_is_the_same_on_one_thread_and_on_more(name):
+    """One thread lists A in one pass into buffers of A's size (an earlier list's, given as ``reuse``),
+    more threads count every row first: the same offsets, entries and stats, and a reused list's
+    buffers really are written (its old entries are gone)."""
+    c = make_case(*CASES[name], seed=6)
+    want = ref.active_list(c.A, c.lt, c.up)
+    ny, nx = c.A.shape[1] - 2 * c.up, c.A.shape[2] - 2 * c.lt
+    want_stats = ref.layer_stats(c.A, c.lt, c.up, ny, nx, 0.0)
+    old = nb_.get_num_threads()
+    try:
+        for n in sorted({1, min(2, nb_.config.NUMBA_NUM_THREADS)}):
+            nb_.set_num_threads(n)
+            earlier = cpu.active_list(np.ascontiguousarray(c.A[::-1]), c.lt, c.up)
+            stats = np.empty((c.A.shape[0], 6))
+            got = cpu.active_list(c.A, c.lt, c.up, stats, reuse=earlier)
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype
+                np.testing.assert_array_equal(g, w)
+            np.testing.assert_allclose(stats, want_stats, rtol=1e-12)
+            if n == 1:
+                assert got[1].base is earlier[1].base and got[2].base is earlier[2].base
+                assert got[1].base.size == c.A.size
+    finally:
+        nb_.set_num_threads(old)
+
+
 def test_active_list_empty():
     A = np.zeros((2, 4, 5, 3), np.float32)
     A[1, 2, 3, 1] = 2.0
