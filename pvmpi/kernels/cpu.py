@@ -135,24 +135,6 @@ def deliver_pre(A, W, G, xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up, o
 
 
 @njit(inline="always")
-def _count_run(row, k0, k1):
-    c = 0
-    for j in range(k0, k1):
-        c += row[j] != 0
-    return c
-
-
-@njit(**_JIT)
-def _count_rows(A2, counts):
-    """counts[r + 1] = the nonzeros of rows 0..r (counts[0] = 0): each row counted in parallel, then
-    summed in the same call (a numpy cumsum between two kernels costs more than the sum itself)."""
-    for r in prange(A2.shape[0]):
-        counts[r + 1] = _count_run(A2[r], 0, A2.shape[1])
-    for r in range(A2.shape[0]):
-        counts[r + 1] += counts[r]
-
-
-@njit(inline="always")
 def _nonzero_bits(run):
     """Bit q set where run[q] != 0 (len(run) <= 64): one vectorisable pass instead of a branch per value."""
     m = np.uint64(0)
@@ -235,21 +217,27 @@ def _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part):
 
 
 @njit(**_JIT)
-def _fill_rows(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
-    """Each row listed from its start rowptr[r] (counted before), the rows in parallel."""
-    for r in prange(A2.shape[0]):
-        _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, rowptr[r], part)
-
-
-@njit(cache=True)
-def _fill_rows_in_order(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
-    """The rows listed one after the other, rowptr[r] set as row r starts: one pass over A, where
-    the parallel form first counts every row (a second pass) to know where each starts."""
-    n = 0
-    for r in range(A2.shape[0]):
-        rowptr[r] = n
-        n = _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part)
-    rowptr[A2.shape[0]] = n
+def _fill_chunks(A2, rowptr, nye, up, ny, c0, c1, idx, val, part, nchunks):
+    """List the rows in ``nchunks`` runs of rows, in parallel, each run from its own first row's
+    place in buffers of A's size (r * rowlen: no count pass first); then slide each run down behind
+    the one before (only the entries move). rowptr[r] = where row r's entries start."""
+    rows, rowlen = A2.shape
+    for k in prange(nchunks):
+        r0, r1 = rows * k // nchunks, rows * (k + 1) // nchunks
+        n = r0 * rowlen
+        for r in range(r0, r1):
+            m = _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part)
+            rowptr[r + 1] = m - n
+            n = m
+    rowptr[0] = 0
+    for r in range(rows):
+        rowptr[r + 1] += rowptr[r]
+    for k in range(1, nchunks):  # runs in order: each lands at or below where it was listed
+        r0, r1 = rows * k // nchunks, rows * (k + 1) // nchunks
+        src, dst = r0 * rowlen, rowptr[r0]
+        for q in range(rowptr[r1] - dst):
+            idx[dst + q] = idx[src + q]
+            val[dst + q] = val[src + q]
 
 
 @njit(cache=True)
@@ -283,27 +271,19 @@ def active_list(A, lt, up, stats=None, reuse=None):
 
     With ``stats`` ([nb, 6] float64) the restricted A's ``layer_stats`` at
     threshold 0 come from the same pass, summed over the nonzeros only.
-    On one thread A is read once, the entries listed into buffers of A's
-    size (``reuse``'s, when given) and returned as views; on more, each
-    row is counted first so that the rows can be listed in parallel.
+    A is read once: the entries are listed into buffers of A's size
+    (``reuse``'s, when given) and returned as views (see ``_fill_chunks``).
     """
     nb, nye, nxe, nf = A.shape
     A2 = A.reshape(nb * nye, -1)
     ny, nx = nye - 2 * up, nxe - 2 * lt
-    rowptr = np.zeros(nb * nye + 1, dtype=np.int64)
+    rowptr = np.empty(nb * nye + 1, dtype=np.int64)
     part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
-    args = _ints(nye, up, ny, lt * nf, (lt + nx) * nf)
-    if numba.get_num_threads() == 1:
-        idx, val = _room(reuse, A.size)
-        _fill_rows_in_order(A2, rowptr, *args, idx, val, part)
-        n = int(rowptr[-1])
-        idx, val = idx[:n], val[:n]
-    else:
-        _count_rows(A2, rowptr)
-        n = int(rowptr[-1])
-        idx = np.empty(n, dtype=np.int32)
-        val = np.empty(n, dtype=np.float32)
-        _fill_rows(A2, rowptr, *args, idx, val, part)
+    idx, val = _room(reuse, A.size)
+    _fill_chunks(A2, rowptr, *_ints(nye, up, ny, lt * nf, (lt + nx) * nf), idx, val, part,
+                 min(numba.get_num_threads(), nb * nye))
+    n = int(rowptr[-1])
+    idx, val = idx[:n], val[:n]
     if stats is not None:
         _restricted_stats(part, nye, int(up), ny, stats)
     return np.ascontiguousarray(rowptr[::nye]), idx, val

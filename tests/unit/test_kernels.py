@@ -158,9 +158,9 @@ def test_active_list(case):
 
 @pytest.mark.parametrize("name", ["1to2-p8-lca", "2to1-p3-sparse", "4to1-even-mixed"])
 def test_active_list_is_the_same_on_one_thread_and_on_more(name):
-    """One thread lists A in one pass into buffers of A's size (an earlier list's, given as ``reuse``),
-    more threads count every row first: the same offsets, entries and stats, and a reused list's
-    buffers really are written (its old entries are gone)."""
+    """Each thread lists a run of rows into buffers of A's size (an earlier list's, given as ``reuse``),
+    then the runs slide together: the same offsets, entries and stats on one thread and on two, and
+    a reused list's buffers really are written (its old entries are gone)."""
     c = make_case(*CASES[name], seed=6)
     want = ref.active_list(c.A, c.lt, c.up)
     ny, nx = c.A.shape[1] - 2 * c.up, c.A.shape[2] - 2 * c.lt
@@ -176,9 +176,8 @@ def test_active_list_is_the_same_on_one_thread_and_on_more(name):
                 assert g.dtype == w.dtype
                 np.testing.assert_array_equal(g, w)
             np.testing.assert_allclose(stats, want_stats, rtol=1e-12)
-            if n == 1:
-                assert got[1].base is earlier[1].base and got[2].base is earlier[2].base
-                assert got[1].base.size == c.A.size
+            assert got[1].base is earlier[1].base and got[2].base is earlier[2].base
+            assert got[1].base.size == c.A.size
     finally:
         nb_.set_num_threads(old)
 
