@@ -61,6 +61,9 @@ COMPUTE = (
     _k("apply_transfer", "V A lt up VThresh AMin AMax AShift VWidth sums",
        "A's restricted window = the threshold transfer of V (facts 3.6); sums: optional [nb] float64, "
        "the window's sum per batch element (the guard's check) from the same pass"),
+    _k("update_ann", "GSyn coefficients V A lt up VThresh AMin AMax AShift VWidth sums",
+       "an ANN layer's step: V = accumulate_input(GSyn), then A's restricted window = transfer(V) as "
+       "apply_transfer (sums likewise); with no threshold and no cap, a HyPerLayer's V = G, A = V"),
     _k("update_lca", "V A G exp_tau self_interact lt up VThresh AMin AMax AShift VWidth v_sums A_prev",
        "HyPerLCALayer's step: V = e V + (1 - e)(G + s A), then A = transfer(V); exp_tau per batch element"),
     _k("hebbian_shared", f"A_pre A_post dW counts dw_max {_AXES} lt_pre up_pre lt_post up_post",

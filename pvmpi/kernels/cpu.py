@@ -646,6 +646,49 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None)
 
 
 @njit(**_JIT)
+def _update_ann(GS, c, V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
+    nch = GS.shape[0]
+    nb, ny, nx, nf = V.shape
+    V3 = V.reshape(nb, ny, nx * nf)
+    A3 = A.reshape(nb, A.shape[1], A.shape[2] * nf)
+    G4 = GS.reshape(nch, nb, ny, nx * nf)
+    for r in prange(nb * ny):
+        b = r // ny
+        y = r - b * ny
+        Vr = V3[b, y]
+        Ar = A3[b, y + up, lt * nf:(lt + nx) * nf]
+        c0 = c[0]
+        G0 = G4[0, b, y]
+        for q in range(Vr.shape[0]):  # accumulate_input's order: c0 G0, then + c_ch G_ch
+            Vr[q] = c0 * G0[q]
+        for ch in range(1, nch):
+            cc = c[ch]
+            Gc = G4[ch, b, y]
+            for q in range(Vr.shape[0]):
+                Vr[q] += cc * Gc[q]
+        for q in range(Vr.shape[0]):
+            Ar[q] = _transfer1(Vr[q], on, VThresh, AMin, clip, AMax, AShift, VWidth)
+        if part.shape[0]:
+            part[b, y] = _sum_of_run(Ar)
+
+
+def update_ann(GSyn, coefficients, V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """accumulate_input into V, then apply_transfer into A, row by row: each row of V is written
+    and read again while in cache (one pass over the layer instead of two)."""
+    _check_out("V", V)
+    _check_out("A", A)
+    nb, ny = V.shape[0], V.shape[1]
+    if GSyn.shape[1:] != V.shape:
+        raise ValueError(f"update_ann: GSyn {GSyn.shape} for V {V.shape}")
+    c = np.ascontiguousarray(coefficients, dtype=np.float32).reshape(-1)
+    part = np.empty((nb, ny) if sums is not None else (0, 0), np.float64)
+    _update_ann(np.ascontiguousarray(GSyn, np.float32), c, V, A, int(lt), int(up),
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
+    if sums is not None:
+        _sum_in_order(part, sums)
+
+
+@njit(**_JIT)
 def _scale_rows(D3, S3, ny, dlt, dup, slt, sup, n, scale, add, part):
     """Rows r = (b, y) of the windows: D[b, dup+y, dlt+j] (+)= scale * S[b, sup+y, slt+j]; the row's
     sum into part[b, y] while it is in cache."""

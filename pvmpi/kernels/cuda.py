@@ -856,6 +856,12 @@ def _k_update_lca(V2, A3, P3, G2, e, s, ny, lt, up, on, VThresh, AMin, clip, AMa
             A3[b, ya, lt + j] = _transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth)
 
 
+def update_ann(GSyn, coefficients, V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """accumulate_input into V, then apply_transfer into A (see numpy_ref.update_ann)."""
+    accumulate_input(GSyn, coefficients, V)
+    apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums)
+
+
 def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
                A_prev=None):
     """HyPerLCALayer step (facts 3.7): ``V ← e*V + (1-e)*(G + s*A)``, then ``A = transfer(V)``.

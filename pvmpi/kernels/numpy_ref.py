@@ -193,6 +193,13 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None)
         _window_sums(A[:, up:up + ny, lt:lt + nx, :], sums)
 
 
+def update_ann(GSyn, coefficients, V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
+    """An ANN (or, with no threshold and no cap, a HyPerLayer) step: V = Σ_ch c_ch GSyn[ch]
+    (:func:`accumulate_input`), then A's restricted window = transfer(V) (:func:`apply_transfer`)."""
+    accumulate_input(GSyn, coefficients, V)
+    apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums)
+
+
 def _window_sums(window, sums):
     """sums[b] = the float64 sum of window[b] (finite exactly when every float32 value is)."""
     sums[:] = window.reshape(window.shape[0], -1).sum(axis=1, dtype=np.float64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PvmpiError
 from ..kernels.numpy_ref import PRODUCT, QUOTIENT, SQUARE
-from ..kernels.transfer import transfer_args
+from ..kernels.transfer import FLT_MAX, transfer_args
 from .schedule import UpdateController, WriteSchedule
 
 F32 = np.float32
@@ -416,10 +416,22 @@ class HyPerLayer(Layer):
                 self.run.kernels.scale_into(self.V, src.A, 1.0, False, src_lt=src.margin_x, src_up=src.margin_y)
 
     def update(self, t):
-        """After any trigger reset, V = G (the coefficient-weighted channels); then transfer() sets A."""
+        """After any trigger reset, V = G (the coefficient-weighted channels); then transfer() sets A:
+        one kernel pass for both (``update_ann``) where the transfer is the plain one."""
         self.reset_state(t)
-        self.accumulate_into(self.V)
-        self.transfer()
+        params = self.plain_transfer()
+        if params is None:
+            self.accumulate_into(self.V)
+            self.transfer()
+            return
+        self.write_activity(lambda sums: self.run.kernels.update_ann(
+            self.gsyn, self.coefficients, self.V, self.A, self.margin_x, self.margin_y, *params, sums))
+
+    IDENTITY = (F32(-FLT_MAX), F32(0), F32(FLT_MAX), F32(0), F32(0))  # no threshold, no cap: A = V
+
+    def plain_transfer(self):
+        """The transfer parameters when A = transfer(V) is all transfer() does (A = V here), else None."""
+        return self.IDENTITY if type(self).transfer is HyPerLayer.transfer else None
 
     def transfer(self):
         """A = V on the restricted region (the halo of A is never written); ΣA from the same pass
@@ -480,6 +492,12 @@ class ANNLayer(HyPerLayer):
     @property
     def VThresh(self):
         return self.group["VThresh"]
+
+    def plain_transfer(self):
+        """The threshold form's parameters, unless vertices or a subclass's transfer() replace it."""
+        if self.vertices is None and type(self).transfer is ANNLayer.transfer:
+            return self.transfer_params
+        return None
 
     def transfer(self):
         """A = the transfer function of V; ΣA from the same pass (the threshold form)."""

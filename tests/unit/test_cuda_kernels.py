@@ -320,6 +320,19 @@ def test_accumulate_input(cu):
     close(G, GSyn[0] - GSyn[1])
 
 
+@inner
+def test_update_ann(cu):
+    rng = np.random.default_rng(2)
+    GSyn = rng.standard_normal((2, 2, 3, 4, 5)).astype(np.float32)
+    V_want, A_want = np.empty(GSyn.shape[1:], np.float32), np.full((2, 5, 6, 5), 9.0, np.float32)
+    ref.update_ann(GSyn, [1.0, -1.0], V_want, A_want, 1, 1, 0.5, 0.0, FLT_MAX, 0.5, 0.0)
+    V, A, sums = np.zeros_like(V_want), np.full_like(A_want, 9.0), np.empty(2)
+    cu.update_ann(GSyn, [1.0, -1.0], V, A, 1, 1, 0.5, 0.0, FLT_MAX, 0.5, 0.0, sums)
+    close(V, V_want)
+    close(A, A_want)
+    np.testing.assert_allclose(sums, A_want[:, 1:-1, 1:-1].astype(np.float64).sum(axis=(1, 2, 3)), rtol=1e-12)
+
+
 # ------------------------------------------------------------------- transfer / LCA
 
 TRANSFER = {

@@ -580,6 +580,29 @@ def test_scale_into_sums_are_the_written_windows(margins):
                 assert np.isnan(sums[1]) and np.isfinite(sums[[0, 2]]).all()
 
 
+@pytest.mark.parametrize("name", ["soft-lca", "passthrough", "firm-shift", "clip"])
+@pytest.mark.parametrize("coefficients", [(1.0,), (1.0, -1.0), (0.5, -2.0, 3.0)])
+def test_update_ann_is_accumulate_then_transfer(name, coefficients):
+    """update_ann's one pass gives the bits of accumulate_input into V then apply_transfer into A
+    (margins left alone), with the same sums, on both host backends; a NaN stays in its element's sum."""
+    params = TRANSFER_CASES[name][0]
+    rng = np.random.default_rng(len(coefficients))
+    GSyn = rng.standard_normal((len(coefficients), 2, 3, 5, 4)).astype(np.float32)
+    GSyn[0, 1, 2, 3, 1] = np.nan
+    lt, up = 2, 1
+    A0 = rng.standard_normal((2, 3 + 2 * up, 5 + 2 * lt, 4)).astype(np.float32)
+    V_want, A_want, s_want = np.empty(GSyn.shape[1:], np.float32), A0.copy(), np.empty(2)
+    ref.accumulate_input(GSyn, np.float32(coefficients), V_want)
+    ref.apply_transfer(V_want, A_want, lt, up, *params, sums=s_want)
+    for be in (ref, cpu):
+        V, A, sums = np.zeros_like(V_want), A0.copy(), np.empty(2)
+        be.update_ann(GSyn, coefficients, V, A, lt, up, *params, sums)
+        np.testing.assert_array_equal(V, V_want)
+        np.testing.assert_array_equal(A, A_want)
+        np.testing.assert_array_equal(sums, s_want)
+        assert np.isnan(sums[1]) == np.isnan(A_want[1]).any()
+
+
 @pytest.mark.parametrize("name", ["soft-lca", "passthrough-clip", "firm"])
 def test_apply_transfer_sums_are_the_written_window(name):
     """apply_transfer with ``sums``: A exactly as without, sums the restricted A's sums."""
