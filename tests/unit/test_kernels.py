@@ -546,6 +546,23 @@ def test_active_list_stats_are_the_restricted_layer_stats(name, backend):
         np.testing.assert_array_equal(got, want)
 
 
+def test_update_momentum_lca_numba_gives_the_references_bits():
+    """The numba kernel computes numpy_ref's expression term by term: V and the kept drive are the
+    same bits, per batch element's e, with and without selfInteract."""
+    rng = np.random.default_rng(11)
+    V0 = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    G = rng.standard_normal(V0.shape).astype(np.float32)
+    A = rng.standard_normal((3, 4 + 2, 5 + 4, 6)).astype(np.float32)
+    D0 = rng.standard_normal(V0.shape).astype(np.float32)
+    e = np.float32([0.9, 0.95, 0.5])
+    for s in (0.0, 1.0):
+        got, want = (V0.copy(), D0.copy()), (V0.copy(), D0.copy())
+        ref.update_momentum_lca(want[0], G, A, want[1], e, s, 0.3, 2, 1)
+        cpu.update_momentum_lca(got[0], G, A, got[1], e, s, 0.3, 2, 1)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
 def test_update_lca_v_sums():
     rng = np.random.default_rng(5)
     V = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
