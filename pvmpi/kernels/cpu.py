@@ -216,11 +216,12 @@ def _fill_row(A2, r, nye, up, ny, c0, c1, idx, val, n, part):
 
 
 @njit(**_JIT)
-def _fill_chunks(A2, rowptr, nye, up, ny, c0, c1, idx, val, part, nchunks):
-    """List the rows in ``nchunks`` runs of rows, in parallel, each run from its own first row's
+def _fill_chunks(A2, rowptr, nye, up, ny, c0, c1, idx, val, part):
+    """List the rows in one run of rows per thread, in parallel, each run from its own first row's
     place in buffers of A's size (r * rowlen: no count pass first); then slide each run down behind
     the one before (only the entries move). rowptr[r] = where row r's entries start."""
     rows, rowlen = A2.shape
+    nchunks = max(1, min(numba.get_num_threads(), rows))
     for k in prange(nchunks):
         r0, r1 = rows * k // nchunks, rows * (k + 1) // nchunks
         n = r0 * rowlen
@@ -279,8 +280,7 @@ def active_list(A, lt, up, stats=None, reuse=None):
     rowptr = np.empty(nb * nye + 1, dtype=np.int64)
     part = np.empty((nb * nye, 6) if stats is not None else (0, 6), np.float64)
     idx, val = _room(reuse, A.size)
-    _fill_chunks(A2, rowptr, *_ints(nye, up, ny, lt * nf, (lt + nx) * nf), idx, val, part,
-                 min(numba.get_num_threads(), nb * nye))
+    _fill_chunks(A2, rowptr, *_ints(nye, up, ny, lt * nf, (lt + nx) * nf), idx, val, part)
     n = int(rowptr[-1])
     idx, val = idx[:n], val[:n]
     if stats is not None:
@@ -319,7 +319,7 @@ def _add_strip(G2, y0, py0, py1, nyp, nfp, S, s_lo, s_hi, T):
 
 @njit(**_JIT)
 def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
-                    ymul, yoff, ydiv, nky, lt, up, band):
+                    ymul, yoff, ydiv, nky, lt, up):
     nk, nxp, nyp, nfp = Wt.shape
     col = nyp * nfp  # one patch column (py, o): contiguous in Wt and in the strip
     W1 = Wt.reshape(-1)
@@ -327,6 +327,14 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
     ny, nx = G.shape[1], G.shape[2]
     G3 = G.reshape(nb, ny, nx * nfp)
     rowlen = nf * nxe
+    if nb == 0 or ny == 0:
+        return
+    # several tasks per thread balance the threads; one thread takes whole batch elements (a band
+    # boundary costs the pre rows whose patches cross it twice)
+    threads = numba.get_num_threads()
+    tasks_wanted = 4 * threads if threads > 1 else 1
+    nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
+    band = -(-ny // nband)
     nband = (ny + band - 1) // band
     for task in prange(nb * nband):
         b = task // nband
@@ -398,17 +406,10 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
     _check_out("G", G)
     if overwrite:
         G.fill(0)
-    nb, ny = G.shape[0], G.shape[1]
-    threads = numba.get_num_threads()
-    # several tasks per thread balance the threads; one thread takes whole batch elements (a band
-    # boundary costs the pre rows whose patches cross it twice)
-    tasks_wanted = 4 * threads if threads > 1 else 1
-    nband = min(ny, max(1, -(-tasks_wanted // max(nb, 1))))
-    band = -(-ny // nband)
     Wt = np.ascontiguousarray(W.transpose(0, 2, 1, 3))  # [kernel, px, py, o]
     xstart, xkern = _axis_starts(*_ints(nx_ext, lt, xmul, xoff, xdiv, nkx))
     _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G, xstart, xkern,
-                    *_ints(nkx, ymul, yoff, ydiv, nky, lt, up, band))
+                    *_ints(nkx, ymul, yoff, ydiv, nky, lt, up))
 
 
 @njit(**_JIT)

@@ -6,7 +6,6 @@ nest and report exclusive time: the all-reduce inside a weight update counts
 as all-reduce, not also as learning, so the phases add up to the step time.
 """
 from collections import defaultdict
-from contextlib import contextmanager
 from time import perf_counter
 
 
@@ -17,27 +16,15 @@ class Timers:
         self.totals = defaultdict(float)
         self.counts = defaultdict(int)
         self._children = []  # time spent in nested timers, one entry per open timer
+        self._blocks = {}
 
-    def _start(self):
-        self._children.append(0.0)
-        return perf_counter()
-
-    def _stop(self, name, t0):
-        elapsed = perf_counter() - t0
-        nested = self._children.pop()
-        self.totals[name] += elapsed - nested
-        self.counts[name] += 1
-        if self._children:
-            self._children[-1] += elapsed
-
-    @contextmanager
     def time(self, name):
-        """Context manager timing its block under ``name``."""
-        t0 = self._start()
-        try:
-            yield
-        finally:
-            self._stop(name, t0)
+        """Context manager timing its block under ``name`` (one object per name, made once: the
+        step opens some ten of these)."""
+        block = self._blocks.get(name)
+        if block is None:
+            block = self._blocks[name] = _Block(self, name)
+        return block
 
     def call(self, name, fn, *args):
         """``fn(*args)`` timed under ``name``; returns its result (``_start``/``_stop`` inlined: the
@@ -65,3 +52,25 @@ class Timers:
         """Zero every total and count, e.g. after the bench's warm-up steps."""
         self.totals.clear()
         self.counts.clear()
+
+
+class _Block:
+    """``with timers.time(name):`` — the block's start and its nested time on the timers' stack."""
+
+    __slots__ = ("timers", "name", "starts")
+
+    def __init__(self, timers, name):
+        self.timers, self.name, self.starts = timers, name, []
+
+    def __enter__(self):
+        self.timers._children.append(0.0)
+        self.starts.append(perf_counter())
+
+    def __exit__(self, *exc):
+        elapsed = perf_counter() - self.starts.pop()
+        timers = self.timers
+        children = timers._children
+        timers.totals[self.name] += elapsed - children.pop()
+        timers.counts[self.name] += 1
+        if children:
+            children[-1] += elapsed

@@ -148,7 +148,7 @@ class Probe:
         vals = self.values(step)  # sampled even without text output: a time-scale probe may read it
         if self.files is None or not self.files.writes:
             return
-        self.files.write_lines([self.line(t, b, vals[b]) for b in range(len(vals))])
+        self.files.write_lines([self.line(t, b, v) for b, v in enumerate(np.asarray(vals).tolist())])
 
     def line(self, t, b, value):
         """The text written for local batch element b at time t."""
@@ -214,6 +214,8 @@ class LayerProbe(Probe):
 
     def compute(self):
         """Reduce :meth:`partials` over the spatial ranks; :meth:`finish` makes the values."""
+        if self.run.comms.one_tile:  # the partials are the sums (the step's most common case)
+            return self.finish(*self.partials())
         return self._reduction().result()
 
     def _reduction(self):
