@@ -27,8 +27,8 @@ class Timers:
         return block
 
     def call(self, name, fn, *args):
-        """``fn(*args)`` timed under ``name``; returns its result (``_start``/``_stop`` inlined: the
-        step makes some 30 of these calls)."""
+        """``fn(*args)`` timed under ``name``; returns its result (the bookkeeping written out here:
+        the step makes some 30 of these calls)."""
         children = self._children
         children.append(0.0)
         t0 = perf_counter()
