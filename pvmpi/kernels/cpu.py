@@ -318,7 +318,7 @@ def _add_strip(G2, y0, py0, py1, nyp, nfp, S, s_lo, s_hi, T):
 
 
 @njit(**_JIT)
-def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
+def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xmul, xoff, xdiv, nkx,
                     ymul, yoff, ydiv, nky, lt, up):
     nk, nxp, nyp, nfp = Wt.shape
     col = nyp * nfp  # one patch column (py, o): contiguous in Wt and in the strip
@@ -329,6 +329,7 @@ def _deliver_sparse(offsets, idx, val, nf, nxe, Wt, G, xstart, xkern, nkx,
     rowlen = nf * nxe
     if nb == 0 or ny == 0:
         return
+    xstart, xkern = _axis_starts(nxe, lt, xmul, xoff, xdiv, nkx)
     # several tasks per thread balance the threads; one thread takes whole batch elements (a band
     # boundary costs the pre rows whose patches cross it twice)
     threads = numba.get_num_threads()
@@ -407,9 +408,8 @@ def deliver_sparse(offsets, idx, val, nf_pre, nx_ext, W, G,
     if overwrite:
         G.fill(0)
     Wt = np.ascontiguousarray(W.transpose(0, 2, 1, 3))  # [kernel, px, py, o]
-    xstart, xkern = _axis_starts(*_ints(nx_ext, lt, xmul, xoff, xdiv, nkx))
-    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G, xstart, xkern,
-                    *_ints(nkx, ymul, yoff, ydiv, nky, lt, up))
+    _deliver_sparse(offsets, idx, val, *_ints(nf_pre, nx_ext), Wt, G,
+                    *_ints(xmul, xoff, xdiv, nkx, ymul, yoff, ydiv, nky, lt, up))
 
 
 @njit(**_JIT)
@@ -646,7 +646,7 @@ def apply_transfer(V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None)
 
 
 @njit(**_JIT)
-def _update_ann(GS, c, V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part):
+def _update_ann(GS, c, V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part, sums):
     nch = GS.shape[0]
     nb, ny, nx, nf = V.shape
     V3 = V.reshape(nb, ny, nx * nf)
@@ -670,6 +670,8 @@ def _update_ann(GS, c, V, A, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWid
             Ar[q] = _transfer1(Vr[q], on, VThresh, AMin, clip, AMax, AShift, VWidth)
         if part.shape[0]:
             part[b, y] = _sum_of_run(Ar)
+    if part.shape[0]:  # in the same call: each call costs microseconds of dispatch
+        _sum_in_order(part, sums)
 
 
 def update_ann(GSyn, coefficients, V, A, lt, up, VThresh, AMin, AMax, AShift, VWidth, sums=None):
@@ -683,13 +685,11 @@ def update_ann(GSyn, coefficients, V, A, lt, up, VThresh, AMin, AMax, AShift, VW
     c = np.ascontiguousarray(coefficients, dtype=np.float32).reshape(-1)
     part = np.empty((nb, ny) if sums is not None else (0, 0), np.float64)
     _update_ann(np.ascontiguousarray(GSyn, np.float32), c, V, A, int(lt), int(up),
-                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part)
-    if sums is not None:
-        _sum_in_order(part, sums)
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part, _NO_SUMS if sums is None else sums)
 
 
 @njit(**_JIT)
-def _scale_rows(D3, S3, ny, dlt, dup, slt, sup, n, scale, add, part):
+def _scale_rows(D3, S3, ny, dlt, dup, slt, sup, n, scale, add, part, sums):
     """Rows r = (b, y) of the windows: D[b, dup+y, dlt+j] (+)= scale * S[b, sup+y, slt+j]; the row's
     sum into part[b, y] while it is in cache."""
     for r in prange(D3.shape[0] * ny):
@@ -704,6 +704,7 @@ def _scale_rows(D3, S3, ny, dlt, dup, slt, sup, n, scale, add, part):
             for j in range(n):
                 d[j] = scale * s[j]
         part[b, y] = _sum_of_run(d)
+    _sum_in_order(part, sums)
 
 
 def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sums=None):
@@ -720,8 +721,7 @@ def scale_into(dst, src, scale, add, dst_lt=0, dst_up=0, src_lt=0, src_up=0, sum
         raise ValueError(f"scale_into: src window {window} differs from dst's {(nb, ny, nx, nf)}")
     part = np.empty((nb, ny), np.float64)
     _scale_rows(dst.reshape(nb, Y, X * nf), src.reshape(src.shape[0], src.shape[1], src.shape[2] * nf),
-                *_ints(ny, dst_lt * nf, dst_up, src_lt * nf, src_up, nx * nf), _F32(scale), bool(add), part)
-    _sum_in_order(part, sums)
+                *_ints(ny, dst_lt * nf, dst_up, src_lt * nf, src_up, nx * nf), _F32(scale), bool(add), part, sums)
 
 
 @njit(inline="always")
@@ -734,7 +734,7 @@ def _lca_run(Vr, Gr, Ar, eb, ome, s, on, VThresh, AMin, clip, AMax, AShift, VWid
 
 
 @njit(**_JIT)
-def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part, in_place):
+def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift, VWidth, part, in_place, sums):
     nb, ny, nx, nf = V.shape
     one = np.float32(1)
     V3 = V.reshape(nb, ny, nx * nf)
@@ -752,6 +752,8 @@ def _update_lca(V, A, Ap, G, e, s, lt, up, on, VThresh, AMin, clip, AMax, AShift
         _lca_run(V3[b, y], G3[b, y], Ar, eb, one - eb, s, on, VThresh, AMin, clip, AMax, AShift, VWidth)
         if part.shape[0]:  # the row's ΣV while it is still in cache
             part[b, y] = _sum_of_run(V3[b, y])
+    if part.shape[0]:
+        _sum_in_order(part, sums)
 
 
 def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, AShift, VWidth, v_sums=None,
@@ -771,9 +773,8 @@ def update_lca(V, A, G, exp_tau, self_interact, lt, up, VThresh, AMin, AMax, ASh
     part = np.empty((nb, ny) if v_sums is not None else (0, 0), np.float64)
     in_place = A_prev is None or A_prev is A
     _update_lca(V, A, A if in_place else A_prev, G, e, _F32(self_interact), int(lt), int(up),
-                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part, in_place)
-    if v_sums is not None:
-        _sum_in_order(part, v_sums)
+                *_transfer_args(VThresh, AMin, AMax, AShift, VWidth), part, in_place,
+                _NO_SUMS if v_sums is None else v_sums)
 
 
 @njit(**_JIT)
@@ -807,8 +808,12 @@ def update_momentum_lca(V, G, A_prev, prev_drive, exp_tau, self_interact, rate, 
                          prev_drive, e, _F32(self_interact), _F32(rate), int(lt), int(up))
 
 
+_NO_SUMS = np.empty(0, np.float64)  # the kernels' ``sums`` when the caller wants none
+
+
 @njit(cache=True)
 def _sum_in_order(part, out):
+    """out[b] = Σ_y part[b, y], in row order (the same bits for any thread count)."""
     for b in range(part.shape[0]):
         out[b] = 0.0
         for y in range(part.shape[1]):

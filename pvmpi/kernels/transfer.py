@@ -27,7 +27,10 @@ def transfer1(v, on, VThresh, AMin, clip, AMax, AShift, VWidth):
     return a
 
 
+_LOWEST, _HIGHEST = _F32(-FLT_MAX), _F32(FLT_MAX)
+
+
 def transfer_args(VThresh, AMin, AMax, AShift, VWidth):
     """float32 parameters plus the two switches: thresholding on, AMax clipping on."""
-    VThresh, AMin, AMax, AShift, VWidth = (_F32(v) for v in (VThresh, AMin, AMax, AShift, VWidth))
-    return (bool(VThresh > _F32(-FLT_MAX)), VThresh, AMin, bool(AMax < _F32(FLT_MAX)), AMax, AShift, VWidth)
+    VThresh, AMax = _F32(VThresh), _F32(AMax)
+    return (bool(VThresh > _LOWEST), VThresh, _F32(AMin), bool(AMax < _HIGHEST), AMax, _F32(AShift), _F32(VWidth))

@@ -364,6 +364,7 @@ class WeightedConnection(Connection):
         plan is kept only when the backend has GEMM delivery and it pays off.
         """
         self.im2col = None
+        self._delivery = None
         mode = self.delivery_mode() if self.channel >= 0 else None
         gemm = mode in ("pre", "post") and self.run.kernels.CAPABILITIES.gemm_delivery
         if mode == "post" or gemm:
@@ -401,9 +402,9 @@ class WeightedConnection(Connection):
             return
         k = self.run.kernels
         W = self.weights
-        mode = self.delivery_mode()
         pre = self.pre
-        for arbor, d in enumerate(self.delays()):
+        mode, delays, args = self._delivery or self._plan_delivery()
+        for arbor, d in enumerate(delays):
             G, overwrite = self.post.gsyn_target(self.channel, True)  # every form can write instead of add
             if self.im2col is not None:
                 plan = self.im2col
@@ -413,10 +414,17 @@ class WeightedConnection(Connection):
                 k.deliver_post(pre.level(d), W[arbor], G, self.xtab, self.ytab, self.kernels_x, overwrite)
             elif mode == "sparse":
                 offsets, idx, val = pre.active_level(d)
-                k.deliver_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], W[arbor], G,
-                                 *self.map_args(), pre.margin_x, pre.margin_y, overwrite)
+                k.deliver_sparse(offsets, idx, val, pre.nf, pre.extended_shape[2], W[arbor], G, *args, overwrite)
             else:
-                k.deliver_pre(pre.level(d), W[arbor], G, *self.map_args(), pre.margin_x, pre.margin_y, overwrite)
+                k.deliver_pre(pre.level(d), W[arbor], G, *args, overwrite)
+
+    _delivery = None  # (mode, delays, map_args + pre margins): worked out once, at the first delivery
+
+    def _plan_delivery(self):
+        """The delivery's mode, delays and geometry arguments, fixed once margins are (see allocate)."""
+        self._delivery = (self.delivery_mode(), tuple(self.delays()),
+                          self.map_args() + (self.pre.margin_x, self.pre.margin_y))
+        return self._delivery
 
 
 class HyPerConn(WeightedConnection):

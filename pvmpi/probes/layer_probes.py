@@ -121,8 +121,10 @@ class Probe:
         which keeps and prints every value asked of a probe — whenever its energy probe or a
         QuotientProbe reading it samples (after each step, so a triggered term still writes a line
         every step)."""
+        if self.triggered(t):
+            return True
         askers = ([self.energy] if self.energy is not None else []) + self.askers
-        return self.triggered(t) or (self.run.step > 0 and any(a.triggered(t) for a in askers))
+        return self.run.step > 0 and any(a.triggered(t) for a in askers)
 
     def output(self, t):
         """Sample when :meth:`sampled` and write one line per local batch element b (see :meth:`line`)."""
