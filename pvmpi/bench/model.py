@@ -10,7 +10,8 @@ that a miss can be traced to the term that caused it:
   of the same object (flops from its geometry and activity, or neurons) times
   that cost, divided by ranks x threads. Splitting a batch or a tile divides
   the work exactly (layouts must divide every layer), so this term halves
-  whenever the ranks double.
+  whenever the ranks double (a timer's fixed part, where measured, is in
+  serial).
 * **halo**: per layer with a margin, every step: an interior rank's
   messages (up to 8 neighbours) x latency + its edge strips
   (margin x tile side x nf x local batch x 4 bytes) / bandwidth.
@@ -37,8 +38,13 @@ that a miss can be traced to the term that caused it:
   value, sparse ones 8 per active value, weights) at the write rate measured
   here (or ``--io-bandwidth``), plus their gather to the writer; it does not
   shrink with the ranks (one shared file system).
-* **serial**: what the 1-rank run spent outside every timer (the Python
-  loop), the same on every rank.
+* **serial**: what no split of the work shrinks, the same on every rank:
+  the 1-rank run's time outside every timer (the Python loop) and each
+  timer's fixed part. The fixed parts come from a second 1-rank run at half
+  the batch: a timer's time against its work is a line, and its intercept
+  is the Python around the kernel and the kernel's set-up, paid every step
+  whatever the rank's share of the work. Without that run (nbatch 1, or
+  ``--measured`` with one 1-rank run) every timed cost is taken to shrink.
 
 Efficiency is the 1-core time over (ranks x threads x time per step), so it
 never exceeds 1.
@@ -158,6 +164,7 @@ class Calibration:
     threads: int
     measured_ms: float
     deviations_ms: list = field(default_factory=list)  # the run's own step times less their mean, in order
+    fixed_ms: dict = field(default_factory=dict)  # timer name -> ms per step that no split of the work shrinks
 
 
 def measured_activity(res, net1):
@@ -170,8 +177,12 @@ def measured_activity(res, net1):
     return out
 
 
-def calibrate(res, model):
-    """Costs per unit of work from a bench --json result ``res`` of ``model`` on one rank."""
+def calibrate(res, model, smaller=None):
+    """Costs per unit of work from a bench --json result ``res`` of ``model`` on one rank.
+
+    ``smaller``: (result, model) of a 1-rank run of the same network at a smaller nbatch; each
+    timer's time is then split into a part per unit of work and a fixed part per step (see serial).
+    """
     if res["ranks"] != 1:
         raise PvmpiError(f"the calibration run has {res['ranks']} ranks; the model needs a 1-rank run",
                          hint="python -m pvmpi bench CONFIG --json -t 1")
@@ -194,9 +205,36 @@ def calibrate(res, model):
     serial = max(0.0, res["ms_per_step_mean"] - sum(res["phases"].values())) * scale
     own = res.get("own_ms_per_step") or []
     mean = sum(own) / len(own) if own else 0.0
-    return Calibration(unit, io_ms / io_bytes if io_bytes else 0.0, serial, act,
-                       f"{res.get('config')} on 1 rank x {t} thread(s), nbatch {res['nbatch']}", t,
-                       res["ms_per_step_wall"], [x - mean for x in own])
+    source = f"{res.get('config')} on 1 rank x {t} thread(s), nbatch {res['nbatch']}"
+    fixed = {}
+    if smaller is not None:
+        fixed = _fixed_parts(unit, net, t, *smaller)
+        source += f" (fixed parts from nbatch {smaller[0]['nbatch']})"
+    return Calibration(unit, io_ms / io_bytes if io_bytes else 0.0, serial, act, source, t,
+                       res["ms_per_step_wall"], [x - mean for x in own], fixed)
+
+
+def _fixed_parts(unit, net, threads, res, model):
+    """Split each timer of ``unit`` (ms x threads per work unit of ``net``) into a fixed part per step
+    and a smaller cost per unit, from ``res``, a 1-rank run of ``model`` at a smaller nbatch: the
+    line through the two runs' (work, ms). ``unit`` is updated; returns {timer: fixed ms per step}."""
+    if res["ranks"] != 1 or res["threads"] != threads:
+        raise PvmpiError(f"the run for the fixed costs has {res['ranks']} rank(s) x {res['threads']} thread(s), "
+                         f"the calibration 1 x {threads}")
+    act = measured_activity(res, network(model, activity={g.name: 1.0 for g in model.layers}))
+    small = network(model, activity=act)
+    scale = res["ms_per_step_wall"] / res["ms_per_step_mean"]
+    fixed = {}
+    for name, u in unit.items():
+        w1, w2 = net.work.get(name, net.neurons), small.work.get(name, small.neurons)
+        ms2 = res["phases"].get(name)
+        if ms2 is None or not w1 > w2 > 0:
+            continue
+        ms1 = u * w1 / threads
+        per_unit = max(0.0, (ms1 - ms2 * scale) / (w1 - w2))
+        fixed[name] = min(ms1, max(0.0, ms1 - per_unit * w1))
+        unit[name] = (ms1 - fixed[name]) * threads / w1
+    return fixed
 
 
 # ------------------------------------------------------------------ prediction
@@ -291,7 +329,7 @@ def predict(net, cal, layout, link, threads=1, per_step_collective=False):
              "sync": 1e3 * 2 * (net.probes * math.ceil(math.log2(r * c))
                                 + per_step_collective * math.ceil(math.log2(p))) * link.latency_s,
              "wait": wait_ms(cal, layout, per_step_collective, net.probes),
-             "io": io_bytes * rate + gather, "serial": cal.serial_ms}
+             "io": io_bytes * rate + gather, "serial": cal.serial_ms + sum(cal.fixed_ms.values())}
     return terms, sum(terms.values())
 
 
@@ -497,18 +535,30 @@ def _main(args):
     config = os.path.abspath(args.config)
     measured_model = load(config, args.measure_set)
     target = load(config, args.set)
+    nbatch = measured_model.column["nbatch"]
     if args.measured:
         runs = _runs_of(args.measured)
     else:
         checked = validation_layouts(machine.cpu_count()) if args.validate else []
         print("pvmpi bench model: measuring per-core costs (bench on 1 rank x 1 thread"
+              + (f", again at nbatch {nbatch // 2} for the fixed costs" if nbatch > 1 else "")
               + (", then " + ", ".join("x".join(map(str, lay)) for lay in checked) if checked else "") + ")",
               file=sys.stderr, flush=True)
-        runs = run_benches(config, [(1, 1, 1)] + checked, args.measure_set, args)
-    ones = sorted((r for r in runs if r["ranks"] == 1), key=lambda r: r["threads"])
+        runs = run_benches(config, [(1, 1, 1)], args.measure_set, args)
+        if nbatch > 1:
+            runs += run_benches(config, [(1, 1, 1)], args.measure_set + [f"column.nbatch={nbatch // 2}"], args)
+        runs += run_benches(config, checked, args.measure_set, args)
+    ones = sorted((r for r in runs if r["ranks"] == 1 and r["nbatch"] == nbatch), key=lambda r: r["threads"])
+    if not ones:
+        ones = sorted((r for r in runs if r["ranks"] == 1), key=lambda r: r["threads"])
     if not ones:
         raise PvmpiError("no 1-rank run among the measured runs", param="--measured")
-    cal = calibrate(ones[0], measured_model)
+    smaller = [r for r in runs if r["ranks"] == 1 and r["threads"] == ones[0]["threads"]
+               and r["nbatch"] < ones[0]["nbatch"]]
+    if smaller:
+        half = max(smaller, key=lambda r: r["nbatch"])
+        smaller = (half, load(config, args.measure_set + [f"column.nbatch={half['nbatch']}"]))
+    cal = calibrate(ones[0], measured_model, smaller or None)
     activity = {n: args.activity for n in cal.activity} if args.activity is not None else cal.activity
     net = network(target, activity=activity)
     if args.no_io:
@@ -526,7 +576,8 @@ def _main(args):
     else:
         rows = sweep(net, cal, link, ranks, args.threads, args.per_step_collective)
     stops = where_scaling_stops(rows, ranks)
-    checks = validate([r for r in runs if r is not ones[0]], measured_model, cal, tuple(args.local_link))
+    checks = validate([r for r in runs if r is not ones[0] and r["nbatch"] == ones[0]["nbatch"]], measured_model,
+                      cal, tuple(args.local_link))
     result = {"config": args.config, "set": args.set, "no_io": args.no_io, "measure_set": args.measure_set,
               "weak_nbatch_per_rank": args.weak,
               "per_step_collective": args.per_step_collective,
@@ -534,6 +585,7 @@ def _main(args):
                           "step_jitter_ms": _sigma(cal.deviations_ms),
                           "io_bandwidth_gbs": args.io_bandwidth, "threads_per_rank": args.threads,
                           "calibration": cal.source, "serial_ms": cal.serial_ms,
+                          "fixed_ms": sum(cal.fixed_ms.values()),
                           "io_ms_per_mb": cal.io_ms_per_byte * 1e6},
               "network": {"nbatch": net.nbatch, "activity": activity,
                           "layers": {lay.name: [lay.ny, lay.nx, lay.nf, lay.margin_y, lay.margin_x]
@@ -581,7 +633,8 @@ def format_report(res):
              + ", ".join(f"{k} {v[0]}x{v[1]}x{v[2]} m{max(v[3], v[4])}" for k, v in n["layers"].items()),
              "  activity of sparse layers: " + (", ".join(f"{k} {v:.3f}" for k, v in n["activity"].items()) or "-")
              + f"; dW {n['dw_bytes_per_update'] / 1e3:.1f} kB per update; outputs {n['io_mb_per_step']:.3g} MB per step",
-             (f"  costs per core from: {m['calibration']}; serial {m['serial_ms']:.3f} ms/step; "
+             (f"  costs per core from: {m['calibration']}; serial {m['serial_ms'] + m.get('fixed_ms', 0.0):.3f} "
+              f"ms/step (untimed {m['serial_ms']:.3f}, timers' fixed parts {m.get('fixed_ms', 0.0):.3f}); "
               f"writes {m['io_ms_per_mb']:.3g} ms/MB") + (f" (given: {m['io_bandwidth_gbs']:g} GB/s)"
                                                           if m["io_bandwidth_gbs"] else " (measured here)"),
              (f"  network: latency {m['latency_us']:g} us, bandwidth {m['bandwidth_gbs']:g} GB/s; "

@@ -224,3 +224,40 @@ def test_validation_gives_every_rank_a_core():
     assert pm.validation_layouts(2) == [(1, 1, 1), (2, 1, 1), (1, 2, 1)]
     assert pm.validation_layouts(4) == list(pm.VALIDATION_LAYOUTS)
     assert pm.validation_layouts(1) == [(1, 1, 1)]
+
+
+def _result(net, ms, nbatch):
+    """A 1-rank, 1-thread bench result whose timers took ``ms(name, work)`` and nothing else."""
+    phases = {name: ms(name, w) for name, w in net.work.items()}
+    total = sum(phases.values())
+    return {"ranks": 1, "threads": 1, "nbatch": nbatch, "phases": phases, "ms_per_step_wall": total,
+            "ms_per_step_mean": total, "gflops_by_phase": {}, "config": "demo"}
+
+
+def test_a_run_at_half_the_batch_splits_each_timer_into_a_fixed_part_and_a_part_per_unit():
+    """Timers that cost F_t + U_t x work at nbatch 4 and 2: the calibration recovers F_t and U_t, the
+    1-rank prediction is still the measured step, and a batch split divides only the U_t part."""
+    big, half = (load_model(DEMO, [f"column.nbatch={nb}"]) for nb in (4, 2))
+    net4, net2 = pm.network(big, activity={}), pm.network(half, activity={})
+    names = sorted(net4.work)
+    fixed = {n: 0.01 * (i % 5) for i, n in enumerate(names)}  # some timers have no fixed part
+    per_unit = {n: 1e-6 * (1 + i % 3) for i, n in enumerate(names)}
+
+    def ms(name, work):
+        return fixed[name] + per_unit[name] * work
+
+    res4, res2 = _result(net4, ms, 4), _result(net2, ms, 2)
+    cal = pm.calibrate(res4, big, (res2, half))
+    assert cal.fixed_ms == pytest.approx(fixed, abs=1e-12)
+    assert cal.unit_ms == pytest.approx(per_unit, rel=1e-9)
+    assert "fixed parts from nbatch 2" in cal.source
+    _, one = pm.predict(net4, cal, (1, 1, 1), IB)
+    assert one == pytest.approx(res4["ms_per_step_wall"], rel=1e-9)
+    terms, _ = pm.predict(net4, cal, (2, 1, 1), IB)
+    assert terms["serial"] == pytest.approx(sum(fixed.values()))
+    assert terms["compute"] == pytest.approx(sum(per_unit[n] * net4.work[n] for n in names) / 2)
+    # without the second run every timed cost is taken to shrink with the split, as before
+    plain = pm.calibrate(res4, big)
+    assert plain.fixed_ms == {} and pm.predict(net4, plain, (2, 1, 1), IB)[0]["serial"] == 0.0
+    with pytest.raises(pm.PvmpiError, match="2 thread"):
+        pm.calibrate(res4, big, (dict(res2, threads=2), half))
